@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian machine lacks to build and run the suite:
+# a QEMU that models MTE correctly (bookworm-backports 10.x; bookworm's 7.2
+# stores tags per granule-parity, see shared/spec/platform-notes.md) and the
+# Rust target from rust-toolchain.toml. Safe to run again; skips what is there.
+set -euo pipefail
+
+need_qemu() {
+    local q="${QEMU:-qemu-system-aarch64}"
+    command -v "$q" >/dev/null 2>&1 || return 0
+    local major
+    major=$("$q" --version | sed -n 's/.*version \([0-9]*\)\..*/\1/p' | head -1)
+    [ -z "$major" ] || [ "$major" -lt 8 ]
+}
+
+if need_qemu; then
+    if [ -n "${QEMU:-}" ]; then
+        echo "install-prereqs: QEMU=$QEMU is missing or older than 8; not installing over an explicit choice" >&2
+        exit 1
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "install-prereqs: no qemu-system-aarch64 >= 8 and no apt-get; install QEMU >= 8 by hand" >&2
+        exit 1
+    fi
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    src=/etc/apt/sources.list.d/bookworm-backports.sources
+    if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        uri=$(sed -n 's/^URIs:[[:space:]]*//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
+        uri=${uri:-http://deb.debian.org/debian}
+        echo "install-prereqs: adding bookworm-backports from $uri"
+        printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$uri" | $SUDO tee "$src" >/dev/null
+    fi
+    echo "install-prereqs: installing qemu-system-arm from bookworm-backports"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -t bookworm-backports qemu-system-arm >/dev/null
+fi
+
+# rustup reads rust-toolchain.toml in the project root and installs its targets.
+cd "$(dirname "$0")/.."
+if command -v rustup >/dev/null 2>&1; then
+    rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
+    rustup target list --installed | grep -qx aarch64-unknown-none || rustup target add aarch64-unknown-none
+    rustup component list --installed | grep -q '^llvm-tools' || rustup component add llvm-tools >/dev/null 2>&1 || true
+fi

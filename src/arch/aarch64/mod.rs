@@ -1,0 +1,13 @@
+//! AArch64: boot glue, system registers, the MMU, MTE instructions,
+//! exceptions, PSCI and semihosting.
+
+pub mod boot;
+pub mod context;
+pub mod cpu;
+pub mod esr;
+pub mod mmu;
+pub mod mte;
+pub mod psci;
+pub mod semihosting;
+pub mod sysreg;
+pub mod trap;

@@ -1,0 +1,69 @@
+//! Test selection by name. Pure logic: host unit tests include this file.
+//!
+//! A pattern without `*` selects every test whose full name (`suite::test`)
+//! contains it; with `*` it must match the whole name, `*` standing for any
+//! run of characters. Tests marked explicit-only run only when a pattern
+//! equals their full name.
+
+/// Glob match of `pat` (with `*`) against the whole of `name`.
+fn glob(pat: &[u8], name: &[u8]) -> bool {
+    match pat.split_first() {
+        None => name.is_empty(),
+        Some((b'*', rest)) => (0..=name.len()).any(|i| glob(rest, &name[i..])),
+        Some((c, rest)) => name.first() == Some(c) && glob(rest, &name[1..]),
+    }
+}
+
+pub fn pattern_matches(pattern: &str, name: &str) -> bool {
+    if pattern.contains('*') {
+        glob(pattern.as_bytes(), name.as_bytes())
+    } else {
+        name.contains(pattern)
+    }
+}
+
+/// Whether a test named `name` runs under `patterns`.
+pub fn selected<S: AsRef<str>>(patterns: &[S], name: &str, explicit_only: bool) -> bool {
+    if explicit_only {
+        return patterns.iter().any(|p| p.as_ref() == name);
+    }
+    patterns.is_empty() || patterns.iter().any(|p| pattern_matches(p.as_ref(), name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn substring_and_glob() {
+        assert!(pattern_matches("mte_hw", "mte_hw::ldgm_roundtrip"));
+        assert!(pattern_matches("ldgm", "mte_hw::ldgm_roundtrip"));
+        assert!(!pattern_matches("swap", "mte_hw::ldgm_roundtrip"));
+        assert!(pattern_matches("mte_hw::*trip", "mte_hw::ldgm_roundtrip"));
+        assert!(!pattern_matches("mte_hw::*", "mm::cow"));
+        assert!(pattern_matches("*", "a::b"));
+        assert!(!pattern_matches("*x", "a::b"));
+    }
+
+    #[test]
+    fn empty_filter_selects_all_but_explicit() {
+        let none: [&str; 0] = [];
+        assert!(selected(&none, "mte_hw::a", false));
+        assert!(!selected(&none, "selftest::deliberate_failure", true));
+    }
+
+    #[test]
+    fn explicit_only_needs_the_full_name() {
+        assert!(!selected(
+            &["selftest"],
+            "selftest::deliberate_failure",
+            true
+        ));
+        assert!(!selected(&["*"], "selftest::deliberate_failure", true));
+        assert!(selected(
+            &["selftest::deliberate_failure"],
+            "selftest::deliberate_failure",
+            true
+        ));
+    }
+}

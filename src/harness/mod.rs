@@ -1,0 +1,252 @@
+//! The on-target test harness.
+//!
+//! Tests are registered with `kernel_test!` into the `.kernel_tests` linker
+//! section (no nightly features), named `suite::test`, and each returns
+//! pass, fail (with a reason) or skip (with a reason). The serial log is the
+//! report: `RUN suite::test` before each test, then one of
+//! `PASS: suite::test`, `FAIL: suite::test: reason`, `SKIP: suite::test: reason`,
+//! and a last line `N passed, N failed, N skipped`.
+//!
+//! Each test runs guarded: an unexpected exception fails that test with the
+//! decoded syndrome and the run goes on. After each test the harness checks
+//! for stray asynchronous tag-check faults and leaked frames, and puts the
+//! CPU's MTE state back.
+
+pub mod filter;
+pub mod scratch;
+
+use crate::arch::{mte, trap};
+use crate::cmdline::{Cmdline, MteMode};
+use crate::println;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use spin::Mutex;
+
+/// Why a test did not pass.
+#[derive(Debug)]
+pub enum Verdict {
+    Fail(String),
+    Skip(String),
+}
+
+pub type TestResult = Result<(), Verdict>;
+
+/// One registered test.
+#[repr(C)]
+pub struct TestDesc {
+    pub suite: &'static str,
+    pub name: &'static str,
+    /// Source line, to run a suite in the order it is written.
+    pub line: u32,
+    /// Runs only when named in full (for example a deliberately failing test).
+    pub explicit_only: bool,
+    pub run: fn() -> TestResult,
+}
+
+/// Registers `fn $name() -> TestResult` as test `$suite::$name`.
+#[macro_export]
+macro_rules! kernel_test {
+    ($suite:ident, $name:ident) => {
+        $crate::kernel_test!(@reg $suite, $name, false);
+    };
+    ($suite:ident, $name:ident, explicit_only) => {
+        $crate::kernel_test!(@reg $suite, $name, true);
+    };
+    (@reg $suite:ident, $name:ident, $explicit:expr) => {
+        const _: () = {
+            #[used]
+            #[link_section = ".kernel_tests"]
+            static TEST: $crate::harness::TestDesc = $crate::harness::TestDesc {
+                suite: stringify!($suite),
+                name: stringify!($name),
+                line: line!(),
+                explicit_only: $explicit,
+                run: $name,
+            };
+        };
+    };
+}
+
+/// Fails the test with a formatted reason unless `cond` holds.
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $($arg:tt)+) => {
+        if !$cond {
+            return Err($crate::harness::Verdict::Fail(alloc::format!($($arg)+)));
+        }
+    };
+}
+
+/// Fails the test unless `left == right`, showing both.
+#[macro_export]
+macro_rules! ensure_eq {
+    ($left:expr, $right:expr, $($arg:tt)+) => {
+        match (&$left, &$right) {
+            (l, r) => {
+                if l != r {
+                    return Err($crate::harness::Verdict::Fail(alloc::format!(
+                        "{}: expected {:?}, got {:?}", alloc::format!($($arg)+), r, l)));
+                }
+            }
+        }
+    };
+}
+
+#[macro_export]
+macro_rules! fail {
+    ($($arg:tt)+) => { return Err($crate::harness::Verdict::Fail(alloc::format!($($arg)+))) };
+}
+
+#[macro_export]
+macro_rules! skip {
+    ($($arg:tt)+) => { return Err($crate::harness::Verdict::Skip(alloc::format!($($arg)+))) };
+}
+
+extern "C" {
+    static __kernel_tests_start: TestDesc;
+    static __kernel_tests_end: TestDesc;
+}
+
+/// Every registered test, by suite and then source order.
+pub fn all_tests() -> Vec<&'static TestDesc> {
+    // SAFETY: the linker section holds only TestDesc statics placed by
+    // kernel_test!, contiguous and aligned (linker.ld aligns the start).
+    let tests: &'static [TestDesc] = unsafe {
+        let start = &raw const __kernel_tests_start;
+        let end = &raw const __kernel_tests_end;
+        core::slice::from_raw_parts(start, end.offset_from(start) as usize)
+    };
+    let mut v: Vec<&TestDesc> = tests.iter().collect();
+    v.sort_by(|a, b| (a.suite, a.line).cmp(&(b.suite, b.line)));
+    v
+}
+
+pub fn full_name(t: &TestDesc) -> String {
+    alloc::format!("{}::{}", t.suite, t.name)
+}
+
+static PASSED: AtomicUsize = AtomicUsize::new(0);
+static FAILED: AtomicUsize = AtomicUsize::new(0);
+static SKIPPED: AtomicUsize = AtomicUsize::new(0);
+static CURRENT: Mutex<Option<&'static TestDesc>> = Mutex::new(None);
+static MODE: Mutex<MteMode> = Mutex::new(MteMode::Sync);
+
+fn summary(extra_failed: usize) {
+    println!(
+        "{} passed, {} failed, {} skipped",
+        PASSED.load(Ordering::Relaxed),
+        FAILED.load(Ordering::Relaxed) + extra_failed,
+        SKIPPED.load(Ordering::Relaxed)
+    );
+}
+
+/// Called by the panic handler: the running test failed and the run is over.
+pub fn report_panic() {
+    let current = CURRENT.try_lock().and_then(|c| *c);
+    if let Some(t) = current {
+        println!(
+            "FAIL: {}: kernel panic (see the PANIC line above)",
+            full_name(t)
+        );
+    }
+    println!("Bail out! kernel panic");
+    summary(1);
+}
+
+/// Sets this CPU's MTE state to what every test starts from.
+pub fn reset_cpu_state() {
+    let tcf = match *MODE.lock() {
+        MteMode::Sync => mte::TcfMode::Sync,
+        MteMode::Async => mte::TcfMode::Async,
+        MteMode::Asymm => mte::TcfMode::Asymm,
+    };
+    mte::set_tcf(tcf);
+    mte::set_tcf0(mte::TcfMode::Sync);
+    mte::set_tcma0(false);
+    mte::set_tcma1(true);
+    mte::set_exclude(1 << 0xF);
+    mte::clear_async_faults();
+    crate::mm::kmap::install_empty_ttbr0();
+}
+
+fn run_one(t: &'static TestDesc) -> TestResult {
+    *CURRENT.lock() = Some(t);
+    reset_cpu_state();
+    let frames_before = crate::mm::frames::free_frames();
+    let mut result = Ok(());
+    let outcome = trap::guarded(&mut || result = (t.run)());
+    *CURRENT.lock() = None;
+    let result = match outcome {
+        Err(u) => Err(Verdict::Fail(alloc::format!(
+            "unexpected exception: {} (ELR {:#x})",
+            u.event,
+            u.elr
+        ))),
+        Ok(()) => result,
+    };
+    let stray = mte::async_faults();
+    reset_cpu_state();
+    result?;
+    if stray.any() {
+        return Err(Verdict::Fail(alloc::format!(
+            "asynchronous tag-check fault left pending: {stray:?}"
+        )));
+    }
+    let leaked = frames_before as isize - crate::mm::frames::free_frames() as isize;
+    if leaked != 0 {
+        return Err(Verdict::Fail(alloc::format!("{leaked} frames leaked")));
+    }
+    Ok(())
+}
+
+/// Runs the selected tests and prints the report; returns the exit status.
+pub fn run(cmd: &Cmdline, cpus_online: usize) -> u8 {
+    *MODE.lock() = cmd.mte;
+    let tests = all_tests();
+    for f in &cmd.filters {
+        if !tests
+            .iter()
+            .any(|t| filter::selected(core::slice::from_ref(f), &full_name(t), t.explicit_only))
+        {
+            println!("FAIL: harness::selection: no test matches '{f}'");
+            FAILED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let selected: Vec<&'static TestDesc> = tests
+        .into_iter()
+        .filter(|t| filter::selected(&cmd.filters, &full_name(t), t.explicit_only))
+        .collect();
+    if cmd.list {
+        for t in &selected {
+            println!("TEST: {}", full_name(t));
+        }
+        println!("{} tests listed", selected.len());
+        return (FAILED.load(Ordering::Relaxed) != 0) as u8;
+    }
+    println!(
+        "mtekernel: running {} tests on {} CPUs",
+        selected.len(),
+        cpus_online
+    );
+    for t in selected {
+        let name = full_name(t);
+        println!("RUN  {name}");
+        match run_one(t) {
+            Ok(()) => {
+                PASSED.fetch_add(1, Ordering::Relaxed);
+                println!("PASS: {name}");
+            }
+            Err(Verdict::Fail(why)) => {
+                FAILED.fetch_add(1, Ordering::Relaxed);
+                println!("FAIL: {name}: {why}");
+            }
+            Err(Verdict::Skip(why)) => {
+                SKIPPED.fetch_add(1, Ordering::Relaxed);
+                println!("SKIP: {name}: {why}");
+            }
+        }
+    }
+    summary(0);
+    (FAILED.load(Ordering::Relaxed) != 0) as u8
+}

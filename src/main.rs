@@ -1,0 +1,167 @@
+//! mtekernel: a bare-metal arm64 kernel-lite for checking, on a hardware model
+//! with real MTE tags, whether memory-management paths keep tags intact.
+//!
+//! Layout (dependencies point down the list):
+//! - `suites/`: the on-target test suites (`mte_hw`, ...), scenarios only.
+//! - `harness/`: test registration, selection, running and reporting.
+//! - `mm/`: frames, heap, the kernel address space; the mm paths to come.
+//! - `drivers/`, `console`: the PL011 and the serial report/log channel.
+//! - `platform`, `smp`: board facts from the DTB; secondary CPUs.
+//! - `arch/`: AArch64 only: boot glue, registers, MMU, MTE, exceptions.
+//! - `boot/` (top level): the assembly those modules assemble.
+//!
+//! Boot: boot/entry.S drops to EL1, maps the image at its link address and
+//! the first 4 GiB linearly with blocks, and calls `kernel_main` with the DTB
+//! and load addresses. `kernel_main` reads the DTB, starts the console, the
+//! frame allocator and the heap, switches to the final page tables, brings up
+//! the other CPUs with PSCI and runs the tests the command line selects.
+
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod arch;
+mod cmdline;
+mod console;
+mod drivers;
+mod harness;
+mod mm;
+mod platform;
+mod smp;
+mod suites;
+
+use arch::mmu::{self, phys_to_virt};
+use cmdline::ExitMethod;
+use core::sync::atomic::{AtomicU8, Ordering};
+
+/// The fall-back console when there is no usable DTB, only to say so: the
+/// PL011 of QEMU virt. On another board that message is lost, and the run
+/// stops either way.
+const FALLBACK_UART_PA: u64 = 0x0900_0000;
+
+const FDT_MAGIC: u32 = 0xd00d_feed;
+
+/// How the run ends (from the command line; PSCI until it is parsed).
+static EXIT: AtomicU8 = AtomicU8::new(0);
+
+fn dtb_at(pa: u64) -> bool {
+    // The early linear map covers [0, 4 GiB).
+    pa != 0 && pa < (4 << 30) && pa % 8 == 0 && {
+        // SAFETY: the address is inside the early linear map, which maps all
+        // of it as either RAM or device memory.
+        let magic = unsafe { (phys_to_virt(pa) as *const u32).read_volatile() };
+        u32::from_be(magic) == FDT_MAGIC
+    }
+}
+
+/// Ends the run with `status` as the command line asked.
+pub fn exit(status: u8) -> ! {
+    if EXIT.load(Ordering::Relaxed) == 1 {
+        arch::semihosting::exit(status);
+    }
+    arch::psci::system_off();
+}
+
+fn fatal(msg: &str) -> ! {
+    println!("FATAL: {msg}");
+    println!("0 passed, 1 failed");
+    exit(1);
+}
+
+#[no_mangle]
+extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64) -> ! {
+    mmu::set_image_pa(image_pa);
+    // An Image boot passes the DTB in x0; an ELF boot passes 0 and QEMU puts
+    // the DTB at the start of RAM, text_offset below the image.
+    let dtb_pa = if dtb_pa != 0 {
+        dtb_pa
+    } else {
+        image_pa - arch::boot::TEXT_OFFSET
+    };
+    if !dtb_at(dtb_pa) {
+        // SAFETY: only to report the failure, on QEMU virt's UART address.
+        console::init(unsafe { drivers::pl011::Pl011::new(phys_to_virt(FALLBACK_UART_PA)) });
+        fatal("no DTB found (not in x0, not at RAM base); cannot continue");
+    }
+    let fdt = platform::fdt_at(phys_to_virt(dtb_pa)).unwrap_or_else(|e| {
+        // SAFETY: as above.
+        console::init(unsafe { drivers::pl011::Pl011::new(phys_to_virt(FALLBACK_UART_PA)) });
+        fatal(e)
+    });
+    let early = platform::early(&fdt);
+    let uart = early
+        .as_ref()
+        .ok()
+        .and_then(|e| e.uart)
+        .unwrap_or(FALLBACK_UART_PA);
+    // SAFETY: the UART address comes from the DTB and lies in the early
+    // linear map's device GiB; nothing else drives it.
+    console::init(unsafe { drivers::pl011::Pl011::new(phys_to_virt(uart)) });
+    let early = early.unwrap_or_else(|e| fatal(e));
+
+    let l = arch::boot::image_layout();
+    let image_end = image_pa + (l.end - l.start) as u64;
+    let dtb_end = dtb_pa + early.dtb_size;
+    mm::frames::init(early.ram_base, early.ram_size, |fa| {
+        fa.add_free(early.ram_base, early.ram_base + early.ram_size);
+        // The image (with .bss, the early tables and the stacks) and the DTB
+        // are never handed out.
+        fa.reserve(image_pa, image_end);
+        fa.reserve(dtb_pa, dtb_end);
+    })
+    .unwrap_or_else(|e| fatal(e));
+    let heap = mm::frames::alloc_zeroed(mm::heap::HEAP_SIZE / mmu::PAGE_SIZE, 1)
+        .unwrap_or_else(|| fatal("no memory for the heap"));
+    // SAFETY: the frames were just allocated for the heap and are never freed.
+    unsafe { mm::heap::init(phys_to_virt(heap), mm::heap::HEAP_SIZE) };
+
+    let p = platform::read(&fdt, dtb_pa).unwrap_or_else(|e| fatal(e));
+    arch::psci::set_conduit(p.psci);
+    let cmd = cmdline::parse(&p.bootargs);
+    if let Ok(c) = &cmd {
+        EXIT.store((c.exit == ExitMethod::Semihosting) as u8, Ordering::Relaxed);
+    }
+
+    let ttbr1 = mm::kmap::switch_to_final_tables(&p).unwrap_or_else(|e| fatal(e));
+    arch::boot::publish_ttbr1(ttbr1);
+    smp::init_this_cpu();
+
+    defmt::info!(
+        "mtekernel: EL{=u64}, {=usize} CPUs in DTB, RAM {=u64:#x}+{=u64:#x}, image at {=u64:#x}, DTB at {=u64:#x}",
+        arch::cpu::current_el(),
+        p.cpus.len(),
+        early.ram_base,
+        early.ram_size,
+        image_pa,
+        dtb_pa
+    );
+
+    let cmd = match cmd {
+        Ok(c) => c,
+        Err(e) => fatal(&alloc::format!("bad kernel command line: {e}")),
+    };
+    let online = smp::start_secondaries(&p.cpus);
+    let status = harness::run(&cmd, online);
+    exit(status);
+}
+
+#[no_mangle]
+extern "C" fn secondary_main(cpu: usize) -> ! {
+    smp::secondary_loop(cpu)
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    console::break_lock_if_mine();
+    let (file, line) = info.location().map_or(("?", 0), |l| (l.file(), l.line()));
+    println!(
+        "PANIC on CPU {} at {}:{}: {}",
+        arch::cpu::id(),
+        file,
+        line,
+        info.message()
+    );
+    harness::report_panic();
+    exit(1);
+}

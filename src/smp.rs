@@ -1,0 +1,142 @@
+//! Secondary CPUs: started with PSCI CPU_ON, each then waits for work from
+//! the boot CPU. Work runs guarded, so a fault on a secondary fails the test
+//! that gave it the work, not the run.
+
+use crate::arch::boot::MAX_CPUS;
+use crate::arch::trap::{guarded, Unexpected};
+use crate::arch::{cpu, mmu, mte, psci};
+use crate::println;
+use alloc::boxed::Box;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use spin::Mutex;
+
+type Work = Box<dyn FnOnce() + Send>;
+
+struct Mailbox {
+    work: Mutex<Option<Work>>,
+    result: Mutex<Option<Result<(), Unexpected>>>,
+    online: AtomicBool,
+}
+
+const MAILBOX: Mailbox = Mailbox {
+    work: Mutex::new(None),
+    result: Mutex::new(None),
+    online: AtomicBool::new(false),
+};
+static MAILBOXES: [Mailbox; MAX_CPUS] = [MAILBOX; MAX_CPUS];
+static ONLINE: AtomicUsize = AtomicUsize::new(1);
+static DTB_CPUS: AtomicUsize = AtomicUsize::new(1);
+
+/// CPUs the DTB lists.
+pub fn dtb_cpus() -> usize {
+    DTB_CPUS.load(Ordering::Relaxed)
+}
+
+/// Per-CPU set-up done by every CPU once it runs on the final tables.
+pub fn init_this_cpu() {
+    // Tag 0xF is the kernel's match-all tag: IRG never hands it out.
+    mte::init_cpu(1 << 0xF, 0x5EED + cpu::id() as u16);
+    mte::set_tcf(mte::TcfMode::Sync);
+    mte::set_tcf0(mte::TcfMode::Sync);
+    cpu::pmu::enable();
+}
+
+/// CPUs running, the boot CPU included.
+pub fn online() -> usize {
+    ONLINE.load(Ordering::Acquire)
+}
+
+/// Starts every CPU in `mpidrs` other than this one; returns how many CPUs
+/// are online. CPU indices follow DTB order, skipping the boot CPU.
+pub fn start_secondaries(mpidrs: &[u64]) -> usize {
+    MAILBOXES[0].online.store(true, Ordering::Release);
+    DTB_CPUS.store(mpidrs.len(), Ordering::Relaxed);
+    let me = cpu::mpidr();
+    let entry = mmu::virt_to_phys(crate::arch::boot::secondary_entry as *const () as usize);
+    let mut index = 1;
+    for &m in mpidrs.iter().filter(|&&m| m != me) {
+        if index >= MAX_CPUS {
+            println!("WARN: CPU {m:#x} not started: at most {MAX_CPUS} CPUs are supported");
+            continue;
+        }
+        if let Err(e) = psci::cpu_on(m, entry, index as u64) {
+            println!("WARN: PSCI CPU_ON for MPIDR {m:#x} failed with {e}");
+            continue;
+        }
+        let deadline = cpu::counter() + cpu::counter_freq(); // one second
+        while !MAILBOXES[index].online.load(Ordering::Acquire) && cpu::counter() < deadline {
+            cpu::spin_hint();
+        }
+        if !MAILBOXES[index].online.load(Ordering::Acquire) {
+            println!("WARN: CPU {index} (MPIDR {m:#x}) did not come online within 1 s");
+            continue;
+        }
+        ONLINE.fetch_add(1, Ordering::AcqRel);
+        index += 1;
+    }
+    online()
+}
+
+pub fn secondary_loop(cpu: usize) -> ! {
+    crate::mm::kmap::install_empty_ttbr0();
+    init_this_cpu();
+    let mb = &MAILBOXES[cpu];
+    mb.online.store(true, Ordering::Release);
+    loop {
+        let work = mb.work.lock().take();
+        match work {
+            Some(w) => {
+                let mut w = Some(w);
+                let r = guarded(&mut || {
+                    if let Some(w) = w.take() {
+                        w()
+                    }
+                });
+                *mb.result.lock() = Some(r);
+                cpu::sev();
+            }
+            None => cpu::wfe(),
+        }
+    }
+}
+
+/// A piece of work running on another CPU.
+pub struct Job {
+    cpu: usize,
+}
+
+#[derive(Debug)]
+pub enum SmpError {
+    NoSuchCpu(usize),
+    Busy(usize),
+}
+
+/// Starts `f` on CPU `cpu` (not the caller's).
+pub fn start(cpu: usize, f: impl FnOnce() + Send + 'static) -> Result<Job, SmpError> {
+    if cpu == 0 || cpu >= MAX_CPUS || !MAILBOXES[cpu].online.load(Ordering::Acquire) {
+        return Err(SmpError::NoSuchCpu(cpu));
+    }
+    let mb = &MAILBOXES[cpu];
+    let mut w = mb.work.lock();
+    if w.is_some() || mb.result.lock().is_some() {
+        return Err(SmpError::Busy(cpu));
+    }
+    *w = Some(Box::new(f));
+    drop(w);
+    cpu::sev();
+    Ok(Job { cpu })
+}
+
+impl Job {
+    /// Waits for the work to finish; an unexpected exception on that CPU
+    /// comes back as an error.
+    pub fn join(self) -> Result<(), Unexpected> {
+        let mb = &MAILBOXES[self.cpu];
+        loop {
+            if let Some(r) = mb.result.lock().take() {
+                return r;
+            }
+            cpu::wfe();
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! On-target test suites. Each file is one suite of scenarios registered
+//! with `kernel_test!`; they use mm and the arch layer, never the reverse.
+
+mod harness_self;
+mod mte_hw;
