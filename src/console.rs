@@ -84,8 +84,10 @@ static ENCODER: spin::Mutex<defmt::Encoder> = spin::Mutex::new(defmt::Encoder::n
 unsafe impl defmt::Logger for Logger {
     fn acquire() {
         acquire();
-        write_bytes(&[FRAME_MARKER]);
+        // rzcobs writes a 0x00 separator before its very first frame; the
+        // marker must come after it.
         ENCODER.lock().start_frame(write_bytes);
+        write_bytes(&[FRAME_MARKER]);
     }
 
     unsafe fn flush() {

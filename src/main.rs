@@ -116,7 +116,7 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64) -> ! {
     // SAFETY: the frames were just allocated for the heap and are never freed.
     unsafe { mm::heap::init(phys_to_virt(heap), mm::heap::HEAP_SIZE) };
 
-    let p = platform::read(&fdt, dtb_pa).unwrap_or_else(|e| fatal(e));
+    let p = platform::read(&fdt).unwrap_or_else(|e| fatal(e));
     arch::psci::set_conduit(p.psci);
     let cmd = cmdline::parse(&p.bootargs);
     if let Ok(c) = &cmd {
@@ -127,9 +127,12 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64) -> ! {
     arch::boot::publish_ttbr1(ttbr1);
     smp::init_this_cpu();
 
+    let (psci_major, psci_minor) = arch::psci::version();
     defmt::info!(
-        "mtekernel: EL{=u64}, {=usize} CPUs in DTB, RAM {=u64:#x}+{=u64:#x}, image at {=u64:#x}, DTB at {=u64:#x}",
+        "mtekernel: EL{=u64}, PSCI {=u16}.{=u16}, {=usize} CPUs in DTB, RAM {=u64:#x}+{=u64:#x}, image at {=u64:#x}, DTB at {=u64:#x}",
         arch::cpu::current_el(),
+        psci_major,
+        psci_minor,
         p.cpus.len(),
         early.ram_base,
         early.ram_size,

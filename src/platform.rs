@@ -14,7 +14,6 @@ pub struct Platform {
     /// MPIDR affinity of each CPU, in DTB order.
     pub cpus: Vec<u64>,
     pub bootargs: String,
-    pub dtb: (u64, u64),
 }
 
 /// The minimal facts needed before the heap exists: where the console is and
@@ -57,7 +56,7 @@ pub fn early(f: &fdt::Fdt) -> Result<EarlyFacts, &'static str> {
     })
 }
 
-pub fn read(f: &fdt::Fdt, dtb_pa: u64) -> Result<Platform, &'static str> {
+pub fn read(f: &fdt::Fdt) -> Result<Platform, &'static str> {
     let e = early(f)?;
     let psci = f.find_node("/psci").ok_or("the DTB has no /psci node")?;
     let method = psci
@@ -82,6 +81,5 @@ pub fn read(f: &fdt::Fdt, dtb_pa: u64) -> Result<Platform, &'static str> {
         psci,
         cpus,
         bootargs: String::from(f.chosen().bootargs().unwrap_or("")),
-        dtb: (dtb_pa, e.dtb_size),
     })
 }

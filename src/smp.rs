@@ -111,6 +111,15 @@ pub enum SmpError {
     Busy(usize),
 }
 
+impl core::fmt::Display for SmpError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SmpError::NoSuchCpu(c) => write!(f, "CPU {c} is not an online secondary"),
+            SmpError::Busy(c) => write!(f, "CPU {c} is still running earlier work"),
+        }
+    }
+}
+
 /// Starts `f` on CPU `cpu` (not the caller's).
 pub fn start(cpu: usize, f: impl FnOnce() + Send + 'static) -> Result<Job, SmpError> {
     if cpu == 0 || cpu >= MAX_CPUS || !MAILBOXES[cpu].online.load(Ordering::Acquire) {

@@ -1,8 +1,9 @@
 //! Test selection by name. Pure logic: host unit tests include this file.
 //!
 //! A pattern without `*` selects every test whose full name (`suite::test`)
-//! contains it; with `*` it must match the whole name, `*` standing for any
-//! run of characters. Tests marked explicit-only run only when a pattern
+//! starts with it (so `mte_hw` is a suite and `mte_hw::ldgm` the tests whose
+//! names start so); with `*` it must match the whole name, `*` standing for
+//! any run of characters. Tests marked explicit-only run only when a pattern
 //! equals their full name.
 
 /// Glob match of `pat` (with `*`) against the whole of `name`.
@@ -18,7 +19,7 @@ pub fn pattern_matches(pattern: &str, name: &str) -> bool {
     if pattern.contains('*') {
         glob(pattern.as_bytes(), name.as_bytes())
     } else {
-        name.contains(pattern)
+        name.starts_with(pattern)
     }
 }
 
@@ -37,7 +38,16 @@ mod tests {
     #[test]
     fn substring_and_glob() {
         assert!(pattern_matches("mte_hw", "mte_hw::ldgm_roundtrip"));
-        assert!(pattern_matches("ldgm", "mte_hw::ldgm_roundtrip"));
+        assert!(pattern_matches("mte_hw::ldgm", "mte_hw::ldgm_roundtrip"));
+        assert!(
+            !pattern_matches("ldgm", "mte_hw::ldgm_roundtrip"),
+            "a prefix, not a substring"
+        );
+        assert!(!pattern_matches(
+            "mmu",
+            "smp::every_cpu_runs_work_with_mmu_and_mte"
+        ));
+        assert!(pattern_matches("*ldgm*", "mte_hw::ldgm_roundtrip"));
         assert!(!pattern_matches("swap", "mte_hw::ldgm_roundtrip"));
         assert!(pattern_matches("mte_hw::*trip", "mte_hw::ldgm_roundtrip"));
         assert!(!pattern_matches("mte_hw::*", "mm::cow"));

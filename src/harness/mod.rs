@@ -15,7 +15,7 @@
 pub mod filter;
 pub mod scratch;
 
-use crate::arch::{mte, trap};
+use crate::arch::{cpu, mte, trap};
 use crate::cmdline::{Cmdline, MteMode};
 use crate::println;
 use alloc::string::String;
@@ -103,6 +103,8 @@ macro_rules! skip {
     ($($arg:tt)+) => { return Err($crate::harness::Verdict::Skip(alloc::format!($($arg)+))) };
 }
 
+// Only the addresses of these linker symbols are used.
+#[allow(improper_ctypes)]
 extern "C" {
     static __kernel_tests_start: TestDesc;
     static __kernel_tests_end: TestDesc;
@@ -175,7 +177,18 @@ fn run_one(t: &'static TestDesc) -> TestResult {
     reset_cpu_state();
     let frames_before = crate::mm::frames::free_frames();
     let mut result = Ok(());
+    let (i0, c0, w0) = (cpu::pmu::instructions(), cpu::pmu::cycles(), cpu::counter());
     let outcome = trap::guarded(&mut || result = (t.run)());
+    let (i1, c1, w1) = (cpu::pmu::instructions(), cpu::pmu::cycles(), cpu::counter());
+    // Guest instructions read 0 unless QEMU runs with -icount.
+    defmt::debug!(
+        "{=str}::{=str}: {=u64} instructions, {=u64} cycles, {=u64} us",
+        t.suite,
+        t.name,
+        i1.wrapping_sub(i0),
+        c1.wrapping_sub(c0),
+        (w1 - w0) * 1_000_000 / cpu::counter_freq().max(1)
+    );
     *CURRENT.lock() = None;
     let result = match outcome {
         Err(u) => Err(Verdict::Fail(alloc::format!(
@@ -247,6 +260,10 @@ pub fn run(cmd: &Cmdline, cpus_online: usize) -> u8 {
             }
         }
     }
+    defmt::info!(
+        "heap in use at the end of the run: {=usize} bytes",
+        crate::mm::heap::used_bytes()
+    );
     summary(0);
     (FAILED.load(Ordering::Relaxed) != 0) as u8
 }

@@ -90,7 +90,8 @@ impl<'a> FrameAllocator<'a> {
         self.free
     }
 
-    pub fn is_allocated(&self, pa: u64) -> bool {
+    #[cfg(test)]
+    fn is_allocated(&self, pa: u64) -> bool {
         pa >= self.base
             && ((pa - self.base) / FRAME_SIZE) < self.frames as u64
             && self.used(((pa - self.base) / FRAME_SIZE) as usize)

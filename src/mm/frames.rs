@@ -45,7 +45,13 @@ pub fn free_frames() -> usize {
 /// Allocates `count` contiguous frames aligned to `align` frames, zeroed
 /// (data and tags).
 pub fn alloc_zeroed(count: usize, align: usize) -> Option<u64> {
-    let pa = with(|fa| fa.alloc_contig(count, align))?;
+    let pa = with(|fa| {
+        if count == 1 {
+            fa.alloc()
+        } else {
+            fa.alloc_contig(count, align)
+        }
+    })?;
     for i in 0..count {
         zero_page(pa + (i * PAGE_SIZE) as u64);
     }
@@ -53,7 +59,13 @@ pub fn alloc_zeroed(count: usize, align: usize) -> Option<u64> {
 }
 
 pub fn free(pa: u64, count: usize) -> Result<(), FreeError> {
-    with(|fa| fa.free_contig(pa, count))
+    with(|fa| {
+        if count == 1 {
+            fa.free(pa)
+        } else {
+            fa.free_contig(pa, count)
+        }
+    })
 }
 
 fn page_at(pa: u64) -> &'static mut Page {

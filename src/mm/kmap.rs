@@ -11,6 +11,12 @@ use core::sync::atomic::{AtomicU64, Ordering};
 /// A TTBR0 root with no entries: what every CPU runs with outside EL0 tests,
 /// so a stray low address faults instead of hitting the boot identity map.
 static EMPTY_TTBR0: AtomicU64 = AtomicU64::new(0);
+/// Root of the final kernel tables (TTBR1).
+static KERNEL_ROOT: AtomicU64 = AtomicU64::new(0);
+
+pub fn kernel_root() -> u64 {
+    KERNEL_ROOT.load(Ordering::Relaxed)
+}
 
 pub fn empty_ttbr0() -> u64 {
     EMPTY_TTBR0.load(Ordering::Relaxed)
@@ -65,6 +71,7 @@ pub fn switch_to_final_tables(p: &Platform) -> Result<u64, &'static str> {
     let empty = frames::alloc_zeroed(1, 1).ok_or("out of memory for the empty TTBR0")?;
     EMPTY_TTBR0.store(empty, Ordering::Relaxed);
     let root = t.root_pa();
+    KERNEL_ROOT.store(root, Ordering::Relaxed);
     // SAFETY: the new tables map the image, its stacks and the linear map at
     // the addresses the early tables used, and TTBR0 still holds the identity
     // map that replace_ttbr1 runs from.

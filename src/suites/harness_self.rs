@@ -91,17 +91,18 @@ fn every_cpu_runs_work_with_mmu_and_mte() -> TestResult {
     if smp::online() < 2 {
         skip!("only one CPU online (run with --smp 2 or more)");
     }
-    let seen: Arc<Mutex<Vec<(usize, u64, mte::TcfMode)>>> = Arc::new(Mutex::new(Vec::new()));
+    let seen: Arc<Mutex<Vec<(usize, u64, mte::TcfMode, mte::TcfMode)>>> =
+        Arc::new(Mutex::new(Vec::new()));
     for c in 1..smp::online() {
         let s = seen.clone();
         let job = smp::start(c, move || {
             let sctlr: u64;
             // SAFETY: reading SCTLR_EL1 has no side effects.
             unsafe { core::arch::asm!("mrs {}, sctlr_el1", out(reg) sctlr) };
-            s.lock().push((cpu::id(), sctlr, mte::tcf()));
+            s.lock().push((cpu::id(), sctlr, mte::tcf(), mte::tcf0()));
         })
         .map_err(|e| {
-            crate::harness::Verdict::Fail(alloc::format!("could not start work on CPU {c}: {e:?}"))
+            crate::harness::Verdict::Fail(alloc::format!("could not start work on CPU {c}: {e}"))
         })?;
         if let Err(u) = job.join() {
             fail!("CPU {c} took an unexpected exception: {}", u.event);
@@ -113,7 +114,7 @@ fn every_cpu_runs_work_with_mmu_and_mte() -> TestResult {
         smp::online() - 1,
         "secondaries that ran the work"
     );
-    for (i, &(id, sctlr, tcf)) in seen.iter().enumerate() {
+    for (i, &(id, sctlr, tcf, tcf0)) in seen.iter().enumerate() {
         ensure_eq!(id, i + 1, "CPU index the work ran on");
         ensure!(sctlr & 1 == 1, "CPU {id}: MMU off (SCTLR_EL1 {sctlr:#x})");
         ensure!(
@@ -121,6 +122,7 @@ fn every_cpu_runs_work_with_mmu_and_mte() -> TestResult {
             "CPU {id}: SCTLR_EL1.ATA clear: no tag access"
         );
         ensure_eq!(tcf, mte::TcfMode::Sync, "CPU {id}: EL1 tag-check mode");
+        ensure_eq!(tcf0, mte::TcfMode::Sync, "CPU {id}: EL0 tag-check mode");
     }
     Ok(())
 }
@@ -143,7 +145,7 @@ fn tag_check_fault_on_every_cpu() -> TestResult {
             *o.lock() = Some((trap::probe_read_u64(bad), trap::probe_read_u64(good)));
         })
         .map_err(|e| {
-            crate::harness::Verdict::Fail(alloc::format!("could not start work on CPU {c}: {e:?}"))
+            crate::harness::Verdict::Fail(alloc::format!("could not start work on CPU {c}: {e}"))
         })?;
         if let Err(u) = job.join() {
             fail!("CPU {c}: unexpected exception {}", u.event);
@@ -179,3 +181,11 @@ fn deliberate_panic() -> TestResult {
     panic!("deliberate panic (selftest::deliberate_panic was asked for by name)")
 }
 kernel_test!(selftest, deliberate_panic, explicit_only);
+
+fn deliberate_hang() -> TestResult {
+    // Spins until the host's timeout kills the guest.
+    loop {
+        cpu::wfe();
+    }
+}
+kernel_test!(selftest, deliberate_hang, explicit_only);

@@ -2,4 +2,5 @@
 //! with `kernel_test!`; they use mm and the arch layer, never the reverse.
 
 mod harness_self;
+mod mmu;
 mod mte_hw;

@@ -184,6 +184,14 @@ fn fault_is_per_granule() -> TestResult {
         trap::probe_read_u8(with_tag(g10 + 16, 3)).is_ok(),
         "first byte of granule 11 (tag 3) faulted"
     );
+    let b = with_tag(g10, 3);
+    expect_tag_fault(
+        trap::probe_write_u8(b, 1),
+        b,
+        true,
+        false,
+        "byte store to granule 10 with tag 3",
+    )?;
     Ok(())
 }
 kernel_test!(mte_hw, fault_is_per_granule);

@@ -62,8 +62,6 @@ extern "C" {
     static __rodata_end: u8;
     static __user_text_start: u8;
     static __user_text_end: u8;
-    static __stacks_start: u8;
-    static __boot_tables_start: u8;
     fn replace_ttbr1_idmap(ttbr1: u64, zero_page_pa: u64);
     pub fn secondary_entry();
 }
@@ -75,25 +73,19 @@ pub struct ImageLayout {
     pub rodata_end: usize,
     pub end: usize,
     pub user_text: (usize, usize),
-    pub stacks: usize,
-    pub boot_tables: usize,
 }
 
 pub fn image_layout() -> ImageLayout {
     // Only the addresses of the linker symbols are taken, never their contents.
-    {
-        ImageLayout {
-            start: &raw const __image_start as usize,
-            text_end: &raw const __text_end as usize,
-            rodata_end: &raw const __rodata_end as usize,
-            end: &raw const __image_end as usize,
-            user_text: (
-                &raw const __user_text_start as usize,
-                &raw const __user_text_end as usize,
-            ),
-            stacks: &raw const __stacks_start as usize,
-            boot_tables: &raw const __boot_tables_start as usize,
-        }
+    ImageLayout {
+        start: &raw const __image_start as usize,
+        text_end: &raw const __text_end as usize,
+        rodata_end: &raw const __rodata_end as usize,
+        end: &raw const __image_end as usize,
+        user_text: (
+            &raw const __user_text_start as usize,
+            &raw const __user_text_end as usize,
+        ),
     }
 }
 

@@ -135,13 +135,6 @@ impl Event {
             }
         )
     }
-
-    pub fn fault_addr(&self) -> Option<u64> {
-        match self {
-            Event::Abort { addr, .. } => *addr,
-            _ => None,
-        }
-    }
 }
 
 impl fmt::Display for FaultStatus {
@@ -243,10 +236,10 @@ mod tests {
 
     #[test]
     fn far_not_valid() {
-        assert_eq!(
-            decode(esr(ec::DABT_SAME, 0x04 | (1 << 10)), 0xdead).fault_addr(),
-            None
-        );
+        assert!(matches!(
+            decode(esr(ec::DABT_SAME, 0x04 | (1 << 10)), 0xdead),
+            Event::Abort { addr: None, .. }
+        ));
     }
 
     #[test]

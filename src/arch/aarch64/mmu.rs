@@ -315,26 +315,6 @@ impl PageTable {
         Ok(())
     }
 
-    /// The leaf descriptor that translates `va`, if any.
-    pub fn lookup(&self, va: usize) -> Option<Leaf> {
-        let mut table = self.root;
-        for level in 0..4 {
-            let desc = read_entry(table, index(va, level));
-            if desc & 1 == 0 {
-                return None;
-            }
-            if is_table(desc, level) {
-                table = next_table(desc);
-            } else {
-                let mut leaf = decode_leaf(desc, level);
-                let span = 1u64 << (12 + 9 * (3 - level));
-                leaf.pa += va as u64 & (span - 1) & !(PAGE_SIZE as u64 - 1);
-                return Some(leaf);
-            }
-        }
-        None
-    }
-
     /// Points the 4 KiB page at `va` to `pa` (or unmaps it when `new` is
     /// None), with break-before-make: the old entry is invalidated and its
     /// TLB entries flushed on every CPU before the new one is written.
@@ -377,6 +357,26 @@ impl PageTable {
         }
         walk(self.root, 0, fs);
     }
+}
+
+/// The leaf descriptor that translates `va` in the tree rooted at `root`.
+pub fn lookup(root: u64, va: usize) -> Option<Leaf> {
+    let mut table = root;
+    for level in 0..4 {
+        let desc = read_entry(table, index(va, level));
+        if desc & 1 == 0 {
+            return None;
+        }
+        if is_table(desc, level) {
+            table = next_table(desc);
+        } else {
+            let mut leaf = decode_leaf(desc, level);
+            let span = 1u64 << (12 + 9 * (3 - level));
+            leaf.pa += va as u64 & (span - 1) & !(PAGE_SIZE as u64 - 1);
+            return Some(leaf);
+        }
+    }
+    None
 }
 
 fn barrier_after_table_write() {

@@ -151,7 +151,6 @@ macro_rules! probes {
 }
 
 probes!(probe_read_u8, probe_write_u8, u8, "ldrb", "strb");
-probes!(probe_read_u32, probe_write_u32, u32, "ldr", "str");
 
 /// Loads a 64-bit word through `addr`; a fault is returned, not raised.
 pub fn probe_read_u64(addr: usize) -> Result<u64, Event> {

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Builds the kernel, boots it on QEMU virt with MTE, and reports.
+#
+#   ./qemu-run.sh [OPTIONS] [FILTER...] [-- KERNEL-WORDS...]
+#
+# FILTERs select tests by name (substring, or a glob with *); explicit-only
+# tests such as selftest::deliberate_failure run only when named in full.
+#
+# Options:
+#   --list            print the selected test names, one per line, and stop
+#   --smp N           number of CPUs (default 2)
+#   --el2             enter the kernel at EL2 (virtualization=on; PSCI over SMC)
+#   --image           boot the raw arm64 Image instead of the ELF
+#   --timeout SECS    kill a hung guest after SECS seconds (default 300)
+#   --memory SIZE     guest RAM (default 512M)
+#   --verbose         show debug log frames too (per-test instruction/cycle counts)
+#   --no-install      do not install missing prerequisites
+#   -h, --help        this text
+# Environment: QEMU=/path/to/qemu-system-aarch64 picks the emulator (>= 8).
+#
+# Writes target/reports/report.tap and target/reports/junit.xml and exits
+# with the suite's status (0: every selected test passed).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
+
+smp=2 el2=0 image=0 timeout=300 memory=512M list=0 install=1 verbose=()
+filters=() extra=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --list) list=1 ;;
+        --smp) smp=${2:?--smp needs a number}; shift ;;
+        --el2) el2=1 ;;
+        --image) image=1 ;;
+        --timeout) timeout=${2:?--timeout needs seconds}; shift ;;
+        --memory) memory=${2:?--memory needs a size}; shift ;;
+        --verbose) verbose=(-v) ;;
+        --no-install) install=0 ;;
+        -h|--help) usage; exit 0 ;;
+        --) shift; extra=("$@"); break ;;
+        -*) echo "qemu-run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+        *) filters+=("$1") ;;
+    esac
+    shift
+done
+case "$smp" in ''|*[!0-9]*) echo "qemu-run.sh: --smp wants a number of CPUs, not '$smp'" >&2; exit 2 ;; esac
+case "$timeout" in ''|*[!0-9]*) echo "qemu-run.sh: --timeout wants whole seconds, not '$timeout'" >&2; exit 2 ;; esac
+if [ "$smp" -lt 1 ] || [ "$smp" -gt 8 ]; then
+    echo "qemu-run.sh: --smp $smp: the kernel supports 1 to 8 CPUs" >&2; exit 2
+fi
+
+if [ "$install" = 1 ]; then
+    scripts/install-prereqs.sh
+fi
+
+qemu=${QEMU:-qemu-system-aarch64}
+if ! command -v "$qemu" >/dev/null 2>&1; then
+    echo "qemu-run.sh: '$qemu' not found; install QEMU >= 8 (scripts/install-prereqs.sh does it on Debian)" >&2
+    exit 2
+fi
+version=$("$qemu" --version | sed -n 's/.*version \([0-9][0-9.]*\).*/\1/p' | head -1)
+major=${version%%.*}
+if [ -z "$major" ] || [ "$major" -lt 8 ]; then
+    echo "qemu-run.sh: refusing QEMU ${version:-of unknown version} at $(command -v "$qemu"): versions before 8 model MTE tags wrongly" >&2
+    echo "  (adjacent granules share tag storage, QEMU issue 1416), so tag tests would pass and fail at random." >&2
+    echo "  Use QEMU >= 8, e.g. Debian bookworm-backports' qemu-system-arm 10.0 (scripts/install-prereqs.sh)." >&2
+    exit 2
+fi
+
+target=aarch64-unknown-none-softfloat
+cargo build --quiet --release --target "$target" -p mtekernel
+cargo build --quiet --release -p kreport
+elf=target/$target/release/mtekernel
+kernel=$elf
+if [ "$image" = 1 ]; then
+    objcopy="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/llvm-objcopy"
+    [ -x "$objcopy" ] || objcopy=$(command -v llvm-objcopy || true)
+    if [ -z "$objcopy" ]; then
+        echo "qemu-run.sh: no llvm-objcopy (rustup component add llvm-tools)" >&2; exit 2
+    fi
+    kernel=target/$target/release/Image
+    "$objcopy" -O binary "$elf" "$kernel"
+fi
+
+words=(exit=semihosting)
+[ "$list" = 1 ] && words+=(list)
+for f in "${filters[@]}"; do words+=("test=$f"); done
+words+=("${extra[@]}")
+
+machine=virt,mte=on
+[ "$el2" = 1 ] && machine=$machine,virtualization=on
+listflag=()
+[ "$list" = 1 ] && listflag=(--list)
+
+exec target/release/kreport --elf "$elf" --reports target/reports --timeout "$timeout" "${listflag[@]}" "${verbose[@]}" -- \
+    "$qemu" -machine "$machine" -cpu max -smp "$smp" -m "$memory" \
+    -display none -monitor none -serial stdio -no-reboot \
+    -semihosting-config enable=on,target=native \
+    -kernel "$kernel" -append "${words[*]}"

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Runs every test: host unit tests, the on-target suites at EL1 and EL2 with
+# the ELF and the raw Image on 1, 2 and 4 CPUs, and the checks that failures
+# are caught (a failing test, a panic, an unexpected fault, a hang, a bad
+# command line, an old QEMU). Ends with `test-all: N passed, N failed`.
+#
+#   ./test-all.sh [--no-install]
+set -uo pipefail
+cd "$(dirname "$0")"
+
+if [ "${1:-}" != "--no-install" ]; then
+    scripts/install-prereqs.sh || { echo "test-all: installing prerequisites failed"; exit 1; }
+fi
+
+logs=target/test-all
+mkdir -p "$logs"
+passed=0 failed=0 failures=()
+
+# step NAME COMMAND...: runs COMMAND, counts it, shows the log tail on failure.
+step() {
+    local name=$1; shift
+    local log="$logs/$name.log"
+    if "$@" >"$log" 2>&1; then
+        passed=$((passed + 1)); echo "ok - $name"
+    else
+        failed=$((failed + 1)); failures+=("$name"); echo "FAILED - $name (log: $log)"; tail -n 25 "$log" | sed 's/^/    /'
+    fi
+}
+
+# The TAP and JUnit files must agree with the summary line kreport printed.
+reports_agree() {
+    local log=$1 tap=target/reports/report.tap junit=target/reports/junit.xml
+    local line p f s
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+    p=$(echo "$line" | sed -E 's/^([0-9]+) passed.*/\1/')
+    f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+    s=$(echo "$line" | sed -nE 's/.* ([0-9]+) skipped.*/\1/p'); s=${s:-0}
+    local tap_ok tap_not tap_skip
+    tap_skip=$(grep -cE '^ok [0-9]+ - .* # SKIP' "$tap")
+    tap_ok=$(( $(grep -cE '^ok [0-9]+ - ' "$tap") - tap_skip ))
+    tap_not=$(grep -cE '^not ok [0-9]+ - ' "$tap")
+    [ "$tap_ok" = "$p" ] && [ "$tap_not" = "$f" ] && [ "$tap_skip" = "$s" ] || {
+        echo "TAP ($tap_ok ok, $tap_not not ok, $tap_skip skipped) disagrees with '$line'"; return 1; }
+    grep -q "^1\.\.$((p + f + s))\$" "$tap" || { echo "TAP plan does not count $((p + f + s)) tests"; return 1; }
+    grep -q "<testsuites name=\"mtekernel\" tests=\"$((p + f + s))\" failures=\"$f\" skipped=\"$s\">" "$junit" || {
+        echo "JUnit totals disagree with '$line'"; return 1; }
+}
+
+suite() { # suite NAME QEMU-RUN-ARGS...: the suite must pass and its reports agree
+    local name=$1; shift
+    step "$name" ./qemu-run.sh --no-install "$@"
+    if [ -f "$logs/$name.log" ]; then
+        step "$name-reports-agree" reports_agree "$logs/$name.log"
+    fi
+}
+
+# expect_failure NAME PATTERN QEMU-RUN-ARGS...: the run must fail and its
+# output (log and TAP) must contain PATTERN.
+expect_failure() {
+    local name=$1 pattern=$2; shift 2
+    if ./qemu-run.sh --no-install "$@"; then
+        echo "the run passed; it should have failed"; return 1
+    fi
+    grep -qE -- "$pattern" "$logs/$name.log" target/reports/report.tap 2>/dev/null || {
+        echo "no line matching '$pattern' in the output"; return 1; }
+}
+
+step host-unit-tests cargo test --release -p kreport -p host-unit-tests
+
+suite el1-elf-smp1 --smp 1
+suite el1-elf-smp2 --smp 2
+suite el2-elf-smp2 --el2 --smp 2
+suite el1-image-smp4 --image --smp 4
+suite el2-image-smp4 --image --el2 --smp 4
+
+step fails-deliberate-failure expect_failure fails-deliberate-failure 'not ok 1 - selftest::deliberate_failure' selftest::deliberate_failure
+step fails-panic-with-location expect_failure fails-panic-with-location 'PANIC on CPU 0 at src/suites/harness_self.rs:[0-9]+: deliberate panic' selftest::deliberate_panic
+step fails-unexpected-fault-decoded expect_failure fails-unexpected-fault-decoded 'FAIL: selftest::deliberate_unexpected_fault: unexpected exception: tag-check fault on EL1 read' selftest::deliberate_unexpected_fault
+step fails-hang-at-timeout expect_failure fails-hang-at-timeout 'selftest::deliberate_hang: timed out after 5 s' --timeout 5 selftest::deliberate_hang
+step fails-bad-command-line expect_failure fails-bad-command-line "unknown kernel command-line word 'frobnicate'" -- frobnicate
+step fails-unknown-filter expect_failure fails-unknown-filter "no test matches 'no_such_suite'" no_such_suite
+
+old_qemu() {
+    local fake; fake=$(mktemp -d)/qemu-system-aarch64
+    printf '#!/bin/sh\necho "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18)"\n' >"$fake"
+    chmod +x "$fake"
+    local out rc
+    out=$(QEMU=$fake ./qemu-run.sh --no-install 2>&1); rc=$?
+    echo "$out"
+    [ "$rc" = 2 ] && echo "$out" | grep -q "refusing QEMU 7.2.22"
+}
+step refuses-qemu-7.2 old_qemu
+
+echo
+[ ${#failures[@]} -gt 0 ] && echo "failed steps: ${failures[*]}"
+echo "test-all: $passed passed, $failed failed"
+[ "$failed" = 0 ]
