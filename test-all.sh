@@ -72,6 +72,8 @@ suite el1-elf-smp2 --smp 2
 suite el2-elf-smp2 --el2 --smp 2
 suite el1-image-smp4 --image --smp 4
 suite el2-image-smp4 --image --el2 --smp 4
+suite el1-elf-smp2-async --smp 2 -- mte=async
+suite el1-elf-smp2-asymm --smp 2 -- mte=asymm
 
 step fails-deliberate-failure expect_failure fails-deliberate-failure 'not ok 1 - selftest::deliberate_failure' selftest::deliberate_failure
 step fails-panic-with-location expect_failure fails-panic-with-location 'PANIC on CPU 0 at src/suites/harness_self.rs:[0-9]+: deliberate panic' selftest::deliberate_panic

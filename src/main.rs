@@ -47,7 +47,7 @@ static EXIT: AtomicU8 = AtomicU8::new(0);
 
 fn dtb_at(pa: u64) -> bool {
     // The early linear map covers [0, 4 GiB).
-    pa != 0 && pa < (4 << 30) && pa % 8 == 0 && {
+    pa != 0 && pa < (4 << 30) && pa.is_multiple_of(8) && {
         // SAFETY: the address is inside the early linear map, which maps all
         // of it as either RAM or device memory.
         let magic = unsafe { (phys_to_virt(pa) as *const u32).read_volatile() };

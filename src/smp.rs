@@ -18,12 +18,13 @@ struct Mailbox {
     online: AtomicBool,
 }
 
-const MAILBOX: Mailbox = Mailbox {
-    work: Mutex::new(None),
-    result: Mutex::new(None),
-    online: AtomicBool::new(false),
-};
-static MAILBOXES: [Mailbox; MAX_CPUS] = [MAILBOX; MAX_CPUS];
+static MAILBOXES: [Mailbox; MAX_CPUS] = [const {
+    Mailbox {
+        work: Mutex::new(None),
+        result: Mutex::new(None),
+        online: AtomicBool::new(false),
+    }
+}; MAX_CPUS];
 static ONLINE: AtomicUsize = AtomicUsize::new(1);
 static DTB_CPUS: AtomicUsize = AtomicUsize::new(1);
 

@@ -26,7 +26,10 @@ impl<'a> FrameAllocator<'a> {
     /// An allocator for `[base, base + frames * 4 KiB)` with every frame in
     /// use; `bits` must hold at least `frames` bits.
     pub fn new(base: u64, frames: usize, bits: &'a mut [u64]) -> Self {
-        assert!(base % FRAME_SIZE == 0, "unaligned RAM base {base:#x}");
+        assert!(
+            base.is_multiple_of(FRAME_SIZE),
+            "unaligned RAM base {base:#x}"
+        );
         assert!(
             bits.len() * 64 >= frames,
             "bitmap too small for {frames} frames"
@@ -152,7 +155,7 @@ impl<'a> FrameAllocator<'a> {
     }
 
     pub fn free_contig(&mut self, pa: u64, count: usize) -> Result<(), FreeError> {
-        if pa < self.base || pa % FRAME_SIZE != 0 {
+        if pa < self.base || !pa.is_multiple_of(FRAME_SIZE) {
             return Err(FreeError::OutOfRange(pa));
         }
         let first = ((pa - self.base) / FRAME_SIZE) as usize;

@@ -24,6 +24,7 @@ pub fn init(
     }
     // SAFETY: init runs once, on the boot CPU, before anything else can see
     // BITMAP; afterwards only the allocator (behind FRAMES) touches it.
+    #[allow(clippy::deref_addrof)] // a place expression, not a reference to the static
     let bits = unsafe { &mut *(&raw mut BITMAP) };
     let mut fa = FrameAllocator::new(base, frames, bits);
     setup(&mut fa);

@@ -12,6 +12,11 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use spin::Mutex;
 
+/// CPU index, SCTLR_EL1, TCF, TCF0 as seen by a secondary.
+type CpuState = (usize, u64, mte::TcfMode, mte::TcfMode);
+/// A wrong-tag and a right-tag read, done on a secondary.
+type ProbePair = (Result<u64, Event>, Result<u64, Event>);
+
 /// An address in the TTBR0 half that nothing maps outside scratch spaces.
 const UNMAPPED: usize = 0x1000;
 
@@ -91,8 +96,7 @@ fn every_cpu_runs_work_with_mmu_and_mte() -> TestResult {
     if smp::online() < 2 {
         skip!("only one CPU online (run with --smp 2 or more)");
     }
-    let seen: Arc<Mutex<Vec<(usize, u64, mte::TcfMode, mte::TcfMode)>>> =
-        Arc::new(Mutex::new(Vec::new()));
+    let seen: Arc<Mutex<Vec<CpuState>>> = Arc::new(Mutex::new(Vec::new()));
     for c in 1..smp::online() {
         let s = seen.clone();
         let job = smp::start(c, move || {
@@ -138,8 +142,7 @@ fn tag_check_fault_on_every_cpu() -> TestResult {
         f.page_mut().set_all_tags(0x6);
         let bad = with_tag(f.addr() + 0x100, 0x2);
         let good = with_tag(f.addr() + 0x100, 0x6);
-        let out: Arc<Mutex<Option<(Result<u64, Event>, Result<u64, Event>)>>> =
-            Arc::new(Mutex::new(None));
+        let out: Arc<Mutex<Option<ProbePair>>> = Arc::new(Mutex::new(None));
         let o = out.clone();
         let job = smp::start(c, move || {
             *o.lock() = Some((trap::probe_read_u64(bad), trap::probe_read_u64(good)));

@@ -294,7 +294,10 @@ impl PageTable {
         blocks: bool,
         fs: &mut dyn FrameSource,
     ) -> Result<(), MapError> {
-        if va % PAGE_SIZE != 0 || pa % PAGE_SIZE as u64 != 0 || size % PAGE_SIZE != 0 {
+        if !va.is_multiple_of(PAGE_SIZE)
+            || !pa.is_multiple_of(PAGE_SIZE as u64)
+            || !size.is_multiple_of(PAGE_SIZE)
+        {
             return Err(MapError::Misaligned);
         }
         let mut off = 0;
@@ -325,7 +328,7 @@ impl PageTable {
         asid: u16,
         fs: &mut dyn FrameSource,
     ) -> Result<(), MapError> {
-        if va % PAGE_SIZE != 0 {
+        if !va.is_multiple_of(PAGE_SIZE) {
             return Err(MapError::Misaligned);
         }
         let table = self.table_for(va, 3, fs)?;

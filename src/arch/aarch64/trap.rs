@@ -19,7 +19,7 @@ pub struct TrapFrame {
 }
 
 const _: () = assert!(core::mem::size_of::<TrapFrame>() == 36 * 8);
-const _: () = assert!(core::mem::size_of::<TrapFrame>() % 16 == 0);
+const _: () = assert!(core::mem::size_of::<TrapFrame>().is_multiple_of(16));
 
 /// SPSR for resuming at EL1h with DAIF masked.
 const SPSR_EL1H: u64 = 0x3C5;
@@ -43,15 +43,16 @@ struct CpuTraps {
 // only dereferenced by that CPU while the frame that set them is live.
 unsafe impl Send for CpuTraps {}
 
-const EMPTY: Mutex<CpuTraps> = Mutex::new(CpuTraps {
-    probe_armed: false,
-    probe_event: None,
-    guard: None,
-    guard_event: None,
-    user: None,
-    user_event: None,
-});
-static TRAPS: [Mutex<CpuTraps>; super::boot::MAX_CPUS] = [EMPTY; super::boot::MAX_CPUS];
+static TRAPS: [Mutex<CpuTraps>; super::boot::MAX_CPUS] = [const {
+    Mutex::new(CpuTraps {
+        probe_armed: false,
+        probe_event: None,
+        guard: None,
+        guard_event: None,
+        user: None,
+        user_event: None,
+    })
+}; super::boot::MAX_CPUS];
 
 fn slot() -> &'static Mutex<CpuTraps> {
     &TRAPS[super::cpu::id()]
