@@ -458,9 +458,22 @@ fn stzgm_zeroes_data_and_tags() -> TestResult {
     p.0.fill(0xAA);
     p.set_all_tags(2);
     p.stzgm(5);
-    ensure!(p.0.iter().all(|&b| b == 0), "STZGM left non-zero data");
+    zeroed_with_tag(p, 5, "STZGM")
+}
+
+/// Every byte of `p` is zero and every granule carries `tag`.
+fn zeroed_with_tag(p: &mte::Page, tag: u8, op: &str) -> TestResult {
+    let bs = mte::zva_block_size();
+    ensure!(
+        p.0.iter().all(|&b| b == 0),
+        "{op} ({bs}-byte blocks) left non-zero data"
+    );
     for g in 0..GRANULES {
-        ensure_eq!(p.ldg(g), 5, "tag of granule {g} after STZGM with tag 5");
+        ensure_eq!(
+            p.ldg(g),
+            tag,
+            "tag of granule {g} after {op} with tag {tag:#x}"
+        );
     }
     Ok(())
 }
@@ -471,19 +484,7 @@ fn dc_gzva_zeroes_data_and_tags() -> TestResult {
     let p = f.page_mut();
     p.0.fill(0x55);
     p.dc_gzva(0xB);
-    ensure!(
-        p.0.iter().all(|&b| b == 0),
-        "DC GZVA left non-zero data (block {} bytes)",
-        mte::zva_block_size()
-    );
-    for g in 0..GRANULES {
-        ensure_eq!(
-            p.ldg(g),
-            0xB,
-            "tag of granule {g} after DC GZVA with tag 0xB"
-        );
-    }
-    Ok(())
+    zeroed_with_tag(p, 0xB, "DC GZVA")
 }
 kernel_test!(mte_hw, dc_gzva_zeroes_data_and_tags);
 
