@@ -6,3 +6,4 @@ pub mod frame_alloc;
 pub mod frames;
 pub mod heap;
 pub mod kmap;
+pub mod pte;

@@ -15,3 +15,6 @@ pub mod esr;
 
 #[path = "../../src/mm/frame_alloc.rs"]
 pub mod frame_alloc;
+
+#[path = "../../src/mm/pte.rs"]
+pub mod pte;
