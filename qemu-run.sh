@@ -3,7 +3,8 @@
 #
 #   ./qemu-run.sh [OPTIONS] [FILTER...] [-- KERNEL-WORDS...]
 #
-# FILTERs select tests by name (substring, or a glob with *); explicit-only
+# FILTERs select tests: a suite (mm), a name prefix with :: (mte_hw::ldgm) or
+# a glob with * (*tags*); explicit-only
 # tests such as selftest::deliberate_failure run only when named in full.
 #
 # Options:

@@ -2,8 +2,8 @@
 //! tests include this file.
 //!
 //! Words:
-//!   test=PATTERN[,PATTERN...]  run only matching tests (repeatable; a name
-//!                              prefix, or a glob with *)
+//!   test=PATTERN[,PATTERN...]  run only matching tests (repeatable; a suite,
+//!                              a `suite::prefix`, or a glob with *)
 //!   list                       print the selected test names and stop
 //!   exit=semihosting|psci      how to end the run (default psci)
 //!   mte=sync|async|asymm       EL1 tag-check mode between tests (default sync)

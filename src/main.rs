@@ -25,11 +25,14 @@ mod arch;
 mod cmdline;
 mod console;
 mod drivers;
+mod errno;
 mod harness;
 mod mm;
 mod platform;
+mod schedpoint;
 mod smp;
 mod suites;
+mod task;
 
 use arch::mmu::{self, phys_to_virt};
 use cmdline::ExitMethod;
@@ -115,6 +118,8 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64) -> ! {
         .unwrap_or_else(|| fatal("no memory for the heap"));
     // SAFETY: the frames were just allocated for the heap and are never freed.
     unsafe { mm::heap::init(phys_to_virt(heap), mm::heap::HEAP_SIZE) };
+    mm::folio::init(early.ram_base, early.ram_size).unwrap_or_else(|e| fatal(e));
+    mm::fault::zero_pfn();
 
     let p = platform::read(&fdt).unwrap_or_else(|e| fatal(e));
     arch::psci::set_conduit(p.psci);

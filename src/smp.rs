@@ -101,9 +101,12 @@ pub fn secondary_loop(cpu: usize) -> ! {
     }
 }
 
-/// A piece of work running on another CPU.
+/// A piece of work running on another CPU. Dropping it without `join`
+/// (a test that failed early) releases every schedule point and waits for
+/// the work to end, so no test's work outlives the test.
 pub struct Job {
     cpu: usize,
+    joined: bool,
 }
 
 #[derive(Debug)]
@@ -134,19 +137,33 @@ pub fn start(cpu: usize, f: impl FnOnce() + Send + 'static) -> Result<Job, SmpEr
     *w = Some(Box::new(f));
     drop(w);
     cpu::sev();
-    Ok(Job { cpu })
+    Ok(Job { cpu, joined: false })
 }
 
 impl Job {
     /// Waits for the work to finish; an unexpected exception on that CPU
     /// comes back as an error.
-    pub fn join(self) -> Result<(), Unexpected> {
+    pub fn join(mut self) -> Result<(), Unexpected> {
+        self.joined = true;
+        self.wait()
+    }
+
+    fn wait(&self) -> Result<(), Unexpected> {
         let mb = &MAILBOXES[self.cpu];
         loop {
             if let Some(r) = mb.result.lock().take() {
                 return r;
             }
             cpu::wfe();
+        }
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if !self.joined {
+            crate::schedpoint::release_all();
+            let _ = self.wait();
         }
     }
 }

@@ -1,9 +1,9 @@
 //! Test selection by name. Pure logic: host unit tests include this file.
 //!
-//! A pattern without `*` selects every test whose full name (`suite::test`)
-//! starts with it (so `mte_hw` is a suite and `mte_hw::ldgm` the tests whose
-//! names start so); with `*` it must match the whole name, `*` standing for
-//! any run of characters. Tests marked explicit-only run only when a pattern
+//! A pattern without `*` is a suite name (`mm` selects `mm::*`, not `mmu::*`)
+//! or, with `::`, a prefix of full names (`mte_hw::ldgm` selects the tests of
+//! mte_hw whose names start so); with `*` it must match the whole name, `*`
+//! standing for any run of characters. Tests marked explicit-only run only when a pattern
 //! equals their full name.
 
 /// Glob match of `pat` (with `*`) against the whole of `name`.
@@ -18,8 +18,10 @@ fn glob(pat: &[u8], name: &[u8]) -> bool {
 pub fn pattern_matches(pattern: &str, name: &str) -> bool {
     if pattern.contains('*') {
         glob(pattern.as_bytes(), name.as_bytes())
-    } else {
+    } else if pattern.contains("::") {
         name.starts_with(pattern)
+    } else {
+        name.split_once("::").map_or(name, |(suite, _)| suite) == pattern
     }
 }
 
@@ -36,7 +38,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn substring_and_glob() {
+    fn suites_prefixes_and_globs() {
         assert!(pattern_matches("mte_hw", "mte_hw::ldgm_roundtrip"));
         assert!(pattern_matches("mte_hw::ldgm", "mte_hw::ldgm_roundtrip"));
         assert!(
@@ -48,6 +50,12 @@ mod tests {
             "smp::every_cpu_runs_work_with_mmu_and_mte"
         ));
         assert!(pattern_matches("*ldgm*", "mte_hw::ldgm_roundtrip"));
+        assert!(pattern_matches("mm", "mm::cow_in_child"));
+        assert!(
+            !pattern_matches("mm", "mmu::el0_permissions"),
+            "a suite name is not a prefix"
+        );
+        assert!(!pattern_matches("mte", "mte_hw::feature_present"));
         assert!(!pattern_matches("swap", "mte_hw::ldgm_roundtrip"));
         assert!(pattern_matches("mte_hw::*trip", "mte_hw::ldgm_roundtrip"));
         assert!(!pattern_matches("mte_hw::*", "mm::cow"));

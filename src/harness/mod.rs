@@ -143,14 +143,18 @@ fn summary(extra_failed: usize) {
     );
 }
 
-/// Called by the panic handler: the running test failed and the run is over.
+/// Called by the panic handler: the test whose result is not printed yet
+/// failed (or, between tests, the harness did) and the run is over.
 pub fn report_panic() {
     let current = CURRENT.try_lock().and_then(|c| *c);
-    if let Some(t) = current {
-        println!(
+    match current {
+        Some(t) => println!(
             "FAIL: {}: kernel panic (see the PANIC line above)",
             full_name(t)
-        );
+        ),
+        None => {
+            println!("FAIL: harness::run: kernel panic between tests (see the PANIC line above)")
+        }
     }
     println!("Bail out! kernel panic");
     summary(1);
@@ -173,7 +177,6 @@ pub fn reset_cpu_state() {
 }
 
 fn run_one(t: &'static TestDesc) -> TestResult {
-    *CURRENT.lock() = Some(t);
     reset_cpu_state();
     let frames_before = crate::mm::frames::free_frames();
     let mut result = Ok(());
@@ -189,7 +192,6 @@ fn run_one(t: &'static TestDesc) -> TestResult {
         c1.wrapping_sub(c0),
         (w1 - w0) * 1_000_000 / cpu::counter_freq().max(1)
     );
-    *CURRENT.lock() = None;
     let result = match outcome {
         Err(u) => Err(Verdict::Fail(alloc::format!(
             "unexpected exception: {} (ELR {:#x})",
@@ -201,6 +203,18 @@ fn run_one(t: &'static TestDesc) -> TestResult {
     let stray = mte::async_faults();
     reset_cpu_state();
     result?;
+    let alive = crate::task::all();
+    if !alive.is_empty() {
+        for t in &alive {
+            t.do_exit();
+        }
+        return Err(Verdict::Fail(alloc::format!(
+            "{} task(s) still alive after the test",
+            alive.len()
+        )));
+    }
+    crate::mm::invariants::check()
+        .map_err(|e| Verdict::Fail(alloc::format!("after the test: {e}")))?;
     if stray.any() {
         return Err(Verdict::Fail(alloc::format!(
             "asynchronous tag-check fault left pending: {stray:?}"
@@ -245,6 +259,9 @@ pub fn run(cmd: &Cmdline, cpus_online: usize) -> u8 {
     for t in selected {
         let name = full_name(t);
         println!("RUN  {name}");
+        // CURRENT stays set until the result line is out, so a panic on any
+        // CPU before then reports this test and nothing twice.
+        *CURRENT.lock() = Some(t);
         match run_one(t) {
             Ok(()) => {
                 PASSED.fetch_add(1, Ordering::Relaxed);
@@ -259,6 +276,7 @@ pub fn run(cmd: &Cmdline, cpus_online: usize) -> u8 {
                 println!("SKIP: {name}: {why}");
             }
         }
+        *CURRENT.lock() = None;
     }
     defmt::info!(
         "heap in use at the end of the run: {=usize} bytes",

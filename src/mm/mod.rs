@@ -1,9 +1,20 @@
-//! Memory management: physical frames, the kernel heap and the kernel's own
-//! address space. The Linux-style mm paths (faults, swap, uffd, ...) will
-//! live beside these, one module per path.
+//! Memory management: physical frames, the kernel heap and address space,
+//! and the Linux-style mm core: pte encodings, folios and rmap, mm/VMAs,
+//! the fault path, fork and unmapping. Paths to come (swap, uffd,
+//! khugepaged) get a module each.
 
+pub mod fault;
+pub mod filemap;
+pub mod folio;
+pub mod fork;
 pub mod frame_alloc;
 pub mod frames;
 pub mod heap;
+pub mod invariants;
 pub mod kmap;
+pub mod mm_types;
+pub mod mmap;
+pub mod pgtable;
 pub mod pte;
+pub mod rmap;
+pub mod zap;

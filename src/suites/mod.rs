@@ -2,5 +2,6 @@
 //! with `kernel_test!`; they use mm and the arch layer, never the reverse.
 
 mod harness_self;
+mod mm;
 mod mmu;
 mod mte_hw;

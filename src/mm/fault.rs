@@ -1,0 +1,376 @@
+//! The page-fault path: do_page_fault checks the VMA, handle_mm_fault
+//! dispatches on the pte: do_anonymous_page, the file faults through the
+//! page cache (do_read_fault, do_cow_fault, do_shared_fault) and the
+//! write-protect fault do_wp_page with its reuse and copy cases.
+//!
+//! Locks, as in Linux: the mmap lock (read) across the fault, the pte lock
+//! around every pte read-check-write, dropped while allocating or copying,
+//! with the pte rechecked (pte_same) after it is retaken.
+
+use super::folio::{pfn_frame, pfn_to_page, Folio, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_MTE_TAGGED};
+use super::mm_types::{
+    MmMap, MmStruct, Vma, MM_ANONPAGES, MM_FILEPAGES, VM_ACCESS_FLAGS, VM_EXEC, VM_SHARED,
+    VM_SPECIAL, VM_WRITE,
+};
+use super::pgtable::PteTable;
+use super::pte::*;
+use super::rmap::{folio_add_new_anon_rmap, folio_add_rmap_pte, folio_remove_rmap_pte};
+use crate::arch::mmu::PAGE_SIZE;
+use crate::arch::mte::PAGE_TAG_BYTES;
+use crate::schedpoint::sched_point;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU8, Ordering};
+use spin::Once;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegvCode {
+    /// No VMA at the address.
+    MapErr,
+    /// The VMA forbids the access.
+    AccErr,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultError {
+    Segv(SegvCode),
+    Oom,
+    /// The fault cannot be served (for example a swap entry: no swap yet).
+    Sigbus,
+}
+
+/// How wp_page_copy copies a page: right (data and tags, as arm64's
+/// copy_highpage does) or the known-wrong variant that forgets the tags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CowCopy {
+    DataAndTags,
+    DataOnly,
+}
+
+static COW_COPY: AtomicU8 = AtomicU8::new(0);
+
+pub fn set_cow_copy(v: CowCopy) {
+    COW_COPY.store(v as u8, Ordering::Release);
+}
+
+fn cow_copy() -> CowCopy {
+    if COW_COPY.load(Ordering::Acquire) == CowCopy::DataOnly as u8 {
+        CowCopy::DataOnly
+    } else {
+        CowCopy::DataAndTags
+    }
+}
+
+static ZERO_PFN: Once<u64> = Once::new();
+
+/// The shared zero page (data and tags zero, PG_mte_tagged like arm64's).
+pub fn zero_pfn() -> u64 {
+    *ZERO_PFN.call_once(|| {
+        let f = Folio::alloc(0).expect("no memory for the zero page");
+        f.set(PG_MTE_TAGGED);
+        f.into_counted() // never freed
+    })
+}
+
+pub fn is_zero_pfn(pfn: u64) -> bool {
+    ZERO_PFN.get() == Some(&pfn)
+}
+
+/// copy_user_highpage: data, and tags when the source has them (arm64's
+/// copy_highpage), unless the known-wrong variant is selected.
+fn copy_highpage(dst: &Folio, src: &Folio) {
+    dst.frame(0).0.copy_from_slice(&src.frame(0).0);
+    if src.test(PG_MTE_TAGGED) && cow_copy() == CowCopy::DataAndTags {
+        let tags = src.frame(0).save_tags();
+        dst.frame(0).restore_tags(&tags);
+        dst.set(PG_MTE_TAGGED);
+    }
+}
+
+/// set_pte_at with arm64's mte_sync_tags: a page mapped Tagged Normal for
+/// the first time gets its tags cleared and PG_mte_tagged set.
+pub fn set_pte_at(mm: &MmStruct, pt: &PteTable, addr: usize, pte: pte_t) {
+    if pte_valid(pte) && pte_tagged(pte) && !pte_special(pte) {
+        let page = pfn_to_page(pte_pfn(pte));
+        if page.flags.load(Ordering::Acquire) & PG_MTE_TAGGED == 0 {
+            pfn_frame(pte_pfn(pte)).restore_tags(&[0; PAGE_TAG_BYTES]);
+            page.flags.fetch_or(PG_MTE_TAGGED, Ordering::AcqRel);
+        }
+    }
+    pt.set(addr, pte, mm.asid);
+}
+
+/// The fault path entry: `addr` faulted on `write`/`exec` at EL0.
+pub fn do_page_fault(
+    mm: &Arc<MmStruct>,
+    addr: usize,
+    write: bool,
+    exec: bool,
+) -> Result<(), FaultError> {
+    let map = mm.mmap_lock.read();
+    let vma = map.find(addr).ok_or(FaultError::Segv(SegvCode::MapErr))?;
+    let allowed = if write {
+        vma.flags & VM_WRITE != 0
+    } else if exec {
+        vma.flags & VM_EXEC != 0
+    } else {
+        vma.flags & VM_ACCESS_FLAGS != 0
+    };
+    if !allowed || vma.flags & VM_SPECIAL != 0 {
+        return Err(FaultError::Segv(SegvCode::AccErr));
+    }
+    handle_mm_fault(mm, &map, vma, addr & !(PAGE_SIZE - 1), write)
+}
+
+/// Resolves a fault the VMA allows.
+pub fn handle_mm_fault(
+    mm: &Arc<MmStruct>,
+    map: &MmMap,
+    vma: &Vma,
+    addr: usize,
+    write: bool,
+) -> Result<(), FaultError> {
+    let pt = mm
+        .pgtables
+        .lock(addr, true)
+        .map_err(|_| FaultError::Oom)?
+        .ok_or(FaultError::Sigbus)?;
+    let pte = pt.get(addr);
+    if pte_none(pte) {
+        drop(pt);
+        return if vma.is_anon() {
+            do_anonymous_page(mm, map, vma, addr, write)
+        } else if !write {
+            do_read_fault(mm, vma, addr)
+        } else if vma.flags & VM_SHARED == 0 {
+            do_cow_fault(mm, map, vma, addr)
+        } else {
+            do_shared_fault(mm, vma, addr)
+        };
+    }
+    if !pte_present(pte) {
+        // Swap, migration, hwpoison and marker entries: not handled yet.
+        return Err(FaultError::Sigbus);
+    }
+    if write {
+        if !pte_write(pte) {
+            return do_wp_page(mm, map, vma, addr, pt, pte);
+        }
+        set_pte_at(mm, &pt, addr, pte_mkyoung(pte_mkdirty(pte)));
+    } else if !pte_young(pte) {
+        set_pte_at(mm, &pt, addr, pte_mkyoung(pte));
+    }
+    Ok(())
+}
+
+/// First touch of anonymous memory: the zero page on a read, a new zeroed
+/// page on a write.
+fn do_anonymous_page(
+    mm: &Arc<MmStruct>,
+    map: &MmMap,
+    vma: &Vma,
+    addr: usize,
+    write: bool,
+) -> Result<(), FaultError> {
+    if !write {
+        let pte = pte_mkspecial(pfn_pte(zero_pfn(), vma.page_prot()));
+        let pt = mm
+            .pgtables
+            .lock(addr, true)
+            .map_err(|_| FaultError::Oom)?
+            .ok_or(FaultError::Sigbus)?;
+        if pte_none(pt.get(addr)) {
+            set_pte_at(mm, &pt, addr, pte);
+        }
+        return Ok(());
+    }
+    let anon_vma = mm.anon_vma_prepare(map, vma);
+    let folio = Folio::alloc(0).ok_or(FaultError::Oom)?;
+    sched_point("do_anonymous_page:before_ptl");
+    let pt = mm
+        .pgtables
+        .lock(addr, true)
+        .map_err(|_| FaultError::Oom)?
+        .ok_or(FaultError::Sigbus)?;
+    if !pte_none(pt.get(addr)) {
+        return Ok(()); // raced with another fault: theirs stands, ours is freed
+    }
+    folio_add_new_anon_rmap(&folio, &anon_vma, vma.pgoff_of(addr));
+    mm.add_rss(MM_ANONPAGES, 1);
+    let pte = pte_mkdirty(pte_mkwrite(pfn_pte(folio.pfn(), vma.page_prot())));
+    set_pte_at(mm, &pt, addr, pte);
+    folio.into_counted(); // the pte's reference
+    Ok(())
+}
+
+fn file_folio(vma: &Vma, addr: usize) -> Result<Folio, FaultError> {
+    let file = vma.file.as_ref().ok_or(FaultError::Sigbus)?;
+    file.get_folio(vma.pgoff_of(addr)).ok_or(FaultError::Sigbus)
+}
+
+/// Maps the page-cache page read-only (shared file or private read).
+fn do_read_fault(mm: &Arc<MmStruct>, vma: &Vma, addr: usize) -> Result<(), FaultError> {
+    let folio = file_folio(vma, addr)?;
+    sched_point("do_read_fault:before_ptl");
+    let pt = mm
+        .pgtables
+        .lock(addr, true)
+        .map_err(|_| FaultError::Oom)?
+        .ok_or(FaultError::Sigbus)?;
+    if !pte_none(pt.get(addr)) {
+        return Ok(());
+    }
+    folio_add_rmap_pte(&folio);
+    mm.add_rss(MM_FILEPAGES, 1);
+    // Map read-only even in a shared writable mapping: the first write
+    // marks the folio dirty (do_wp_page's shared case).
+    set_pte_at(
+        mm,
+        &pt,
+        addr,
+        pte_wrprotect(pfn_pte(folio.pfn(), vma.page_prot())),
+    );
+    folio.into_counted();
+    Ok(())
+}
+
+/// Write to a private file mapping with nothing mapped: copy the page-cache
+/// page into a new anonymous page.
+fn do_cow_fault(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize) -> Result<(), FaultError> {
+    let src = file_folio(vma, addr)?;
+    let anon_vma = mm.anon_vma_prepare(map, vma);
+    let new = Folio::alloc(0).ok_or(FaultError::Oom)?;
+    copy_highpage(&new, &src);
+    drop(src);
+    let pt = mm
+        .pgtables
+        .lock(addr, true)
+        .map_err(|_| FaultError::Oom)?
+        .ok_or(FaultError::Sigbus)?;
+    if !pte_none(pt.get(addr)) {
+        return Ok(());
+    }
+    folio_add_new_anon_rmap(&new, &anon_vma, vma.pgoff_of(addr));
+    mm.add_rss(MM_ANONPAGES, 1);
+    set_pte_at(
+        mm,
+        &pt,
+        addr,
+        pte_mkdirty(pte_mkwrite(pfn_pte(new.pfn(), vma.page_prot()))),
+    );
+    new.into_counted();
+    Ok(())
+}
+
+/// Write to a shared file mapping with nothing mapped.
+fn do_shared_fault(mm: &Arc<MmStruct>, vma: &Vma, addr: usize) -> Result<(), FaultError> {
+    let folio = file_folio(vma, addr)?;
+    let pt = mm
+        .pgtables
+        .lock(addr, true)
+        .map_err(|_| FaultError::Oom)?
+        .ok_or(FaultError::Sigbus)?;
+    if !pte_none(pt.get(addr)) {
+        return Ok(());
+    }
+    folio_add_rmap_pte(&folio);
+    folio.set(PG_DIRTY);
+    mm.add_rss(MM_FILEPAGES, 1);
+    set_pte_at(
+        mm,
+        &pt,
+        addr,
+        pte_mkdirty(pte_mkwrite(pfn_pte(folio.pfn(), vma.page_prot()))),
+    );
+    folio.into_counted();
+    Ok(())
+}
+
+/// A write to a present read-only pte in a writable VMA.
+fn do_wp_page(
+    mm: &Arc<MmStruct>,
+    map: &MmMap,
+    vma: &Vma,
+    addr: usize,
+    pt: PteTable,
+    orig: pte_t,
+) -> Result<(), FaultError> {
+    if pte_special(orig) {
+        drop(pt);
+        return wp_page_copy(mm, map, vma, addr, orig); // the zero page
+    }
+    let folio = Folio::get(pte_pfn(orig));
+    if vma.flags & VM_SHARED != 0 {
+        // wp_page_shared: the page-cache page itself becomes writable.
+        folio.set(PG_DIRTY);
+        set_pte_at(mm, &pt, addr, pte_mkyoung(pte_mkdirty(pte_mkwrite(orig))));
+        return Ok(());
+    }
+    if folio.is_anon() {
+        // wp_can_reuse_anon_folio: exclusive, or the only reference left is
+        // this pte's (ours is the +1 taken above).
+        let reuse = folio.test(PG_ANON_EXCLUSIVE) || {
+            // Under the folio lock, so the count cannot grow under us.
+            folio.trylock() && {
+                let only_us = folio.refcount() == 2 && folio.mapcount() == 1;
+                if only_us {
+                    folio.set(PG_ANON_EXCLUSIVE);
+                }
+                folio.unlock();
+                only_us
+            }
+        };
+        if reuse {
+            set_pte_at(mm, &pt, addr, pte_mkyoung(pte_mkdirty(pte_mkwrite(orig))));
+            return Ok(());
+        }
+    }
+    drop(pt);
+    drop(folio);
+    wp_page_copy(mm, map, vma, addr, orig)
+}
+
+/// Copies the page `orig` maps into a new anonymous page and maps it
+/// writable, if the pte has not changed meanwhile.
+fn wp_page_copy(
+    mm: &Arc<MmStruct>,
+    map: &MmMap,
+    vma: &Vma,
+    addr: usize,
+    orig: pte_t,
+) -> Result<(), FaultError> {
+    let anon_vma = mm.anon_vma_prepare(map, vma);
+    let new = Folio::alloc(0).ok_or(FaultError::Oom)?;
+    let old_pfn = pte_pfn(orig);
+    if !pte_special(orig) {
+        let src = Folio::get(old_pfn); // keep it alive while copying unlocked
+        copy_highpage(&new, &src);
+    }
+    sched_point("wp_page_copy:after_copy");
+    let pt = mm
+        .pgtables
+        .lock(addr, true)
+        .map_err(|_| FaultError::Oom)?
+        .ok_or(FaultError::Sigbus)?;
+    if pt.get(addr) != orig {
+        return Ok(()); // someone else resolved it: retry from EL0
+    }
+    folio_add_new_anon_rmap(&new, &anon_vma, vma.pgoff_of(addr));
+    let pte = pte_mkyoung(pte_mkdirty(pte_mkwrite(pfn_pte(
+        new.pfn(),
+        vma.page_prot(),
+    ))));
+    pt.clear(addr, mm.asid);
+    if !pte_special(orig) {
+        let old = Folio::from_counted(old_pfn); // the old pte's reference
+        folio_remove_rmap_pte(&old);
+        if !old.is_anon() {
+            mm.add_rss(MM_FILEPAGES, -1);
+            mm.add_rss(MM_ANONPAGES, 1);
+        }
+    } else {
+        mm.add_rss(MM_ANONPAGES, 1);
+    }
+    set_pte_at(mm, &pt, addr, pte);
+    new.into_counted();
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! Per-frame metadata (`struct page`) and folios.
+//!
+//! `mem_map` has one `Page` per frame of RAM. A folio is 2^order frames
+//! whose metadata lives in the head page. Counting rules (simpler than
+//! Linux's, and checked by mm::invariants):
+//! - refcount = mapcount + 1 if in the page cache (+ 1 if in the swap cache
+//!   later) + pins; the folio is freed when it drops to 0;
+//! - mapcount counts page-table entries mapping the folio, from 0 (Linux
+//!   starts `_mapcount` at -1; the meaning is the same).
+//!
+//! Page-table pages also have a `Page`: its `ptl` is the page-table lock.
+
+use super::frames;
+use super::pte::swp_entry_t;
+use crate::arch::mmu::{phys_to_virt, PAGE_SIZE};
+use crate::arch::mte::Page as FramePage;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use spin::{Mutex, Once};
+
+pub const PG_LOCKED: u32 = 1 << 0;
+/// The folio is mapped by exactly one process and may be reused on write.
+pub const PG_ANON_EXCLUSIVE: u32 = 1 << 1;
+pub const PG_SWAPCACHE: u32 = 1 << 2;
+/// Its tags are meaningful (arm64 PG_mte_tagged).
+pub const PG_MTE_TAGGED: u32 = 1 << 3;
+pub const PG_ANON: u32 = 1 << 4;
+pub const PG_DIRTY: u32 = 1 << 5;
+pub const PG_UPTODATE: u32 = 1 << 6;
+/// A live folio head (allocated by folio_alloc and not yet freed).
+pub const PG_HEAD: u32 = 1 << 7;
+/// A page-table page.
+pub const PG_TABLE: u32 = 1 << 8;
+
+/// What a folio is mapped for: the reverse-map anchor and the index in it.
+#[derive(Clone, Default)]
+pub enum Mapping {
+    #[default]
+    None,
+    Anon(Arc<super::rmap::AnonVma>),
+    /// Weak: the file's page cache holds the folio, not the other way round.
+    File(alloc::sync::Weak<super::filemap::File>),
+}
+
+#[derive(Default)]
+pub struct PageInner {
+    pub mapping: Mapping,
+    /// Page index in the anon_vma's or file's address space.
+    pub index: u64,
+    /// The swap entry while in the swap cache.
+    pub swap: Option<swp_entry_t>,
+    pub order: u8,
+}
+
+pub struct Page {
+    pub refcount: AtomicI32,
+    pub mapcount: AtomicI32,
+    pub pincount: AtomicI32,
+    pub flags: AtomicU32,
+    pub inner: Mutex<PageInner>,
+    /// Page-table lock, for page-table pages.
+    pub ptl: Mutex<()>,
+}
+
+struct MemMap {
+    base_pfn: u64,
+    pages: &'static [Page],
+}
+
+static MEM_MAP: Once<MemMap> = Once::new();
+
+/// Builds mem_map for `[base, base + size)` of RAM, in frames taken from the
+/// frame allocator (never freed).
+pub fn init(base: u64, size: u64) -> Result<(), &'static str> {
+    let n = (size / PAGE_SIZE as u64) as usize;
+    let bytes = n * core::mem::size_of::<Page>();
+    let frames_needed = bytes.div_ceil(PAGE_SIZE);
+    let pa = frames::alloc_zeroed(frames_needed, 1).ok_or("no memory for mem_map")?;
+    let ptr = phys_to_virt(pa) as *mut Page;
+    for i in 0..n {
+        // SAFETY: the frames were just allocated for mem_map, are mapped
+        // through the linear map and hold room for n Pages.
+        unsafe {
+            ptr.add(i).write(Page {
+                refcount: AtomicI32::new(0),
+                mapcount: AtomicI32::new(0),
+                pincount: AtomicI32::new(0),
+                flags: AtomicU32::new(0),
+                inner: Mutex::new(PageInner::default()),
+                ptl: Mutex::new(()),
+            })
+        };
+    }
+    // SAFETY: initialised above; mem_map lives for the rest of the run.
+    let pages = unsafe { core::slice::from_raw_parts(ptr, n) };
+    MEM_MAP.call_once(|| MemMap {
+        base_pfn: base / PAGE_SIZE as u64,
+        pages,
+    });
+    Ok(())
+}
+
+fn mem_map() -> &'static MemMap {
+    MEM_MAP.get().expect("mem_map used before mm::folio::init")
+}
+
+/// The `Page` of a physical frame number.
+pub fn pfn_to_page(pfn: u64) -> &'static Page {
+    let m = mem_map();
+    &m.pages[(pfn - m.base_pfn) as usize]
+}
+
+/// Every frame's `Page`, with its pfn (for the invariant checker).
+pub fn all_pages() -> impl Iterator<Item = (u64, &'static Page)> {
+    let m = mem_map();
+    m.pages
+        .iter()
+        .enumerate()
+        .map(move |(i, p)| (m.base_pfn + i as u64, p))
+}
+
+/// The frame `pfn` through the linear map. Callers hold a reference or a
+/// lock that keeps the frame theirs (as Linux's kmap of a page they hold).
+pub fn pfn_frame(pfn: u64) -> &'static mut FramePage {
+    // SAFETY: pfn is a RAM frame (it has a Page); the linear map covers RAM.
+    // Concurrent users coordinate through the folio and page-table locks.
+    unsafe { &mut *(phys_to_virt(pfn * PAGE_SIZE as u64) as *mut FramePage) }
+}
+
+/// A reference-counted handle on a folio: holding one is holding a reference.
+pub struct Folio {
+    pfn: u64,
+}
+
+impl PartialEq for Folio {
+    fn eq(&self, other: &Self) -> bool {
+        self.pfn == other.pfn
+    }
+}
+
+impl core::fmt::Debug for Folio {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "folio(pfn {:#x})", self.pfn)
+    }
+}
+
+impl Folio {
+    /// A new folio of 2^order zeroed frames (data and tags), refcount 1.
+    pub fn alloc(order: u8) -> Option<Folio> {
+        let n = 1usize << order;
+        let pa = frames::alloc_zeroed(n, n)?;
+        let pfn = pa / PAGE_SIZE as u64;
+        let head = pfn_to_page(pfn);
+        *head.inner.lock() = PageInner {
+            order,
+            ..Default::default()
+        };
+        head.mapcount.store(0, Ordering::Relaxed);
+        head.pincount.store(0, Ordering::Relaxed);
+        head.flags.store(PG_HEAD | PG_UPTODATE, Ordering::Relaxed);
+        head.refcount.store(1, Ordering::Release);
+        Some(Folio { pfn })
+    }
+
+    /// Takes a new reference on the folio whose head is `pfn`.
+    pub fn get(pfn: u64) -> Folio {
+        let p = pfn_to_page(pfn);
+        let old = p.refcount.fetch_add(1, Ordering::AcqRel);
+        assert!(
+            old > 0 && p.flags.load(Ordering::Relaxed) & PG_HEAD != 0,
+            "folio_get on a free or tail page {pfn:#x}"
+        );
+        Folio { pfn }
+    }
+
+    /// Turns a reference counted elsewhere (a mapping, the page cache) into a
+    /// handle without changing the count. The caller gives that reference up.
+    pub fn from_counted(pfn: u64) -> Folio {
+        Folio { pfn }
+    }
+
+    /// Gives the handle's reference to the holder (a pte, the page cache).
+    pub fn into_counted(self) -> u64 {
+        let pfn = self.pfn;
+        core::mem::forget(self);
+        pfn
+    }
+
+    pub fn pfn(&self) -> u64 {
+        self.pfn
+    }
+
+    pub fn page(&self) -> &'static Page {
+        pfn_to_page(self.pfn)
+    }
+
+    pub fn order(&self) -> u8 {
+        self.page().inner.lock().order
+    }
+
+    pub fn nr_pages(&self) -> usize {
+        1 << self.order()
+    }
+
+    pub fn refcount(&self) -> i32 {
+        self.page().refcount.load(Ordering::Acquire)
+    }
+
+    pub fn mapcount(&self) -> i32 {
+        self.page().mapcount.load(Ordering::Acquire)
+    }
+
+    pub fn test(&self, flag: u32) -> bool {
+        self.page().flags.load(Ordering::Acquire) & flag != 0
+    }
+
+    pub fn set(&self, flag: u32) {
+        self.page().flags.fetch_or(flag, Ordering::AcqRel);
+    }
+
+    pub fn clear(&self, flag: u32) {
+        self.page().flags.fetch_and(!flag, Ordering::AcqRel);
+    }
+
+    pub fn trylock(&self) -> bool {
+        self.page().flags.fetch_or(PG_LOCKED, Ordering::Acquire) & PG_LOCKED == 0
+    }
+
+    pub fn unlock(&self) {
+        let old = self.page().flags.fetch_and(!PG_LOCKED, Ordering::Release);
+        assert!(old & PG_LOCKED != 0, "folio_unlock of an unlocked {self:?}");
+    }
+
+    pub fn is_anon(&self) -> bool {
+        self.test(PG_ANON)
+    }
+
+    /// The 4 KiB frame `i` of the folio, through the linear map.
+    pub fn frame(&self, i: usize) -> &'static mut FramePage {
+        assert!(i < self.nr_pages());
+        pfn_frame(self.pfn + i as u64)
+    }
+}
+
+impl Clone for Folio {
+    fn clone(&self) -> Folio {
+        Folio::get(self.pfn)
+    }
+}
+
+impl Drop for Folio {
+    /// folio_put: frees the folio with its last reference.
+    fn drop(&mut self) {
+        let p = self.page();
+        let old = p.refcount.fetch_sub(1, Ordering::AcqRel);
+        assert!(old > 0, "folio_put underflow on {self:?}");
+        if old == 1 {
+            let order = {
+                let mut inner = p.inner.lock();
+                let order = inner.order;
+                *inner = PageInner::default();
+                order
+            };
+            assert_eq!(
+                p.mapcount.load(Ordering::Relaxed),
+                0,
+                "freeing mapped {self:?}"
+            );
+            p.flags.store(0, Ordering::Release);
+            // Frames are zeroed (data and tags) when allocated again.
+            let n = 1usize << order;
+            frames::free(self.pfn * PAGE_SIZE as u64, n).expect("freeing a folio's frames");
+        }
+    }
+}

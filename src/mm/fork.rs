@@ -1,0 +1,133 @@
+//! fork: dup_mmap copies the VMAs, copy_page_range the ptes. Private
+//! anonymous pages become shared copy-on-write: write-protected in both,
+//! one more reference and mapping each, no longer AnonExclusive. A pinned
+//! exclusive page is copied at once instead (its pin must keep seeing the
+//! parent's page).
+
+use super::fault::set_pte_at;
+use super::folio::{Folio, PG_ANON_EXCLUSIVE, PG_MTE_TAGGED};
+use super::mm_types::*;
+use super::pte::*;
+use super::rmap::{folio_add_new_anon_rmap, folio_add_rmap_pte};
+use crate::arch::mmu::PAGE_SIZE;
+use crate::errno::{Errno, ENOMEM};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+use spin::Once;
+
+pub fn dup_mmap(parent: &Arc<MmStruct>) -> Result<Arc<MmStruct>, Errno> {
+    let child = MmStruct::new().ok_or(ENOMEM)?;
+    let pmap = parent.mmap_lock.write();
+    let mut cmap = child.mmap_lock.write();
+    let vmas: Vec<Vma> = pmap.vmas.values().cloned().collect();
+    let mut result = Ok(());
+    for v in vmas {
+        let mut c = v.split(v.start, v.end); // a new VMA id over the same range
+                                             // The child's anonymous pages stay in the parent's anon_vma (see rmap).
+        c.anon_vma = match v.anon_vma() {
+            Some(av) => {
+                let cell = Once::new();
+                cell.call_once(|| av.clone());
+                Arc::new(cell)
+            }
+            None => Arc::new(Once::new()),
+        };
+        child.vma_link(&mut cmap, c.clone());
+        if result.is_ok() {
+            result = copy_page_range(parent, &child, &v, &c);
+        }
+    }
+    drop(cmap);
+    drop(pmap);
+    match result {
+        Ok(()) => Ok(child),
+        Err(e) => {
+            super::zap::exit_mmap(&child);
+            Err(e)
+        }
+    }
+}
+
+fn copy_page_range(
+    src_mm: &Arc<MmStruct>,
+    dst_mm: &Arc<MmStruct>,
+    vma: &Vma,
+    dst_vma: &Vma,
+) -> Result<(), Errno> {
+    let cow = vma.flags & VM_SHARED == 0;
+    for addr in (vma.start..vma.end).step_by(PAGE_SIZE) {
+        let Ok(Some(src_pt)) = src_mm.pgtables.lock(addr, false) else {
+            continue;
+        };
+        let pte = src_pt.get(addr);
+        if pte_none(pte) {
+            continue;
+        }
+        let dst_pt = dst_mm
+            .pgtables
+            .lock(addr, true)
+            .map_err(|_| ENOMEM)?
+            .ok_or(ENOMEM)?;
+        if !pte_present(pte) {
+            // Non-present entries are copied as they are (markers); swap
+            // entries (none can exist yet) are counted.
+            if !non_swap_entry(pte_to_swp_entry(pte)) {
+                dst_mm.add_rss(MM_SWAPENTS, 1);
+            }
+            dst_pt.set(addr, pte, dst_mm.asid);
+            continue;
+        }
+        if pte_special(pte) {
+            dst_pt.set(addr, pte, dst_mm.asid);
+            continue;
+        }
+        let folio = Folio::get(pte_pfn(pte));
+        if folio.is_anon()
+            && folio.test(PG_ANON_EXCLUSIVE)
+            && folio.page().pincount.load(Ordering::Acquire) > 0
+        {
+            // copy_present_page: the child gets its own copy now.
+            let new = Folio::alloc(0).ok_or(ENOMEM)?;
+            new.frame(0).0.copy_from_slice(&folio.frame(0).0);
+            if folio.test(PG_MTE_TAGGED) {
+                new.frame(0).restore_tags(&folio.frame(0).save_tags());
+                new.set(PG_MTE_TAGGED);
+            }
+            let av = dst_vma
+                .anon_vma()
+                .expect("an anonymous page in a VMA without anon_vma")
+                .clone();
+            folio_add_new_anon_rmap(&new, &av, dst_vma.pgoff_of(addr));
+            dst_mm.add_rss(MM_ANONPAGES, 1);
+            set_pte_at(
+                dst_mm,
+                &dst_pt,
+                addr,
+                pte_mkdirty(pte_mkwrite(pfn_pte(new.pfn(), dst_vma.page_prot()))),
+            );
+            new.into_counted();
+            continue;
+        }
+        let mut child_pte = pte;
+        if cow {
+            if pte_write(pte) {
+                set_pte_at(src_mm, &src_pt, addr, pte_wrprotect(pte));
+            }
+            child_pte = pte_wrprotect(pte);
+            folio.clear(PG_ANON_EXCLUSIVE);
+        }
+        folio_add_rmap_pte(&folio);
+        dst_mm.add_rss(
+            if folio.is_anon() {
+                MM_ANONPAGES
+            } else {
+                MM_FILEPAGES
+            },
+            1,
+        );
+        dst_pt.set(addr, child_pte, dst_mm.asid);
+        folio.into_counted(); // the child's pte's reference
+    }
+    Ok(())
+}

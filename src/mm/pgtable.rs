@@ -1,0 +1,188 @@
+//! User page tables seen as Linux pte_t/pmd_t values, with a lock per
+//! last-level table (the split pte lock) and break-before-make updates.
+
+use super::folio::{pfn_to_page, PG_TABLE};
+use super::frames;
+use super::pte::{pte_t, pte_valid};
+use crate::arch::mmu::{phys_to_virt, tlb, PAGE_SIZE};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use spin::MutexGuard;
+
+const TABLE: u64 = 3; // valid table descriptor
+const ADDR: u64 = 0x0000_FFFF_FFFF_F000;
+
+fn entry(table_pa: u64, i: usize) -> &'static AtomicU64 {
+    assert!(i < 512);
+    // SAFETY: table_pa is a page-table page owned by an mm (it stays
+    // allocated until exit_mmap frees it), reached through the linear map;
+    // entries are 8-byte aligned u64s and only accessed atomically.
+    unsafe { &*((phys_to_virt(table_pa) as *const AtomicU64).add(i)) }
+}
+
+fn index(addr: usize, level: usize) -> usize {
+    (addr >> (12 + 9 * (3 - level))) & 511
+}
+
+/// A four-level user table tree.
+pub struct PgTables {
+    pub root: u64,
+    /// Table pages in the tree, the root included.
+    pub nr_tables: AtomicUsize,
+}
+
+fn alloc_table() -> Option<u64> {
+    let pa = frames::alloc_zeroed(1, 1)?;
+    pfn_to_page(pa / PAGE_SIZE as u64)
+        .flags
+        .store(PG_TABLE, Ordering::Release);
+    Some(pa)
+}
+
+fn free_table(pa: u64) {
+    pfn_to_page(pa / PAGE_SIZE as u64)
+        .flags
+        .store(0, Ordering::Release);
+    frames::free(pa, 1).expect("freeing a page-table page");
+}
+
+/// The locked last-level table covering an address.
+pub struct PteTable {
+    table: u64,
+    _ptl: MutexGuard<'static, ()>,
+}
+
+impl PteTable {
+    pub fn get(&self, addr: usize) -> pte_t {
+        pte_t(entry(self.table, index(addr, 3)).load(Ordering::Acquire))
+    }
+
+    /// Writes a pte. Replacing a valid pte goes through an invalid one and a
+    /// TLB flush on every CPU first (break-before-make).
+    pub fn set(&self, addr: usize, new: pte_t, asid: u16) {
+        let e = entry(self.table, index(addr, 3));
+        let old = pte_t(e.load(Ordering::Acquire));
+        if pte_valid(old) {
+            e.store(0, Ordering::Release);
+            tlb::flush_va(addr, asid);
+        }
+        e.store(new.0, Ordering::Release);
+        // SAFETY: barriers only order memory accesses.
+        unsafe { core::arch::asm!("dsb ishst", "isb", options(nostack)) };
+    }
+
+    /// ptep_get_and_clear + flush.
+    pub fn clear(&self, addr: usize, asid: u16) -> pte_t {
+        let old = self.get(addr);
+        self.set(addr, pte_t(0), asid);
+        old
+    }
+}
+
+impl PgTables {
+    pub fn new() -> Option<PgTables> {
+        Some(PgTables {
+            root: alloc_table()?,
+            nr_tables: AtomicUsize::new(1),
+        })
+    }
+
+    fn last_level(&self, addr: usize, alloc: bool) -> Result<Option<u64>, ()> {
+        let mut table = self.root;
+        for level in 0..3 {
+            let e = entry(table, index(addr, level));
+            let mut d = e.load(Ordering::Acquire);
+            if d & 1 == 0 {
+                if !alloc {
+                    return Ok(None);
+                }
+                let new = alloc_table().ok_or(())?;
+                match e.compare_exchange(0, new | TABLE, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => {
+                        self.nr_tables.fetch_add(1, Ordering::Relaxed);
+                        d = new | TABLE;
+                    }
+                    Err(other) => {
+                        free_table(new); // another CPU got there first
+                        d = other;
+                    }
+                }
+            }
+            if d & TABLE != TABLE {
+                return Ok(None); // a block: no pte table here
+            }
+            table = d & ADDR;
+        }
+        Ok(Some(table))
+    }
+
+    /// pte_offset_map_lock: the locked pte table for `addr`, allocating the
+    /// tables on the way if `alloc`. Err(()) means out of memory.
+    pub fn lock(&self, addr: usize, alloc: bool) -> Result<Option<PteTable>, ()> {
+        Ok(self.last_level(addr, alloc)?.map(|table| PteTable {
+            table,
+            _ptl: pfn_to_page(table / PAGE_SIZE as u64).ptl.lock(),
+        }))
+    }
+
+    /// The pte at `addr` without taking the lock (for checkers and lookups
+    /// that tolerate a stale value).
+    pub fn peek(&self, addr: usize) -> pte_t {
+        match self.last_level(addr, false) {
+            Ok(Some(t)) => pte_t(entry(t, index(addr, 3)).load(Ordering::Acquire)),
+            _ => pte_t(0),
+        }
+    }
+
+    /// Calls `f(addr, pte)` for every non-none pte in `[start, end)`.
+    pub fn for_each_pte(&self, start: usize, end: usize, mut f: impl FnMut(usize, pte_t)) {
+        fn walk(
+            table: u64,
+            level: usize,
+            base: usize,
+            start: usize,
+            end: usize,
+            f: &mut dyn FnMut(usize, pte_t),
+        ) {
+            let span = 1usize << (12 + 9 * (3 - level));
+            for i in 0..512 {
+                let lo = base + i * span;
+                if lo >= end || lo + span <= start {
+                    continue;
+                }
+                let d = entry(table, i).load(Ordering::Acquire);
+                if level == 3 {
+                    if d != 0 {
+                        f(lo, pte_t(d));
+                    }
+                } else if d & TABLE == TABLE {
+                    walk(d & ADDR, level + 1, lo, start, end, f);
+                }
+            }
+        }
+        walk(self.root, 0, 0, start, end, &mut f);
+    }
+
+    /// Frees every table page (free_pgtables at exit). The ptes must be none.
+    pub fn free_all(&self) {
+        fn walk(table: u64, level: usize) -> usize {
+            let mut n = 1;
+            if level < 3 {
+                for i in 0..512 {
+                    let d = entry(table, i).load(Ordering::Acquire);
+                    if d & TABLE == TABLE {
+                        n += walk(d & ADDR, level + 1);
+                    }
+                }
+            } else {
+                assert!(
+                    (0..512).all(|i| entry(table, i).load(Ordering::Acquire) == 0),
+                    "freeing a pte table that still maps something"
+                );
+            }
+            free_table(table);
+            n
+        }
+        let n = walk(self.root, 0);
+        self.nr_tables.fetch_sub(n, Ordering::Relaxed);
+    }
+}

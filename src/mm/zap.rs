@@ -1,0 +1,66 @@
+//! Unmapping: zap_page_range (munmap, MADV_DONTNEED) and exit_mmap.
+//! The full zap_pte_range with zap_details comes with its own issue.
+
+use super::folio::{Folio, PG_DIRTY};
+use super::mm_types::{MmMap, MmStruct, MM_ANONPAGES, MM_FILEPAGES, MM_SWAPENTS};
+use super::pte::{
+    is_swap_pte, non_swap_entry, pte_dirty, pte_pfn, pte_present, pte_special, pte_to_swp_entry,
+};
+use super::rmap::folio_remove_rmap_pte;
+use crate::arch::mmu::PAGE_SIZE;
+use alloc::sync::Arc;
+
+/// Clears every pte of `[start, end)` and drops what they held.
+pub fn zap_page_range(mm: &MmStruct, start: usize, end: usize) {
+    let mut addr = start;
+    while addr < end {
+        // One pte table (2 MiB) at a time, under its lock.
+        let table_end = ((addr >> 21) + 1) << 21;
+        let stop = table_end.min(end);
+        if let Ok(Some(pt)) = mm.pgtables.lock(addr, false) {
+            let mut a = addr;
+            while a < stop {
+                let pte = pt.get(a);
+                if pte_present(pte) {
+                    pt.clear(a, mm.asid);
+                    if !pte_special(pte) {
+                        let folio = Folio::from_counted(pte_pfn(pte)); // the pte's reference
+                        if pte_dirty(pte) && !folio.is_anon() {
+                            folio.set(PG_DIRTY);
+                        }
+                        folio_remove_rmap_pte(&folio);
+                        mm.add_rss(
+                            if folio.is_anon() {
+                                MM_ANONPAGES
+                            } else {
+                                MM_FILEPAGES
+                            },
+                            -1,
+                        );
+                    }
+                } else if is_swap_pte(pte) {
+                    pt.clear(a, mm.asid);
+                    // Markers, migration and hwpoison entries hold nothing;
+                    // a swap entry's count (no swap device exists yet) is
+                    // only accounted.
+                    if !non_swap_entry(pte_to_swp_entry(pte)) {
+                        mm.add_rss(MM_SWAPENTS, -1);
+                    }
+                }
+                a += PAGE_SIZE;
+            }
+        }
+        addr = stop;
+    }
+}
+
+/// exit_mmap: unmaps every VMA. The page tables go when the mm is dropped.
+pub fn exit_mmap(mm: &Arc<MmStruct>) {
+    let mut map: spin::RwLockWriteGuard<'_, MmMap> = mm.mmap_lock.write();
+    let starts: alloc::vec::Vec<usize> = map.vmas.keys().copied().collect();
+    for s in starts {
+        let (start, end) = (map.vmas[&s].start, map.vmas[&s].end);
+        zap_page_range(mm, start, end);
+        mm.vma_unlink(&mut map, s);
+    }
+}

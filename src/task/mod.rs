@@ -1,0 +1,122 @@
+//! EL0 tasks: an address space plus the agent that acts in it. A task's
+//! operations run on whichever CPU calls them, so any CPU can run tasks.
+
+pub mod agent;
+pub mod syscall;
+
+use crate::errno::{Errno, ENOMEM};
+use crate::mm::mm_types::MmStruct;
+use agent::{Routine, Signal};
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
+use spin::Mutex;
+
+pub struct Task {
+    pub pid: u32,
+    /// None once the task has exited.
+    mm: Mutex<Option<Arc<MmStruct>>>,
+}
+
+static NEXT_PID: AtomicU32 = AtomicU32::new(1);
+static TASKS: Mutex<BTreeMap<u32, Arc<Task>>> = Mutex::new(BTreeMap::new());
+
+impl Task {
+    /// A new task with an empty address space and the agent mapped.
+    pub fn spawn() -> Result<Arc<Task>, Errno> {
+        let mm = MmStruct::new().ok_or(ENOMEM)?;
+        crate::mm::mmap::map_special(&mm, agent::AGENT_VA, &agent::code_pfns())?;
+        Ok(Self::register(mm))
+    }
+
+    fn register(mm: Arc<MmStruct>) -> Arc<Task> {
+        let t = Arc::new(Task {
+            pid: NEXT_PID.fetch_add(1, Ordering::Relaxed),
+            mm: Mutex::new(Some(mm)),
+        });
+        TASKS.lock().insert(t.pid, t.clone());
+        t
+    }
+
+    pub fn get(pid: u32) -> Option<Arc<Task>> {
+        TASKS.lock().get(&pid).cloned()
+    }
+
+    /// The task's address space (panics after exit: scenarios must not use
+    /// an exited task, and the agent never runs one).
+    pub fn mm(&self) -> Arc<MmStruct> {
+        self.mm.lock().clone().expect("task used after exit")
+    }
+
+    pub fn alive(&self) -> bool {
+        self.mm.lock().is_some()
+    }
+
+    /// Tears the address space down (exit_mmap) and forgets the task.
+    pub fn do_exit(&self) {
+        let mm = self.mm.lock().take();
+        if let Some(mm) = mm {
+            crate::mm::zap::exit_mmap(&mm);
+        }
+        TASKS.lock().remove(&self.pid);
+    }
+
+    pub fn run(&self, r: Routine, args: &[u64]) -> Result<u64, Signal> {
+        agent::run(self, r, args)
+    }
+
+    pub fn load(&self, addr: usize) -> Result<u64, Signal> {
+        self.run(Routine::Load, &[addr as u64])
+    }
+
+    pub fn store(&self, addr: usize, v: u64) -> Result<(), Signal> {
+        self.run(Routine::Store, &[addr as u64, v]).map(|_| ())
+    }
+
+    /// LDG: the allocation tag of the granule at `addr`.
+    pub fn ldg(&self, addr: usize) -> Result<u8, Signal> {
+        self.run(Routine::Ldg, &[addr as u64])
+            .map(|v| ((v >> 56) & 0xF) as u8)
+    }
+
+    /// STG over `[addr, addr + len)` with the tag in `addr`.
+    pub fn tag_range(&self, addr: usize, len: usize) -> Result<(), Signal> {
+        self.run(Routine::StgRange, &[addr as u64, len as u64])
+            .map(|_| ())
+    }
+
+    /// The tags of every granule of the page at `addr`, read with LDG at EL0.
+    pub fn page_tags(&self, addr: usize) -> Result<[u8; 256], Signal> {
+        let mut out = [0u8; 256];
+        for block in 0..16 {
+            let packed = self.run(Routine::Tags16, &[(addr + block * 256) as u64])?;
+            for g in 0..16 {
+                out[block * 16 + g] = ((packed >> (4 * g)) & 0xF) as u8;
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn fill(&self, addr: usize, len: usize, seed: u64) -> Result<(), Signal> {
+        self.run(Routine::Fill, &[addr as u64, len as u64, seed])
+            .map(|_| ())
+    }
+
+    pub fn fnv(&self, addr: usize, len: usize) -> Result<u64, Signal> {
+        self.run(Routine::Fnv, &[addr as u64, len as u64])
+    }
+
+    /// A raw system call: the value EL0 gets back in x0.
+    pub fn syscall(&self, nr: u64, args: &[u64]) -> Result<u64, Signal> {
+        let mut a = [0u64; 7];
+        a[..args.len()].copy_from_slice(args);
+        a[6] = nr;
+        self.run(Routine::Syscall, &a)
+    }
+}
+
+/// Every live task.
+pub fn all() -> Vec<Arc<Task>> {
+    TASKS.lock().values().cloned().collect()
+}

@@ -1,0 +1,51 @@
+//! The system-call ABI, with Linux's arm64 numbers: x8 = number, x0-x5 =
+//! arguments, x0 = result or -errno. Unknown numbers get ENOSYS.
+
+use super::Task;
+use crate::errno::{Errno, EINVAL, ENOSYS};
+use crate::mm::{fork, mmap};
+
+pub const SYS_EXIT: u64 = 93;
+pub const SYS_EXIT_GROUP: u64 = 94;
+pub const SYS_GETPID: u64 = 172;
+pub const SYS_MUNMAP: u64 = 215;
+pub const SYS_CLONE: u64 = 220;
+pub const SYS_MMAP: u64 = 222;
+pub const SYS_MPROTECT: u64 = 226;
+pub const SYS_MLOCK: u64 = 228;
+pub const SYS_MUNLOCK: u64 = 229;
+pub const SYS_MADVISE: u64 = 233;
+
+/// clone flags that make it fork.
+pub const SIGCHLD: u64 = 17;
+
+fn ret(r: Result<u64, Errno>) -> u64 {
+    r.unwrap_or_else(|e| e.to_ret())
+}
+
+/// Handles a system call; None when the task exited.
+pub fn dispatch(task: &Task, nr: u64, a: [u64; 6]) -> Option<u64> {
+    let mm = task.mm();
+    Some(match nr {
+        SYS_MMAP => {
+            ret(mmap::do_mmap(&mm, a[0], a[1], a[2], a[3], a[4] as i64, a[5]).map(|v| v as u64))
+        }
+        SYS_MUNMAP => ret(mmap::do_munmap(&mm, a[0], a[1]).map(|_| 0)),
+        SYS_MPROTECT => ret(mmap::do_mprotect(&mm, a[0], a[1], a[2]).map(|_| 0)),
+        SYS_MADVISE => ret(mmap::do_madvise(&mm, a[0], a[1], a[2]).map(|_| 0)),
+        SYS_MLOCK => ret(mmap::do_mlock(&mm, a[0], a[1], true).map(|_| 0)),
+        SYS_MUNLOCK => ret(mmap::do_mlock(&mm, a[0], a[1], false).map(|_| 0)),
+        SYS_GETPID => task.pid as u64,
+        SYS_CLONE => ret(if a[0] != SIGCHLD {
+            Err(EINVAL) // only fork-style clone
+        } else {
+            fork::dup_mmap(&mm).map(|child| Task::register(child).pid as u64)
+        }),
+        SYS_EXIT | SYS_EXIT_GROUP => {
+            drop(mm);
+            task.do_exit();
+            return None;
+        }
+        _ => ENOSYS.to_ret(),
+    })
+}
