@@ -434,9 +434,13 @@ kernel_test!(mm, mprotect_read_only_refuses_writes);
 fn munmap_middle_splits_the_vma() -> TestResult {
     let mut s = Scenario::new();
     let t = s.spawn()?;
-    let a = mmap(&t, 0, 3 * PAGE, RW, ANON, -1)?;
+    let a = mmap(&t, 0, 3 * PAGE, RW | PROT_MTE, ANON, -1)?;
     for i in 0..3 {
-        ok(t.store(a + i * PAGE, i as u64 + 10), "write")?;
+        tag_page(&t, a + i * PAGE, |_| i as u8 + 1)?;
+        ok(
+            t.store(with_tag(a + i * PAGE, i as u8 + 1), i as u64 + 10),
+            "write",
+        )?;
     }
     expect_rss(&t, 3, 0, "three pages written")?;
     sys(&t, SYS_MUNMAP, &[(a + PAGE) as u64, PAGE as u64])?.map_err(|e| verdict("munmap", e))?;
@@ -446,8 +450,14 @@ fn munmap_middle_splits_the_vma() -> TestResult {
         a + PAGE,
         "read of the unmapped middle",
     )?;
-    ensure_eq!(ok(t.load(a), "read")?, 10, "first page");
-    ensure_eq!(ok(t.load(a + 2 * PAGE), "read")?, 12, "last page");
+    ensure_eq!(ok(t.load(with_tag(a, 1)), "read")?, 10, "first page");
+    ensure_eq!(
+        ok(t.load(with_tag(a + 2 * PAGE, 3)), "read")?,
+        12,
+        "last page"
+    );
+    expect_tags(&t, a, |_| 1, "first page")?;
+    expect_tags(&t, a + 2 * PAGE, |_| 3, "last page")?;
     expect_rss(&t, 2, 0, "after unmapping one page")?;
     ensure_eq!(
         t.mm().mmap_lock.read().vmas.len(),
@@ -1071,3 +1081,68 @@ fn concurrent_cow_at_a_schedule_point() -> TestResult {
     s.finish()
 }
 kernel_test!(mm, concurrent_cow_at_a_schedule_point);
+
+// --- folios and the checker itself -------------------------------------------------
+
+fn order9_folio_alloc_and_free() -> TestResult {
+    let before = crate::mm::frames::free_frames();
+    let f = Folio::alloc(9).ok_or_else(|| verdict("order-9 folio", "out of memory"))?;
+    ensure_eq!(f.pfn() % 512, 0, "an order-9 folio is 2 MiB aligned");
+    ensure_eq!(f.nr_pages(), 512, "pages in an order-9 folio");
+    ensure_eq!((f.refcount(), f.mapcount()), (1, 0), "new folio counts");
+    ensure_eq!(
+        crate::mm::frames::free_frames(),
+        before - 512,
+        "frames taken"
+    );
+    ensure!(
+        f.frame(511).0.iter().all(|&b| b == 0),
+        "last frame of the folio not zeroed"
+    );
+    ensure!(
+        f.trylock() && !f.trylock(),
+        "folio lock: the second trylock must fail"
+    );
+    f.unlock();
+    drop(f);
+    ensure_eq!(
+        crate::mm::frames::free_frames(),
+        before,
+        "frames after the last reference went"
+    );
+    Ok(())
+}
+kernel_test!(mm, order9_folio_alloc_and_free);
+
+/// The checker must see a reference nobody accounts for and a mapcount
+/// that disagrees with the page tables, and name the folio.
+fn invariant_checker_catches_bad_counts() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let a = mmap(&t, 0, PAGE, RW, ANON, -1)?;
+    ok(t.store(a, 1), "write")?;
+    let (pfn, _, _) = counts(&t, a)?;
+    let extra = Folio::get(pfn);
+    let leaked = crate::mm::invariants::check();
+    drop(extra);
+    let page = pfn_to_page(pfn);
+    page.mapcount.fetch_add(1, Ordering::AcqRel);
+    let bad_map = crate::mm::invariants::check();
+    page.mapcount.fetch_sub(1, Ordering::AcqRel);
+    match leaked {
+        Err(e) => ensure!(
+            e.contains(&format!("pfn {pfn:#x}")) && e.contains("refcount 2 != mapcount 1"),
+            "leaked reference reported as: {e}"
+        ),
+        Ok(()) => fail!("an unaccounted folio reference passed the checker"),
+    }
+    match bad_map {
+        Err(e) => ensure!(
+            e.contains("mapcount 2 but 1 ptes map it"),
+            "bad mapcount reported as: {e}"
+        ),
+        Ok(()) => fail!("a mapcount that disagrees with the page tables passed the checker"),
+    }
+    s.finish()
+}
+kernel_test!(mm, invariant_checker_catches_bad_counts);
