@@ -7,6 +7,8 @@
 //!   list                       print the selected test names and stop
 //!   exit=semihosting|psci      how to end the run (default psci)
 //!   mte=sync|async|asymm       EL1 tag-check mode between tests (default sync)
+//!   ramdisk=SIZE               RAM-disk (swap device) size: bytes, or with a
+//!                              K/M/G suffix; 0 for none (default 32M)
 //! Unknown words are an error: a typo must not silently run everything.
 
 use alloc::string::String;
@@ -31,6 +33,23 @@ pub struct Cmdline {
     pub list: bool,
     pub exit: ExitMethod,
     pub mte: MteMode,
+    /// RAM-disk size in bytes (a multiple of 4 KiB).
+    pub ramdisk: u64,
+}
+
+pub const DEFAULT_RAMDISK: u64 = 32 << 20;
+
+/// `123`, `64K`, `32M`, `1G`: a size in bytes, a whole number of pages.
+fn parse_size(v: &str) -> Option<u64> {
+    let (num, shift) = match v.as_bytes().last()? {
+        b'K' | b'k' => (&v[..v.len() - 1], 10),
+        b'M' | b'm' => (&v[..v.len() - 1], 20),
+        b'G' | b'g' => (&v[..v.len() - 1], 30),
+        _ => (v, 0),
+    };
+    let n: u64 = num.parse().ok()?;
+    let bytes = n.checked_mul(1 << shift)?;
+    (bytes % 4096 == 0).then_some(bytes)
 }
 
 impl Default for Cmdline {
@@ -40,6 +59,7 @@ impl Default for Cmdline {
             list: false,
             exit: ExitMethod::Psci,
             mte: MteMode::Sync,
+            ramdisk: DEFAULT_RAMDISK,
         }
     }
 }
@@ -66,6 +86,9 @@ pub fn parse(s: &str) -> Result<Cmdline, String> {
             ("mte", Some("sync")) => c.mte = MteMode::Sync,
             ("mte", Some("async")) => c.mte = MteMode::Async,
             ("mte", Some("asymm")) => c.mte = MteMode::Asymm,
+            ("ramdisk", Some(v)) => {
+                c.ramdisk = parse_size(v).ok_or_else(|| alloc::format!("'{v}' is not a size in whole 4 KiB pages in '{word}'"))?
+            }
             ("exit" | "mte", Some(v)) => {
                 return Err(alloc::format!(
                     "'{v}' is not a valid value for {key}= in '{word}'"
@@ -100,6 +123,18 @@ mod tests {
     fn unknown_word_is_an_error_naming_it() {
         let e = parse("test=x frobnicate").unwrap_err();
         assert!(e.contains("frobnicate"), "{e}");
+    }
+
+    #[test]
+    fn ramdisk_sizes() {
+        assert_eq!(parse("").unwrap().ramdisk, DEFAULT_RAMDISK);
+        assert_eq!(parse("ramdisk=64M").unwrap().ramdisk, 64 << 20);
+        assert_eq!(parse("ramdisk=8192").unwrap().ramdisk, 8192);
+        assert_eq!(parse("ramdisk=1G").unwrap().ramdisk, 1 << 30);
+        assert_eq!(parse("ramdisk=0").unwrap().ramdisk, 0);
+        for bad in ["ramdisk=", "ramdisk=12", "ramdisk=3X", "ramdisk=M", "ramdisk=-4K", "ramdisk=99999999999999G"] {
+            assert!(parse(bad).is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

@@ -149,6 +149,13 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64) -> ! {
         Ok(c) => c,
         Err(e) => fatal(&alloc::format!("bad kernel command line: {e}")),
     };
+    if cmd.ramdisk > 0 {
+        let frames = (cmd.ramdisk / mmu::PAGE_SIZE as u64) as usize;
+        match mm::frames::alloc_zeroed(frames, 1) {
+            Some(pa) => drivers::ramdisk::init(pa, cmd.ramdisk),
+            None => fatal(&alloc::format!("no memory for a {} KiB RAM-disk (ramdisk=)", cmd.ramdisk >> 10)),
+        }
+    }
     let online = smp::start_secondaries(&p.cpus);
     let status = harness::run(&cmd, online);
     exit(status);

@@ -2,3 +2,4 @@
 //! the DTB.
 
 pub mod pl011;
+pub mod ramdisk;

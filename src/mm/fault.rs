@@ -148,8 +148,8 @@ pub fn handle_mm_fault(
         };
     }
     if !pte_present(pte) {
-        // Swap, migration, hwpoison and marker entries: not handled yet.
-        return Err(FaultError::Sigbus);
+        drop(pt);
+        return super::swap::do_swap_page(mm, map, vma, addr, pte, write);
     }
     if write {
         if !pte_write(pte) {

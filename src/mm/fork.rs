@@ -70,12 +70,19 @@ fn copy_page_range(
             .map_err(|_| ENOMEM)?
             .ok_or(ENOMEM)?;
         if !pte_present(pte) {
-            // Non-present entries are copied as they are (markers); swap
-            // entries (none can exist yet) are counted.
-            if !non_swap_entry(pte_to_swp_entry(pte)) {
+            // copy_nonpresent_pte: markers are copied as they are; a swap
+            // entry gains a reference and stops being exclusive in both.
+            let mut copy = pte;
+            let entry = pte_to_swp_entry(pte);
+            if !non_swap_entry(entry) {
+                super::swapfile::swap_duplicate(entry)?;
+                if pte_swp_exclusive(pte) {
+                    copy = pte_swp_clear_exclusive(pte);
+                    src_pt.set(addr, copy, src_mm.asid);
+                }
                 dst_mm.add_rss(MM_SWAPENTS, 1);
             }
-            dst_pt.set(addr, pte, dst_mm.asid);
+            dst_pt.set(addr, copy, dst_mm.asid);
             continue;
         }
         if pte_special(pte) {

@@ -6,7 +6,10 @@
 //! - mapcount = the number of ptes that map the folio;
 //! - an anonymous folio's rmap walk finds exactly its mapcount ptes;
 //! - every present pte lies inside a VMA and maps a live folio (or is special);
-//! - each mm's rss counters equal what its page tables hold.
+//! - each mm's rss counters equal what its page tables hold;
+//! - swap_map counts equal the swap ptes referring to each slot, and
+//!   SWAP_HAS_CACHE is set exactly for the slots the swap cache holds;
+//! - every MTE tag-storage entry belongs to a slot in use.
 //!
 //! Frames and page-table pages leaked after every task exited are caught
 //! by the harness's free-frame count around each test.
@@ -25,6 +28,7 @@ use core::sync::atomic::Ordering;
 pub fn check() -> Result<(), String> {
     let mut errors: Vec<String> = Vec::new();
     let mut seen: BTreeMap<u64, i32> = BTreeMap::new();
+    let mut swap_refs: BTreeMap<u64, u32> = BTreeMap::new();
 
     for mm in all_mms() {
         let map = mm.mmap_lock.read();
@@ -66,6 +70,7 @@ pub fn check() -> Result<(), String> {
                     }
                 } else if is_swap_pte(pte) && !non_swap_entry(pte_to_swp_entry(pte)) {
                     rss[MM_SWAPENTS] += 1;
+                    *swap_refs.entry(pte_to_swp_entry(pte).0).or_default() += 1;
                 }
             });
         for (kind, name) in [
@@ -152,11 +157,48 @@ pub fn check() -> Result<(), String> {
             }
         }
     }
+    check_swap(&swap_refs, &mut errors);
     if errors.is_empty() {
         Ok(())
     } else {
         let n = errors.len();
         errors.truncate(6);
         Err(format!("{n} invariant violation(s): {}", errors.join("; ")))
+    }
+}
+
+fn check_swap(swap_refs: &BTreeMap<u64, u32>, errors: &mut Vec<String>) {
+    let cached: BTreeMap<u64, u64> = super::swap_state::cached().into_iter().map(|(e, p)| (e.0, p)).collect();
+    let in_use = super::swapfile::slots_in_use();
+    for &(entry, byte) in &in_use {
+        let count = (byte & !super::swapfile::SWAP_HAS_CACHE) as u32;
+        let has_cache = byte & super::swapfile::SWAP_HAS_CACHE != 0;
+        let ptes = swap_refs.get(&entry.0).copied().unwrap_or(0);
+        if count != ptes {
+            errors.push(format!("swap entry {:#x}: swap_map count {count} but {ptes} swap ptes refer to it", entry.0));
+        }
+        if has_cache != cached.contains_key(&entry.0) {
+            errors.push(format!(
+                "swap entry {:#x}: SWAP_HAS_CACHE is {has_cache} but the swap cache {} it",
+                entry.0,
+                if cached.contains_key(&entry.0) { "holds" } else { "does not hold" }
+            ));
+        }
+    }
+    for (&e, &n) in swap_refs {
+        if !in_use.iter().any(|(x, _)| x.0 == e) {
+            errors.push(format!("swap entry {e:#x}: {n} swap ptes refer to a free slot"));
+        }
+    }
+    for e in super::mteswap::entries() {
+        if !in_use.iter().any(|(x, _)| *x == e) {
+            errors.push(format!("MTE tag storage holds entry {:#x}, whose slot is free (leaked tags)", e.0));
+        }
+    }
+    for (&e, &pfn) in &cached {
+        let p = super::folio::pfn_to_page(pfn);
+        if p.flags.load(Ordering::Acquire) & PG_SWAPCACHE == 0 || p.inner.lock().swap.map(|x| x.0) != Some(e) {
+            errors.push(format!("swap cache maps entry {e:#x} to pfn {pfn:#x}, which does not have that entry"));
+        }
     }
 }

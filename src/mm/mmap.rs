@@ -24,6 +24,7 @@ pub const MAP_ANONYMOUS: u64 = 0x20;
 pub const MAP_LOCKED: u64 = 0x2000;
 pub const MAP_POPULATE: u64 = 0x8000;
 pub const MADV_DONTNEED: u64 = 4;
+pub const MADV_PAGEOUT: u64 = 21;
 
 /// Where mmap looks for free space when not told.
 pub const MMAP_BASE: usize = 0x10_0000_0000;
@@ -236,7 +237,7 @@ fn change_protection(mm: &MmStruct, start: usize, end: usize, prot: super::pte::
 }
 
 pub fn do_madvise(mm: &Arc<MmStruct>, addr: u64, len: u64, advice: u64) -> Result<(), Errno> {
-    if advice != MADV_DONTNEED {
+    if advice != MADV_DONTNEED && advice != MADV_PAGEOUT {
         return Err(EINVAL);
     }
     let (start, end) = range(addr, len)?;
@@ -250,7 +251,12 @@ pub fn do_madvise(mm: &Arc<MmStruct>, addr: u64, len: u64, advice: u64) -> Resul
     {
         return Err(EINVAL);
     }
-    zap_page_range(mm, start, end);
+    if advice == MADV_PAGEOUT {
+        drop(map);
+        super::vmscan::reclaim_range(mm, start, end);
+    } else {
+        zap_page_range(mm, start, end);
+    }
     Ok(())
 }
 

@@ -40,10 +40,10 @@ pub fn zap_page_range(mm: &MmStruct, start: usize, end: usize) {
                     }
                 } else if is_swap_pte(pte) {
                     pt.clear(a, mm.asid);
-                    // Markers, migration and hwpoison entries hold nothing;
-                    // a swap entry's count (no swap device exists yet) is
-                    // only accounted.
-                    if !non_swap_entry(pte_to_swp_entry(pte)) {
+                    // Markers, migration and hwpoison entries hold nothing.
+                    let entry = pte_to_swp_entry(pte);
+                    if !non_swap_entry(entry) {
+                        super::swap::free_swap_and_cache(entry);
                         mm.add_rss(MM_SWAPENTS, -1);
                     }
                 }

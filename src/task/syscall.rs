@@ -3,12 +3,14 @@
 
 use super::Task;
 use crate::errno::{Errno, EINVAL, ENOSYS};
-use crate::mm::{fork, mmap};
+use crate::mm::{fork, mmap, swap, swapfile};
 
 pub const SYS_EXIT: u64 = 93;
 pub const SYS_EXIT_GROUP: u64 = 94;
 pub const SYS_GETPID: u64 = 172;
 pub const SYS_MUNMAP: u64 = 215;
+pub const SYS_SWAPON: u64 = 224;
+pub const SYS_SWAPOFF: u64 = 225;
 pub const SYS_CLONE: u64 = 220;
 pub const SYS_MMAP: u64 = 222;
 pub const SYS_MPROTECT: u64 = 226;
@@ -36,6 +38,10 @@ pub fn dispatch(task: &Task, nr: u64, a: [u64; 6]) -> Option<u64> {
         SYS_MLOCK => ret(mmap::do_mlock(&mm, a[0], a[1], true).map(|_| 0)),
         SYS_MUNLOCK => ret(mmap::do_mlock(&mm, a[0], a[1], false).map(|_| 0)),
         SYS_GETPID => task.pid as u64,
+        // The only swap device is the RAM-disk: device number 0 stands for
+        // swapon's path, and no flags are supported.
+        SYS_SWAPON => ret(if a[0] != 0 || a[1] != 0 { Err(EINVAL) } else { swapfile::swapon().map(|_| 0) }),
+        SYS_SWAPOFF => ret(if a[0] != 0 { Err(EINVAL) } else { swap::swapoff(0).map(|_| 0) }),
         SYS_CLONE => ret(if a[0] != SIGCHLD {
             Err(EINVAL) // only fork-style clone
         } else {

@@ -1,0 +1,353 @@
+//! Swap-in: do_swap_page and swapoff's unuse path, with the step order
+//! switchable between the correct one and the known-wrong ones.
+//!
+//! Correct order (Linux >= 6.5, see shared/spec section 3):
+//!   swap-cache lookup or read -> folio lock -> still the swap-cache folio
+//!   of this entry? -> pte lock, pte_same -> exclusive? ->
+//!   arch_swap_restore -> swap_free (+ folio_free_swap) -> rss ->
+//!   build the pte (uffd-wp, write) -> rmap -> set_pte_at -> unlock.
+
+use super::fault::{set_pte_at, FaultError};
+use super::folio::{Folio, Mapping, PG_ANON_EXCLUSIVE, PG_SWAPCACHE, PG_UPTODATE};
+use super::mm_types::*;
+use super::pte::*;
+use super::rmap::{folio_add_new_anon_rmap, folio_add_rmap_pte};
+use super::{mteswap, page_io, swap_state, swapfile};
+use crate::errno::*;
+use crate::schedpoint::sched_point;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU8, Ordering};
+
+/// Where do_swap_page restores tags and frees the slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SwapInOrder {
+    /// Restore under the folio lock after pte_same, before swap_free and
+    /// before the pte is set.
+    Correct = 0,
+    /// swap_free / folio_free_swap first (c145e0b47c77): the slot and its
+    /// tags are freed before the restore finds them.
+    FreeBeforeRestore = 1,
+    /// The pte is set first, tags restored after (the old set_pte_at hook).
+    RestoreAfterSetPte = 2,
+    /// Tag storage read before the folio lock and the rechecks (the T1/T2
+    /// race): a concurrent fault can free the buffer in between.
+    RestoreBeforeLock = 3,
+}
+
+static ORDER: AtomicU8 = AtomicU8::new(0);
+
+pub fn set_swapin_order(o: SwapInOrder) {
+    ORDER.store(o as u8, Ordering::Release);
+}
+
+pub fn swapin_order() -> SwapInOrder {
+    match ORDER.load(Ordering::Acquire) {
+        1 => SwapInOrder::FreeBeforeRestore,
+        2 => SwapInOrder::RestoreAfterSetPte,
+        3 => SwapInOrder::RestoreBeforeLock,
+        _ => SwapInOrder::Correct,
+    }
+}
+
+/// vm_swap_full: more than half the swap space is in use.
+fn vm_swap_full() -> bool {
+    swapfile::swap_on(0).is_some_and(|si| si.free_slots() * 2 < si.slots)
+}
+
+pub enum Swapin {
+    Folio(Folio),
+    /// Someone else is swapping the entry in, or it went away: refault.
+    Retry,
+}
+
+/// The folio for `entry`: from the swap cache, or read from the slot into
+/// a new swap-cache folio. A read error leaves a folio that is not
+/// uptodate (the caller reports it).
+pub fn swapin_folio(entry: swp_entry_t) -> Result<Swapin, Errno> {
+    if let Some(f) = swap_state::lookup(entry) {
+        return Ok(Swapin::Folio(f));
+    }
+    match swapfile::swapcache_prepare(entry) {
+        Ok(()) => {}
+        Err(e) if e == EEXIST || e == ENOENT => return Ok(Swapin::Retry),
+        Err(e) => return Err(e),
+    }
+    let Some(folio) = Folio::alloc(0) else {
+        swapfile::put_swap_cache(entry);
+        return Err(ENOMEM);
+    };
+    folio.clear(PG_UPTODATE);
+    assert!(folio.trylock(), "a new folio is locked by someone");
+    swap_state::add_to_swap_cache(&folio, entry);
+    if page_io::swap_read_folio(&folio, entry).is_ok() {
+        folio.set(PG_UPTODATE);
+    }
+    folio.unlock();
+    Ok(Swapin::Folio(folio))
+}
+
+/// Drops a folio whose read failed from the swap cache (locked), so the
+/// next fault reads the slot again; the slot and its tags are untouched.
+fn discard_failed_read(folio: &Folio) {
+    if folio.test(PG_SWAPCACHE) {
+        swap_state::delete_from_swap_cache(folio);
+    }
+}
+
+fn lock_folio(f: &Folio) {
+    while !f.trylock() {
+        core::hint::spin_loop();
+    }
+}
+
+/// Whether `folio` is still the swap-cache folio of `entry`.
+fn still_cached_for(folio: &Folio, entry: swp_entry_t) -> bool {
+    folio.test(PG_SWAPCACHE) && folio.page().inner.lock().swap == Some(entry)
+}
+
+/// Adds the pte's rmap: a fresh folio gets a new anon rmap; a folio that
+/// kept its anon mapping must still belong to this VMA at this index
+/// (__page_check_anon_rmap, the check UFFDIO_MOVE once tripped).
+fn swapin_rmap(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, folio: &Folio, exclusive: bool) -> Result<(), FaultError> {
+    let anon_vma = mm.anon_vma_prepare(map, vma);
+    let (fresh, matches) = {
+        let inner = folio.page().inner.lock();
+        match &inner.mapping {
+            Mapping::None => (true, true),
+            Mapping::Anon(av) => (false, Arc::ptr_eq(av, &anon_vma) && inner.index == vma.pgoff_of(addr)),
+            Mapping::File(_) => (false, false),
+        }
+    };
+    if fresh {
+        folio_add_new_anon_rmap(folio, &anon_vma, vma.pgoff_of(addr));
+        if !exclusive {
+            folio.clear(PG_ANON_EXCLUSIVE);
+        }
+        return Ok(());
+    }
+    if !matches {
+        defmt::error!("do_swap_page: folio {=u64:#x} belongs to another anon_vma/index than VMA at {=usize:#x}", folio.pfn(), addr);
+        return Err(FaultError::Sigbus);
+    }
+    folio_add_rmap_pte(folio);
+    if exclusive {
+        folio.set(PG_ANON_EXCLUSIVE);
+    }
+    Ok(())
+}
+
+/// swap_free and, when it is worth it, folio_free_swap.
+fn free_swap(entry: swp_entry_t, folio: &Folio, vma: &Vma, write: bool, exclusive: bool) {
+    swapfile::swap_free(entry);
+    sched_point("do_swap_page:after_swap_free");
+    let try_free = vm_swap_full() || vma.flags & VM_LOCKED != 0 || (write && exclusive);
+    if try_free {
+        swap_state::folio_free_swap(folio);
+    }
+}
+
+pub fn do_swap_page(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, orig: pte_t, write: bool) -> Result<(), FaultError> {
+    let entry = pte_to_swp_entry(orig);
+    if non_swap_entry(entry) {
+        return handle_non_swap(mm, addr, orig, entry);
+    }
+    if swapfile::get_swap_device(entry).is_none() {
+        return Err(FaultError::Sigbus);
+    }
+    let order = swapin_order();
+    let folio = match swapin_folio(entry) {
+        Ok(Swapin::Folio(f)) => f,
+        Ok(Swapin::Retry) => return Ok(()),
+        Err(_) => return Err(FaultError::Oom),
+    };
+    // The known-wrong order reads tag storage here, unprotected.
+    let early = if order == SwapInOrder::RestoreBeforeLock { mteswap::lookup(entry) } else { None };
+    sched_point("do_swap_page:after_swapcache_lookup");
+    if let Some(h) = early {
+        mteswap::restore_from(h, &folio, 0);
+    }
+    lock_folio(&folio);
+    sched_point("do_swap_page:after_folio_lock");
+    if !still_cached_for(&folio, entry) {
+        folio.unlock();
+        return Ok(()); // freed or reused meanwhile: refault
+    }
+    let Ok(Some(pt)) = mm.pgtables.lock(addr, false) else {
+        folio.unlock();
+        return Ok(());
+    };
+    if pt.get(addr) != orig {
+        folio.unlock();
+        return Ok(()); // someone else handled it
+    }
+    if !folio.test(PG_UPTODATE) {
+        discard_failed_read(&folio);
+        folio.unlock();
+        return Err(FaultError::Sigbus);
+    }
+    let exclusive = pte_swp_exclusive(orig);
+    match order {
+        SwapInOrder::Correct | SwapInOrder::RestoreBeforeLock => {
+            mteswap::swap_restore(entry, &folio);
+            sched_point("do_swap_page:after_restore");
+            free_swap(entry, &folio, vma, write, exclusive);
+        }
+        SwapInOrder::FreeBeforeRestore => {
+            free_swap(entry, &folio, vma, write, exclusive);
+            mteswap::swap_restore(entry, &folio);
+        }
+        SwapInOrder::RestoreAfterSetPte => {}
+    }
+    mm.add_rss(MM_ANONPAGES, 1);
+    mm.add_rss(MM_SWAPENTS, -1);
+    let mut pte = pfn_pte(folio.pfn(), vma.page_prot());
+    let uffd_wp = pte_swp_uffd_wp(orig);
+    if uffd_wp {
+        pte = pte_mkuffd_wp(pte);
+    }
+    // Exclusive if the swap pte said so or nobody else holds the folio
+    // (our reference only, the swap cache gone).
+    let exclusive = exclusive || (folio.refcount() == 1 && !folio.test(PG_SWAPCACHE));
+    if exclusive && vma.flags & VM_WRITE != 0 && !uffd_wp {
+        pte = pte_mkwrite(pte);
+        if write {
+            pte = pte_mkdirty(pte);
+        }
+    }
+    if let Err(e) = swapin_rmap(mm, map, vma, addr, &folio, exclusive) {
+        mm.add_rss(MM_ANONPAGES, -1);
+        mm.add_rss(MM_SWAPENTS, 1);
+        folio.unlock();
+        return Err(e);
+    }
+    set_pte_at(mm, &pt, addr, pte);
+    if order == SwapInOrder::RestoreAfterSetPte {
+        sched_point("do_swap_page:after_set_pte");
+        mteswap::swap_restore(entry, &folio);
+        free_swap(entry, &folio, vma, write, exclusive);
+    }
+    drop(pt);
+    folio.unlock();
+    folio.into_counted(); // the pte's reference
+    Ok(())
+}
+
+/// Markers, migration and hwpoison entries.
+fn handle_non_swap(mm: &MmStruct, addr: usize, orig: pte_t, entry: swp_entry_t) -> Result<(), FaultError> {
+    if is_pte_marker_entry(entry) {
+        if pte_marker_get(entry) & PTE_MARKER_POISONED != 0 {
+            return Err(FaultError::Sigbus);
+        }
+        // A uffd-wp marker in a VMA no longer registered: clear it and let
+        // the refault allocate (pte_marker_clear).
+        if let Ok(Some(pt)) = mm.pgtables.lock(addr, false) {
+            if pt.get(addr) == orig {
+                pt.clear(addr, mm.asid);
+            }
+        }
+        return Ok(());
+    }
+    // hwpoison: SIGBUS. Migration entries: nothing creates them yet.
+    Err(FaultError::Sigbus)
+}
+
+/// zap: a swap pte is gone; free the slot's count and, if that was the
+/// last one, the swap-cache folio with it (free_swap_and_cache).
+pub fn free_swap_and_cache(entry: swp_entry_t) {
+    swapfile::swap_free(entry);
+    if swapfile::swap_count(entry) == 0 {
+        if let Some(f) = swap_state::lookup(entry) {
+            if f.trylock() {
+                swap_state::folio_free_swap(&f);
+                f.unlock();
+            }
+        }
+    }
+}
+
+/// swapoff: brings every page of swap type `ty` back (unuse), then drops
+/// the device and its tag storage. A read error stops it with EIO and
+/// leaves the device on.
+pub fn swapoff(ty: u8) -> Result<(), Errno> {
+    let si = swapfile::swap_on(ty).ok_or(EINVAL)?;
+    si.writeok.store(false, Ordering::Release);
+    let r = unuse_all(ty);
+    if r.is_err() {
+        si.writeok.store(true, Ordering::Release);
+        return r;
+    }
+    // Folios left in the swap cache with no swap pte.
+    for (entry, _) in swap_state::cached() {
+        if swp_type(entry) != ty {
+            continue;
+        }
+        if let Some(f) = swap_state::lookup(entry) {
+            lock_folio(&f);
+            swap_state::folio_free_swap(&f);
+            f.unlock();
+        }
+    }
+    if si.lock.lock().inuse != 0 {
+        si.writeok.store(true, Ordering::Release);
+        return Err(EBUSY);
+    }
+    swapfile::remove(ty);
+    Ok(())
+}
+
+fn unuse_all(ty: u8) -> Result<(), Errno> {
+    for mm in all_mms() {
+        let map = mm.mmap_lock.read();
+        for vma in map.vmas.values().filter(|v| v.is_anon()) {
+            for addr in (vma.start..vma.end).step_by(crate::arch::mmu::PAGE_SIZE) {
+                let pte = mm.pgtables.peek(addr);
+                if is_swap_pte(pte) && !non_swap_entry(pte_to_swp_entry(pte)) && swp_type(pte_to_swp_entry(pte)) == ty {
+                    unuse_pte(&mm, &map, vma, addr, pte)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Maps the page behind one swap pte again, read-only, restoring its tags
+/// before the slot is freed.
+fn unuse_pte(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, orig: pte_t) -> Result<(), Errno> {
+    let entry = pte_to_swp_entry(orig);
+    let folio = loop {
+        match swapin_folio(entry)? {
+            Swapin::Folio(f) => break f,
+            Swapin::Retry => core::hint::spin_loop(),
+        }
+    };
+    lock_folio(&folio);
+    if !folio.test(PG_UPTODATE) {
+        discard_failed_read(&folio);
+        folio.unlock();
+        return Err(EIO);
+    }
+    let Ok(Some(pt)) = mm.pgtables.lock(addr, false) else {
+        folio.unlock();
+        return Ok(());
+    };
+    if pt.get(addr) != orig || !still_cached_for(&folio, entry) {
+        folio.unlock();
+        return Ok(());
+    }
+    mteswap::swap_restore(entry, &folio);
+    let exclusive = pte_swp_exclusive(orig);
+    swapin_rmap(mm, map, vma, addr, &folio, exclusive).map_err(|_| EFAULT)?;
+    mm.add_rss(MM_ANONPAGES, 1);
+    mm.add_rss(MM_SWAPENTS, -1);
+    let mut pte = pte_mkold(pfn_pte(folio.pfn(), vma.page_prot()));
+    if pte_swp_uffd_wp(orig) {
+        pte = pte_mkuffd_wp(pte);
+    }
+    set_pte_at(mm, &pt, addr, pte);
+    swapfile::swap_free(entry);
+    drop(pt);
+    swap_state::folio_free_swap(&folio);
+    folio.unlock();
+    folio.into_counted();
+    Ok(())
+}

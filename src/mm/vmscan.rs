@@ -1,0 +1,155 @@
+//! Reclaim of anonymous folios to swap, driven from EL0 by
+//! madvise(MADV_PAGEOUT): add_to_swap, try_to_unmap through the rmap
+//! (installing swap ptes that carry the exclusive and uffd-wp bits),
+//! pageout (tags saved, then the data written), and finally the folio freed
+//! or, if asked, kept in the swap cache.
+
+use super::folio::{Folio, PG_ANON_EXCLUSIVE, PG_SWAPCACHE};
+use super::mm_types::{MmStruct, MM_ANONPAGES, MM_SWAPENTS};
+use super::pte::*;
+use super::rmap::{folio_remove_rmap_pte, rmap_walk};
+use super::{mteswap, page_io, swap_state, swapfile};
+use crate::arch::mmu::PAGE_SIZE;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+static KEEP_IN_SWAPCACHE: AtomicBool = AtomicBool::new(false);
+
+/// Whether reclaimed folios stay in the swap cache after writeback instead
+/// of being freed.
+pub fn set_keep_in_swapcache(keep: bool) {
+    KEEP_IN_SWAPCACHE.store(keep, Ordering::Release);
+}
+
+/// What reclaim did with the folios of a range.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReclaimStats {
+    pub reclaimed: usize,
+    pub kept_in_swapcache: usize,
+    /// Locked, pinned or still mapped somewhere: left alone.
+    pub skipped: usize,
+    /// No free swap slot.
+    pub no_swap: usize,
+    /// arch_prepare_to_swap failed: the folio stays in the swap cache.
+    pub tag_save_failed: usize,
+    /// The RAM-disk write failed: the folio stays in the swap cache.
+    pub write_failed: usize,
+}
+
+static LAST: spin::Mutex<ReclaimStats> = spin::Mutex::new(ReclaimStats {
+    reclaimed: 0,
+    kept_in_swapcache: 0,
+    skipped: 0,
+    no_swap: 0,
+    tag_save_failed: 0,
+    write_failed: 0,
+});
+
+/// The outcome of the last MADV_PAGEOUT.
+pub fn last_stats() -> ReclaimStats {
+    *LAST.lock()
+}
+
+/// Reclaims the anonymous folios mapped in `[start, end)` of `mm`.
+pub fn reclaim_range(mm: &Arc<MmStruct>, start: usize, end: usize) -> ReclaimStats {
+    let mut pfns: Vec<u64> = Vec::new();
+    for addr in (start..end).step_by(PAGE_SIZE) {
+        let pte = mm.pgtables.peek(addr);
+        if pte_present(pte) && !pte_special(pte) && !pfns.contains(&pte_pfn(pte)) {
+            pfns.push(pte_pfn(pte));
+        }
+    }
+    let mut st = ReclaimStats::default();
+    for pfn in pfns {
+        let folio = Folio::get(pfn);
+        if folio.is_anon() {
+            shrink_folio(&folio, &mut st);
+        }
+    }
+    *LAST.lock() = st;
+    st
+}
+
+fn shrink_folio(folio: &Folio, st: &mut ReclaimStats) {
+    if !folio.trylock() {
+        st.skipped += 1;
+        return;
+    }
+    if folio.page().pincount.load(Ordering::Acquire) > 0 {
+        folio.unlock();
+        st.skipped += 1;
+        return;
+    }
+    let entry = if folio.test(PG_SWAPCACHE) {
+        folio.page().inner.lock().swap.expect("swap-cache folio without an entry")
+    } else {
+        match swapfile::folio_alloc_swap(folio) {
+            Ok(e) => {
+                swap_state::add_to_swap_cache(folio, e);
+                e
+            }
+            Err(_) => {
+                folio.unlock();
+                st.no_swap += 1;
+                return;
+            }
+        }
+    };
+    for hit in rmap_walk(folio) {
+        try_to_unmap_one(&hit.mm, hit.addr, folio, entry);
+    }
+    if folio.mapcount() > 0 {
+        folio.unlock();
+        st.skipped += 1;
+        return;
+    }
+    crate::schedpoint::sched_point("shrink_folio:before_pageout");
+    // pageout: arch_prepare_to_swap, then the write.
+    if mteswap::save_folio(folio, entry).is_err() {
+        folio.unlock();
+        st.tag_save_failed += 1;
+        return;
+    }
+    if page_io::swap_writepage(folio, entry).is_err() {
+        folio.unlock();
+        st.write_failed += 1;
+        return;
+    }
+    if KEEP_IN_SWAPCACHE.load(Ordering::Acquire) {
+        folio.unlock();
+        st.kept_in_swapcache += 1;
+        return;
+    }
+    // __remove_mapping: the folio leaves the swap cache and, with the last
+    // reference (ours), memory.
+    swap_state::delete_from_swap_cache(folio);
+    folio.unlock();
+    st.reclaimed += 1;
+}
+
+/// Replaces the pte mapping `folio` at `addr` with a swap pte for `entry`.
+fn try_to_unmap_one(mm: &Arc<MmStruct>, addr: usize, folio: &Folio, entry: swp_entry_t) {
+    let Ok(Some(pt)) = mm.pgtables.lock(addr, false) else { return };
+    let pte = pt.get(addr);
+    if !pte_present(pte) || pte_pfn(pte) != folio.pfn() {
+        return;
+    }
+    if swapfile::swap_duplicate(entry).is_err() {
+        return;
+    }
+    let mut swp = swp_entry_to_pte(entry);
+    if folio.test(PG_ANON_EXCLUSIVE) {
+        swp = pte_swp_mkexclusive(swp);
+    }
+    if pte_uffd_wp(pte) {
+        swp = pte_swp_mkuffd_wp(swp);
+    }
+    pt.clear(addr, mm.asid);
+    pt.set(addr, swp, mm.asid);
+    folio.clear(PG_ANON_EXCLUSIVE); // the swap pte remembers it now
+    folio_remove_rmap_pte(folio);
+    mm.add_rss(MM_ANONPAGES, -1);
+    mm.add_rss(MM_SWAPENTS, 1);
+    drop(Folio::from_counted(folio.pfn())); // the pte's reference
+}
