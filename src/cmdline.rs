@@ -87,12 +87,11 @@ pub fn parse(s: &str) -> Result<Cmdline, String> {
             ("mte", Some("async")) => c.mte = MteMode::Async,
             ("mte", Some("asymm")) => c.mte = MteMode::Asymm,
             ("ramdisk", Some(v)) => {
-                c.ramdisk = parse_size(v).ok_or_else(|| alloc::format!("'{v}' is not a size in whole 4 KiB pages in '{word}'"))?
+                c.ramdisk = parse_size(v)
+                    .ok_or_else(|| alloc::format!("'{v}' is not a size in whole 4 KiB pages in '{word}'"))?
             }
             ("exit" | "mte", Some(v)) => {
-                return Err(alloc::format!(
-                    "'{v}' is not a valid value for {key}= in '{word}'"
-                ))
+                return Err(alloc::format!("'{v}' is not a valid value for {key}= in '{word}'"))
             }
             _ => return Err(alloc::format!("unknown kernel command-line word '{word}'")),
         }

@@ -24,10 +24,7 @@ pub fn init(uart: Pl011) {
 
 pub(crate) fn acquire() {
     let me = crate::arch::cpu::id() + 1;
-    while OWNER
-        .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
+    while OWNER.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed).is_err() {
         core::hint::spin_loop();
     }
 }

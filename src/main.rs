@@ -77,11 +77,7 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64) -> ! {
     mmu::set_image_pa(image_pa);
     // An Image boot passes the DTB in x0; an ELF boot passes 0 and QEMU puts
     // the DTB at the start of RAM, text_offset below the image.
-    let dtb_pa = if dtb_pa != 0 {
-        dtb_pa
-    } else {
-        image_pa - arch::boot::TEXT_OFFSET
-    };
+    let dtb_pa = if dtb_pa != 0 { dtb_pa } else { image_pa - arch::boot::TEXT_OFFSET };
     if !dtb_at(dtb_pa) {
         // SAFETY: only to report the failure, on QEMU virt's UART address.
         console::init(unsafe { drivers::pl011::Pl011::new(phys_to_virt(FALLBACK_UART_PA)) });
@@ -93,11 +89,7 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64) -> ! {
         fatal(e)
     });
     let early = platform::early(&fdt);
-    let uart = early
-        .as_ref()
-        .ok()
-        .and_then(|e| e.uart)
-        .unwrap_or(FALLBACK_UART_PA);
+    let uart = early.as_ref().ok().and_then(|e| e.uart).unwrap_or(FALLBACK_UART_PA);
     // SAFETY: the UART address comes from the DTB and lies in the early
     // linear map's device GiB; nothing else drives it.
     console::init(unsafe { drivers::pl011::Pl011::new(phys_to_virt(uart)) });
@@ -170,13 +162,7 @@ extern "C" fn secondary_main(cpu: usize) -> ! {
 fn panic(info: &core::panic::PanicInfo) -> ! {
     console::break_lock_if_mine();
     let (file, line) = info.location().map_or(("?", 0), |l| (l.file(), l.line()));
-    println!(
-        "PANIC on CPU {} at {}:{}: {}",
-        arch::cpu::id(),
-        file,
-        line,
-        info.message()
-    );
+    println!("PANIC on CPU {} at {}:{}: {}", arch::cpu::id(), file, line, info.message());
     harness::report_panic();
     exit(1);
 }

@@ -33,10 +33,7 @@ pub fn fdt_at(va: usize) -> Result<fdt::Fdt<'static>, &'static str> {
 
 fn uart_of(f: &fdt::Fdt) -> Option<u64> {
     // Prefer the node /chosen/stdout-path names; fall back to the first PL011.
-    let node = f.chosen().stdout().filter(|n| {
-        n.compatible()
-            .is_some_and(|c| c.all().any(|x| x == "arm,pl011"))
-    });
+    let node = f.chosen().stdout().filter(|n| n.compatible().is_some_and(|c| c.all().any(|x| x == "arm,pl011")));
     let node = node.or_else(|| f.find_compatible(&["arm,pl011"]))?;
     node.reg()?.next().map(|r| r.starting_address as u64)
 }
@@ -59,10 +56,7 @@ pub fn early(f: &fdt::Fdt) -> Result<EarlyFacts, &'static str> {
 pub fn read(f: &fdt::Fdt) -> Result<Platform, &'static str> {
     let e = early(f)?;
     let psci = f.find_node("/psci").ok_or("the DTB has no /psci node")?;
-    let method = psci
-        .property("method")
-        .and_then(|p| p.as_str())
-        .ok_or("/psci has no method")?;
+    let method = psci.property("method").and_then(|p| p.as_str()).ok_or("/psci has no method")?;
     let psci = match method {
         "hvc" => Conduit::Hvc,
         "smc" => Conduit::Smc,

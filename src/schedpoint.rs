@@ -30,14 +30,9 @@ pub fn sched_point(name: &'static str) {
     if ANY_ARMED.load(Ordering::Acquire) == 0 {
         return;
     }
-    let hit = ARMED
-        .lock()
-        .iter()
-        .find(|a| a.name == name && a.reached.load(Ordering::Acquire) == 0)
-        .cloned();
+    let hit = ARMED.lock().iter().find(|a| a.name == name && a.reached.load(Ordering::Acquire) == 0).cloned();
     if let Some(a) = hit {
-        a.reached
-            .store(crate::arch::cpu::id() + 1, Ordering::Release);
+        a.reached.store(crate::arch::cpu::id() + 1, Ordering::Release);
         crate::arch::cpu::sev();
         while !a.released.load(Ordering::Acquire) {
             crate::arch::cpu::wfe();
@@ -62,11 +57,7 @@ pub struct Breakpoint {
 }
 
 pub fn arm(name: &'static str) -> Breakpoint {
-    let a = Arc::new(Armed {
-        name,
-        reached: AtomicUsize::new(0),
-        released: AtomicBool::new(false),
-    });
+    let a = Arc::new(Armed { name, reached: AtomicUsize::new(0), released: AtomicBool::new(false) });
     ARMED.lock().push(a.clone());
     ANY_ARMED.fetch_add(1, Ordering::AcqRel);
     Breakpoint { a }

@@ -18,13 +18,8 @@ struct Mailbox {
     online: AtomicBool,
 }
 
-static MAILBOXES: [Mailbox; MAX_CPUS] = [const {
-    Mailbox {
-        work: Mutex::new(None),
-        result: Mutex::new(None),
-        online: AtomicBool::new(false),
-    }
-}; MAX_CPUS];
+static MAILBOXES: [Mailbox; MAX_CPUS] =
+    [const { Mailbox { work: Mutex::new(None), result: Mutex::new(None), online: AtomicBool::new(false) } }; MAX_CPUS];
 static ONLINE: AtomicUsize = AtomicUsize::new(1);
 static DTB_CPUS: AtomicUsize = AtomicUsize::new(1);
 

@@ -51,9 +51,7 @@ impl Pl011 {
     /// Pl011 may drive the same device.
     pub unsafe fn new(base: usize) -> Self {
         // SAFETY: the caller guarantees base maps the device registers.
-        Pl011 {
-            regs: unsafe { &*(base as *const Regs) },
-        }
+        Pl011 { regs: unsafe { &*(base as *const Regs) } }
     }
 
     /// 8N1 with FIFOs, transmit and receive on. The baud rate is left as the
@@ -61,12 +59,8 @@ impl Pl011 {
     pub fn init(&self) {
         self.flush();
         self.regs.cr.set(0);
-        self.regs
-            .lcr_h
-            .write(LCR_H::WLEN::EightBit + LCR_H::FEN::SET);
-        self.regs
-            .cr
-            .write(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
+        self.regs.lcr_h.write(LCR_H::WLEN::EightBit + LCR_H::FEN::SET);
+        self.regs.cr.write(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
     }
 
     pub fn write_byte(&self, b: u8) {

@@ -41,20 +41,11 @@ mod tests {
     fn suites_prefixes_and_globs() {
         assert!(pattern_matches("mte_hw", "mte_hw::ldgm_roundtrip"));
         assert!(pattern_matches("mte_hw::ldgm", "mte_hw::ldgm_roundtrip"));
-        assert!(
-            !pattern_matches("ldgm", "mte_hw::ldgm_roundtrip"),
-            "a prefix, not a substring"
-        );
-        assert!(!pattern_matches(
-            "mmu",
-            "smp::every_cpu_runs_work_with_mmu_and_mte"
-        ));
+        assert!(!pattern_matches("ldgm", "mte_hw::ldgm_roundtrip"), "a prefix, not a substring");
+        assert!(!pattern_matches("mmu", "smp::every_cpu_runs_work_with_mmu_and_mte"));
         assert!(pattern_matches("*ldgm*", "mte_hw::ldgm_roundtrip"));
         assert!(pattern_matches("mm", "mm::cow_in_child"));
-        assert!(
-            !pattern_matches("mm", "mmu::el0_permissions"),
-            "a suite name is not a prefix"
-        );
+        assert!(!pattern_matches("mm", "mmu::el0_permissions"), "a suite name is not a prefix");
         assert!(!pattern_matches("mte", "mte_hw::feature_present"));
         assert!(!pattern_matches("swap", "mte_hw::ldgm_roundtrip"));
         assert!(pattern_matches("mte_hw::*trip", "mte_hw::ldgm_roundtrip"));
@@ -72,16 +63,8 @@ mod tests {
 
     #[test]
     fn explicit_only_needs_the_full_name() {
-        assert!(!selected(
-            &["selftest"],
-            "selftest::deliberate_failure",
-            true
-        ));
+        assert!(!selected(&["selftest"], "selftest::deliberate_failure", true));
         assert!(!selected(&["*"], "selftest::deliberate_failure", true));
-        assert!(selected(
-            &["selftest::deliberate_failure"],
-            "selftest::deliberate_failure",
-            true
-        ));
+        assert!(selected(&["selftest::deliberate_failure"], "selftest::deliberate_failure", true));
     }
 }

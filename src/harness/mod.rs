@@ -148,10 +148,7 @@ fn summary(extra_failed: usize) {
 pub fn report_panic() {
     let current = CURRENT.try_lock().and_then(|c| *c);
     match current {
-        Some(t) => println!(
-            "FAIL: {}: kernel panic (see the PANIC line above)",
-            full_name(t)
-        ),
+        Some(t) => println!("FAIL: {}: kernel panic (see the PANIC line above)", full_name(t)),
         None => {
             println!("FAIL: harness::run: kernel panic between tests (see the PANIC line above)")
         }
@@ -193,11 +190,7 @@ fn run_one(t: &'static TestDesc) -> TestResult {
         (w1 - w0) * 1_000_000 / cpu::counter_freq().max(1)
     );
     let result = match outcome {
-        Err(u) => Err(Verdict::Fail(alloc::format!(
-            "unexpected exception: {} (ELR {:#x})",
-            u.event,
-            u.elr
-        ))),
+        Err(u) => Err(Verdict::Fail(alloc::format!("unexpected exception: {} (ELR {:#x})", u.event, u.elr))),
         Ok(()) => result,
     };
     let stray = mte::async_faults();
@@ -208,17 +201,11 @@ fn run_one(t: &'static TestDesc) -> TestResult {
         for t in &alive {
             t.do_exit();
         }
-        return Err(Verdict::Fail(alloc::format!(
-            "{} task(s) still alive after the test",
-            alive.len()
-        )));
+        return Err(Verdict::Fail(alloc::format!("{} task(s) still alive after the test", alive.len())));
     }
-    crate::mm::invariants::check()
-        .map_err(|e| Verdict::Fail(alloc::format!("after the test: {e}")))?;
+    crate::mm::invariants::check().map_err(|e| Verdict::Fail(alloc::format!("after the test: {e}")))?;
     if stray.any() {
-        return Err(Verdict::Fail(alloc::format!(
-            "asynchronous tag-check fault left pending: {stray:?}"
-        )));
+        return Err(Verdict::Fail(alloc::format!("asynchronous tag-check fault left pending: {stray:?}")));
     }
     let leaked = frames_before as isize - crate::mm::frames::free_frames() as isize;
     if leaked != 0 {
@@ -232,18 +219,13 @@ pub fn run(cmd: &Cmdline, cpus_online: usize) -> u8 {
     *MODE.lock() = cmd.mte;
     let tests = all_tests();
     for f in &cmd.filters {
-        if !tests
-            .iter()
-            .any(|t| filter::selected(core::slice::from_ref(f), &full_name(t), t.explicit_only))
-        {
+        if !tests.iter().any(|t| filter::selected(core::slice::from_ref(f), &full_name(t), t.explicit_only)) {
             println!("FAIL: harness::selection: no test matches '{f}'");
             FAILED.fetch_add(1, Ordering::Relaxed);
         }
     }
-    let selected: Vec<&'static TestDesc> = tests
-        .into_iter()
-        .filter(|t| filter::selected(&cmd.filters, &full_name(t), t.explicit_only))
-        .collect();
+    let selected: Vec<&'static TestDesc> =
+        tests.into_iter().filter(|t| filter::selected(&cmd.filters, &full_name(t), t.explicit_only)).collect();
     if cmd.list {
         for t in &selected {
             println!("TEST: {}", full_name(t));
@@ -251,11 +233,7 @@ pub fn run(cmd: &Cmdline, cpus_online: usize) -> u8 {
         println!("{} tests listed", selected.len());
         return (FAILED.load(Ordering::Relaxed) != 0) as u8;
     }
-    println!(
-        "mtekernel: running {} tests on {} CPUs",
-        selected.len(),
-        cpus_online
-    );
+    println!("mtekernel: running {} tests on {} CPUs", selected.len(), cpus_online);
     for t in selected {
         let name = full_name(t);
         println!("RUN  {name}");
@@ -278,10 +256,7 @@ pub fn run(cmd: &Cmdline, cpus_online: usize) -> u8 {
         }
         *CURRENT.lock() = None;
     }
-    defmt::info!(
-        "heap in use at the end of the run: {=usize} bytes",
-        crate::mm::heap::used_bytes()
-    );
+    defmt::info!("heap in use at the end of the run: {=usize} bytes", crate::mm::heap::used_bytes());
     summary(0);
     (FAILED.load(Ordering::Relaxed) != 0) as u8
 }

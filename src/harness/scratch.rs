@@ -43,10 +43,7 @@ impl Scratch {
     pub fn new() -> Result<Scratch, MapError> {
         let table = PageTable::new(&mut GlobalFrames)?;
         // One ASID per CPU; flushed whenever a scratch space goes away.
-        Ok(Scratch {
-            table: Some(table),
-            asid: 1 + crate::arch::cpu::id() as u16,
-        })
+        Ok(Scratch { table: Some(table), asid: 1 + crate::arch::cpu::id() as u16 })
     }
 
     fn table(&mut self) -> &mut PageTable {
@@ -55,14 +52,7 @@ impl Scratch {
 
     /// Maps one page and makes the space current on this CPU.
     pub fn map(&mut self, va: usize, pa: u64, mem: MemType, perm: Perm) -> Result<(), MapError> {
-        self.table().map_range(
-            va,
-            pa,
-            PAGE_SIZE,
-            Attrs::new(mem, perm),
-            false,
-            &mut GlobalFrames,
-        )?;
+        self.table().map_range(va, pa, PAGE_SIZE, Attrs::new(mem, perm), false, &mut GlobalFrames)?;
         self.activate();
         Ok(())
     }
@@ -70,12 +60,7 @@ impl Scratch {
     /// Points `va` at another frame (or unmaps it), break-before-make.
     pub fn remap(&mut self, va: usize, new: Option<(u64, MemType, Perm)>) -> Result<(), MapError> {
         let asid = self.asid;
-        self.table().replace(
-            va,
-            new.map(|(pa, m, p)| (pa, Attrs::new(m, p))),
-            asid,
-            &mut GlobalFrames,
-        )
+        self.table().replace(va, new.map(|(pa, m, p)| (pa, Attrs::new(m, p))), asid, &mut GlobalFrames)
     }
 
     pub fn activate(&mut self) {
@@ -108,11 +93,7 @@ impl Scratch {
 
     fn run(&mut self, entry: u64, x0: u64, x1: u64) -> (Event, TrapFrame) {
         self.activate();
-        let mut frame = TrapFrame {
-            elr: entry,
-            spsr: SPSR_EL0T,
-            ..Default::default()
-        };
+        let mut frame = TrapFrame { elr: entry, spsr: SPSR_EL0T, ..Default::default() };
         frame.x[0] = x0;
         frame.x[1] = x1;
         let ev = trap::run_user(&mut frame);

@@ -9,8 +9,7 @@
 
 use super::folio::{pfn_frame, pfn_to_page, Folio, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_MTE_TAGGED};
 use super::mm_types::{
-    MmMap, MmStruct, Vma, MM_ANONPAGES, MM_FILEPAGES, VM_ACCESS_FLAGS, VM_EXEC, VM_SHARED,
-    VM_SPECIAL, VM_WRITE,
+    MmMap, MmStruct, Vma, MM_ANONPAGES, MM_FILEPAGES, VM_ACCESS_FLAGS, VM_EXEC, VM_SHARED, VM_SPECIAL, VM_WRITE,
 };
 use super::pgtable::PteTable;
 use super::pte::*;
@@ -100,12 +99,7 @@ pub fn set_pte_at(mm: &MmStruct, pt: &PteTable, addr: usize, pte: pte_t) {
 }
 
 /// The fault path entry: `addr` faulted on `write`/`exec` at EL0.
-pub fn do_page_fault(
-    mm: &Arc<MmStruct>,
-    addr: usize,
-    write: bool,
-    exec: bool,
-) -> Result<(), FaultError> {
+pub fn do_page_fault(mm: &Arc<MmStruct>, addr: usize, write: bool, exec: bool) -> Result<(), FaultError> {
     let map = mm.mmap_lock.read();
     let vma = map.find(addr).ok_or(FaultError::Segv(SegvCode::MapErr))?;
     let allowed = if write {
@@ -122,18 +116,8 @@ pub fn do_page_fault(
 }
 
 /// Resolves a fault the VMA allows.
-pub fn handle_mm_fault(
-    mm: &Arc<MmStruct>,
-    map: &MmMap,
-    vma: &Vma,
-    addr: usize,
-    write: bool,
-) -> Result<(), FaultError> {
-    let pt = mm
-        .pgtables
-        .lock(addr, true)
-        .map_err(|_| FaultError::Oom)?
-        .ok_or(FaultError::Sigbus)?;
+pub fn handle_mm_fault(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, write: bool) -> Result<(), FaultError> {
+    let pt = mm.pgtables.lock(addr, true).map_err(|_| FaultError::Oom)?.ok_or(FaultError::Sigbus)?;
     let pte = pt.get(addr);
     if pte_none(pte) {
         drop(pt);
@@ -164,20 +148,10 @@ pub fn handle_mm_fault(
 
 /// First touch of anonymous memory: the zero page on a read, a new zeroed
 /// page on a write.
-fn do_anonymous_page(
-    mm: &Arc<MmStruct>,
-    map: &MmMap,
-    vma: &Vma,
-    addr: usize,
-    write: bool,
-) -> Result<(), FaultError> {
+fn do_anonymous_page(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, write: bool) -> Result<(), FaultError> {
     if !write {
         let pte = pte_mkspecial(pfn_pte(zero_pfn(), vma.page_prot()));
-        let pt = mm
-            .pgtables
-            .lock(addr, true)
-            .map_err(|_| FaultError::Oom)?
-            .ok_or(FaultError::Sigbus)?;
+        let pt = mm.pgtables.lock(addr, true).map_err(|_| FaultError::Oom)?.ok_or(FaultError::Sigbus)?;
         if pte_none(pt.get(addr)) {
             set_pte_at(mm, &pt, addr, pte);
         }
@@ -186,11 +160,7 @@ fn do_anonymous_page(
     let anon_vma = mm.anon_vma_prepare(map, vma);
     let folio = Folio::alloc(0).ok_or(FaultError::Oom)?;
     sched_point("do_anonymous_page:before_ptl");
-    let pt = mm
-        .pgtables
-        .lock(addr, true)
-        .map_err(|_| FaultError::Oom)?
-        .ok_or(FaultError::Sigbus)?;
+    let pt = mm.pgtables.lock(addr, true).map_err(|_| FaultError::Oom)?.ok_or(FaultError::Sigbus)?;
     if !pte_none(pt.get(addr)) {
         return Ok(()); // raced with another fault: theirs stands, ours is freed
     }
@@ -211,11 +181,7 @@ fn file_folio(vma: &Vma, addr: usize) -> Result<Folio, FaultError> {
 fn do_read_fault(mm: &Arc<MmStruct>, vma: &Vma, addr: usize) -> Result<(), FaultError> {
     let folio = file_folio(vma, addr)?;
     sched_point("do_read_fault:before_ptl");
-    let pt = mm
-        .pgtables
-        .lock(addr, true)
-        .map_err(|_| FaultError::Oom)?
-        .ok_or(FaultError::Sigbus)?;
+    let pt = mm.pgtables.lock(addr, true).map_err(|_| FaultError::Oom)?.ok_or(FaultError::Sigbus)?;
     if !pte_none(pt.get(addr)) {
         return Ok(());
     }
@@ -223,12 +189,7 @@ fn do_read_fault(mm: &Arc<MmStruct>, vma: &Vma, addr: usize) -> Result<(), Fault
     mm.add_rss(MM_FILEPAGES, 1);
     // Map read-only even in a shared writable mapping: the first write
     // marks the folio dirty (do_wp_page's shared case).
-    set_pte_at(
-        mm,
-        &pt,
-        addr,
-        pte_wrprotect(pfn_pte(folio.pfn(), vma.page_prot())),
-    );
+    set_pte_at(mm, &pt, addr, pte_wrprotect(pfn_pte(folio.pfn(), vma.page_prot())));
     folio.into_counted();
     Ok(())
 }
@@ -241,22 +202,13 @@ fn do_cow_fault(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize) -> Resu
     let new = Folio::alloc(0).ok_or(FaultError::Oom)?;
     copy_highpage(&new, &src);
     drop(src);
-    let pt = mm
-        .pgtables
-        .lock(addr, true)
-        .map_err(|_| FaultError::Oom)?
-        .ok_or(FaultError::Sigbus)?;
+    let pt = mm.pgtables.lock(addr, true).map_err(|_| FaultError::Oom)?.ok_or(FaultError::Sigbus)?;
     if !pte_none(pt.get(addr)) {
         return Ok(());
     }
     folio_add_new_anon_rmap(&new, &anon_vma, vma.pgoff_of(addr));
     mm.add_rss(MM_ANONPAGES, 1);
-    set_pte_at(
-        mm,
-        &pt,
-        addr,
-        pte_mkdirty(pte_mkwrite(pfn_pte(new.pfn(), vma.page_prot()))),
-    );
+    set_pte_at(mm, &pt, addr, pte_mkdirty(pte_mkwrite(pfn_pte(new.pfn(), vma.page_prot()))));
     new.into_counted();
     Ok(())
 }
@@ -264,23 +216,14 @@ fn do_cow_fault(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize) -> Resu
 /// Write to a shared file mapping with nothing mapped.
 fn do_shared_fault(mm: &Arc<MmStruct>, vma: &Vma, addr: usize) -> Result<(), FaultError> {
     let folio = file_folio(vma, addr)?;
-    let pt = mm
-        .pgtables
-        .lock(addr, true)
-        .map_err(|_| FaultError::Oom)?
-        .ok_or(FaultError::Sigbus)?;
+    let pt = mm.pgtables.lock(addr, true).map_err(|_| FaultError::Oom)?.ok_or(FaultError::Sigbus)?;
     if !pte_none(pt.get(addr)) {
         return Ok(());
     }
     folio_add_rmap_pte(&folio);
     folio.set(PG_DIRTY);
     mm.add_rss(MM_FILEPAGES, 1);
-    set_pte_at(
-        mm,
-        &pt,
-        addr,
-        pte_mkdirty(pte_mkwrite(pfn_pte(folio.pfn(), vma.page_prot()))),
-    );
+    set_pte_at(mm, &pt, addr, pte_mkdirty(pte_mkwrite(pfn_pte(folio.pfn(), vma.page_prot()))));
     folio.into_counted();
     Ok(())
 }
@@ -331,13 +274,7 @@ fn do_wp_page(
 
 /// Copies the page `orig` maps into a new anonymous page and maps it
 /// writable, if the pte has not changed meanwhile.
-fn wp_page_copy(
-    mm: &Arc<MmStruct>,
-    map: &MmMap,
-    vma: &Vma,
-    addr: usize,
-    orig: pte_t,
-) -> Result<(), FaultError> {
+fn wp_page_copy(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, orig: pte_t) -> Result<(), FaultError> {
     let anon_vma = mm.anon_vma_prepare(map, vma);
     let new = Folio::alloc(0).ok_or(FaultError::Oom)?;
     let old_pfn = pte_pfn(orig);
@@ -346,19 +283,12 @@ fn wp_page_copy(
         copy_highpage(&new, &src);
     }
     sched_point("wp_page_copy:after_copy");
-    let pt = mm
-        .pgtables
-        .lock(addr, true)
-        .map_err(|_| FaultError::Oom)?
-        .ok_or(FaultError::Sigbus)?;
+    let pt = mm.pgtables.lock(addr, true).map_err(|_| FaultError::Oom)?.ok_or(FaultError::Sigbus)?;
     if pt.get(addr) != orig {
         return Ok(()); // someone else resolved it: retry from EL0
     }
     folio_add_new_anon_rmap(&new, &anon_vma, vma.pgoff_of(addr));
-    let pte = pte_mkyoung(pte_mkdirty(pte_mkwrite(pfn_pte(
-        new.pfn(),
-        vma.page_prot(),
-    ))));
+    let pte = pte_mkyoung(pte_mkdirty(pte_mkwrite(pfn_pte(new.pfn(), vma.page_prot()))));
     pt.clear(addr, mm.asid);
     if !pte_special(orig) {
         let old = Folio::from_counted(old_pfn); // the old pte's reference

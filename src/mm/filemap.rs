@@ -77,9 +77,7 @@ impl File {
     /// Drops every cached page (the file is going away). The pages must not
     /// be mapped any more.
     pub fn truncate(&self) {
-        let pages: alloc::vec::Vec<u64> = core::mem::take(&mut *self.cache.lock())
-            .into_values()
-            .collect();
+        let pages: alloc::vec::Vec<u64> = core::mem::take(&mut *self.cache.lock()).into_values().collect();
         for pfn in pages {
             let f = Folio::from_counted(pfn);
             f.clear(PG_DIRTY);
@@ -96,9 +94,7 @@ static FILES: Mutex<BTreeMap<i32, Arc<File>>> = Mutex::new(BTreeMap::new());
 pub fn create(pages: u64) -> (i32, Arc<File>) {
     let f = File::new(pages);
     let mut t = FILES.lock();
-    let fd = (3..)
-        .find(|fd| !t.contains_key(fd))
-        .expect("descriptor space");
+    let fd = (3..).find(|fd| !t.contains_key(fd)).expect("descriptor space");
     t.insert(fd, f.clone());
     (fd, f)
 }

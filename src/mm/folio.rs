@@ -93,10 +93,7 @@ pub fn init(base: u64, size: u64) -> Result<(), &'static str> {
     }
     // SAFETY: initialised above; mem_map lives for the rest of the run.
     let pages = unsafe { core::slice::from_raw_parts(ptr, n) };
-    MEM_MAP.call_once(|| MemMap {
-        base_pfn: base / PAGE_SIZE as u64,
-        pages,
-    });
+    MEM_MAP.call_once(|| MemMap { base_pfn: base / PAGE_SIZE as u64, pages });
     Ok(())
 }
 
@@ -113,10 +110,7 @@ pub fn pfn_to_page(pfn: u64) -> &'static Page {
 /// Every frame's `Page`, with its pfn (for the invariant checker).
 pub fn all_pages() -> impl Iterator<Item = (u64, &'static Page)> {
     let m = mem_map();
-    m.pages
-        .iter()
-        .enumerate()
-        .map(move |(i, p)| (m.base_pfn + i as u64, p))
+    m.pages.iter().enumerate().map(move |(i, p)| (m.base_pfn + i as u64, p))
 }
 
 /// The frame `pfn` through the linear map. Callers hold a reference or a
@@ -151,10 +145,7 @@ impl Folio {
         let pa = frames::alloc_zeroed(n, n)?;
         let pfn = pa / PAGE_SIZE as u64;
         let head = pfn_to_page(pfn);
-        *head.inner.lock() = PageInner {
-            order,
-            ..Default::default()
-        };
+        *head.inner.lock() = PageInner { order, ..Default::default() };
         head.mapcount.store(0, Ordering::Relaxed);
         head.pincount.store(0, Ordering::Relaxed);
         head.flags.store(PG_HEAD | PG_UPTODATE, Ordering::Relaxed);
@@ -166,10 +157,7 @@ impl Folio {
     pub fn get(pfn: u64) -> Folio {
         let p = pfn_to_page(pfn);
         let old = p.refcount.fetch_add(1, Ordering::AcqRel);
-        assert!(
-            old > 0 && p.flags.load(Ordering::Relaxed) & PG_HEAD != 0,
-            "folio_get on a free or tail page {pfn:#x}"
-        );
+        assert!(old > 0 && p.flags.load(Ordering::Relaxed) & PG_HEAD != 0, "folio_get on a free or tail page {pfn:#x}");
         Folio { pfn }
     }
 
@@ -261,11 +249,7 @@ impl Drop for Folio {
                 *inner = PageInner::default();
                 order
             };
-            assert_eq!(
-                p.mapcount.load(Ordering::Relaxed),
-                0,
-                "freeing mapped {self:?}"
-            );
+            assert_eq!(p.mapcount.load(Ordering::Relaxed), 0, "freeing mapped {self:?}");
             p.flags.store(0, Ordering::Release);
             // Frames are zeroed (data and tags) when allocated again.
             let n = 1usize << order;

@@ -49,12 +49,7 @@ pub fn dup_mmap(parent: &Arc<MmStruct>) -> Result<Arc<MmStruct>, Errno> {
     }
 }
 
-fn copy_page_range(
-    src_mm: &Arc<MmStruct>,
-    dst_mm: &Arc<MmStruct>,
-    vma: &Vma,
-    dst_vma: &Vma,
-) -> Result<(), Errno> {
+fn copy_page_range(src_mm: &Arc<MmStruct>, dst_mm: &Arc<MmStruct>, vma: &Vma, dst_vma: &Vma) -> Result<(), Errno> {
     let cow = vma.flags & VM_SHARED == 0;
     for addr in (vma.start..vma.end).step_by(PAGE_SIZE) {
         let Ok(Some(src_pt)) = src_mm.pgtables.lock(addr, false) else {
@@ -64,11 +59,7 @@ fn copy_page_range(
         if pte_none(pte) {
             continue;
         }
-        let dst_pt = dst_mm
-            .pgtables
-            .lock(addr, true)
-            .map_err(|_| ENOMEM)?
-            .ok_or(ENOMEM)?;
+        let dst_pt = dst_mm.pgtables.lock(addr, true).map_err(|_| ENOMEM)?.ok_or(ENOMEM)?;
         if !pte_present(pte) {
             // copy_nonpresent_pte: markers are copied as they are; a swap
             // entry gains a reference and stops being exclusive in both.
@@ -90,10 +81,7 @@ fn copy_page_range(
             continue;
         }
         let folio = Folio::get(pte_pfn(pte));
-        if folio.is_anon()
-            && folio.test(PG_ANON_EXCLUSIVE)
-            && folio.page().pincount.load(Ordering::Acquire) > 0
-        {
+        if folio.is_anon() && folio.test(PG_ANON_EXCLUSIVE) && folio.page().pincount.load(Ordering::Acquire) > 0 {
             // copy_present_page: the child gets its own copy now.
             let new = Folio::alloc(0).ok_or(ENOMEM)?;
             new.frame(0).0.copy_from_slice(&folio.frame(0).0);
@@ -101,18 +89,10 @@ fn copy_page_range(
                 new.frame(0).restore_tags(&folio.frame(0).save_tags());
                 new.set(PG_MTE_TAGGED);
             }
-            let av = dst_vma
-                .anon_vma()
-                .expect("an anonymous page in a VMA without anon_vma")
-                .clone();
+            let av = dst_vma.anon_vma().expect("an anonymous page in a VMA without anon_vma").clone();
             folio_add_new_anon_rmap(&new, &av, dst_vma.pgoff_of(addr));
             dst_mm.add_rss(MM_ANONPAGES, 1);
-            set_pte_at(
-                dst_mm,
-                &dst_pt,
-                addr,
-                pte_mkdirty(pte_mkwrite(pfn_pte(new.pfn(), dst_vma.page_prot()))),
-            );
+            set_pte_at(dst_mm, &dst_pt, addr, pte_mkdirty(pte_mkwrite(pfn_pte(new.pfn(), dst_vma.page_prot()))));
             new.into_counted();
             continue;
         }
@@ -125,14 +105,7 @@ fn copy_page_range(
             folio.clear(PG_ANON_EXCLUSIVE);
         }
         folio_add_rmap_pte(&folio);
-        dst_mm.add_rss(
-            if folio.is_anon() {
-                MM_ANONPAGES
-            } else {
-                MM_FILEPAGES
-            },
-            1,
-        );
+        dst_mm.add_rss(if folio.is_anon() { MM_ANONPAGES } else { MM_FILEPAGES }, 1);
         dst_pt.set(addr, child_pte, dst_mm.asid);
         folio.into_counted(); // the child's pte's reference
     }

@@ -26,22 +26,10 @@ impl<'a> FrameAllocator<'a> {
     /// An allocator for `[base, base + frames * 4 KiB)` with every frame in
     /// use; `bits` must hold at least `frames` bits.
     pub fn new(base: u64, frames: usize, bits: &'a mut [u64]) -> Self {
-        assert!(
-            base.is_multiple_of(FRAME_SIZE),
-            "unaligned RAM base {base:#x}"
-        );
-        assert!(
-            bits.len() * 64 >= frames,
-            "bitmap too small for {frames} frames"
-        );
+        assert!(base.is_multiple_of(FRAME_SIZE), "unaligned RAM base {base:#x}");
+        assert!(bits.len() * 64 >= frames, "bitmap too small for {frames} frames");
         bits.fill(!0);
-        FrameAllocator {
-            base,
-            frames,
-            bits,
-            free: 0,
-            hint: 0,
-        }
+        FrameAllocator { base, frames, bits, free: 0, hint: 0 }
     }
 
     fn used(&self, i: usize) -> bool {
@@ -144,11 +132,7 @@ impl<'a> FrameAllocator<'a> {
                     return Some(self.base + i as u64 * FRAME_SIZE);
                 }
                 Some(j) => {
-                    i = if count == 1 {
-                        j + 1
-                    } else {
-                        (j + 1 + base_frame).div_ceil(align) * align - base_frame
-                    };
+                    i = if count == 1 { j + 1 } else { (j + 1 + base_frame).div_ceil(align) * align - base_frame };
                 }
             }
         }
@@ -240,15 +224,9 @@ mod tests {
         let f = a.alloc().unwrap();
         a.free(f).unwrap();
         assert_eq!(a.free(f), Err(FreeError::NotAllocated(f)));
-        assert_eq!(
-            a.free(BASE - FRAME_SIZE),
-            Err(FreeError::OutOfRange(BASE - FRAME_SIZE))
-        );
+        assert_eq!(a.free(BASE - FRAME_SIZE), Err(FreeError::OutOfRange(BASE - FRAME_SIZE)));
         assert_eq!(a.free(BASE + 1), Err(FreeError::OutOfRange(BASE + 1)));
-        assert_eq!(
-            a.free(BASE + 8 * FRAME_SIZE),
-            Err(FreeError::OutOfRange(BASE + 8 * FRAME_SIZE))
-        );
+        assert_eq!(a.free(BASE + 8 * FRAME_SIZE), Err(FreeError::OutOfRange(BASE + 8 * FRAME_SIZE)));
     }
 
     #[test]
@@ -257,11 +235,7 @@ mod tests {
         a.reserve(BASE + 5 * FRAME_SIZE, BASE + 6 * FRAME_SIZE);
         let b = a.alloc_contig(512, 512).unwrap();
         assert_eq!((b / FRAME_SIZE) % 512, 0);
-        assert_eq!(
-            b,
-            BASE + 512 * FRAME_SIZE,
-            "frame 5 is taken, so the first aligned block is skipped"
-        );
+        assert_eq!(b, BASE + 512 * FRAME_SIZE, "frame 5 is taken, so the first aligned block is skipped");
         let c = a.alloc_contig(3, 1).unwrap();
         assert_eq!(c, BASE, "frames 0..3 are free");
         assert_eq!(a.free_frames(), 2048 - 1 - 512 - 3);

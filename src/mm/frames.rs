@@ -13,11 +13,7 @@ static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
 
 /// Installs the allocator for `[base, base + size)`, all frames in use.
 /// Returns an error if the RAM is larger than the bitmap.
-pub fn init(
-    base: u64,
-    size: u64,
-    setup: impl FnOnce(&mut FrameAllocator<'static>),
-) -> Result<(), &'static str> {
+pub fn init(base: u64, size: u64, setup: impl FnOnce(&mut FrameAllocator<'static>)) -> Result<(), &'static str> {
     let frames = (size / PAGE_SIZE as u64) as usize;
     if frames > MAX_FRAMES {
         return Err("more RAM than the frame bitmap covers (4 GiB)");
@@ -33,10 +29,7 @@ pub fn init(
 }
 
 fn with<R>(f: impl FnOnce(&mut FrameAllocator<'static>) -> R) -> R {
-    f(FRAMES
-        .lock()
-        .as_mut()
-        .expect("frame allocator used before mm::frames::init"))
+    f(FRAMES.lock().as_mut().expect("frame allocator used before mm::frames::init"))
 }
 
 pub fn free_frames() -> usize {
@@ -46,13 +39,7 @@ pub fn free_frames() -> usize {
 /// Allocates `count` contiguous frames aligned to `align` frames, zeroed
 /// (data and tags).
 pub fn alloc_zeroed(count: usize, align: usize) -> Option<u64> {
-    let pa = with(|fa| {
-        if count == 1 {
-            fa.alloc()
-        } else {
-            fa.alloc_contig(count, align)
-        }
-    })?;
+    let pa = with(|fa| if count == 1 { fa.alloc() } else { fa.alloc_contig(count, align) })?;
     for i in 0..count {
         zero_page(pa + (i * PAGE_SIZE) as u64);
     }
@@ -60,13 +47,7 @@ pub fn alloc_zeroed(count: usize, align: usize) -> Option<u64> {
 }
 
 pub fn free(pa: u64, count: usize) -> Result<(), FreeError> {
-    with(|fa| {
-        if count == 1 {
-            fa.free(pa)
-        } else {
-            fa.free_contig(pa, count)
-        }
-    })
+    with(|fa| if count == 1 { fa.free(pa) } else { fa.free_contig(pa, count) })
 }
 
 fn page_at(pa: u64) -> &'static mut Page {

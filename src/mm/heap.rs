@@ -16,19 +16,12 @@ static HEAP: KernelHeap = KernelHeap(Mutex::new(Heap::empty()));
 // disjoint blocks of the region given to init.
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.0
-            .lock()
-            .allocate_first_fit(layout)
-            .map_or(core::ptr::null_mut(), |p| p.as_ptr())
+        self.0.lock().allocate_first_fit(layout).map_or(core::ptr::null_mut(), |p| p.as_ptr())
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: ptr came from alloc with the same layout (GlobalAlloc contract).
-        unsafe {
-            self.0
-                .lock()
-                .deallocate(NonNull::new_unchecked(ptr), layout)
-        }
+        unsafe { self.0.lock().deallocate(NonNull::new_unchecked(ptr), layout) }
     }
 }
 

@@ -33,51 +33,35 @@ pub fn check() -> Result<(), String> {
     for mm in all_mms() {
         let map = mm.mmap_lock.read();
         let mut rss = [0isize; 3];
-        mm.pgtables
-            .for_each_pte(0, super::mm_types::TASK_SIZE, |addr, pte| {
-                let Some(vma) = map.find(addr) else {
-                    errors.push(format!(
-                        "mm {}: pte {pte:?} at {addr:#x} outside every VMA",
-                        mm.id
-                    ));
+        mm.pgtables.for_each_pte(0, super::mm_types::TASK_SIZE, |addr, pte| {
+            let Some(vma) = map.find(addr) else {
+                errors.push(format!("mm {}: pte {pte:?} at {addr:#x} outside every VMA", mm.id));
+                return;
+            };
+            if pte_present(pte) {
+                if pte_special(pte) {
                     return;
-                };
-                if pte_present(pte) {
-                    if pte_special(pte) {
-                        return;
-                    }
-                    let pfn = pte_pfn(pte);
-                    let p = super::folio::pfn_to_page(pfn);
-                    let flags = p.flags.load(Ordering::Acquire);
-                    if flags & PG_HEAD == 0 {
-                        errors.push(format!(
-                            "mm {}: pte at {addr:#x} maps pfn {pfn:#x}, which is not a live folio",
-                            mm.id
-                        ));
-                        return;
-                    }
-                    *seen.entry(pfn).or_default() += 1;
-                    rss[if flags & PG_ANON != 0 {
-                        MM_ANONPAGES
-                    } else {
-                        MM_FILEPAGES
-                    }] += 1;
-                    if vma.file.is_none() && flags & PG_ANON == 0 {
-                        errors.push(format!(
-                            "mm {}: anonymous VMA maps non-anonymous pfn {pfn:#x} at {addr:#x}",
-                            mm.id
-                        ));
-                    }
-                } else if is_swap_pte(pte) && !non_swap_entry(pte_to_swp_entry(pte)) {
-                    rss[MM_SWAPENTS] += 1;
-                    *swap_refs.entry(pte_to_swp_entry(pte).0).or_default() += 1;
                 }
-            });
-        for (kind, name) in [
-            (MM_FILEPAGES, "MM_FILEPAGES"),
-            (MM_ANONPAGES, "MM_ANONPAGES"),
-            (MM_SWAPENTS, "MM_SWAPENTS"),
-        ] {
+                let pfn = pte_pfn(pte);
+                let p = super::folio::pfn_to_page(pfn);
+                let flags = p.flags.load(Ordering::Acquire);
+                if flags & PG_HEAD == 0 {
+                    errors.push(format!("mm {}: pte at {addr:#x} maps pfn {pfn:#x}, which is not a live folio", mm.id));
+                    return;
+                }
+                *seen.entry(pfn).or_default() += 1;
+                rss[if flags & PG_ANON != 0 { MM_ANONPAGES } else { MM_FILEPAGES }] += 1;
+                if vma.file.is_none() && flags & PG_ANON == 0 {
+                    errors.push(format!("mm {}: anonymous VMA maps non-anonymous pfn {pfn:#x} at {addr:#x}", mm.id));
+                }
+            } else if is_swap_pte(pte) && !non_swap_entry(pte_to_swp_entry(pte)) {
+                rss[MM_SWAPENTS] += 1;
+                *swap_refs.entry(pte_to_swp_entry(pte).0).or_default() += 1;
+            }
+        });
+        for (kind, name) in
+            [(MM_FILEPAGES, "MM_FILEPAGES"), (MM_ANONPAGES, "MM_ANONPAGES"), (MM_SWAPENTS, "MM_SWAPENTS")]
+        {
             if mm.rss(kind) != rss[kind] {
                 errors.push(format!(
                     "mm {}: rss {name} is {} but the page tables hold {}",
@@ -104,21 +88,14 @@ pub fn check() -> Result<(), String> {
             let inner = p.inner.lock();
             match &inner.mapping {
                 Mapping::File(f) => match f.upgrade() {
-                    Some(f) => (
-                        (f.cached(inner.index) == Some(pfn)) as i32,
-                        format!("file {} index {}", f.id, inner.index),
-                    ),
+                    Some(f) => {
+                        ((f.cached(inner.index) == Some(pfn)) as i32, format!("file {} index {}", f.id, inner.index))
+                    }
                     None => (0, format!("file (gone) index {}", inner.index)),
                 },
                 Mapping::Anon(av) => {
-                    let swap = inner
-                        .swap
-                        .map(|e| format!(", swap entry {:#x}", e.0))
-                        .unwrap_or_default();
-                    (
-                        0,
-                        format!("anon, anon_vma {} index {:#x}{swap}", av.id, inner.index),
-                    )
+                    let swap = inner.swap.map(|e| format!(", swap entry {:#x}", e.0)).unwrap_or_default();
+                    (0, format!("anon, anon_vma {} index {:#x}{swap}", av.id, inner.index))
                 }
                 Mapping::None => (0, String::from("no mapping")),
             }
@@ -139,9 +116,7 @@ pub fn check() -> Result<(), String> {
             let found = rmap_walk(&f).len() as i32;
             core::mem::forget(f);
             if found != maps {
-                errors.push(format!(
-                    "{folio}: rmap walk finds {found} ptes, mapcount is {maps}"
-                ));
+                errors.push(format!("{folio}: rmap walk finds {found} ptes, mapcount is {maps}"));
             }
         }
     }
@@ -149,10 +124,7 @@ pub fn check() -> Result<(), String> {
         for idx in 0..f.pages {
             if let Some(pfn) = f.cached(idx) {
                 if super::folio::pfn_to_page(pfn).flags.load(Ordering::Acquire) & PG_HEAD == 0 {
-                    errors.push(format!(
-                        "file {} index {idx}: page cache holds pfn {pfn:#x}, not a live folio",
-                        f.id
-                    ));
+                    errors.push(format!("file {} index {idx}: page cache holds pfn {pfn:#x}, not a live folio", f.id));
                 }
             }
         }

@@ -41,13 +41,11 @@ pub fn switch_to_final_tables(p: &Platform) -> Result<u64, &'static str> {
     let mut t = PageTable::new(fs).map_err(map_err("root table"))?;
     let rw = Attrs::new(MemType::TaggedNormal, Perm::KernelRw);
     for r in &p.ram {
-        t.map_range(phys_to_virt(r.0), r.0, r.1 as usize, rw, true, fs)
-            .map_err(map_err("linear map of RAM"))?;
+        t.map_range(phys_to_virt(r.0), r.0, r.1 as usize, rw, true, fs).map_err(map_err("linear map of RAM"))?;
     }
     let dev = Attrs::new(MemType::Device, Perm::KernelRw);
     let uart = p.uart & !(PAGE_SIZE as u64 - 1);
-    t.map_range(phys_to_virt(uart), uart, PAGE_SIZE, dev, false, fs)
-        .map_err(map_err("UART"))?;
+    t.map_range(phys_to_virt(uart), uart, PAGE_SIZE, dev, false, fs).map_err(map_err("UART"))?;
 
     let l = image_layout();
     let pa = |va: usize| mmu::image_pa() + (va - l.start) as u64;
@@ -57,15 +55,8 @@ pub fn switch_to_final_tables(p: &Platform) -> Result<u64, &'static str> {
         (l.rodata_end, l.end, Perm::KernelRw),
     ];
     for (s, e, perm) in sections {
-        t.map_range(
-            s,
-            pa(s),
-            e - s,
-            Attrs::new(MemType::TaggedNormal, perm),
-            false,
-            fs,
-        )
-        .map_err(map_err("kernel image"))?;
+        t.map_range(s, pa(s), e - s, Attrs::new(MemType::TaggedNormal, perm), false, fs)
+            .map_err(map_err("kernel image"))?;
     }
 
     let empty = frames::alloc_zeroed(1, 1).ok_or("out of memory for the empty TTBR0")?;

@@ -77,13 +77,7 @@ impl Vma {
 
     pub fn page_prot(&self) -> pgprot_t {
         let f = self.flags;
-        vm_get_page_prot(
-            f & VM_READ != 0,
-            f & VM_WRITE != 0,
-            f & VM_EXEC != 0,
-            f & VM_SHARED != 0,
-            f & VM_MTE != 0,
-        )
+        vm_get_page_prot(f & VM_READ != 0, f & VM_WRITE != 0, f & VM_EXEC != 0, f & VM_SHARED != 0, f & VM_MTE != 0)
     }
 
     /// linear_page_index.
@@ -96,13 +90,7 @@ impl Vma {
     }
 
     fn rmap_entry(&self, mm: &Arc<MmStruct>) -> RmapVma {
-        RmapVma {
-            mm: Arc::downgrade(mm),
-            vma_id: self.id,
-            start: self.start,
-            end: self.end,
-            pgoff: self.pgoff,
-        }
+        RmapVma { mm: Arc::downgrade(mm), vma_id: self.id, start: self.start, end: self.end, pgoff: self.pgoff }
     }
 
     /// A copy with a new id over `[start, end)` (a split).
@@ -128,18 +116,12 @@ pub struct MmMap {
 
 impl MmMap {
     pub fn find(&self, addr: usize) -> Option<&Vma> {
-        self.vmas
-            .range(..=addr)
-            .next_back()
-            .map(|(_, v)| v)
-            .filter(|v| v.contains(addr))
+        self.vmas.range(..=addr).next_back().map(|(_, v)| v).filter(|v| v.contains(addr))
     }
 
     /// VMAs overlapping `[start, end)`.
     pub fn overlapping(&self, start: usize, end: usize) -> impl Iterator<Item = &Vma> {
-        self.vmas
-            .values()
-            .filter(move |v| v.start < end && start < v.end)
+        self.vmas.values().filter(move |v| v.start < end && start < v.end)
     }
 
     /// Whether every byte of `[start, end)` is in some VMA.
@@ -235,11 +217,7 @@ impl MmStruct {
             .call_once(|| {
                 let av = AnonVma::new();
                 // Every VMA sharing the cell (split halves) is linked.
-                for v in map
-                    .vmas
-                    .values()
-                    .filter(|v| Arc::ptr_eq(&v.anon_vma, &vma.anon_vma))
-                {
+                for v in map.vmas.values().filter(|v| Arc::ptr_eq(&v.anon_vma, &vma.anon_vma)) {
                     av.anchor.link(v.rmap_entry(self));
                 }
                 av
@@ -251,11 +229,7 @@ impl MmStruct {
 impl Drop for MmStruct {
     fn drop(&mut self) {
         // exit_mmap has emptied the tree; the tables go with the mm.
-        assert!(
-            self.mmap_lock.get_mut().vmas.is_empty(),
-            "mm {} dropped with VMAs",
-            self.id
-        );
+        assert!(self.mmap_lock.get_mut().vmas.is_empty(), "mm {} dropped with VMAs", self.id);
         self.pgtables.free_all();
         mmu::tlb::flush_asid(self.asid);
     }

@@ -203,20 +203,14 @@ pub fn do_mprotect(mm: &Arc<MmStruct>, addr: u64, len: u64, prot: u64) -> Result
     if !map.fully_mapped(start, end) {
         return Err(ENOMEM);
     }
-    if map
-        .overlapping(start, end)
-        .any(|v| v.flags & VM_SPECIAL != 0 || (new & VM_MTE != 0 && !v.is_anon()))
-    {
+    if map.overlapping(start, end).any(|v| v.flags & VM_SPECIAL != 0 || (new & VM_MTE != 0 && !v.is_anon())) {
         return Err(EINVAL);
     }
     split_at(mm, &mut map, start);
     split_at(mm, &mut map, end);
     let inside: Vec<usize> = map.overlapping(start, end).map(|v| v.start).collect();
     for s in inside {
-        let vma = map
-            .vmas
-            .get_mut(&s)
-            .expect("VMA vanished under the mmap lock");
+        let vma = map.vmas.get_mut(&s).expect("VMA vanished under the mmap lock");
         vma.flags = (vma.flags & !(VM_ACCESS_FLAGS | VM_MTE)) | new;
         let (vs, ve, prot) = (vma.start, vma.end, vma.page_prot());
         change_protection(mm, vs, ve, prot);
@@ -245,10 +239,7 @@ pub fn do_madvise(mm: &Arc<MmStruct>, addr: u64, len: u64, advice: u64) -> Resul
     if !map.fully_mapped(start, end) {
         return Err(ENOMEM);
     }
-    if map
-        .overlapping(start, end)
-        .any(|v| v.flags & (VM_LOCKED | VM_SPECIAL) != 0)
-    {
+    if map.overlapping(start, end).any(|v| v.flags & (VM_LOCKED | VM_SPECIAL) != 0) {
         return Err(EINVAL);
     }
     if advice == MADV_PAGEOUT {
@@ -273,10 +264,7 @@ pub fn do_mlock(mm: &Arc<MmStruct>, addr: u64, len: u64, on: bool) -> Result<(),
         split_at(mm, &mut map, end);
         let inside: Vec<usize> = map.overlapping(start, end).map(|v| v.start).collect();
         for s in inside {
-            let v = map
-                .vmas
-                .get_mut(&s)
-                .expect("VMA vanished under the mmap lock");
+            let v = map.vmas.get_mut(&s).expect("VMA vanished under the mmap lock");
             if on {
                 v.flags |= VM_LOCKED;
             } else {
@@ -302,17 +290,12 @@ pub fn map_special(mm: &Arc<MmStruct>, addr: usize, pfns: &[u64]) -> Result<(), 
     let prot = vma.page_prot();
     // The agent's code is untagged Normal memory.
     let prot = super::pte::pgprot_t(
-        (prot.0 & !super::pte::PTE_ATTRINDX_MASK)
-            | (super::pte::MT_NORMAL << super::pte::PTE_ATTRINDX_SHIFT),
+        (prot.0 & !super::pte::PTE_ATTRINDX_MASK) | (super::pte::MT_NORMAL << super::pte::PTE_ATTRINDX_SHIFT),
     );
     mm.vma_link(&mut map, vma);
     for (i, &pfn) in pfns.iter().enumerate() {
         let a = addr + i * PAGE_SIZE;
-        let pt = mm
-            .pgtables
-            .lock(a, true)
-            .map_err(|_| ENOMEM)?
-            .ok_or(ENOMEM)?;
+        let pt = mm.pgtables.lock(a, true).map_err(|_| ENOMEM)?.ok_or(ENOMEM)?;
         pt.set(a, pte_mkspecial(pfn_pte(pfn, prot)), mm.asid);
     }
     Ok(())

@@ -8,7 +8,7 @@
 //! the May 2023 thread) reads poison and is counted as a use-after-free.
 
 use super::folio::{Folio, PG_MTE_TAGGED};
-use super::pte::{swp_entry, swp_offset, swp_type, swp_entry_t};
+use super::pte::{swp_entry, swp_entry_t, swp_offset, swp_type};
 use crate::arch::mte::PAGE_TAG_BYTES;
 use crate::errno::{Errno, ENOMEM};
 use alloc::collections::{BTreeMap, VecDeque};
@@ -48,8 +48,13 @@ struct Store {
     fail_nth_save: Option<u64>,
 }
 
-static STORE: Mutex<Store> =
-    Mutex::new(Store { index: BTreeMap::new(), bufs: Vec::new(), quarantine: VecDeque::new(), stats: Stats::zero(), fail_nth_save: None });
+static STORE: Mutex<Store> = Mutex::new(Store {
+    index: BTreeMap::new(),
+    bufs: Vec::new(),
+    quarantine: VecDeque::new(),
+    stats: Stats::zero(),
+    fail_nth_save: None,
+});
 
 impl Stats {
     const fn zero() -> Stats {
@@ -139,10 +144,6 @@ pub struct Handle(usize);
 /// xa_load: the buffer stored for `entry` now.
 pub fn lookup(entry: swp_entry_t) -> Option<Handle> {
     STORE.lock().index.get(&entry.0).map(|&i| Handle(i))
-}
-
-pub fn has_entry(entry: swp_entry_t) -> bool {
-    STORE.lock().index.contains_key(&entry.0)
 }
 
 /// Copies the tags behind `h` into page `i` of `folio`, whatever state the

@@ -1,7 +1,7 @@
 //! Swap I/O: folios to and from their RAM-disk slots.
 
 use super::folio::Folio;
-use super::pte::{swp_entry, swp_offset, swp_type, swp_entry_t};
+use super::pte::{swp_entry, swp_entry_t, swp_offset, swp_type};
 use super::swapfile::slot_sector;
 use crate::drivers::ramdisk::{self, IoError, Op, Request, RequestBuf};
 

@@ -32,16 +32,12 @@ pub struct PgTables {
 
 fn alloc_table() -> Option<u64> {
     let pa = frames::alloc_zeroed(1, 1)?;
-    pfn_to_page(pa / PAGE_SIZE as u64)
-        .flags
-        .store(PG_TABLE, Ordering::Release);
+    pfn_to_page(pa / PAGE_SIZE as u64).flags.store(PG_TABLE, Ordering::Release);
     Some(pa)
 }
 
 fn free_table(pa: u64) {
-    pfn_to_page(pa / PAGE_SIZE as u64)
-        .flags
-        .store(0, Ordering::Release);
+    pfn_to_page(pa / PAGE_SIZE as u64).flags.store(0, Ordering::Release);
     frames::free(pa, 1).expect("freeing a page-table page");
 }
 
@@ -80,10 +76,7 @@ impl PteTable {
 
 impl PgTables {
     pub fn new() -> Option<PgTables> {
-        Some(PgTables {
-            root: alloc_table()?,
-            nr_tables: AtomicUsize::new(1),
-        })
+        Some(PgTables { root: alloc_table()?, nr_tables: AtomicUsize::new(1) })
     }
 
     fn last_level(&self, addr: usize, alloc: bool) -> Result<Option<u64>, ()> {
@@ -118,10 +111,9 @@ impl PgTables {
     /// pte_offset_map_lock: the locked pte table for `addr`, allocating the
     /// tables on the way if `alloc`. Err(()) means out of memory.
     pub fn lock(&self, addr: usize, alloc: bool) -> Result<Option<PteTable>, ()> {
-        Ok(self.last_level(addr, alloc)?.map(|table| PteTable {
-            table,
-            _ptl: pfn_to_page(table / PAGE_SIZE as u64).ptl.lock(),
-        }))
+        Ok(self
+            .last_level(addr, alloc)?
+            .map(|table| PteTable { table, _ptl: pfn_to_page(table / PAGE_SIZE as u64).ptl.lock() }))
     }
 
     /// The pte at `addr` without taking the lock (for checkers and lookups
@@ -135,14 +127,7 @@ impl PgTables {
 
     /// Calls `f(addr, pte)` for every non-none pte in `[start, end)`.
     pub fn for_each_pte(&self, start: usize, end: usize, mut f: impl FnMut(usize, pte_t)) {
-        fn walk(
-            table: u64,
-            level: usize,
-            base: usize,
-            start: usize,
-            end: usize,
-            f: &mut dyn FnMut(usize, pte_t),
-        ) {
+        fn walk(table: u64, level: usize, base: usize, start: usize, end: usize, f: &mut dyn FnMut(usize, pte_t)) {
             let span = 1usize << (12 + 9 * (3 - level));
             for i in 0..512 {
                 let lo = base + i * span;

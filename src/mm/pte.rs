@@ -109,18 +109,10 @@ const PROT_DEFAULT: u64 = PTE_TYPE_PAGE | PTE_AF | PTE_SHARED | PTE_NG;
 /// The protection for a VMA: readable, writable, executable, shared,
 /// tagged. Like Linux, a private writable mapping starts read-only (COW),
 /// and a mapping with no access is present-invalid (PROT_NONE).
-pub const fn vm_get_page_prot(
-    read: bool,
-    write: bool,
-    exec: bool,
-    shared: bool,
-    tagged: bool,
-) -> pgprot_t {
+pub const fn vm_get_page_prot(read: bool, write: bool, exec: bool, shared: bool, tagged: bool) -> pgprot_t {
     let attr = (if tagged { MT_NORMAL_TAGGED } else { MT_NORMAL }) << PTE_ATTRINDX_SHIFT;
     if !read && !write && !exec {
-        return pgprot_t(
-            PROT_DEFAULT | attr | PTE_PRESENT_INVALID | PTE_RDONLY | PTE_PXN | PTE_UXN,
-        );
+        return pgprot_t(PROT_DEFAULT | attr | PTE_PRESENT_INVALID | PTE_RDONLY | PTE_PXN | PTE_UXN);
     }
     let mut p = PROT_DEFAULT | attr | PTE_VALID | PTE_USER | PTE_PXN;
     if !exec {
@@ -238,11 +230,7 @@ pub const fn pte_mkwrite(p: pte_t) -> pte_t {
 
 /// Read-only: moves hardware-dirty into the software dirty bit first.
 pub const fn pte_wrprotect(p: pte_t) -> pte_t {
-    let p = if pte_hw_dirty(p) {
-        set(p, PTE_DIRTY)
-    } else {
-        p
-    };
+    let p = if pte_hw_dirty(p) { set(p, PTE_DIRTY) } else { p };
     set(clear(p, PTE_WRITE), PTE_RDONLY)
 }
 
@@ -277,10 +265,7 @@ pub const fn is_swap_pte(p: pte_t) -> bool {
 }
 
 pub const fn swp_entry(ty: u8, offset: u64) -> swp_entry_t {
-    swp_entry_t(
-        ((ty as u64 & SWP_TYPE_MASK) << SWP_TYPE_SHIFT)
-            | ((offset & SWP_OFFSET_MASK) << SWP_OFFSET_SHIFT),
-    )
+    swp_entry_t(((ty as u64 & SWP_TYPE_MASK) << SWP_TYPE_SHIFT) | ((offset & SWP_OFFSET_MASK) << SWP_OFFSET_SHIFT))
 }
 
 pub const fn swp_type(e: swp_entry_t) -> u8 {
@@ -341,10 +326,7 @@ pub const fn make_migration_entry(pfn: u64, write: bool, exclusive: bool) -> swp
 }
 
 pub const fn is_migration_entry(e: swp_entry_t) -> bool {
-    matches!(
-        swp_type(e),
-        SWP_MIGRATION_READ | SWP_MIGRATION_READ_EXCLUSIVE | SWP_MIGRATION_WRITE
-    )
+    matches!(swp_type(e), SWP_MIGRATION_READ | SWP_MIGRATION_READ_EXCLUSIVE | SWP_MIGRATION_WRITE)
 }
 
 pub const fn is_writable_migration_entry(e: swp_entry_t) -> bool {
@@ -452,11 +434,7 @@ mod tests {
             assert_eq!(pte_pfn(p), pfn);
             assert!(pte_present(p) && pte_valid(p) && pte_user(p) && pte_write(p) && pte_tagged(p));
             assert!(!is_swap_pte(p));
-            assert_eq!(
-                p.0 & 0xFFF0_0000_0000_0000 & !(PTE_PXN | PTE_UXN | PTE_WRITE | PTE_CONT),
-                0,
-                "stray high bits"
-            );
+            assert_eq!(p.0 & 0xFFF0_0000_0000_0000 & !(PTE_PXN | PTE_UXN | PTE_WRITE | PTE_CONT), 0, "stray high bits");
         }
         assert!(!pte_tagged(pfn_pte(5, PAGE_RO)));
     }
@@ -485,17 +463,11 @@ mod tests {
         let p = pfn_pte(7, vm_get_page_prot(true, true, false, false, false));
         assert!(!pte_write(p) && !pte_dirty(p));
         let w = pte_mkwrite(p);
-        assert!(
-            pte_write(w) && pte_rdonly(w),
-            "clean writable pte stays read-only in hardware"
-        );
+        assert!(pte_write(w) && pte_rdonly(w), "clean writable pte stays read-only in hardware");
         let d = pte_mkdirty(w);
         assert!(pte_dirty(d) && pte_hw_dirty(d) && !pte_rdonly(d));
         let r = pte_wrprotect(clear(d, PTE_DIRTY));
-        assert!(
-            !pte_write(r) && pte_rdonly(r) && pte_dirty(r),
-            "hardware dirty moves to the sw bit"
-        );
+        assert!(!pte_write(r) && pte_rdonly(r) && pte_dirty(r), "hardware dirty moves to the sw bit");
         let c = pte_mkclean(d);
         assert!(!pte_dirty(c) && pte_rdonly(c) && pte_write(c));
     }
@@ -511,10 +483,7 @@ mod tests {
 
     #[test]
     fn pte_modify_keeps_address_dirty_and_uffd_wp() {
-        let p = pte_mkuffd_wp(pte_mkdirty(pte_mkwrite(pfn_pte(
-            0x42,
-            PAGE_RW_SHARED_TAGGED,
-        ))));
+        let p = pte_mkuffd_wp(pte_mkdirty(pte_mkwrite(pfn_pte(0x42, PAGE_RW_SHARED_TAGGED))));
         let n = pte_modify(p, PAGE_NONE);
         assert!(pte_protnone(n) && pte_pfn(n) == 0x42 && pte_dirty(n) && pte_uffd_wp(n));
         let back = pte_modify(n, PAGE_RW_SHARED_TAGGED);
@@ -530,26 +499,14 @@ mod tests {
                 assert_eq!(swp_offset(e), off);
                 let p = swp_entry_to_pte(e);
                 assert_eq!(p.0 & 0b11, 0, "bits 0-1 must be zero in a swap pte");
-                assert_eq!(
-                    p.0 & PTE_PRESENT_INVALID,
-                    0,
-                    "bit 11 must be zero in a swap pte"
-                );
+                assert_eq!(p.0 & PTE_PRESENT_INVALID, 0, "bit 11 must be zero in a swap pte");
                 assert_eq!(p.0 & (0b11 << 4), 0, "bits 4-5 are unused");
                 assert_eq!(p.0 >> 62, 0, "bits 62-63 are outside the offset");
-                assert!(
-                    !pte_present(p),
-                    "pte_present must be false for swap pte {p:?}"
-                );
+                assert!(!pte_present(p), "pte_present must be false for swap pte {p:?}");
                 if ty != 0 || off != 0 {
                     assert!(is_swap_pte(p));
                 }
-                for flags in [
-                    0,
-                    PTE_SWP_EXCLUSIVE,
-                    PTE_SWP_UFFD_WP,
-                    PTE_SWP_EXCLUSIVE | PTE_SWP_UFFD_WP,
-                ] {
+                for flags in [0, PTE_SWP_EXCLUSIVE, PTE_SWP_UFFD_WP, PTE_SWP_EXCLUSIVE | PTE_SWP_UFFD_WP] {
                     let q = pte_t(p.0 | flags);
                     assert!(!pte_present(q));
                     assert_eq!(pte_to_swp_entry(q), e, "flags must not leak into the entry");
@@ -590,13 +547,8 @@ mod tests {
             assert!(!is_hwpoison_entry(e) && !is_pte_marker_entry(e));
         }
         assert!(is_writable_migration_entry(w) && !is_writable_migration_entry(r));
-        assert!(
-            is_readable_exclusive_migration_entry(rx) && !is_readable_exclusive_migration_entry(r)
-        );
-        assert!(
-            !is_migration_entry(swp_entry(0, 5))
-                && !non_swap_entry(swp_entry(MAX_SWAPFILES - 1, 5))
-        );
+        assert!(is_readable_exclusive_migration_entry(rx) && !is_readable_exclusive_migration_entry(r));
+        assert!(!is_migration_entry(swp_entry(0, 5)) && !non_swap_entry(swp_entry(MAX_SWAPFILES - 1, 5)));
     }
 
     #[test]

@@ -40,9 +40,7 @@ impl RmapAnchor {
     }
 
     pub fn unlink(&self, mm: &MmStruct, vma_id: u64) {
-        self.vmas
-            .write()
-            .retain(|v| !(v.vma_id == vma_id && core::ptr::eq(v.mm.as_ptr(), mm)));
+        self.vmas.write().retain(|v| !(v.vma_id == vma_id && core::ptr::eq(v.mm.as_ptr(), mm)));
     }
 }
 
@@ -55,10 +53,7 @@ pub struct AnonVma {
 
 impl AnonVma {
     pub fn new() -> Arc<AnonVma> {
-        Arc::new(AnonVma {
-            id: NEXT_ANON_VMA.fetch_add(1, Ordering::Relaxed),
-            anchor: RmapAnchor::default(),
-        })
+        Arc::new(AnonVma { id: NEXT_ANON_VMA.fetch_add(1, Ordering::Relaxed), anchor: RmapAnchor::default() })
     }
 }
 
@@ -99,10 +94,7 @@ pub fn rmap_walk(folio: &Folio) -> Vec<RmapHit> {
             let addr = v.start + ((idx - v.pgoff) as usize) * 4096;
             let pte = mm.pgtables.peek(addr);
             if pte_present(pte) && !pte_special(pte) && pte_pfn(pte) == folio.pfn() + i {
-                hits.push(RmapHit {
-                    mm: mm.clone(),
-                    addr,
-                });
+                hits.push(RmapHit { mm: mm.clone(), addr });
             }
         }
     }

@@ -108,7 +108,14 @@ fn still_cached_for(folio: &Folio, entry: swp_entry_t) -> bool {
 /// Adds the pte's rmap: a fresh folio gets a new anon rmap; a folio that
 /// kept its anon mapping must still belong to this VMA at this index
 /// (__page_check_anon_rmap, the check UFFDIO_MOVE once tripped).
-fn swapin_rmap(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, folio: &Folio, exclusive: bool) -> Result<(), FaultError> {
+fn swapin_rmap(
+    mm: &Arc<MmStruct>,
+    map: &MmMap,
+    vma: &Vma,
+    addr: usize,
+    folio: &Folio,
+    exclusive: bool,
+) -> Result<(), FaultError> {
     let anon_vma = mm.anon_vma_prepare(map, vma);
     let (fresh, matches) = {
         let inner = folio.page().inner.lock();
@@ -126,7 +133,11 @@ fn swapin_rmap(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, folio: &
         return Ok(());
     }
     if !matches {
-        defmt::error!("do_swap_page: folio {=u64:#x} belongs to another anon_vma/index than VMA at {=usize:#x}", folio.pfn(), addr);
+        defmt::error!(
+            "do_swap_page: folio {=u64:#x} belongs to another anon_vma/index than VMA at {=usize:#x}",
+            folio.pfn(),
+            addr
+        );
         return Err(FaultError::Sigbus);
     }
     folio_add_rmap_pte(folio);
@@ -146,7 +157,14 @@ fn free_swap(entry: swp_entry_t, folio: &Folio, vma: &Vma, write: bool, exclusiv
     }
 }
 
-pub fn do_swap_page(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, orig: pte_t, write: bool) -> Result<(), FaultError> {
+pub fn do_swap_page(
+    mm: &Arc<MmStruct>,
+    map: &MmMap,
+    vma: &Vma,
+    addr: usize,
+    orig: pte_t,
+    write: bool,
+) -> Result<(), FaultError> {
     let entry = pte_to_swp_entry(orig);
     if non_swap_entry(entry) {
         return handle_non_swap(mm, addr, orig, entry);

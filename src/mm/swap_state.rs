@@ -4,7 +4,7 @@
 //! SWAP_HAS_CACHE pins.
 
 use super::folio::{Folio, PG_SWAPCACHE};
-use super::pte::{swp_entry, swp_offset, swp_type, swp_entry_t};
+use super::pte::{swp_entry, swp_entry_t, swp_offset, swp_type};
 use super::swapfile;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;

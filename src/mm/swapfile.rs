@@ -5,7 +5,7 @@
 //! when both are gone (swap_range_free), and its MTE tags go with it.
 
 use super::folio::Folio;
-use super::pte::{swp_entry, swp_offset, swp_type, swp_entry_t};
+use super::pte::{swp_entry, swp_entry_t, swp_offset, swp_type};
 use crate::drivers::ramdisk;
 use crate::errno::*;
 use alloc::sync::Arc;
@@ -33,6 +33,13 @@ pub struct SwapInfo {
 }
 
 static SWAP_INFO: Mutex<Vec<Option<Arc<SwapInfo>>>> = Mutex::new(Vec::new());
+/// The next swapon uses at most this many slots (0: the whole disk), so a
+/// test can have a small device that fills up.
+static SLOT_LIMIT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+pub fn set_slot_limit(slots: u64) {
+    SLOT_LIMIT.store(slots, Ordering::Release);
+}
 
 /// The device for `entry`'s type, if it is on (get_swap_device).
 pub fn get_swap_device(entry: swp_entry_t) -> Option<Arc<SwapInfo>> {
@@ -49,13 +56,22 @@ pub fn swapon() -> Result<u8, Errno> {
     if all.first().is_some_and(|s| s.is_some()) {
         return Err(EBUSY);
     }
-    let slots = ramdisk::sectors() / SECTORS_PER_PAGE;
+    let mut slots = ramdisk::sectors() / SECTORS_PER_PAGE;
+    let limit = SLOT_LIMIT.load(Ordering::Acquire);
+    if limit > 0 {
+        slots = slots.min(limit);
+    }
     if slots < 2 {
         return Err(EINVAL);
     }
     let mut map = vec![0u8; slots as usize];
     map[0] = SWAP_MAP_MAX; // the header slot
-    let si = Arc::new(SwapInfo { ty: 0, slots, lock: Mutex::new(SwapMap { map, inuse: 0 }), writeok: AtomicBool::new(true) });
+    let si = Arc::new(SwapInfo {
+        ty: 0,
+        slots,
+        lock: Mutex::new(SwapMap { map, inuse: 0 }),
+        writeok: AtomicBool::new(true),
+    });
     if all.is_empty() {
         all.push(Some(si));
     } else {

@@ -1,11 +1,9 @@
 //! Unmapping: zap_page_range (munmap, MADV_DONTNEED) and exit_mmap.
 //! The full zap_pte_range with zap_details comes with its own issue.
 
-use super::folio::{Folio, PG_DIRTY};
+use super::folio::{Folio, PG_DIRTY, PG_SWAPCACHE};
 use super::mm_types::{MmMap, MmStruct, MM_ANONPAGES, MM_FILEPAGES, MM_SWAPENTS};
-use super::pte::{
-    is_swap_pte, non_swap_entry, pte_dirty, pte_pfn, pte_present, pte_special, pte_to_swp_entry,
-};
+use super::pte::{is_swap_pte, non_swap_entry, pte_dirty, pte_pfn, pte_present, pte_special, pte_to_swp_entry};
 use super::rmap::folio_remove_rmap_pte;
 use crate::arch::mmu::PAGE_SIZE;
 use alloc::sync::Arc;
@@ -29,14 +27,8 @@ pub fn zap_page_range(mm: &MmStruct, start: usize, end: usize) {
                             folio.set(PG_DIRTY);
                         }
                         folio_remove_rmap_pte(&folio);
-                        mm.add_rss(
-                            if folio.is_anon() {
-                                MM_ANONPAGES
-                            } else {
-                                MM_FILEPAGES
-                            },
-                            -1,
-                        );
+                        mm.add_rss(if folio.is_anon() { MM_ANONPAGES } else { MM_FILEPAGES }, -1);
+                        free_swap_cache(&folio);
                     }
                 } else if is_swap_pte(pte) {
                     pt.clear(a, mm.asid);
@@ -51,6 +43,15 @@ pub fn zap_page_range(mm: &MmStruct, start: usize, end: usize) {
             }
         }
         addr = stop;
+    }
+}
+
+/// free_swap_cache: an unmapped swap-cache folio whose slot no swap pte
+/// needs any more leaves the swap cache (and so can be freed).
+fn free_swap_cache(folio: &Folio) {
+    if folio.test(PG_SWAPCACHE) && folio.mapcount() == 0 && folio.trylock() {
+        super::swap_state::folio_free_swap(folio);
+        folio.unlock();
     }
 }
 

@@ -29,11 +29,7 @@ fn guard_catches_unexpected_fault() -> TestResult {
     match r {
         Err(u) => match u.event {
             Event::Abort {
-                status: FaultStatus::Translation(_),
-                addr: Some(a),
-                write: false,
-                from_el0: false,
-                ..
+                status: FaultStatus::Translation(_), addr: Some(a), write: false, from_el0: false, ..
             } => {
                 ensure_eq!(a, UNMAPPED as u64, "FAR of the abandoned read");
                 Ok(())
@@ -47,12 +43,7 @@ kernel_test!(harness, guard_catches_unexpected_fault);
 
 fn probe_reports_translation_fault() -> TestResult {
     match trap::probe_write_u64(UNMAPPED + 8, 1) {
-        Err(Event::Abort {
-            status: FaultStatus::Translation(_),
-            addr,
-            write: true,
-            ..
-        }) => {
+        Err(Event::Abort { status: FaultStatus::Translation(_), addr, write: true, .. }) => {
             ensure_eq!(addr, Some(UNMAPPED as u64 + 8), "FAR");
             Ok(())
         }
@@ -67,27 +58,15 @@ fn frame_leak_is_visible() -> TestResult {
     // it relies on moves with allocation and comes back on drop.
     let before = crate::mm::frames::free_frames();
     let f = Frame::alloc().ok_or_else(|| crate::harness::Verdict::Fail("no frame".into()))?;
-    ensure_eq!(
-        crate::mm::frames::free_frames(),
-        before - 1,
-        "free frames while one is held"
-    );
+    ensure_eq!(crate::mm::frames::free_frames(), before - 1, "free frames while one is held");
     drop(f);
-    ensure_eq!(
-        crate::mm::frames::free_frames(),
-        before,
-        "free frames after the drop"
-    );
+    ensure_eq!(crate::mm::frames::free_frames(), before, "free frames after the drop");
     Ok(())
 }
 kernel_test!(harness, frame_leak_is_visible);
 
 fn cpus_from_dtb_online() -> TestResult {
-    ensure_eq!(
-        smp::online(),
-        smp::dtb_cpus(),
-        "CPUs online vs CPUs in the DTB"
-    );
+    ensure_eq!(smp::online(), smp::dtb_cpus(), "CPUs online vs CPUs in the DTB");
     Ok(())
 }
 kernel_test!(smp, cpus_from_dtb_online);
@@ -105,26 +84,17 @@ fn every_cpu_runs_work_with_mmu_and_mte() -> TestResult {
             unsafe { core::arch::asm!("mrs {}, sctlr_el1", out(reg) sctlr) };
             s.lock().push((cpu::id(), sctlr, mte::tcf(), mte::tcf0()));
         })
-        .map_err(|e| {
-            crate::harness::Verdict::Fail(alloc::format!("could not start work on CPU {c}: {e}"))
-        })?;
+        .map_err(|e| crate::harness::Verdict::Fail(alloc::format!("could not start work on CPU {c}: {e}")))?;
         if let Err(u) = job.join() {
             fail!("CPU {c} took an unexpected exception: {}", u.event);
         }
     }
     let seen = seen.lock();
-    ensure_eq!(
-        seen.len(),
-        smp::online() - 1,
-        "secondaries that ran the work"
-    );
+    ensure_eq!(seen.len(), smp::online() - 1, "secondaries that ran the work");
     for (i, &(id, sctlr, tcf, tcf0)) in seen.iter().enumerate() {
         ensure_eq!(id, i + 1, "CPU index the work ran on");
         ensure!(sctlr & 1 == 1, "CPU {id}: MMU off (SCTLR_EL1 {sctlr:#x})");
-        ensure!(
-            sctlr & (1 << 43) != 0,
-            "CPU {id}: SCTLR_EL1.ATA clear: no tag access"
-        );
+        ensure!(sctlr & (1 << 43) != 0, "CPU {id}: SCTLR_EL1.ATA clear: no tag access");
         ensure_eq!(tcf, mte::TcfMode::Sync, "CPU {id}: EL1 tag-check mode");
         ensure_eq!(tcf0, mte::TcfMode::Sync, "CPU {id}: EL0 tag-check mode");
     }
@@ -137,8 +107,7 @@ fn tag_check_fault_on_every_cpu() -> TestResult {
         skip!("only one CPU online (run with --smp 2 or more)");
     }
     for c in 1..smp::online() {
-        let mut f =
-            Frame::alloc().ok_or_else(|| crate::harness::Verdict::Fail("no frame".into()))?;
+        let mut f = Frame::alloc().ok_or_else(|| crate::harness::Verdict::Fail("no frame".into()))?;
         f.page_mut().set_all_tags(0x6);
         let bad = with_tag(f.addr() + 0x100, 0x2);
         let good = with_tag(f.addr() + 0x100, 0x6);
@@ -147,9 +116,7 @@ fn tag_check_fault_on_every_cpu() -> TestResult {
         let job = smp::start(c, move || {
             *o.lock() = Some((trap::probe_read_u64(bad), trap::probe_read_u64(good)));
         })
-        .map_err(|e| {
-            crate::harness::Verdict::Fail(alloc::format!("could not start work on CPU {c}: {e}"))
-        })?;
+        .map_err(|e| crate::harness::Verdict::Fail(alloc::format!("could not start work on CPU {c}: {e}")))?;
         if let Err(u) = job.join() {
             fail!("CPU {c}: unexpected exception {}", u.event);
         }

@@ -7,9 +7,8 @@ use crate::arch::mte::with_tag;
 use crate::errno::{Errno, EBADF, EINVAL, ENOMEM, ENOSYS};
 use crate::harness::{TestResult, Verdict};
 use crate::mm::fault::{is_zero_pfn, set_cow_copy, CowCopy};
-use crate::mm::filemap::{self, initial_byte, File};
+use crate::mm::filemap::initial_byte;
 use crate::mm::folio::{pfn_to_page, Folio, PG_ANON_EXCLUSIVE, PG_MTE_TAGGED};
-use crate::mm::mm_types::{MM_ANONPAGES, MM_FILEPAGES};
 use crate::mm::mmap::*;
 use crate::mm::pte::*;
 use crate::mm::rmap::rmap_walk;
@@ -22,204 +21,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
-const PAGE: usize = 4096;
-const RW: u64 = PROT_READ | PROT_WRITE;
-const ANON: u64 = MAP_PRIVATE | MAP_ANONYMOUS;
-
-fn verdict(what: &str, e: impl core::fmt::Debug) -> Verdict {
-    Verdict::Fail(format!("{what}: {e:?}"))
-}
-
-/// Tasks and files of one scenario; torn down even when the scenario fails.
-struct Scenario {
-    tasks: Vec<Arc<Task>>,
-    fds: Vec<i32>,
-}
-
-impl Scenario {
-    fn new() -> Scenario {
-        Scenario {
-            tasks: Vec::new(),
-            fds: Vec::new(),
-        }
-    }
-
-    fn spawn(&mut self) -> Result<Arc<Task>, Verdict> {
-        let t = Task::spawn().map_err(|e| verdict("spawning a task", e))?;
-        self.tasks.push(t.clone());
-        Ok(t)
-    }
-
-    fn fork(&mut self, parent: &Task) -> Result<Arc<Task>, Verdict> {
-        let pid = sys(parent, SYS_CLONE, &[SIGCHLD])?.map_err(|e| verdict("fork", e))?;
-        let child =
-            Task::get(pid as u32).ok_or_else(|| verdict("fork returned an unknown pid", pid))?;
-        self.tasks.push(child.clone());
-        Ok(child)
-    }
-
-    fn file(&mut self, pages: u64) -> (i32, Arc<File>) {
-        let (fd, f) = filemap::create(pages);
-        self.fds.push(fd);
-        (fd, f)
-    }
-
-    /// Invariants with every task alive, then again once they all exited.
-    fn finish(mut self) -> TestResult {
-        crate::mm::invariants::check()
-            .map_err(|e| Verdict::Fail(format!("with tasks alive: {e}")))?;
-        self.teardown();
-        crate::mm::invariants::check()
-            .map_err(|e| Verdict::Fail(format!("after every task exited: {e}")))
-    }
-
-    fn teardown(&mut self) {
-        for t in self.tasks.drain(..) {
-            if t.alive() {
-                let _ = t.syscall(SYS_EXIT, &[0]);
-            }
-        }
-        for fd in self.fds.drain(..) {
-            filemap::close(fd);
-        }
-    }
-}
-
-impl Drop for Scenario {
-    fn drop(&mut self) {
-        self.teardown();
-    }
-}
-
-/// A system call that must come back (not kill the task).
-fn sys(t: &Task, nr: u64, args: &[u64]) -> Result<Result<u64, Errno>, Verdict> {
-    let r = t.syscall(nr, args).map_err(|s| verdict("system call", s))?;
-    Ok(match Errno::from_ret(r) {
-        Some(e) => Err(e),
-        None => Ok(r),
-    })
-}
-
-fn mmap(
-    t: &Task,
-    addr: usize,
-    len: usize,
-    prot: u64,
-    flags: u64,
-    fd: i64,
-) -> Result<usize, Verdict> {
-    sys(
-        t,
-        SYS_MMAP,
-        &[addr as u64, len as u64, prot, flags, fd as u64, 0],
-    )?
-    .map(|a| a as usize)
-    .map_err(|e| verdict("mmap", e))
-}
-
-fn ok<T>(r: Result<T, Signal>, what: &str) -> Result<T, Verdict> {
-    r.map_err(|s| Verdict::Fail(format!("{what}: the task got {s:?}")))
-}
-
-fn expect_segv<T: core::fmt::Debug>(
-    r: Result<T, Signal>,
-    kind: SegvKind,
-    addr: usize,
-    what: &str,
-) -> TestResult {
-    match r {
-        Err(Signal::Segv { kind: k, addr: a }) if k == kind => {
-            ensure_eq!(
-                a & 0x0FFF_FFFF_FFFF_FFFF,
-                addr as u64 & 0x0FFF_FFFF_FFFF_FFFF,
-                "{what}: si_addr"
-            );
-            Ok(())
-        }
-        other => fail!("{what}: expected SIGSEGV {kind:?} at {addr:#x}, got {other:?}"),
-    }
-}
-
-fn expect_errno(r: Result<Result<u64, Errno>, Verdict>, want: Errno, what: &str) -> TestResult {
-    match r? {
-        Err(e) if e == want => Ok(()),
-        other => fail!("{what}: expected {want}, got {other:?}"),
-    }
-}
-
-/// The pte at `addr` in `t`.
-fn pte_of(t: &Task, addr: usize) -> pte_t {
-    t.mm().pgtables.peek(addr)
-}
-
-/// (refcount, mapcount) of the folio mapped at `addr`.
-fn counts(t: &Task, addr: usize) -> Result<(u64, i32, i32), Verdict> {
-    let pte = pte_of(t, addr);
-    ensure!(
-        pte_present(pte) && !pte_special(pte),
-        "no folio mapped at {addr:#x} ({pte:?})"
-    );
-    let p = pfn_to_page(pte_pfn(pte));
-    Ok((
-        pte_pfn(pte),
-        p.refcount.load(Ordering::Acquire),
-        p.mapcount.load(Ordering::Acquire),
-    ))
-}
-
-fn expect_rss(t: &Task, anon: isize, file: isize, what: &str) -> TestResult {
-    let mm = t.mm();
-    ensure_eq!(
-        (mm.rss(MM_ANONPAGES), mm.rss(MM_FILEPAGES)),
-        (anon, file),
-        "{what}: rss (MM_ANONPAGES, MM_FILEPAGES)"
-    );
-    Ok(())
-}
-
-/// The page's data, hashed at EL0 through a pointer with `tag`.
-fn page_hash(t: &Task, addr: usize, tag: u8) -> Result<u64, Verdict> {
-    ok(t.fnv(with_tag(addr, tag), PAGE), "hashing a page at EL0")
-}
-
-fn fill_hash(seed: u64) -> u64 {
-    fnv((0..PAGE).map(|i| fill_byte(seed, i)))
-}
-
-fn file_hash(f: &File, index: u64) -> u64 {
-    fnv((0..PAGE).map(|off| initial_byte(f.id, index, off)))
-}
-
-/// Tags the page at `addr` granule by granule with `tag_of(g)` at EL0.
-fn tag_page(t: &Task, addr: usize, tag_of: impl Fn(usize) -> u8) -> TestResult {
-    for g in 0..256 {
-        ok(
-            t.tag_range(with_tag(addr + g * 16, tag_of(g)), 16),
-            "STG at EL0",
-        )?;
-    }
-    Ok(())
-}
-
-/// LDG of every granule at EL0 equals `tag_of(g)`, a tagged access with
-/// granule 0's tag works and one with another tag faults.
-fn expect_tags(t: &Task, addr: usize, tag_of: impl Fn(usize) -> u8, what: &str) -> TestResult {
-    let tags = ok(t.page_tags(addr), "LDG at EL0")?;
-    for (g, &tag) in tags.iter().enumerate() {
-        ensure_eq!(tag, tag_of(g), "{what}: tag of granule {g}");
-    }
-    ok(
-        t.load(with_tag(addr, tag_of(0))),
-        &format!("{what}: load with the granule's own tag"),
-    )?;
-    let wrong = with_tag(addr, (tag_of(0) + 1) % 16);
-    expect_segv(
-        t.load(wrong),
-        SegvKind::MteSErr,
-        wrong,
-        &format!("{what}: load with a wrong tag"),
-    )
-}
+use super::scenario::*;
 
 // --- anonymous memory --------------------------------------------------------
 
@@ -227,21 +29,14 @@ fn anon_read_maps_zero_page() -> TestResult {
     let mut s = Scenario::new();
     let t = s.spawn()?;
     let a = mmap(&t, 0, 2 * PAGE, RW, ANON, -1)?;
-    ensure_eq!(
-        ok(t.load(a + 8), "read")?,
-        0,
-        "first read of anonymous memory"
-    );
+    ensure_eq!(ok(t.load(a + 8), "read")?, 0, "first read of anonymous memory");
     let pte = pte_of(&t, a);
     ensure!(
         pte_special(pte) && is_zero_pfn(pte_pfn(pte)) && !pte_write(pte),
         "a read fault must map the zero page read-only: {pte:?}"
     );
     expect_rss(&t, 0, 0, "after a read fault")?;
-    ensure!(
-        pte_none(pte_of(&t, a + PAGE)),
-        "the untouched page was mapped"
-    );
+    ensure!(pte_none(pte_of(&t, a + PAGE)), "the untouched page was mapped");
     s.finish()
 }
 kernel_test!(mm, anon_read_maps_zero_page);
@@ -254,21 +49,11 @@ fn anon_write_allocates_zeroed_exclusive_page() -> TestResult {
     ensure_eq!(ok(t.load(a + 16), "read back")?, 0xfeed, "data");
     ensure_eq!(ok(t.load(a + 24), "read")?, 0, "rest of a new page");
     let (pfn, refs, maps) = counts(&t, a)?;
-    ensure_eq!(
-        (refs, maps),
-        (1, 1),
-        "refcount and mapcount of a new anonymous page"
-    );
+    ensure_eq!((refs, maps), (1, 1), "refcount and mapcount of a new anonymous page");
     let f = Folio::get(pfn);
-    ensure!(
-        f.is_anon() && f.test(PG_ANON_EXCLUSIVE),
-        "new anonymous page not AnonExclusive"
-    );
+    ensure!(f.is_anon() && f.test(PG_ANON_EXCLUSIVE), "new anonymous page not AnonExclusive");
     drop(f);
-    ensure!(
-        pte_write(pte_of(&t, a)) && pte_dirty(pte_of(&t, a)),
-        "pte after a write fault is not writable and dirty"
-    );
+    ensure!(pte_write(pte_of(&t, a)) && pte_dirty(pte_of(&t, a)), "pte after a write fault is not writable and dirty");
     expect_rss(&t, 1, 0, "after a write fault")?;
     s.finish()
 }
@@ -285,11 +70,7 @@ fn write_after_read_replaces_zero_page() -> TestResult {
         !pte_special(pte) && !is_zero_pfn(pte_pfn(pte)) && pte_write(pte),
         "write did not replace the zero page: {pte:?}"
     );
-    ensure_eq!(
-        ok(t.load(a), "read")?,
-        5,
-        "data after the copy from the zero page"
-    );
+    ensure_eq!(ok(t.load(a), "read")?, 5, "data after the copy from the zero page");
     expect_tags(&t, a, |_| 0, "page copied from the zero page")?;
     expect_rss(&t, 1, 0, "after the copy")?;
     s.finish()
@@ -301,15 +82,9 @@ fn prot_mte_first_touch_clears_tags() -> TestResult {
     let t = s.spawn()?;
     let a = mmap(&t, 0, PAGE, RW | PROT_MTE, ANON, -1)?;
     ok(t.store(a, 1), "write")?;
-    ensure!(
-        pte_tagged(pte_of(&t, a)),
-        "PROT_MTE page not mapped Tagged Normal"
-    );
+    ensure!(pte_tagged(pte_of(&t, a)), "PROT_MTE page not mapped Tagged Normal");
     let (pfn, _, _) = counts(&t, a)?;
-    ensure!(
-        pfn_to_page(pfn).flags.load(Ordering::Acquire) & PG_MTE_TAGGED != 0,
-        "PG_mte_tagged not set on first map"
-    );
+    ensure!(pfn_to_page(pfn).flags.load(Ordering::Acquire) & PG_MTE_TAGGED != 0, "PG_mte_tagged not set on first map");
     expect_tags(&t, a, |_| 0, "new PROT_MTE page")?;
     s.finish()
 }
@@ -321,22 +96,11 @@ fn prot_mte_user_tags_round_trip() -> TestResult {
     let a = mmap(&t, 0, PAGE, RW | PROT_MTE, ANON, -1)?;
     let tag = |g: usize| ((g * 3 + 1) % 15) as u8 + 1;
     tag_page(&t, a, tag)?;
-    ok(
-        t.fill(with_tag(a, tag(0)), 16, 9),
-        "fill granule 0 through its tag",
-    )?;
+    ok(t.fill(with_tag(a, tag(0)), 16, 9), "fill granule 0 through its tag")?;
     expect_tags(&t, a, tag, "after STG at EL0")?;
     let wrong = with_tag(a + 16 * 7, tag(7) ^ 0x3);
-    expect_segv(
-        t.store(wrong, 1),
-        SegvKind::MteSErr,
-        wrong,
-        "store to granule 7 with a wrong tag",
-    )?;
-    ok(
-        t.store(with_tag(a + 16 * 7, tag(7)), 77),
-        "store to granule 7 with its tag",
-    )?;
+    expect_segv(t.store(wrong, 1), SegvKind::MteSErr, wrong, "store to granule 7 with a wrong tag")?;
+    ok(t.store(with_tag(a + 16 * 7, tag(7)), 77), "store to granule 7 with its tag")?;
     s.finish()
 }
 kernel_test!(mm, prot_mte_user_tags_round_trip);
@@ -345,20 +109,10 @@ fn non_mte_mapping_is_never_checked() -> TestResult {
     let mut s = Scenario::new();
     let t = s.spawn()?;
     let a = mmap(&t, 0, PAGE, RW, ANON, -1)?;
-    ok(
-        t.store(with_tag(a, 0x9), 3),
-        "store through a tagged pointer to untagged memory",
-    )?;
-    ensure_eq!(
-        ok(t.load(with_tag(a, 0x4)), "load with another tag")?,
-        3,
-        "data"
-    );
+    ok(t.store(with_tag(a, 0x9), 3), "store through a tagged pointer to untagged memory")?;
+    ensure_eq!(ok(t.load(with_tag(a, 0x4)), "load with another tag")?, 3, "data");
     ensure_eq!(ok(t.ldg(a), "LDG")?, 0, "LDG on untagged memory");
-    ensure!(
-        !pte_tagged(pte_of(&t, a)),
-        "mapping without PROT_MTE is Tagged Normal"
-    );
+    ensure!(!pte_tagged(pte_of(&t, a)), "mapping without PROT_MTE is Tagged Normal");
     s.finish()
 }
 kernel_test!(mm, non_mte_mapping_is_never_checked);
@@ -369,31 +123,14 @@ fn mprotect_none_and_back_keeps_data_and_tags() -> TestResult {
     let a = mmap(&t, 0, PAGE, RW | PROT_MTE, ANON, -1)?;
     tag_page(&t, a, |_| 6)?;
     ok(t.fill(with_tag(a, 6), PAGE, 41), "fill")?;
-    sys(&t, SYS_MPROTECT, &[a as u64, PAGE as u64, 0])?
-        .map_err(|e| verdict("mprotect(PROT_NONE)", e))?;
+    sys(&t, SYS_MPROTECT, &[a as u64, PAGE as u64, 0])?.map_err(|e| verdict("mprotect(PROT_NONE)", e))?;
     let pte = pte_of(&t, a);
-    ensure!(
-        pte_protnone(pte) && pte_present(pte) && !pte_valid(pte),
-        "PROT_NONE pte is not present-invalid: {pte:?}"
-    );
-    expect_segv(
-        t.load(with_tag(a, 6)),
-        SegvKind::AccErr,
-        with_tag(a, 6),
-        "read under PROT_NONE",
-    )?;
-    sys(&t, SYS_MPROTECT, &[a as u64, PAGE as u64, RW | PROT_MTE])?
-        .map_err(|e| verdict("mprotect back", e))?;
-    ensure_eq!(
-        page_hash(&t, a, 6)?,
-        fill_hash(41),
-        "data after PROT_NONE and back"
-    );
+    ensure!(pte_protnone(pte) && pte_present(pte) && !pte_valid(pte), "PROT_NONE pte is not present-invalid: {pte:?}");
+    expect_segv(t.load(with_tag(a, 6)), SegvKind::AccErr, with_tag(a, 6), "read under PROT_NONE")?;
+    sys(&t, SYS_MPROTECT, &[a as u64, PAGE as u64, RW | PROT_MTE])?.map_err(|e| verdict("mprotect back", e))?;
+    ensure_eq!(page_hash(&t, a, 6)?, fill_hash(41), "data after PROT_NONE and back");
     expect_tags(&t, a, |_| 6, "tags after PROT_NONE and back")?;
-    ok(
-        t.store(with_tag(a, 6), 1),
-        "write after mprotect back (exclusive page reused)",
-    )?;
+    ok(t.store(with_tag(a, 6), 1), "write after mprotect back (exclusive page reused)")?;
     expect_rss(&t, 1, 0, "no copy was made")?;
     s.finish()
 }
@@ -404,29 +141,11 @@ fn mprotect_read_only_refuses_writes() -> TestResult {
     let t = s.spawn()?;
     let a = mmap(&t, 0, 2 * PAGE, RW, ANON, -1)?;
     ok(t.store(a + PAGE, 2), "write")?;
-    sys(
-        &t,
-        SYS_MPROTECT,
-        &[(a + PAGE) as u64, PAGE as u64, PROT_READ],
-    )?
-    .map_err(|e| verdict("mprotect", e))?;
-    expect_segv(
-        t.store(a + PAGE, 3),
-        SegvKind::AccErr,
-        a + PAGE,
-        "write to a read-only page",
-    )?;
-    ensure_eq!(
-        ok(t.load(a + PAGE), "read")?,
-        2,
-        "data after the refused write"
-    );
+    sys(&t, SYS_MPROTECT, &[(a + PAGE) as u64, PAGE as u64, PROT_READ])?.map_err(|e| verdict("mprotect", e))?;
+    expect_segv(t.store(a + PAGE, 3), SegvKind::AccErr, a + PAGE, "write to a read-only page")?;
+    ensure_eq!(ok(t.load(a + PAGE), "read")?, 2, "data after the refused write");
     ok(t.store(a, 4), "write to the other half, still writable")?;
-    ensure_eq!(
-        t.mm().mmap_lock.read().vmas.len(),
-        3,
-        "VMAs (agent, RW, RO) after mprotect split the mapping"
-    );
+    ensure_eq!(t.mm().mmap_lock.read().vmas.len(), 3, "VMAs (agent, RW, RO) after mprotect split the mapping");
     s.finish()
 }
 kernel_test!(mm, mprotect_read_only_refuses_writes);
@@ -437,33 +156,17 @@ fn munmap_middle_splits_the_vma() -> TestResult {
     let a = mmap(&t, 0, 3 * PAGE, RW | PROT_MTE, ANON, -1)?;
     for i in 0..3 {
         tag_page(&t, a + i * PAGE, |_| i as u8 + 1)?;
-        ok(
-            t.store(with_tag(a + i * PAGE, i as u8 + 1), i as u64 + 10),
-            "write",
-        )?;
+        ok(t.store(with_tag(a + i * PAGE, i as u8 + 1), i as u64 + 10), "write")?;
     }
     expect_rss(&t, 3, 0, "three pages written")?;
     sys(&t, SYS_MUNMAP, &[(a + PAGE) as u64, PAGE as u64])?.map_err(|e| verdict("munmap", e))?;
-    expect_segv(
-        t.load(a + PAGE),
-        SegvKind::MapErr,
-        a + PAGE,
-        "read of the unmapped middle",
-    )?;
+    expect_segv(t.load(a + PAGE), SegvKind::MapErr, a + PAGE, "read of the unmapped middle")?;
     ensure_eq!(ok(t.load(with_tag(a, 1)), "read")?, 10, "first page");
-    ensure_eq!(
-        ok(t.load(with_tag(a + 2 * PAGE, 3)), "read")?,
-        12,
-        "last page"
-    );
+    ensure_eq!(ok(t.load(with_tag(a + 2 * PAGE, 3)), "read")?, 12, "last page");
     expect_tags(&t, a, |_| 1, "first page")?;
     expect_tags(&t, a + 2 * PAGE, |_| 3, "last page")?;
     expect_rss(&t, 2, 0, "after unmapping one page")?;
-    ensure_eq!(
-        t.mm().mmap_lock.read().vmas.len(),
-        3,
-        "VMAs (agent and the two halves)"
-    );
+    ensure_eq!(t.mm().mmap_lock.read().vmas.len(), 3, "VMAs (agent and the two halves)");
     s.finish()
 }
 kernel_test!(mm, munmap_middle_splits_the_vma);
@@ -477,11 +180,7 @@ fn munmap_frees_the_pages() -> TestResult {
     }
     let before = crate::mm::frames::free_frames();
     sys(&t, SYS_MUNMAP, &[a as u64, (8 * PAGE) as u64])?.map_err(|e| verdict("munmap", e))?;
-    ensure_eq!(
-        crate::mm::frames::free_frames(),
-        before + 8,
-        "frames freed by munmap"
-    );
+    ensure_eq!(crate::mm::frames::free_frames(), before + 8, "frames freed by munmap");
     expect_rss(&t, 0, 0, "after munmap")?;
     s.finish()
 }
@@ -493,18 +192,9 @@ fn madvise_dontneed_drops_anon_pages() -> TestResult {
     let a = mmap(&t, 0, 2 * PAGE, RW | PROT_MTE, ANON, -1)?;
     tag_page(&t, a, |_| 3)?;
     ok(t.store(with_tag(a, 3), 99), "write")?;
-    sys(
-        &t,
-        SYS_MADVISE,
-        &[a as u64, (2 * PAGE) as u64, MADV_DONTNEED],
-    )?
-    .map_err(|e| verdict("madvise", e))?;
+    sys(&t, SYS_MADVISE, &[a as u64, (2 * PAGE) as u64, MADV_DONTNEED])?.map_err(|e| verdict("madvise", e))?;
     expect_rss(&t, 0, 0, "after MADV_DONTNEED")?;
-    ensure_eq!(
-        ok(t.load(a), "read")?,
-        0,
-        "anonymous memory after MADV_DONTNEED reads zero"
-    );
+    ensure_eq!(ok(t.load(a), "read")?, 0, "anonymous memory after MADV_DONTNEED reads zero");
     expect_tags(&t, a, |_| 0, "tags after MADV_DONTNEED (the zero page)")?;
     s.finish()
 }
@@ -522,14 +212,10 @@ fn mlock_populates_and_refuses_dontneed() -> TestResult {
         "MADV_DONTNEED on locked memory",
     )?;
     sys(&t, SYS_MUNLOCK, &[a as u64, (4 * PAGE) as u64])?.map_err(|e| verdict("munlock", e))?;
-    sys(&t, SYS_MADVISE, &[a as u64, PAGE as u64, MADV_DONTNEED])?
-        .map_err(|e| verdict("madvise after munlock", e))?;
+    sys(&t, SYS_MADVISE, &[a as u64, PAGE as u64, MADV_DONTNEED])?.map_err(|e| verdict("madvise after munlock", e))?;
     expect_rss(&t, 3, 0, "after munlock and MADV_DONTNEED of one page")?;
     let b = mmap(&t, 0, 2 * PAGE, RW, ANON | MAP_LOCKED, -1)?;
-    ensure!(
-        pte_present(pte_of(&t, b + PAGE)),
-        "MAP_LOCKED did not populate"
-    );
+    ensure!(pte_present(pte_of(&t, b + PAGE)), "MAP_LOCKED did not populate");
     s.finish()
 }
 kernel_test!(mm, mlock_populates_and_refuses_dontneed);
@@ -542,14 +228,7 @@ fn forked_pair(s: &mut Scenario) -> Result<(Arc<Task>, Arc<Task>, usize), Verdic
     let a = mmap(&p, 0, PAGE, RW | PROT_MTE, ANON, -1)?;
     tag_page(&p, a, |g| (g % 14) as u8 + 1)?;
     for g in 0..256 {
-        ok(
-            p.fill(
-                with_tag(a + g * 16, (g % 14) as u8 + 1),
-                16,
-                5 + 16 * g as u64,
-            ),
-            "fill",
-        )?;
+        ok(p.fill(with_tag(a + g * 16, (g % 14) as u8 + 1), 16, 5 + 16 * g as u64), "fill")?;
     }
     let c = s.fork(&p)?;
     Ok((p, c, a))
@@ -561,30 +240,11 @@ fn fork_shares_anon_pages_read_only() -> TestResult {
     let (pp, prefs, pmaps) = counts(&p, a)?;
     let (cp, _, _) = counts(&c, a)?;
     ensure_eq!(pp, cp, "parent and child map the same frame");
-    ensure_eq!(
-        (prefs, pmaps),
-        (2, 2),
-        "refcount and mapcount of a page shared by fork"
-    );
-    ensure!(
-        !pte_write(pte_of(&p, a)) && !pte_write(pte_of(&c, a)),
-        "shared page writable after fork"
-    );
-    ensure!(
-        pfn_to_page(pp).flags.load(Ordering::Acquire) & PG_ANON_EXCLUSIVE == 0,
-        "shared page still AnonExclusive"
-    );
-    expect_tags(
-        &c,
-        a,
-        |g| (g % 14) as u8 + 1,
-        "child sees the parent's tags",
-    )?;
-    ensure_eq!(
-        ok(c.fnv(with_tag(a, 1), 16), "hash")?,
-        fnv((0..16).map(|i| fill_byte(5, i))),
-        "child's data"
-    );
+    ensure_eq!((prefs, pmaps), (2, 2), "refcount and mapcount of a page shared by fork");
+    ensure!(!pte_write(pte_of(&p, a)) && !pte_write(pte_of(&c, a)), "shared page writable after fork");
+    ensure!(pfn_to_page(pp).flags.load(Ordering::Acquire) & PG_ANON_EXCLUSIVE == 0, "shared page still AnonExclusive");
+    expect_tags(&c, a, |g| (g % 14) as u8 + 1, "child sees the parent's tags")?;
+    ensure_eq!(ok(c.fnv(with_tag(a, 1), 16), "hash")?, fnv((0..16).map(|i| fill_byte(5, i))), "child's data");
     expect_rss(&c, 1, 0, "child")?;
     s.finish()
 }
@@ -600,32 +260,16 @@ fn cow(write_in_child: bool) -> TestResult {
     ensure!(new_pfn != old_pfn, "the write did not copy the page");
     ensure_eq!((nrefs, nmaps), (1, 1), "the writer's new page");
     let (opfn, orefs, omaps) = counts(other, a)?;
-    ensure_eq!(
-        (opfn, orefs, omaps),
-        (old_pfn, 1, 1),
-        "the other task's page after the copy"
-    );
+    ensure_eq!((opfn, orefs, omaps), (old_pfn, 1, 1), "the other task's page after the copy");
     expect_tags(writer, a, |g| (g % 14) as u8 + 1, "tags of the copied page")?;
-    expect_tags(
-        other,
-        a,
-        |g| (g % 14) as u8 + 1,
-        "tags of the original page",
-    )?;
+    expect_tags(other, a, |g| (g % 14) as u8 + 1, "tags of the original page")?;
     ensure_eq!(
         ok(other.load(with_tag(a + 32, 3)), "read")?,
         u64::from_le_bytes(core::array::from_fn(|i| fill_byte(5 + 32, i))),
         "the other task's data is unchanged"
     );
-    ensure_eq!(
-        ok(writer.load(with_tag(a + 32, 3)), "read")?,
-        0xC0FFEE,
-        "the writer's data"
-    );
-    ok(
-        writer.store(with_tag(a + 48, 4), 1),
-        "a second write reuses the new page",
-    )?;
+    ensure_eq!(ok(writer.load(with_tag(a + 32, 3)), "read")?, 0xC0FFEE, "the writer's data");
+    ok(writer.store(with_tag(a + 48, 4), 1), "a second write reuses the new page")?;
     ensure_eq!(counts(writer, a)?.0, new_pfn, "no second copy");
     expect_rss(writer, 1, 0, "writer")?;
     s.finish()
@@ -645,18 +289,11 @@ fn cow_reuses_page_after_child_exit() -> TestResult {
     let mut s = Scenario::new();
     let (p, c, a) = forked_pair(&mut s)?;
     let (pfn, _, _) = counts(&p, a)?;
-    ensure!(
-        matches!(c.syscall(SYS_EXIT, &[0]), Err(Signal::Exited(0))),
-        "child exit"
-    );
+    ensure!(matches!(c.syscall(SYS_EXIT, &[0]), Err(Signal::Exited(0))), "child exit");
     let (_, refs, maps) = counts(&p, a)?;
     ensure_eq!((refs, maps), (1, 1), "parent's page once the child is gone");
     ok(p.store(with_tag(a, 1), 7), "write")?;
-    ensure_eq!(
-        counts(&p, a)?.0,
-        pfn,
-        "the only user reuses its page instead of copying"
-    );
+    ensure_eq!(counts(&p, a)?.0, pfn, "the only user reuses its page instead of copying");
     ensure!(
         pfn_to_page(pfn).flags.load(Ordering::Acquire) & PG_ANON_EXCLUSIVE != 0,
         "reused page not AnonExclusive again"
@@ -687,21 +324,9 @@ fn cow_that_drops_tags_is_caught() -> TestResult {
         "the COW store retried on a page whose tags were not copied",
     )?;
     let tags = ok(c.page_tags(a), "LDG")?;
-    ensure!(
-        tags.iter().all(|&t| t == 0),
-        "the wrong copy kept tags: {:?}",
-        &tags[..8]
-    );
-    let good = expect_tags(
-        &c,
-        a,
-        |g| (g % 14) as u8 + 1,
-        "child after a data-only copy",
-    );
-    ensure!(
-        good.is_err(),
-        "the tag check passed on a copy without tags: the suite cannot see this bug"
-    );
+    ensure!(tags.iter().all(|&t| t == 0), "the wrong copy kept tags: {:?}", &tags[..8]);
+    let good = expect_tags(&c, a, |g| (g % 14) as u8 + 1, "child after a data-only copy");
+    ensure!(good.is_err(), "the tag check passed on a copy without tags: the suite cannot see this bug");
     s.finish()
 }
 kernel_test!(mm, cow_that_drops_tags_is_caught);
@@ -735,11 +360,7 @@ fn exit_frees_everything() -> TestResult {
         }
         s.finish()?;
     }
-    ensure_eq!(
-        crate::mm::frames::free_frames(),
-        before,
-        "free frames after every task exited (pages and page tables)"
-    );
+    ensure_eq!(crate::mm::frames::free_frames(), before, "free frames after every task exited (pages and page tables)");
     Ok(())
 }
 kernel_test!(mm, exit_frees_everything);
@@ -751,11 +372,7 @@ fn file_read_fault_through_page_cache() -> TestResult {
     let t = s.spawn()?;
     let (fd, f) = s.file(4);
     let a = mmap(&t, 0, 4 * PAGE, PROT_READ, MAP_PRIVATE, fd as i64)?;
-    ensure_eq!(
-        page_hash(&t, a + 2 * PAGE, 0)?,
-        file_hash(&f, 2),
-        "file page 2 read at EL0"
-    );
+    ensure_eq!(page_hash(&t, a + 2 * PAGE, 0)?, file_hash(&f, 2), "file page 2 read at EL0");
     let (pfn, refs, maps) = counts(&t, a + 2 * PAGE)?;
     ensure_eq!(f.cached(2), Some(pfn), "the pte maps the page-cache folio");
     ensure_eq!((refs, maps), (2, 1), "refcount (cache + pte) and mapcount");
@@ -773,28 +390,14 @@ fn file_private_write_copies() -> TestResult {
     ok(t.load(a), "read")?; // maps the cache page read-only
     ok(t.store(a + 8, 0xAB), "private write")?;
     let (pfn, refs, maps) = counts(&t, a)?;
-    ensure!(
-        f.cached(0) != Some(pfn),
-        "a private write went to the page cache"
-    );
+    ensure!(f.cached(0) != Some(pfn), "a private write went to the page cache");
     ensure_eq!((refs, maps), (1, 1), "the private copy");
     let cached = Folio::get(f.cached(0).ok_or_else(|| verdict("page 0", "not cached"))?);
-    ensure_eq!(
-        cached.frame(0).0[8],
-        initial_byte(f.id, 0, 8),
-        "page cache data after a private write"
-    );
-    ensure_eq!(
-        (cached.refcount(), cached.mapcount()),
-        (2, 0),
-        "cache folio: our handle + the cache, unmapped"
-    );
+    ensure_eq!(cached.frame(0).0[8], initial_byte(f.id, 0, 8), "page cache data after a private write");
+    ensure_eq!((cached.refcount(), cached.mapcount()), (2, 0), "cache folio: our handle + the cache, unmapped");
     drop(cached);
     expect_rss(&t, 1, 0, "the file page was replaced by an anonymous copy")?;
-    ok(
-        t.store(a + PAGE, 1),
-        "write to an unmapped private file page (do_cow_fault)",
-    )?;
+    ok(t.store(a + PAGE, 1), "write to an unmapped private file page (do_cow_fault)")?;
     expect_rss(&t, 2, 0, "after do_cow_fault")?;
     ensure_eq!(
         ok(t.load(a + PAGE + 8), "read")?,
@@ -814,17 +417,9 @@ fn file_shared_write_reaches_page_cache_and_other_mappings() -> TestResult {
     let a2 = mmap(&t2, 0, PAGE, PROT_READ, MAP_SHARED, fd as i64)?;
     ensure_eq!(page_hash(&t2, a2, 0)?, file_hash(&f, 0), "initial contents");
     ok(t1.store(a1 + 64, 0x5555), "shared write")?;
-    ensure_eq!(
-        ok(t2.load(a2 + 64), "read in the other task")?,
-        0x5555,
-        "the other mapping sees the write"
-    );
+    ensure_eq!(ok(t2.load(a2 + 64), "read in the other task")?, 0x5555, "the other mapping sees the write");
     let (pfn, refs, maps) = counts(&t1, a1)?;
-    ensure_eq!(
-        f.cached(0),
-        Some(pfn),
-        "the shared mapping maps the cache page"
-    );
+    ensure_eq!(f.cached(0), Some(pfn), "the shared mapping maps the cache page");
     ensure_eq!((refs, maps), (3, 2), "cache + two ptes");
     expect_rss(&t1, 0, 1, "writer")?;
     s.finish()
@@ -839,17 +434,9 @@ fn fork_shares_file_pages() -> TestResult {
     ok(p.load(a), "read")?;
     let c = s.fork(&p)?;
     let (_, refs, maps) = counts(&c, a)?;
-    ensure_eq!(
-        (refs, maps),
-        (3, 2),
-        "cache page mapped by parent and child"
-    );
+    ensure_eq!((refs, maps), (3, 2), "cache page mapped by parent and child");
     ok(c.store(a, 1), "child's private write")?;
-    ensure_eq!(
-        page_hash(&p, a, 0)?,
-        file_hash(&f, 0),
-        "parent still sees the file data"
-    );
+    ensure_eq!(page_hash(&p, a, 0)?, file_hash(&f, 0), "parent still sees the file data");
     expect_rss(&c, 1, 0, "child")?;
     expect_rss(&p, 0, 1, "parent")?;
     s.finish()
@@ -863,50 +450,18 @@ fn mmap_bad_arguments_get_errno() -> TestResult {
     let t = s.spawn()?;
     let cases: [(&str, [u64; 6], Errno); 8] = [
         ("length 0", [0, 0, RW, ANON, u64::MAX, 0], EINVAL),
-        (
-            "MAP_FIXED at a misaligned address",
-            [0x10_0000_0001, 4096, RW, ANON | MAP_FIXED, u64::MAX, 0],
-            EINVAL,
-        ),
-        (
-            "unknown prot bits",
-            [0, 4096, RW | 0x100, ANON, u64::MAX, 0],
-            EINVAL,
-        ),
-        (
-            "unknown flags",
-            [0, 4096, RW, ANON | 0x4000_0000, u64::MAX, 0],
-            EINVAL,
-        ),
-        (
-            "neither shared nor private",
-            [0, 4096, RW, MAP_ANONYMOUS, u64::MAX, 0],
-            EINVAL,
-        ),
-        (
-            "a file descriptor that is not open",
-            [0, 4096, PROT_READ, MAP_PRIVATE, 77, 0],
-            EBADF,
-        ),
-        (
-            "a length that overflows",
-            [0, u64::MAX - 100, RW, ANON, u64::MAX, 0],
-            ENOMEM,
-        ),
-        (
-            "MAP_FIXED past the user half",
-            [0xFFFF_FFFF_F000, 0x2000, RW, ANON | MAP_FIXED, u64::MAX, 0],
-            EINVAL,
-        ),
+        ("MAP_FIXED at a misaligned address", [0x10_0000_0001, 4096, RW, ANON | MAP_FIXED, u64::MAX, 0], EINVAL),
+        ("unknown prot bits", [0, 4096, RW | 0x100, ANON, u64::MAX, 0], EINVAL),
+        ("unknown flags", [0, 4096, RW, ANON | 0x4000_0000, u64::MAX, 0], EINVAL),
+        ("neither shared nor private", [0, 4096, RW, MAP_ANONYMOUS, u64::MAX, 0], EINVAL),
+        ("a file descriptor that is not open", [0, 4096, PROT_READ, MAP_PRIVATE, 77, 0], EBADF),
+        ("a length that overflows", [0, u64::MAX - 100, RW, ANON, u64::MAX, 0], ENOMEM),
+        ("MAP_FIXED past the user half", [0xFFFF_FFFF_F000, 0x2000, RW, ANON | MAP_FIXED, u64::MAX, 0], EINVAL),
     ];
     for (what, args, want) in cases {
         expect_errno(sys(&t, SYS_MMAP, &args), want, &format!("mmap with {what}"))?;
     }
-    ensure_eq!(
-        t.mm().mmap_lock.read().vmas.len(),
-        1,
-        "VMAs after refused mmaps (only the agent's)"
-    );
+    ensure_eq!(t.mm().mmap_lock.read().vmas.len(), 1, "VMAs after refused mmaps (only the agent's)");
     s.finish()
 }
 kernel_test!(mm, mmap_bad_arguments_get_errno);
@@ -916,46 +471,18 @@ fn munmap_mprotect_madvise_bad_arguments() -> TestResult {
     let t = s.spawn()?;
     let a = mmap(&t, 0, 2 * PAGE, RW, ANON, -1)?;
     ok(t.store(a, 42), "write")?;
-    expect_errno(
-        sys(&t, SYS_MUNMAP, &[(a + 1) as u64, PAGE as u64]),
-        EINVAL,
-        "munmap of a misaligned address",
-    )?;
-    expect_errno(
-        sys(&t, SYS_MUNMAP, &[a as u64, 0]),
-        EINVAL,
-        "munmap of length 0",
-    )?;
-    expect_errno(
-        sys(&t, SYS_MUNMAP, &[a as u64, u64::MAX]),
-        EINVAL,
-        "munmap with an overflowing length",
-    )?;
+    expect_errno(sys(&t, SYS_MUNMAP, &[(a + 1) as u64, PAGE as u64]), EINVAL, "munmap of a misaligned address")?;
+    expect_errno(sys(&t, SYS_MUNMAP, &[a as u64, 0]), EINVAL, "munmap of length 0")?;
+    expect_errno(sys(&t, SYS_MUNMAP, &[a as u64, u64::MAX]), EINVAL, "munmap with an overflowing length")?;
     expect_errno(
         sys(&t, SYS_MPROTECT, &[a as u64, (4 * PAGE) as u64, PROT_READ]),
         ENOMEM,
         "mprotect over an unmapped hole",
     )?;
-    expect_errno(
-        sys(&t, SYS_MPROTECT, &[a as u64, PAGE as u64, 0x400]),
-        EINVAL,
-        "mprotect with unknown bits",
-    )?;
-    expect_errno(
-        sys(&t, SYS_MADVISE, &[a as u64, PAGE as u64, 12345]),
-        EINVAL,
-        "madvise with unknown advice",
-    )?;
-    expect_errno(
-        sys(&t, SYS_MADVISE, &[0x1000, PAGE as u64, MADV_DONTNEED]),
-        ENOMEM,
-        "madvise of unmapped memory",
-    )?;
-    expect_errno(
-        sys(&t, SYS_CLONE, &[0x100, 0]),
-        EINVAL,
-        "clone with thread flags",
-    )?;
+    expect_errno(sys(&t, SYS_MPROTECT, &[a as u64, PAGE as u64, 0x400]), EINVAL, "mprotect with unknown bits")?;
+    expect_errno(sys(&t, SYS_MADVISE, &[a as u64, PAGE as u64, 12345]), EINVAL, "madvise with unknown advice")?;
+    expect_errno(sys(&t, SYS_MADVISE, &[0x1000, PAGE as u64, MADV_DONTNEED]), ENOMEM, "madvise of unmapped memory")?;
+    expect_errno(sys(&t, SYS_CLONE, &[0x100, 0]), EINVAL, "clone with thread flags")?;
     expect_errno(sys(&t, 4000, &[]), ENOSYS, "an unknown system call")?;
     ensure_eq!(ok(t.load(a), "read")?, 42, "data after the refused calls");
     s.finish()
@@ -966,12 +493,7 @@ fn segv_is_delivered_and_the_task_goes_on() -> TestResult {
     let mut s = Scenario::new();
     let t = s.spawn()?;
     let hole = 0x20_0000_0000usize;
-    expect_segv(
-        t.load(hole),
-        SegvKind::MapErr,
-        hole,
-        "read of unmapped memory",
-    )?;
+    expect_segv(t.load(hole), SegvKind::MapErr, hole, "read of unmapped memory")?;
     expect_segv(
         t.store(crate::task::agent::AGENT_VA, 1),
         SegvKind::AccErr,
@@ -997,34 +519,19 @@ fn tasks_run_on_every_cpu() -> TestResult {
         let out = Arc::new(spin::Mutex::new(None));
         let o = out.clone();
         let job = smp::start(cpu, move || {
-            *o.lock() = Some(t.store(
-                with_tag(a + 16 * (cpu + 1), ((cpu + 1) % 14) as u8 + 1),
-                cpu as u64,
-            ));
+            *o.lock() = Some(t.store(with_tag(a + 16 * (cpu + 1), ((cpu + 1) % 14) as u8 + 1), cpu as u64));
         })
         .map_err(|e| verdict("start", e))?;
-        job.join()
-            .map_err(|u| Verdict::Fail(format!("CPU {cpu}: {}", u.event)))?;
+        job.join().map_err(|u| Verdict::Fail(format!("CPU {cpu}: {}", u.event)))?;
         let r = out.lock().take();
-        ok(
-            r.unwrap_or(Err(Signal::Killed("the CPU recorded no result".into()))),
-            &format!("store on CPU {cpu}"),
-        )?;
+        ok(r.unwrap_or(Err(Signal::Killed("the CPU recorded no result".into()))), &format!("store on CPU {cpu}"))?;
         ensure_eq!(
-            ok(
-                p.load(with_tag(a + 16 * (cpu + 1), ((cpu + 1) % 14) as u8 + 1)),
-                "read on CPU 0"
-            )?,
+            ok(p.load(with_tag(a + 16 * (cpu + 1), ((cpu + 1) % 14) as u8 + 1)), "read on CPU 0")?,
             cpu as u64,
             "value CPU {cpu} stored"
         );
     }
-    expect_tags(
-        &p,
-        a,
-        |g| (g % 14) as u8 + 1,
-        "tags after writes from every CPU",
-    )?;
+    expect_tags(&p, a, |g| (g % 14) as u8 + 1, "tags after writes from every CPU")?;
     s.finish()
 }
 kernel_test!(mm, tasks_run_on_every_cpu);
@@ -1042,40 +549,18 @@ fn concurrent_cow_at_a_schedule_point() -> TestResult {
     let child = c.clone();
     let out = Arc::new(spin::Mutex::new(None));
     let o = out.clone();
-    let job = smp::start(1, move || {
-        *o.lock() = Some(child.store(with_tag(a + 16, 2), 0x11))
-    })
-    .map_err(|e| verdict("start", e))?;
-    let stopped = bp
-        .wait_reached(5_000_000)
-        .map_err(|e| verdict("schedule point", e))?;
+    let job = smp::start(1, move || *o.lock() = Some(child.store(with_tag(a + 16, 2), 0x11)))
+        .map_err(|e| verdict("start", e))?;
+    let stopped = bp.wait_reached(5_000_000).map_err(|e| verdict("schedule point", e))?;
     ensure_eq!(stopped, 1, "CPU stopped at the schedule point");
-    ok(
-        p.store(with_tag(a + 16, 2), 0x22),
-        "parent's COW store while the child is stopped",
-    )?;
+    ok(p.store(with_tag(a + 16, 2), 0x22), "parent's COW store while the child is stopped")?;
     bp.release();
-    job.join()
-        .map_err(|u| Verdict::Fail(format!("CPU 1: {}", u.event)))?;
+    job.join().map_err(|u| Verdict::Fail(format!("CPU 1: {}", u.event)))?;
     let r = out.lock().take();
-    ok(
-        r.unwrap_or(Err(Signal::Killed("the CPU recorded no result".into()))),
-        "child's COW store on CPU 1",
-    )?;
-    ensure_eq!(
-        ok(p.load(with_tag(a + 16, 2)), "read")?,
-        0x22,
-        "parent's data"
-    );
-    ensure_eq!(
-        ok(c.load(with_tag(a + 16, 2)), "read")?,
-        0x11,
-        "child's data"
-    );
-    ensure!(
-        counts(&p, a)?.0 != counts(&c, a)?.0,
-        "parent and child still share the page"
-    );
+    ok(r.unwrap_or(Err(Signal::Killed("the CPU recorded no result".into()))), "child's COW store on CPU 1")?;
+    ensure_eq!(ok(p.load(with_tag(a + 16, 2)), "read")?, 0x22, "parent's data");
+    ensure_eq!(ok(c.load(with_tag(a + 16, 2)), "read")?, 0x11, "child's data");
+    ensure!(counts(&p, a)?.0 != counts(&c, a)?.0, "parent and child still share the page");
     expect_tags(&p, a, |g| (g % 14) as u8 + 1, "parent's tags")?;
     expect_tags(&c, a, |g| (g % 14) as u8 + 1, "child's tags")?;
     s.finish()
@@ -1090,26 +575,12 @@ fn order9_folio_alloc_and_free() -> TestResult {
     ensure_eq!(f.pfn() % 512, 0, "an order-9 folio is 2 MiB aligned");
     ensure_eq!(f.nr_pages(), 512, "pages in an order-9 folio");
     ensure_eq!((f.refcount(), f.mapcount()), (1, 0), "new folio counts");
-    ensure_eq!(
-        crate::mm::frames::free_frames(),
-        before - 512,
-        "frames taken"
-    );
-    ensure!(
-        f.frame(511).0.iter().all(|&b| b == 0),
-        "last frame of the folio not zeroed"
-    );
-    ensure!(
-        f.trylock() && !f.trylock(),
-        "folio lock: the second trylock must fail"
-    );
+    ensure_eq!(crate::mm::frames::free_frames(), before - 512, "frames taken");
+    ensure!(f.frame(511).0.iter().all(|&b| b == 0), "last frame of the folio not zeroed");
+    ensure!(f.trylock() && !f.trylock(), "folio lock: the second trylock must fail");
     f.unlock();
     drop(f);
-    ensure_eq!(
-        crate::mm::frames::free_frames(),
-        before,
-        "frames after the last reference went"
-    );
+    ensure_eq!(crate::mm::frames::free_frames(), before, "frames after the last reference went");
     Ok(())
 }
 kernel_test!(mm, order9_folio_alloc_and_free);
@@ -1137,10 +608,7 @@ fn invariant_checker_catches_bad_counts() -> TestResult {
         Ok(()) => fail!("an unaccounted folio reference passed the checker"),
     }
     match bad_map {
-        Err(e) => ensure!(
-            e.contains("mapcount 2 but 1 ptes map it"),
-            "bad mapcount reported as: {e}"
-        ),
+        Err(e) => ensure!(e.contains("mapcount 2 but 1 ptes map it"), "bad mapcount reported as: {e}"),
         Ok(()) => fail!("a mapcount that disagrees with the page tables passed the checker"),
     }
     s.finish()

@@ -32,12 +32,7 @@ fn expect_abort<T: core::fmt::Debug>(
     what: &str,
 ) -> TestResult {
     match r {
-        Err(Event::Abort {
-            status,
-            write: w,
-            from_el0,
-            ..
-        }) if want(status) && w == write && from_el0 == el0 => Ok(()),
+        Err(Event::Abort { status, write: w, from_el0, .. }) if want(status) && w == write && from_el0 == el0 => Ok(()),
         other => fail!("{what}: got {other:?}"),
     }
 }
@@ -45,23 +40,13 @@ fn expect_abort<T: core::fmt::Debug>(
 fn kernel_sections_have_their_permissions() -> TestResult {
     let text = kernel_sections_have_their_permissions as *const () as usize;
     let t = leaf(text)?;
-    ensure!(
-        !t.writable && !t.user,
-        "kernel text mapped writable or user-accessible: {t:?}"
-    );
-    ensure_eq!(
-        t.pa,
-        mmu::virt_to_phys(text) & !0xFFF,
-        "physical address of the text page"
-    );
+    ensure!(!t.writable && !t.user, "kernel text mapped writable or user-accessible: {t:?}");
+    ensure_eq!(t.pa, mmu::virt_to_phys(text) & !0xFFF, "physical address of the text page");
     let r = leaf(&RODATA_WORD as *const u64 as usize)?;
     ensure!(!r.writable, "read-only data mapped writable: {r:?}");
     let local = 0u64;
     let s = leaf(&local as *const u64 as usize)?;
-    ensure!(
-        s.writable && !s.user,
-        "the stack is not kernel read-write: {s:?}"
-    );
+    ensure!(s.writable && !s.user, "the stack is not kernel read-write: {s:?}");
     expect_abort(
         trap::probe_write_u8(text, 0),
         |s| matches!(s, FaultStatus::Permission(_)),
@@ -76,11 +61,7 @@ fn kernel_sections_have_their_permissions() -> TestResult {
         false,
         "store to read-only data",
     )?;
-    ensure_eq!(
-        RODATA_WORD,
-        0x600D_F00D,
-        "read-only data after the refused store"
-    );
+    ensure_eq!(RODATA_WORD, 0x600D_F00D, "read-only data after the refused store");
     Ok(())
 }
 kernel_test!(mmu, kernel_sections_have_their_permissions);
@@ -89,11 +70,7 @@ fn linear_map_is_tagged_normal() -> TestResult {
     let f = frame()?;
     let l = leaf(phys_to_virt(f.pa()))?;
     ensure_eq!(l.pa, f.pa(), "linear map translation");
-    ensure_eq!(
-        l.mem_index,
-        MemType::TaggedNormal as u64,
-        "memory type of the linear map (MAIR index)"
-    );
+    ensure_eq!(l.mem_index, MemType::TaggedNormal as u64, "memory type of the linear map (MAIR index)");
     ensure!(l.writable && !l.user, "linear map permissions: {l:?}");
     Ok(())
 }
@@ -103,25 +80,17 @@ fn unmap_then_access_faults() -> TestResult {
     let mut f = frame()?;
     f.page_mut().0[0] = 0x5A;
     let mut s = Scratch::new().map_err(|e| Verdict::Fail(alloc::format!("{e:?}")))?;
-    s.map(LOW_VA, f.pa(), MemType::TaggedNormal, Perm::KernelRw)
-        .map_err(|e| Verdict::Fail(alloc::format!("{e:?}")))?;
-    ensure_eq!(
-        trap::probe_read_u8(LOW_VA),
-        Ok(0x5A),
-        "read through the new mapping"
-    );
+    s.map(LOW_VA, f.pa(), MemType::TaggedNormal, Perm::KernelRw).map_err(|e| Verdict::Fail(alloc::format!("{e:?}")))?;
+    ensure_eq!(trap::probe_read_u8(LOW_VA), Ok(0x5A), "read through the new mapping");
     ensure!(
-        s.map(LOW_VA, f.pa(), MemType::TaggedNormal, Perm::KernelRw)
-            == Err(mmu::MapError::AlreadyMapped),
+        s.map(LOW_VA, f.pa(), MemType::TaggedNormal, Perm::KernelRw) == Err(mmu::MapError::AlreadyMapped),
         "mapping over a valid entry was not refused"
     );
     ensure!(
-        s.map(LOW_VA + 1, f.pa(), MemType::TaggedNormal, Perm::KernelRw)
-            == Err(mmu::MapError::Misaligned),
+        s.map(LOW_VA + 1, f.pa(), MemType::TaggedNormal, Perm::KernelRw) == Err(mmu::MapError::Misaligned),
         "a misaligned VA was accepted"
     );
-    s.remap(LOW_VA, None)
-        .map_err(|e| Verdict::Fail(alloc::format!("{e:?}")))?;
+    s.remap(LOW_VA, None).map_err(|e| Verdict::Fail(alloc::format!("{e:?}")))?;
     expect_abort(
         trap::probe_read_u8(LOW_VA),
         |s| s == FaultStatus::Translation(3),
@@ -136,22 +105,11 @@ fn el0_permissions() -> TestResult {
     let ro = frame()?;
     let kernel_only = frame()?;
     let mut s = Scratch::new().map_err(|e| Verdict::Fail(alloc::format!("{e:?}")))?;
-    s.map_user_code()
+    s.map_user_code().map_err(|e| Verdict::Fail(alloc::format!("{e:?}")))?;
+    s.map(LOW_VA, ro.pa(), MemType::TaggedNormal, Perm::UserRo).map_err(|e| Verdict::Fail(alloc::format!("{e:?}")))?;
+    s.map(LOW_VA + 0x1000, kernel_only.pa(), MemType::TaggedNormal, Perm::KernelRw)
         .map_err(|e| Verdict::Fail(alloc::format!("{e:?}")))?;
-    s.map(LOW_VA, ro.pa(), MemType::TaggedNormal, Perm::UserRo)
-        .map_err(|e| Verdict::Fail(alloc::format!("{e:?}")))?;
-    s.map(
-        LOW_VA + 0x1000,
-        kernel_only.pa(),
-        MemType::TaggedNormal,
-        Perm::KernelRw,
-    )
-    .map_err(|e| Verdict::Fail(alloc::format!("{e:?}")))?;
-    ensure_eq!(
-        s.el0_load(LOW_VA),
-        Ok(0),
-        "EL0 read of a user read-only page"
-    );
+    ensure_eq!(s.el0_load(LOW_VA), Ok(0), "EL0 read of a user read-only page");
     expect_abort(
         s.el0_store(LOW_VA, 1),
         |s| matches!(s, FaultStatus::Permission(_)),
@@ -173,11 +131,7 @@ fn el0_permissions() -> TestResult {
         true,
         "EL0 read of a kernel linear-map address",
     )?;
-    ensure_eq!(
-        kernel_only.page().0[0],
-        0,
-        "kernel page after the refused EL0 accesses"
-    );
+    ensure_eq!(kernel_only.page().0[0], 0, "kernel page after the refused EL0 accesses");
     Ok(())
 }
 kernel_test!(mmu, el0_permissions);

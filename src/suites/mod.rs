@@ -5,3 +5,5 @@ mod harness_self;
 mod mm;
 mod mmu;
 mod mte_hw;
+mod scenario;
+mod swap;

@@ -124,10 +124,7 @@ impl Routine {
 /// Physical frames of the agent's code (the image's .text.user section).
 pub fn code_pfns() -> alloc::vec::Vec<u64> {
     let (start, end) = crate::arch::boot::image_layout().user_text;
-    (start..end)
-        .step_by(4096)
-        .map(|va| crate::arch::mmu::virt_to_phys(va) / 4096)
-        .collect()
+    (start..end).step_by(4096).map(|va| crate::arch::mmu::virt_to_phys(va) / 4096).collect()
 }
 
 /// The byte `fill` writes at offset `i` with `seed`.
@@ -137,9 +134,7 @@ pub fn fill_byte(seed: u64, i: usize) -> u8 {
 
 /// FNV-1a over `bytes`, as agent_fnv computes it.
 pub fn fnv(bytes: impl IntoIterator<Item = u8>) -> u64 {
-    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    })
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
 }
 
 /// SIGSEGV si_code values (Linux).
@@ -177,11 +172,7 @@ fn untagged(addr: u64) -> usize {
 
 /// Runs `routine` with `args` (x0-x5, then x8) in `task` on this CPU.
 pub fn run(task: &super::Task, routine: Routine, args: &[u64]) -> Result<u64, Signal> {
-    let mut frame = TrapFrame {
-        elr: routine.entry(),
-        spsr: SPSR_EL0T,
-        ..Default::default()
-    };
+    let mut frame = TrapFrame { elr: routine.entry(), spsr: SPSR_EL0T, ..Default::default() };
     for (i, &a) in args.iter().take(6).enumerate() {
         frame.x[i] = a;
     }
@@ -196,29 +187,17 @@ pub fn run(task: &super::Task, routine: Routine, args: &[u64]) -> Result<u64, Si
         match ev {
             Event::Svc { imm: SVC_DONE } => break Ok(frame.x[0]),
             Event::Svc { imm: 0 } => {
-                let args = [
-                    frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4], frame.x[5],
-                ];
+                let args = [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4], frame.x[5]];
                 match super::syscall::dispatch(task, frame.x[8], args) {
                     Some(ret) => frame.x[0] = ret,
                     None => break Err(Signal::Exited(frame.x[0] as i32)),
                 }
             }
-            Event::Abort {
-                status: FaultStatus::TagCheck,
-                addr,
-                ..
-            } => {
-                break Err(Signal::Segv {
-                    kind: SegvKind::MteSErr,
-                    addr: addr.unwrap_or(0) & 0x0FFF_FFFF_FFFF_FFFF,
-                })
+            Event::Abort { status: FaultStatus::TagCheck, addr, .. } => {
+                break Err(Signal::Segv { kind: SegvKind::MteSErr, addr: addr.unwrap_or(0) & 0x0FFF_FFFF_FFFF_FFFF })
             }
             Event::Abort {
-                status:
-                    FaultStatus::Translation(_)
-                    | FaultStatus::Permission(_)
-                    | FaultStatus::AccessFlag(_),
+                status: FaultStatus::Translation(_) | FaultStatus::Permission(_) | FaultStatus::AccessFlag(_),
                 addr: Some(addr),
                 write,
                 instruction,
@@ -226,46 +205,28 @@ pub fn run(task: &super::Task, routine: Routine, args: &[u64]) -> Result<u64, Si
             } => {
                 faults += 1;
                 if faults > 16 {
-                    break Err(Signal::Killed(format!(
-                        "still faulting at {addr:#x} after 16 resolved faults"
-                    )));
+                    break Err(Signal::Killed(format!("still faulting at {addr:#x} after 16 resolved faults")));
                 }
                 match do_page_fault(&task.mm(), untagged(addr), write, instruction) {
                     Ok(()) => continue, // retry the instruction
                     Err(FaultError::Segv(SegvCode::MapErr)) => {
-                        break Err(Signal::Segv {
-                            kind: SegvKind::MapErr,
-                            addr,
-                        })
+                        break Err(Signal::Segv { kind: SegvKind::MapErr, addr })
                     }
                     Err(FaultError::Segv(SegvCode::AccErr)) => {
-                        break Err(Signal::Segv {
-                            kind: SegvKind::AccErr,
-                            addr,
-                        })
+                        break Err(Signal::Segv { kind: SegvKind::AccErr, addr })
                     }
                     Err(FaultError::Sigbus) => break Err(Signal::Bus { addr }),
-                    Err(FaultError::Oom) => {
-                        break Err(Signal::Killed(String::from("out of memory")))
-                    }
+                    Err(FaultError::Oom) => break Err(Signal::Killed(String::from("out of memory"))),
                 }
             }
-            other => {
-                break Err(Signal::Killed(format!(
-                    "unexpected EL0 exception: {other} at ELR {:#x}",
-                    frame.elr
-                )))
-            }
+            other => break Err(Signal::Killed(format!("unexpected EL0 exception: {other} at ELR {:#x}", frame.elr))),
         }
     };
     let async_fault = mte::async_faults().el0;
     mte::clear_async_faults();
     crate::mm::kmap::install_empty_ttbr0();
     match result {
-        Ok(_) if async_fault => Err(Signal::Segv {
-            kind: SegvKind::MteAErr,
-            addr: 0,
-        }),
+        Ok(_) if async_fault => Err(Signal::Segv { kind: SegvKind::MteAErr, addr: 0 }),
         r => r,
     }
 }

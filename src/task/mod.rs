@@ -31,10 +31,7 @@ impl Task {
     }
 
     fn register(mm: Arc<MmStruct>) -> Arc<Task> {
-        let t = Arc::new(Task {
-            pid: NEXT_PID.fetch_add(1, Ordering::Relaxed),
-            mm: Mutex::new(Some(mm)),
-        });
+        let t = Arc::new(Task { pid: NEXT_PID.fetch_add(1, Ordering::Relaxed), mm: Mutex::new(Some(mm)) });
         TASKS.lock().insert(t.pid, t.clone());
         t
     }
@@ -76,14 +73,12 @@ impl Task {
 
     /// LDG: the allocation tag of the granule at `addr`.
     pub fn ldg(&self, addr: usize) -> Result<u8, Signal> {
-        self.run(Routine::Ldg, &[addr as u64])
-            .map(|v| ((v >> 56) & 0xF) as u8)
+        self.run(Routine::Ldg, &[addr as u64]).map(|v| ((v >> 56) & 0xF) as u8)
     }
 
     /// STG over `[addr, addr + len)` with the tag in `addr`.
     pub fn tag_range(&self, addr: usize, len: usize) -> Result<(), Signal> {
-        self.run(Routine::StgRange, &[addr as u64, len as u64])
-            .map(|_| ())
+        self.run(Routine::StgRange, &[addr as u64, len as u64]).map(|_| ())
     }
 
     /// The tags of every granule of the page at `addr`, read with LDG at EL0.
@@ -99,8 +94,7 @@ impl Task {
     }
 
     pub fn fill(&self, addr: usize, len: usize, seed: u64) -> Result<(), Signal> {
-        self.run(Routine::Fill, &[addr as u64, len as u64, seed])
-            .map(|_| ())
+        self.run(Routine::Fill, &[addr as u64, len as u64, seed]).map(|_| ())
     }
 
     pub fn fnv(&self, addr: usize, len: usize) -> Result<u64, Signal> {

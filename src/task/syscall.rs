@@ -29,9 +29,7 @@ fn ret(r: Result<u64, Errno>) -> u64 {
 pub fn dispatch(task: &Task, nr: u64, a: [u64; 6]) -> Option<u64> {
     let mm = task.mm();
     Some(match nr {
-        SYS_MMAP => {
-            ret(mmap::do_mmap(&mm, a[0], a[1], a[2], a[3], a[4] as i64, a[5]).map(|v| v as u64))
-        }
+        SYS_MMAP => ret(mmap::do_mmap(&mm, a[0], a[1], a[2], a[3], a[4] as i64, a[5]).map(|v| v as u64)),
         SYS_MUNMAP => ret(mmap::do_munmap(&mm, a[0], a[1]).map(|_| 0)),
         SYS_MPROTECT => ret(mmap::do_mprotect(&mm, a[0], a[1], a[2]).map(|_| 0)),
         SYS_MADVISE => ret(mmap::do_madvise(&mm, a[0], a[1], a[2]).map(|_| 0)),

@@ -82,10 +82,7 @@ pub fn image_layout() -> ImageLayout {
         text_end: &raw const __text_end as usize,
         rodata_end: &raw const __rodata_end as usize,
         end: &raw const __image_end as usize,
-        user_text: (
-            &raw const __user_text_start as usize,
-            &raw const __user_text_end as usize,
-        ),
+        user_text: (&raw const __user_text_start as usize, &raw const __user_text_end as usize),
     }
 }
 

@@ -64,9 +64,7 @@ pub mod pmu {
     pub fn cycles() -> u64 {
         let v: u64;
         // SAFETY: reads a counter.
-        unsafe {
-            core::arch::asm!("isb", "mrs {}, pmccntr_el0", out(reg) v, options(nomem, nostack))
-        };
+        unsafe { core::arch::asm!("isb", "mrs {}, pmccntr_el0", out(reg) v, options(nomem, nostack)) };
         v
     }
 

@@ -127,13 +127,7 @@ pub fn same_fault_address(far: u64, ptr: u64) -> bool {
 
 impl Event {
     pub fn is_tag_check(&self) -> bool {
-        matches!(
-            self,
-            Event::Abort {
-                status: FaultStatus::TagCheck,
-                ..
-            }
-        )
+        matches!(self, Event::Abort { status: FaultStatus::TagCheck, .. })
     }
 }
 
@@ -156,13 +150,7 @@ impl fmt::Display for FaultStatus {
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Event::Abort {
-                status,
-                addr,
-                write,
-                instruction,
-                from_el0,
-            } => {
+            Event::Abort { status, addr, write, instruction, from_el0 } => {
                 let what = if *instruction {
                     "fetch"
                 } else if *write {
@@ -215,12 +203,7 @@ mod tests {
     #[test]
     fn tag_check_store_at_el0_sets_write() {
         match decode(esr(ec::DABT_LOWER, 0x11 | (1 << 6)), 0x1234) {
-            Event::Abort {
-                status: FaultStatus::TagCheck,
-                write: true,
-                from_el0: true,
-                ..
-            } => {}
+            Event::Abort { status: FaultStatus::TagCheck, write: true, from_el0: true, .. } => {}
             other => panic!("{other:?}"),
         }
     }
@@ -236,10 +219,7 @@ mod tests {
 
     #[test]
     fn far_not_valid() {
-        assert!(matches!(
-            decode(esr(ec::DABT_SAME, 0x04 | (1 << 10)), 0xdead),
-            Event::Abort { addr: None, .. }
-        ));
+        assert!(matches!(decode(esr(ec::DABT_SAME, 0x04 | (1 << 10)), 0xdead), Event::Abort { addr: None, .. }));
     }
 
     #[test]
@@ -266,18 +246,9 @@ mod tests {
 
     #[test]
     fn fault_address_ignores_top_nibble_keeps_tag() {
-        assert!(same_fault_address(
-            0xF300_0000_4000_0000,
-            0x0300_0000_4000_0000
-        ));
-        assert!(!same_fault_address(
-            0x0400_0000_4000_0000,
-            0x0300_0000_4000_0000
-        ));
-        assert!(!same_fault_address(
-            0x0300_0000_4000_0010,
-            0x0300_0000_4000_0000
-        ));
+        assert!(same_fault_address(0xF300_0000_4000_0000, 0x0300_0000_4000_0000));
+        assert!(!same_fault_address(0x0400_0000_4000_0000, 0x0300_0000_4000_0000));
+        assert!(!same_fault_address(0x0300_0000_4000_0010, 0x0300_0000_4000_0000));
     }
 
     #[test]

@@ -107,11 +107,7 @@ impl Attrs {
     fn descriptor_bits(self) -> u64 {
         let r = InMemoryRegister::<u64, D::Register>::new(0);
         r.write(D::ATTR_INDX.val(self.mem as u64) + D::AF::SET);
-        r.modify(if self.mem == MemType::Device {
-            D::SH::Non
-        } else {
-            D::SH::Inner
-        });
+        r.modify(if self.mem == MemType::Device { D::SH::Non } else { D::SH::Inner });
         let (ap, pxn, uxn, ng) = match self.perm {
             Perm::KernelRo => (D::AP::RO_EL1, true, true, false),
             Perm::KernelRw => (D::AP::RW_EL1, true, true, false),
@@ -127,11 +123,7 @@ impl Attrs {
 
 /// A page (level 3) or block (levels 1-2) descriptor mapping `pa`.
 pub fn leaf_descriptor(pa: u64, attrs: Attrs, level: usize) -> u64 {
-    let ty = if level == 3 {
-        D::TYPE::TableOrPage
-    } else {
-        D::TYPE::Block
-    };
+    let ty = if level == 3 { D::TYPE::TableOrPage } else { D::TYPE::Block };
     let r = InMemoryRegister::<u64, D::Register>::new(attrs.descriptor_bits());
     r.modify(D::VALID::SET + ty + D::OUTPUT_ADDR.val(pa >> PAGE_SHIFT));
     r.get()
@@ -248,9 +240,7 @@ fn next_table(desc: u64) -> u64 {
 
 impl PageTable {
     pub fn new(fs: &mut dyn FrameSource) -> Result<Self, MapError> {
-        Ok(PageTable {
-            root: fs.alloc_table().ok_or(MapError::NoMemory)?,
-        })
+        Ok(PageTable { root: fs.alloc_table().ok_or(MapError::NoMemory)? })
     }
 
     pub fn root_pa(&self) -> u64 {
@@ -258,12 +248,7 @@ impl PageTable {
     }
 
     /// The table at `level` covering `va`, creating tables on the way.
-    fn table_for(
-        &mut self,
-        va: usize,
-        level: usize,
-        fs: &mut dyn FrameSource,
-    ) -> Result<u64, MapError> {
+    fn table_for(&mut self, va: usize, level: usize, fs: &mut dyn FrameSource) -> Result<u64, MapError> {
         let mut table = self.root;
         for l in 0..level {
             let i = index(va, l);
@@ -294,17 +279,13 @@ impl PageTable {
         blocks: bool,
         fs: &mut dyn FrameSource,
     ) -> Result<(), MapError> {
-        if !va.is_multiple_of(PAGE_SIZE)
-            || !pa.is_multiple_of(PAGE_SIZE as u64)
-            || !size.is_multiple_of(PAGE_SIZE)
-        {
+        if !va.is_multiple_of(PAGE_SIZE) || !pa.is_multiple_of(PAGE_SIZE as u64) || !size.is_multiple_of(PAGE_SIZE) {
             return Err(MapError::Misaligned);
         }
         let mut off = 0;
         while off < size {
             let (v, p) = (va + off, pa + off as u64);
-            let block =
-                blocks && v % PMD_SIZE == 0 && p % PMD_SIZE as u64 == 0 && size - off >= PMD_SIZE;
+            let block = blocks && v % PMD_SIZE == 0 && p % PMD_SIZE as u64 == 0 && size - off >= PMD_SIZE;
             let level = if block { 2 } else { 3 };
             let table = self.table_for(v, level, fs)?;
             let i = index(v, level);
@@ -394,32 +375,20 @@ pub mod tlb {
     pub fn flush_va(va: usize, asid: u16) {
         let arg = ((va as u64 >> 12) & ((1 << 44) - 1)) | ((asid as u64) << 48);
         // SAFETY: TLB invalidation has no memory effects beyond the TLB.
-        unsafe {
-            core::arch::asm!("dsb ishst", "tlbi vae1is, {}", "dsb ish", "isb", in(reg) arg, options(nostack))
-        }
+        unsafe { core::arch::asm!("dsb ishst", "tlbi vae1is, {}", "dsb ish", "isb", in(reg) arg, options(nostack)) }
     }
 
     /// Invalidates every translation for `asid`.
     pub fn flush_asid(asid: u16) {
         let arg = (asid as u64) << 48;
         // SAFETY: as above.
-        unsafe {
-            core::arch::asm!("dsb ishst", "tlbi aside1is, {}", "dsb ish", "isb", in(reg) arg, options(nostack))
-        }
+        unsafe { core::arch::asm!("dsb ishst", "tlbi aside1is, {}", "dsb ish", "isb", in(reg) arg, options(nostack)) }
     }
 
     /// Invalidates every EL1&0 translation on every CPU.
     pub fn flush_all() {
         // SAFETY: as above.
-        unsafe {
-            core::arch::asm!(
-                "dsb ishst",
-                "tlbi vmalle1is",
-                "dsb ish",
-                "isb",
-                options(nostack)
-            )
-        }
+        unsafe { core::arch::asm!("dsb ishst", "tlbi vmalle1is", "dsb ish", "isb", options(nostack)) }
     }
 }
 

@@ -9,8 +9,8 @@
 
 use super::mmu::PAGE_SIZE;
 use super::sysreg::{
-    GCR_EL1, GCR_EL1 as GCR, GMID_EL1, GMID_EL1 as GMID, RGSR_EL1, RGSR_EL1 as RGSR, SCTLR_EL1_MTE,
-    SCTLR_MTE, TCR_EL1_MTE, TCR_MTE, TFSR, TFSRE0_EL1, TFSR_EL1,
+    GCR_EL1, GCR_EL1 as GCR, GMID_EL1, GMID_EL1 as GMID, RGSR_EL1, RGSR_EL1 as RGSR, SCTLR_EL1_MTE, SCTLR_MTE,
+    TCR_EL1_MTE, TCR_MTE, TFSR, TFSRE0_EL1, TFSR_EL1,
 };
 use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 
@@ -284,9 +284,7 @@ impl Page {
             for sub in (0..256).step_by(bs) {
                 let a = self.addr() + chunk * 256 + sub;
                 // SAFETY: STGM writes the tags of one aligned block of this page.
-                unsafe {
-                    core::arch::asm!("stgm {v}, [{a}]", v = in(reg) word, a = in(reg) a, options(nostack))
-                };
+                unsafe { core::arch::asm!("stgm {v}, [{a}]", v = in(reg) word, a = in(reg) a, options(nostack)) };
             }
         }
     }
@@ -297,9 +295,7 @@ impl Page {
         for off in (0..PAGE_SIZE).step_by(bs) {
             let a = self.addr() + off;
             // SAFETY: one aligned block inside this page.
-            unsafe {
-                core::arch::asm!("stzgm {t}, [{a}]", t = in(reg) tag as u64, a = in(reg) a, options(nostack))
-            };
+            unsafe { core::arch::asm!("stzgm {t}, [{a}]", t = in(reg) tag as u64, a = in(reg) a, options(nostack)) };
         }
     }
 

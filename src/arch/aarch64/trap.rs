@@ -81,15 +81,7 @@ extern "C" fn handle_exception(frame: &mut TrapFrame, kind: u64) {
             resume(frame, ctx, 1);
             return;
         }
-    } else if t.probe_armed
-        && matches!(
-            event,
-            Event::Abort {
-                instruction: false,
-                ..
-            }
-        )
-    {
+    } else if t.probe_armed && matches!(event, Event::Abort { instruction: false, .. }) {
         t.probe_armed = false;
         t.probe_event = Some(event);
         frame.elr += 4; // skip the single probing instruction
@@ -100,13 +92,7 @@ extern "C" fn handle_exception(frame: &mut TrapFrame, kind: u64) {
         return;
     }
     drop(t);
-    panic!(
-        "unhandled exception on CPU {}: {} (ELR {:#x}, ESR {:#x})",
-        super::cpu::id(),
-        event,
-        frame.elr,
-        frame.esr
-    );
+    panic!("unhandled exception on CPU {}: {} (ELR {:#x}, ESR {:#x})", super::cpu::id(), event, frame.elr, frame.esr);
 }
 
 /// Runs one access that may fault: returns the fault it took, if any.
@@ -158,9 +144,7 @@ pub fn probe_read_u64(addr: usize) -> Result<u64, Event> {
     probe(|| {
         let v: u64;
         // SAFETY: a single load; if it faults the handler skips it.
-        unsafe {
-            core::arch::asm!("ldr {v}, [{a}]", v = out(reg) v, a = in(reg) addr, options(nostack))
-        };
+        unsafe { core::arch::asm!("ldr {v}, [{a}]", v = out(reg) v, a = in(reg) addr, options(nostack)) };
         v
     })
 }
@@ -212,9 +196,5 @@ pub fn run_user(frame: &mut TrapFrame) -> Event {
     // frame; the handler writes the EL0 state back to frame and resumes ctx,
     // both live on this stack until enter_user returns.
     unsafe { context::enter_user(&mut ctx, fp) };
-    slot()
-        .lock()
-        .user_event
-        .take()
-        .expect("returned from EL0 without an event")
+    slot().lock().user_event.take().expect("returned from EL0 without an event")
 }

@@ -32,27 +32,15 @@ struct Options {
 }
 
 fn parse_args() -> Result<Options> {
-    let mut o = Options {
-        elf: None,
-        reports: None,
-        timeout: None,
-        list: false,
-        verbose: false,
-        command: Vec::new(),
-    };
+    let mut o = Options { elf: None, reports: None, timeout: None, list: false, verbose: false, command: Vec::new() };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--elf" => o.elf = Some(args.next().context("--elf needs a file")?.into()),
-            "--reports" => {
-                o.reports = Some(args.next().context("--reports needs a directory")?.into())
-            }
+            "--reports" => o.reports = Some(args.next().context("--reports needs a directory")?.into()),
             "--timeout" => {
                 let v = args.next().context("--timeout needs seconds")?;
-                o.timeout = Some(
-                    v.parse()
-                        .with_context(|| format!("--timeout: '{v}' is not a number of seconds"))?,
-                );
+                o.timeout = Some(v.parse().with_context(|| format!("--timeout: '{v}' is not a number of seconds"))?);
             }
             "--list" => o.list = true,
             "-v" | "--verbose" => o.verbose = true,
@@ -61,7 +49,9 @@ fn parse_args() -> Result<Options> {
                 break;
             }
             "-h" | "--help" => {
-                println!("usage: kreport [--elf KERNEL] [--reports DIR] [--timeout SECS] [--list] [-v] [-- COMMAND ARGS...]");
+                println!(
+                    "usage: kreport [--elf KERNEL] [--reports DIR] [--timeout SECS] [--list] [-v] [-- COMMAND ARGS...]"
+                );
                 std::process::exit(0);
             }
             other => bail!("unknown option '{other}' (see --help)"),
@@ -94,13 +84,9 @@ impl Defmt {
                 if !verbose && matches!(f.level(), Some(Level::Debug | Level::Trace)) {
                     return None;
                 }
-                let level = f.level().map_or("     ".to_string(), |l| {
-                    format!("{:<5}", format!("{l:?}").to_uppercase())
-                });
-                let ts = f
-                    .display_timestamp()
-                    .map(|t| format!("{t} "))
-                    .unwrap_or_default();
+                let level =
+                    f.level().map_or("     ".to_string(), |l| format!("{:<5}", format!("{l:?}").to_uppercase()));
+                let ts = f.display_timestamp().map(|t| format!("{t} ")).unwrap_or_default();
                 let loc = self
                     .locations
                     .get(&f.index())
@@ -115,10 +101,7 @@ impl Defmt {
 
 /// `file` relative to the current directory when it lies below it.
 fn relative(file: &std::path::Path) -> &std::path::Path {
-    std::env::current_dir()
-        .ok()
-        .and_then(|d| file.strip_prefix(d).ok())
-        .unwrap_or(file)
+    std::env::current_dir().ok().and_then(|d| file.strip_prefix(d).ok()).unwrap_or(file)
 }
 
 struct Printer {
@@ -237,13 +220,7 @@ fn pump(o: &Options, p: &mut Printer) -> Result<(Option<i32>, bool)> {
 fn run() -> Result<bool> {
     let o = parse_args()?;
     let defmt = o.elf.as_ref().map(Defmt::load).transpose()?;
-    let mut p = Printer {
-        defmt,
-        report: Report::default(),
-        list: o.list,
-        verbose: o.verbose,
-        frames_undecoded: 0,
-    };
+    let mut p = Printer { defmt, report: Report::default(), list: o.list, verbose: o.verbose, frames_undecoded: 0 };
     let (status, timed_out) = pump(&o, &mut p)?;
     let mut r = p.report;
     if timed_out {
@@ -255,10 +232,7 @@ fn run() -> Result<bool> {
         }
     }
     if p.frames_undecoded > 0 {
-        eprintln!(
-            "kreport: {} defmt log frames not shown (pass --elf KERNEL to decode them)",
-            p.frames_undecoded
-        );
+        eprintln!("kreport: {} defmt log frames not shown (pass --elf KERNEL to decode them)", p.frames_undecoded);
     }
     if o.list {
         return Ok(status == Some(0) && !timed_out && !r.panicked && r.counted().failed == 0);
@@ -270,9 +244,7 @@ fn run() -> Result<bool> {
     }
     match status {
         Some(0) => {}
-        Some(s) if r.ok() => problems.push(format!(
-            "the emulator exited with status {s} although every test passed"
-        )),
+        Some(s) if r.ok() => problems.push(format!("the emulator exited with status {s} although every test passed")),
         Some(_) => {}
         None if !timed_out => problems.push("the emulator was killed by a signal".to_string()),
         None => {}
@@ -281,32 +253,19 @@ fn run() -> Result<bool> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         std::fs::write(dir.join("report.tap"), r.tap())?;
         std::fs::write(dir.join("junit.xml"), r.junit())?;
-        println!(
-            "reports: {} and {}",
-            dir.join("report.tap").display(),
-            dir.join("junit.xml").display()
-        );
+        println!("reports: {} and {}", dir.join("report.tap").display(), dir.join("junit.xml").display());
     }
     for p in &problems {
         println!("ERROR: {p}");
     }
-    let failed: Vec<&str> = r
-        .cases
-        .iter()
-        .filter(|c| matches!(c.outcome, report::Outcome::Fail(_)))
-        .map(|c| c.name.as_str())
-        .collect();
+    let failed: Vec<&str> =
+        r.cases.iter().filter(|c| matches!(c.outcome, report::Outcome::Fail(_))).map(|c| c.name.as_str()).collect();
     if !failed.is_empty() {
         println!("failed: {}", failed.join(", "));
     }
     let s = r.counted();
     let extra = usize::from(!problems.is_empty() && s.failed == 0);
-    println!(
-        "{} passed, {} failed, {} skipped",
-        s.passed,
-        s.failed + extra,
-        s.skipped
-    );
+    println!("{} passed, {} failed, {} skipped", s.passed, s.failed + extra, s.skipped);
     Ok(problems.is_empty() && s.failed == 0)
 }
 

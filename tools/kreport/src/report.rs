@@ -36,20 +36,14 @@ pub struct Report {
 /// `N passed, N failed` with an optional `, N skipped`, alone on the line.
 pub fn parse_summary(line: &str) -> Option<Summary> {
     let mut parts = line.trim_end().split(", ");
-    let num = |p: Option<&str>, word: &str| -> Option<usize> {
-        p?.strip_suffix(word)?.strip_suffix(' ')?.parse().ok()
-    };
+    let num = |p: Option<&str>, word: &str| -> Option<usize> { p?.strip_suffix(word)?.strip_suffix(' ')?.parse().ok() };
     let passed = num(parts.next(), "passed")?;
     let failed = num(parts.next(), "failed")?;
     let skipped = match parts.next() {
         None => 0,
         Some(p) => num(Some(p), "skipped")?,
     };
-    parts.next().is_none().then_some(Summary {
-        passed,
-        failed,
-        skipped,
-    })
+    parts.next().is_none().then_some(Summary { passed, failed, skipped })
 }
 
 impl Report {
@@ -79,32 +73,20 @@ impl Report {
         if self.running.as_deref() == Some(name) {
             self.running = None;
         }
-        self.cases.push(TestCase {
-            name: name.to_string(),
-            outcome,
-        });
+        self.cases.push(TestCase { name: name.to_string(), outcome });
     }
 
     /// Records that the guest was stopped by the timeout.
     pub fn timed_out(&mut self, secs: u64) {
-        let name = self
-            .running
-            .take()
-            .unwrap_or_else(|| "harness::run".to_string());
+        let name = self.running.take().unwrap_or_else(|| "harness::run".to_string());
         self.cases.push(TestCase {
             name,
-            outcome: Outcome::Fail(format!(
-                "timed out after {secs} s: the guest hung and was killed"
-            )),
+            outcome: Outcome::Fail(format!("timed out after {secs} s: the guest hung and was killed")),
         });
     }
 
     pub fn counted(&self) -> Summary {
-        let mut s = Summary {
-            passed: 0,
-            failed: 0,
-            skipped: 0,
-        };
+        let mut s = Summary { passed: 0, failed: 0, skipped: 0 };
         for c in &self.cases {
             match c.outcome {
                 Outcome::Pass => s.passed += 1,
@@ -119,13 +101,10 @@ impl Report {
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         match self.summary {
-            None => {
-                p.push("the kernel printed no summary line (it stopped early or hung)".to_string())
+            None => p.push("the kernel printed no summary line (it stopped early or hung)".to_string()),
+            Some(s) if s != self.counted() => {
+                p.push(format!("the summary line ({s:?}) disagrees with the result lines ({:?})", self.counted()))
             }
-            Some(s) if s != self.counted() => p.push(format!(
-                "the summary line ({s:?}) disagrees with the result lines ({:?})",
-                self.counted()
-            )),
             _ => {}
         }
         if self.panicked {
@@ -148,12 +127,7 @@ impl Report {
                     let _ = writeln!(out, "ok {n} - {}", c.name);
                 }
                 Outcome::Skip(why) => {
-                    let _ = writeln!(
-                        out,
-                        "ok {n} - {} # SKIP {}",
-                        c.name,
-                        why.replace('#', "\\#")
-                    );
+                    let _ = writeln!(out, "ok {n} - {} # SKIP {}", c.name, why.replace('#', "\\#"));
                 }
                 Outcome::Fail(why) => {
                     let _ = writeln!(out, "not ok {n} - {}", c.name);
@@ -186,14 +160,8 @@ impl Report {
             s.skipped
         );
         for (suite, cases) in suites {
-            let f = cases
-                .iter()
-                .filter(|c| matches!(c.outcome, Outcome::Fail(_)))
-                .count();
-            let k = cases
-                .iter()
-                .filter(|c| matches!(c.outcome, Outcome::Skip(_)))
-                .count();
+            let f = cases.iter().filter(|c| matches!(c.outcome, Outcome::Fail(_))).count();
+            let k = cases.iter().filter(|c| matches!(c.outcome, Outcome::Skip(_))).count();
             let _ = writeln!(
                 out,
                 "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{f}\" skipped=\"{k}\">",
@@ -202,28 +170,16 @@ impl Report {
             );
             for c in cases {
                 let name = c.name.split_once("::").map_or(c.name.as_str(), |(_, n)| n);
-                let head = format!(
-                    "    <testcase classname=\"{}\" name=\"{}\"",
-                    xml(suite),
-                    xml(name)
-                );
+                let head = format!("    <testcase classname=\"{}\" name=\"{}\"", xml(suite), xml(name));
                 match &c.outcome {
                     Outcome::Pass => {
                         let _ = writeln!(out, "{head}/>");
                     }
                     Outcome::Fail(why) => {
-                        let _ = writeln!(
-                            out,
-                            "{head}>\n      <failure message=\"{}\"/>\n    </testcase>",
-                            xml(why)
-                        );
+                        let _ = writeln!(out, "{head}>\n      <failure message=\"{}\"/>\n    </testcase>", xml(why));
                     }
                     Outcome::Skip(why) => {
-                        let _ = writeln!(
-                            out,
-                            "{head}>\n      <skipped message=\"{}\"/>\n    </testcase>",
-                            xml(why)
-                        );
+                        let _ = writeln!(out, "{head}>\n      <skipped message=\"{}\"/>\n    </testcase>", xml(why));
                     }
                 }
             }
@@ -266,56 +222,30 @@ mod tests {
 
     #[test]
     fn summary_line_forms() {
-        assert_eq!(
-            parse_summary("3 passed, 1 failed"),
-            Some(Summary {
-                passed: 3,
-                failed: 1,
-                skipped: 0
-            })
-        );
+        assert_eq!(parse_summary("3 passed, 1 failed"), Some(Summary { passed: 3, failed: 1, skipped: 0 }));
         assert_eq!(
             parse_summary("3 passed, 0 failed, 2 skipped\n"),
-            Some(Summary {
-                passed: 3,
-                failed: 0,
-                skipped: 2
-            })
+            Some(Summary { passed: 3, failed: 0, skipped: 2 })
         );
         assert_eq!(parse_summary("3 passed"), None);
         assert_eq!(parse_summary("x passed, 0 failed"), None);
-        assert_eq!(
-            parse_summary("1 passed, 0 failed, 0 skipped, 4 others"),
-            None
-        );
+        assert_eq!(parse_summary("1 passed, 0 failed, 0 skipped, 4 others"), None);
         assert_eq!(parse_summary("test result: 1 passed, 0 failed"), None);
     }
 
     #[test]
     fn results_and_consistent_summary_are_ok() {
-        let r = report(&[
-            "RUN  a::x",
-            "PASS: a::x",
-            "RUN  b::y",
-            "SKIP: b::y: no MTE3",
-            "1 passed, 0 failed, 1 skipped",
-        ]);
+        let r =
+            report(&["RUN  a::x", "PASS: a::x", "RUN  b::y", "SKIP: b::y: no MTE3", "1 passed, 0 failed, 1 skipped"]);
         assert!(r.ok(), "{:?}", r.problems());
         assert_eq!(r.running, None);
     }
 
     #[test]
     fn a_failure_fails_the_run_and_keeps_its_reason() {
-        let r = report(&[
-            "RUN  a::x",
-            "FAIL: a::x: tag of granule 3: expected 5, got 9",
-            "0 passed, 1 failed",
-        ]);
+        let r = report(&["RUN  a::x", "FAIL: a::x: tag of granule 3: expected 5, got 9", "0 passed, 1 failed"]);
         assert!(!r.ok());
-        assert_eq!(
-            r.cases[0].outcome,
-            Outcome::Fail("tag of granule 3: expected 5, got 9".into())
-        );
+        assert_eq!(r.cases[0].outcome, Outcome::Fail("tag of granule 3: expected 5, got 9".into()));
     }
 
     #[test]
@@ -331,9 +261,7 @@ mod tests {
         let mut r = report(&["RUN  swap::slow"]);
         r.timed_out(30);
         assert_eq!(r.cases[0].name, "swap::slow");
-        assert!(
-            matches!(&r.cases[0].outcome, Outcome::Fail(w) if w.contains("timed out after 30 s"))
-        );
+        assert!(matches!(&r.cases[0].outcome, Outcome::Fail(w) if w.contains("timed out after 30 s")));
         assert!(!r.ok());
     }
 
@@ -360,16 +288,9 @@ mod tests {
 
     #[test]
     fn junit_groups_by_suite_and_escapes() {
-        let r = report(&[
-            "PASS: a::x",
-            "FAIL: a::y: <&>",
-            "SKIP: b::z: why",
-            "1 passed, 1 failed, 1 skipped",
-        ]);
+        let r = report(&["PASS: a::x", "FAIL: a::y: <&>", "SKIP: b::z: why", "1 passed, 1 failed, 1 skipped"]);
         let j = r.junit();
-        assert!(
-            j.contains("<testsuites name=\"mtekernel\" tests=\"3\" failures=\"1\" skipped=\"1\">")
-        );
+        assert!(j.contains("<testsuites name=\"mtekernel\" tests=\"3\" failures=\"1\" skipped=\"1\">"));
         assert!(j.contains("<testsuite name=\"a\" tests=\"2\" failures=\"1\" skipped=\"0\">"));
         assert!(j.contains("<failure message=\"&lt;&amp;&gt;\"/>"));
         assert!(j.contains("<testsuite name=\"b\" tests=\"1\" failures=\"0\" skipped=\"1\">"));

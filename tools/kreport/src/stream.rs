@@ -59,11 +59,7 @@ mod tests {
         got.extend(s.push(b"\n\0"));
         assert_eq!(
             got,
-            vec![
-                Piece::Text("PASS: a::b\n".into()),
-                Piece::Frame(vec![1, 2, 3]),
-                Piece::Text("hello\n".into())
-            ]
+            vec![Piece::Text("PASS: a::b\n".into()), Piece::Frame(vec![1, 2, 3]), Piece::Text("hello\n".into())]
         );
         assert_eq!(s.finish(), None);
     }

@@ -1,0 +1,170 @@
+//! Scenario helpers shared by the EL0 suites: tasks and files torn down
+//! even when a scenario fails, system calls with errno, and checks of data,
+//! tags, counts and signals.
+
+use crate::arch::mte::with_tag;
+use crate::errno::Errno;
+use crate::harness::{TestResult, Verdict};
+use crate::mm::filemap::{self, initial_byte, File};
+use crate::mm::folio::pfn_to_page;
+use crate::mm::mm_types::{MM_ANONPAGES, MM_FILEPAGES};
+use crate::mm::pte::*;
+use crate::task::agent::{fill_byte, fnv, SegvKind, Signal};
+use crate::task::syscall::*;
+use crate::task::Task;
+use crate::{ensure, ensure_eq, fail};
+use alloc::format;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+pub const PAGE: usize = 4096;
+pub const RW: u64 = crate::mm::mmap::PROT_READ | crate::mm::mmap::PROT_WRITE;
+pub const ANON: u64 = crate::mm::mmap::MAP_PRIVATE | crate::mm::mmap::MAP_ANONYMOUS;
+
+pub fn verdict(what: &str, e: impl core::fmt::Debug) -> Verdict {
+    Verdict::Fail(format!("{what}: {e:?}"))
+}
+
+/// Tasks and files of one scenario; torn down even when the scenario fails.
+pub struct Scenario {
+    pub tasks: Vec<Arc<Task>>,
+    pub fds: Vec<i32>,
+}
+
+impl Scenario {
+    pub fn new() -> Scenario {
+        Scenario { tasks: Vec::new(), fds: Vec::new() }
+    }
+
+    pub fn spawn(&mut self) -> Result<Arc<Task>, Verdict> {
+        let t = Task::spawn().map_err(|e| verdict("spawning a task", e))?;
+        self.tasks.push(t.clone());
+        Ok(t)
+    }
+
+    pub fn fork(&mut self, parent: &Task) -> Result<Arc<Task>, Verdict> {
+        let pid = sys(parent, SYS_CLONE, &[SIGCHLD])?.map_err(|e| verdict("fork", e))?;
+        let child = Task::get(pid as u32).ok_or_else(|| verdict("fork returned an unknown pid", pid))?;
+        self.tasks.push(child.clone());
+        Ok(child)
+    }
+
+    pub fn file(&mut self, pages: u64) -> (i32, Arc<File>) {
+        let (fd, f) = filemap::create(pages);
+        self.fds.push(fd);
+        (fd, f)
+    }
+
+    /// Invariants with every task alive, then again once they all exited.
+    pub fn finish(mut self) -> TestResult {
+        crate::mm::invariants::check().map_err(|e| Verdict::Fail(format!("with tasks alive: {e}")))?;
+        self.teardown();
+        crate::mm::invariants::check().map_err(|e| Verdict::Fail(format!("after every task exited: {e}")))
+    }
+
+    pub fn teardown(&mut self) {
+        for t in self.tasks.drain(..) {
+            if t.alive() {
+                let _ = t.syscall(SYS_EXIT, &[0]);
+            }
+        }
+        for fd in self.fds.drain(..) {
+            filemap::close(fd);
+        }
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+/// A system call that must come back (not kill the task).
+pub fn sys(t: &Task, nr: u64, args: &[u64]) -> Result<Result<u64, Errno>, Verdict> {
+    let r = t.syscall(nr, args).map_err(|s| verdict("system call", s))?;
+    Ok(match Errno::from_ret(r) {
+        Some(e) => Err(e),
+        None => Ok(r),
+    })
+}
+
+pub fn mmap(t: &Task, addr: usize, len: usize, prot: u64, flags: u64, fd: i64) -> Result<usize, Verdict> {
+    sys(t, SYS_MMAP, &[addr as u64, len as u64, prot, flags, fd as u64, 0])?
+        .map(|a| a as usize)
+        .map_err(|e| verdict("mmap", e))
+}
+
+pub fn ok<T>(r: Result<T, Signal>, what: &str) -> Result<T, Verdict> {
+    r.map_err(|s| Verdict::Fail(format!("{what}: the task got {s:?}")))
+}
+
+pub fn expect_segv<T: core::fmt::Debug>(r: Result<T, Signal>, kind: SegvKind, addr: usize, what: &str) -> TestResult {
+    match r {
+        Err(Signal::Segv { kind: k, addr: a }) if k == kind => {
+            ensure_eq!(a & 0x0FFF_FFFF_FFFF_FFFF, addr as u64 & 0x0FFF_FFFF_FFFF_FFFF, "{what}: si_addr");
+            Ok(())
+        }
+        other => fail!("{what}: expected SIGSEGV {kind:?} at {addr:#x}, got {other:?}"),
+    }
+}
+
+pub fn expect_errno(r: Result<Result<u64, Errno>, Verdict>, want: Errno, what: &str) -> TestResult {
+    match r? {
+        Err(e) if e == want => Ok(()),
+        other => fail!("{what}: expected {want}, got {other:?}"),
+    }
+}
+
+/// The pte at `addr` in `t`.
+pub fn pte_of(t: &Task, addr: usize) -> pte_t {
+    t.mm().pgtables.peek(addr)
+}
+
+/// (refcount, mapcount) of the folio mapped at `addr`.
+pub fn counts(t: &Task, addr: usize) -> Result<(u64, i32, i32), Verdict> {
+    let pte = pte_of(t, addr);
+    ensure!(pte_present(pte) && !pte_special(pte), "no folio mapped at {addr:#x} ({pte:?})");
+    let p = pfn_to_page(pte_pfn(pte));
+    Ok((pte_pfn(pte), p.refcount.load(Ordering::Acquire), p.mapcount.load(Ordering::Acquire)))
+}
+
+pub fn expect_rss(t: &Task, anon: isize, file: isize, what: &str) -> TestResult {
+    let mm = t.mm();
+    ensure_eq!((mm.rss(MM_ANONPAGES), mm.rss(MM_FILEPAGES)), (anon, file), "{what}: rss (MM_ANONPAGES, MM_FILEPAGES)");
+    Ok(())
+}
+
+/// The page's data, hashed at EL0 through a pointer with `tag`.
+pub fn page_hash(t: &Task, addr: usize, tag: u8) -> Result<u64, Verdict> {
+    ok(t.fnv(with_tag(addr, tag), PAGE), "hashing a page at EL0")
+}
+
+pub fn fill_hash(seed: u64) -> u64 {
+    fnv((0..PAGE).map(|i| fill_byte(seed, i)))
+}
+
+pub fn file_hash(f: &File, index: u64) -> u64 {
+    fnv((0..PAGE).map(|off| initial_byte(f.id, index, off)))
+}
+
+/// Tags the page at `addr` granule by granule with `tag_of(g)` at EL0.
+pub fn tag_page(t: &Task, addr: usize, tag_of: impl Fn(usize) -> u8) -> TestResult {
+    for g in 0..256 {
+        ok(t.tag_range(with_tag(addr + g * 16, tag_of(g)), 16), "STG at EL0")?;
+    }
+    Ok(())
+}
+
+/// LDG of every granule at EL0 equals `tag_of(g)`, a tagged access with
+/// granule 0's tag works and one with another tag faults.
+pub fn expect_tags(t: &Task, addr: usize, tag_of: impl Fn(usize) -> u8, what: &str) -> TestResult {
+    let tags = ok(t.page_tags(addr), "LDG at EL0")?;
+    for (g, &tag) in tags.iter().enumerate() {
+        ensure_eq!(tag, tag_of(g), "{what}: tag of granule {g}");
+    }
+    ok(t.load(with_tag(addr, tag_of(0))), &format!("{what}: load with the granule's own tag"))?;
+    let wrong = with_tag(addr, (tag_of(0) + 1) % 16);
+    expect_segv(t.load(wrong), SegvKind::MteSErr, wrong, &format!("{what}: load with a wrong tag"))
+}

@@ -1,0 +1,758 @@
+//! Suite `swap`: swap-out through MADV_PAGEOUT, swap-in through
+//! do_swap_page and swapoff, with MTE tags kept in tag storage keyed by
+//! swap entry, on the RAM-disk. Every wrong order of do_swap_page is run and
+//! shown to be caught; the right one passes.
+
+use super::scenario::*;
+use crate::arch::mte::with_tag;
+use crate::drivers::ramdisk::{self, Injection};
+use crate::errno::{EBUSY, EINVAL, EIO};
+use crate::harness::{TestResult, Verdict};
+use crate::mm::folio::{pfn_to_page, Folio, PG_ANON_EXCLUSIVE, PG_MTE_TAGGED, PG_SWAPCACHE};
+use crate::mm::mmap::*;
+use crate::mm::pte::*;
+use crate::mm::swap::{set_swapin_order, SwapInOrder};
+use crate::mm::vmscan::{self, ReclaimStats};
+use crate::mm::{mteswap, swap_state, swapfile};
+use crate::task::agent::{SegvKind, Signal};
+use crate::task::syscall::*;
+use crate::task::Task;
+use crate::{ensure, ensure_eq, fail, kernel_test, skip, smp};
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
+
+/// A scenario with swap on; every knob goes back to its default and swap
+/// goes off at the end, whatever happens.
+struct SwapScenario {
+    s: Scenario,
+}
+
+impl SwapScenario {
+    fn new() -> Result<SwapScenario, Verdict> {
+        Self::with_slots(0)
+    }
+
+    /// Swap limited to `slots` slots (0: the whole RAM-disk).
+    fn with_slots(slots: u64) -> Result<SwapScenario, Verdict> {
+        if !ramdisk::present() {
+            return Err(Verdict::Skip(String::from("no RAM-disk (ramdisk=0 on the command line)")));
+        }
+        swapfile::set_slot_limit(slots);
+        swapfile::swapon().map_err(|e| verdict("swapon", e))?;
+        Ok(SwapScenario { s: Scenario::new() })
+    }
+
+    /// Invariants with tasks alive; then every task exits, swap goes off,
+    /// and no slot, tag-storage entry or swap-cache folio may remain.
+    fn finish(mut self) -> TestResult {
+        crate::mm::invariants::check().map_err(|e| Verdict::Fail(format!("with tasks alive: {e}")))?;
+        self.s.teardown();
+        crate::mm::invariants::check().map_err(|e| Verdict::Fail(format!("after every task exited: {e}")))?;
+        let left = swapfile::slots_in_use();
+        ensure!(left.is_empty(), "swap slots still in use after every task exited: {:?}", &left[..left.len().min(4)]);
+        ensure_eq!(mteswap::stats().entries, 0, "tag-storage entries after every task exited");
+        ensure!(swap_state::cached().is_empty(), "swap cache not empty after every task exited");
+        crate::mm::swap::swapoff(0).map_err(|e| verdict("swapoff at the end", e))
+    }
+}
+
+impl Drop for SwapScenario {
+    fn drop(&mut self) {
+        self.s.teardown();
+        let _ = crate::mm::swap::swapoff(0);
+        swapfile::set_slot_limit(0);
+        ramdisk::inject(Injection::default());
+        mteswap::inject_save_failure(None);
+        set_swapin_order(SwapInOrder::Correct);
+        vmscan::set_keep_in_swapcache(false);
+    }
+}
+
+impl core::ops::Deref for SwapScenario {
+    type Target = Scenario;
+    fn deref(&self) -> &Scenario {
+        &self.s
+    }
+}
+
+impl core::ops::DerefMut for SwapScenario {
+    fn deref_mut(&mut self) -> &mut Scenario {
+        &mut self.s
+    }
+}
+
+fn pageout(t: &Task, addr: usize, len: usize) -> Result<ReclaimStats, Verdict> {
+    sys(t, SYS_MADVISE, &[addr as u64, len as u64, MADV_PAGEOUT])?.map_err(|e| verdict("MADV_PAGEOUT", e))?;
+    Ok(vmscan::last_stats())
+}
+
+/// The swap pte at `addr`: its entry, exclusive and uffd-wp bits.
+fn swap_pte(t: &Task, addr: usize) -> Result<(swp_entry_t, bool, bool), Verdict> {
+    let pte = pte_of(t, addr);
+    ensure!(is_swap_pte(pte) && !non_swap_entry(pte_to_swp_entry(pte)), "no swap pte at {addr:#x}: {pte:?}");
+    Ok((pte_to_swp_entry(pte), pte_swp_exclusive(pte), pte_swp_uffd_wp(pte)))
+}
+
+fn tag_of(g: usize) -> u8 {
+    ((g * 5 + 2) % 15) as u8 + 1
+}
+
+/// A task with `pages` PROT_MTE pages, every granule tagged and filled.
+fn tagged_pages(s: &mut Scenario, pages: usize) -> Result<(Arc<Task>, usize), Verdict> {
+    let t = s.spawn()?;
+    let a = mmap(&t, 0, pages * PAGE, RW | PROT_MTE, ANON, -1)?;
+    for p in 0..pages {
+        tag_page(&t, a + p * PAGE, tag_of)?;
+        ok(t.store(with_tag(a + p * PAGE, tag_of(0)), 0x1000 + p as u64), "write")?;
+    }
+    Ok((t, a))
+}
+
+/// Data and every tag of page `p` from `tagged_pages`, checked at EL0.
+fn expect_page(t: &Task, a: usize, p: usize, what: &str) -> TestResult {
+    ensure_eq!(ok(t.load(with_tag(a + p * PAGE, tag_of(0))), what)?, 0x1000 + p as u64, "{what}: data of page {p}");
+    expect_tags(t, a + p * PAGE, tag_of, &format!("{what}: page {p}"))
+}
+
+// --- devices --------------------------------------------------------------------------
+
+fn swapon_swapoff_syscalls() -> TestResult {
+    if !ramdisk::present() {
+        skip!("no RAM-disk");
+    }
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    sys(&t, SYS_SWAPON, &[0, 0])?.map_err(|e| verdict("swapon", e))?;
+    expect_errno(sys(&t, SYS_SWAPON, &[0, 0]), EBUSY, "a second swapon")?;
+    expect_errno(sys(&t, SYS_SWAPOFF, &[1]), EINVAL, "swapoff of a device that does not exist")?;
+    sys(&t, SYS_SWAPOFF, &[0])?.map_err(|e| verdict("swapoff", e))?;
+    expect_errno(sys(&t, SYS_SWAPOFF, &[0]), EINVAL, "swapoff of a device that is off")?;
+    expect_errno(sys(&t, SYS_SWAPON, &[0, 0x8000]), EINVAL, "swapon with flags")?;
+    expect_errno(sys(&t, SYS_SWAPON, &[3, 0]), EINVAL, "swapon of another device")?;
+    s.finish()
+}
+kernel_test!(swap, swapon_swapoff_syscalls);
+
+// --- swap-out ----------------------------------------------------------------------------
+
+fn pageout_installs_exclusive_swap_pte_and_saves_tags() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (t, a) = tagged_pages(&mut s, 1)?;
+    let frames = crate::mm::frames::free_frames();
+    let st = pageout(&t, a, PAGE)?;
+    ensure_eq!(st.reclaimed, 1, "pages reclaimed ({st:?})");
+    ensure_eq!(crate::mm::frames::free_frames(), frames + 1, "the folio's frame was freed");
+    let (e, excl, wp) = swap_pte(&t, a)?;
+    ensure!(excl && !wp, "swap pte bits: exclusive {excl}, uffd-wp {wp}");
+    ensure_eq!(swapfile::swap_map(e), 1, "swap_map: one pte, no swap cache");
+    ensure!(mteswap::lookup(e).is_some(), "no tag-storage entry for a tagged page");
+    ensure_eq!(mteswap::stats().entries, 1, "tag-storage entries");
+    expect_rss(&t, 0, 0, "anonymous pages after swap-out")?;
+    ensure_eq!(t.mm().rss(crate::mm::mm_types::MM_SWAPENTS), 1, "MM_SWAPENTS");
+    s.finish()
+}
+kernel_test!(swap, pageout_installs_exclusive_swap_pte_and_saves_tags);
+
+fn swapin_read_restores_data_and_tags_and_keeps_swapcache() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (t, a) = tagged_pages(&mut s, 1)?;
+    pageout(&t, a, PAGE)?;
+    let (e, _, _) = swap_pte(&t, a)?;
+    expect_page(&t, a, 0, "after swap-in by a read")?;
+    let (pfn, refs, maps) = counts(&t, a)?;
+    ensure_eq!((refs, maps), (2, 1), "a read swap-in leaves the folio in the swap cache (cache + pte)");
+    ensure!(pfn_to_page(pfn).flags.load(Ordering::Acquire) & PG_SWAPCACHE != 0, "folio not in the swap cache");
+    ensure_eq!(swapfile::swap_map(e), swapfile::SWAP_HAS_CACHE, "swap_map: count 0, cached");
+    ensure!(mteswap::lookup(e).is_some(), "tags dropped while the slot is still in use");
+    ensure!(pte_write(pte_of(&t, a)), "an exclusive page should be mapped writable");
+    s.finish()
+}
+kernel_test!(swap, swapin_read_restores_data_and_tags_and_keeps_swapcache);
+
+fn swapin_write_frees_slot_and_tags() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (t, a) = tagged_pages(&mut s, 1)?;
+    pageout(&t, a, PAGE)?;
+    let (e, _, _) = swap_pte(&t, a)?;
+    ok(t.store(with_tag(a + 16, tag_of(1)), 7), "write fault on the swapped page")?;
+    ensure_eq!(swapfile::swap_map(e), 0, "swap_map after an exclusive write swap-in");
+    ensure!(mteswap::lookup(e).is_none(), "tag entry outlived its slot");
+    let (_, refs, maps) = counts(&t, a)?;
+    ensure_eq!((refs, maps), (1, 1), "the folio left the swap cache");
+    ensure!(pte_write(pte_of(&t, a)) && pte_dirty(pte_of(&t, a)), "pte after a write swap-in");
+    expect_page(&t, a, 0, "after swap-in by a write")?;
+    s.finish()
+}
+kernel_test!(swap, swapin_write_frees_slot_and_tags);
+
+fn many_pages_round_trip() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (t, a) = tagged_pages(&mut s, 16)?;
+    let st = pageout(&t, a, 16 * PAGE)?;
+    ensure_eq!(st.reclaimed, 16, "pages reclaimed");
+    ensure_eq!(mteswap::stats().entries, 16, "tag-storage entries");
+    for p in (0..16).rev() {
+        expect_page(&t, a, p, "after swap-in")?;
+    }
+    s.finish()
+}
+kernel_test!(swap, many_pages_round_trip);
+
+fn untagged_page_gets_no_tag_entry() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let t = s.spawn()?;
+    let a = mmap(&t, 0, PAGE, RW, ANON, -1)?;
+    ok(t.fill(a, PAGE, 77), "fill")?;
+    pageout(&t, a, PAGE)?;
+    let (e, _, _) = swap_pte(&t, a)?;
+    ensure!(mteswap::lookup(e).is_none(), "an untagged page got a tag-storage entry");
+    ensure_eq!(mteswap::stats().entries, 0, "tag-storage entries");
+    ensure_eq!(page_hash(&t, a, 0)?, fill_hash(77), "data after swap-in");
+    let (pfn, _, _) = counts(&t, a)?;
+    ensure!(
+        pfn_to_page(pfn).flags.load(Ordering::Acquire) & PG_MTE_TAGGED == 0,
+        "untagged page came back marked tagged"
+    );
+    s.finish()
+}
+kernel_test!(swap, untagged_page_gets_no_tag_entry);
+
+fn untagged_page_swapped_into_prot_mte_gets_zero_tags() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let t = s.spawn()?;
+    let a = mmap(&t, 0, PAGE, RW, ANON, -1)?;
+    ok(t.store(a, 0x55), "write")?;
+    pageout(&t, a, PAGE)?;
+    sys(&t, SYS_MPROTECT, &[a as u64, PAGE as u64, RW | PROT_MTE])?.map_err(|e| verdict("mprotect(PROT_MTE)", e))?;
+    ensure_eq!(ok(t.load(a), "read with tag 0")?, 0x55, "data");
+    expect_tags(&t, a, |_| 0, "an untagged page mapped PROT_MTE at swap-in")?;
+    s.finish()
+}
+kernel_test!(swap, untagged_page_swapped_into_prot_mte_gets_zero_tags);
+
+fn tagged_page_swapped_into_non_mte_mapping_keeps_its_tags() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (t, a) = tagged_pages(&mut s, 1)?;
+    pageout(&t, a, PAGE)?;
+    sys(&t, SYS_MPROTECT, &[a as u64, PAGE as u64, RW])?.map_err(|e| verdict("mprotect(no PROT_MTE)", e))?;
+    ensure_eq!(ok(t.load(with_tag(a, 9)), "read with any tag")?, 0x1000, "data through an unchecked mapping");
+    ensure!(!pte_tagged(pte_of(&t, a)), "mapped Tagged Normal without PROT_MTE");
+    sys(&t, SYS_MPROTECT, &[a as u64, PAGE as u64, RW | PROT_MTE])?.map_err(|e| verdict("mprotect back", e))?;
+    expect_page(&t, a, 0, "PROT_MTE again after a swap-in without it")?;
+    s.finish()
+}
+kernel_test!(swap, tagged_page_swapped_into_non_mte_mapping_keeps_its_tags);
+
+// --- fork-shared entries -----------------------------------------------------------------------
+
+fn fork_shared_page_swaps_out_with_count_two() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (p, a) = tagged_pages(&mut s, 1)?;
+    let c = s.fork(&p)?;
+    let st = pageout(&p, a, PAGE)?;
+    ensure_eq!(st.reclaimed, 1, "a page mapped by two tasks is reclaimed through the rmap");
+    let (e, pex, _) = swap_pte(&p, a)?;
+    let (ce, cex, _) = swap_pte(&c, a)?;
+    ensure_eq!(e, ce, "both swap ptes name one entry");
+    ensure!(!pex && !cex, "a shared page's swap ptes are not exclusive");
+    ensure_eq!(swapfile::swap_map(e), 2, "swap_map count");
+    expect_page(&c, a, 0, "child swap-in")?;
+    ensure_eq!(swapfile::swap_count(e), 1, "count after the first fault");
+    ensure!(mteswap::lookup(e).is_some(), "tags freed while the parent still refers to the entry");
+    expect_page(&p, a, 0, "parent swap-in")?;
+    ensure_eq!(swapfile::swap_count(e), 0, "count after both faults");
+    let (pp, refs, maps) = counts(&p, a)?;
+    ensure_eq!(pp, counts(&c, a)?.0, "both map the one swap-cache folio");
+    ensure_eq!((refs, maps), (3, 2), "refcount (cache + two ptes) and mapcount");
+    ensure!(!pte_write(pte_of(&p, a)) && !pte_write(pte_of(&c, a)), "a shared page must come back read-only");
+    ok(c.store(with_tag(a, tag_of(0)), 1), "child COW after swap-in")?;
+    expect_tags(&c, a, tag_of, "child's COW copy of a swapped-in page")?;
+    s.finish()
+}
+kernel_test!(swap, fork_shared_page_swaps_out_with_count_two);
+
+fn fork_of_swapped_page_duplicates_the_entry() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (p, a) = tagged_pages(&mut s, 1)?;
+    pageout(&p, a, PAGE)?;
+    let (e, excl, _) = swap_pte(&p, a)?;
+    ensure!(excl, "exclusive before the fork");
+    let c = s.fork(&p)?;
+    ensure_eq!(swapfile::swap_map(e), 2, "swap_map after fork");
+    ensure!(!swap_pte(&p, a)?.1 && !swap_pte(&c, a)?.1, "fork must clear the exclusive bit in both swap ptes");
+    ensure_eq!(c.mm().rss(crate::mm::mm_types::MM_SWAPENTS), 1, "child's MM_SWAPENTS");
+    ok(p.store(with_tag(a, tag_of(0)), 5), "parent write")?;
+    expect_page(&c, a, 0, "child still sees the original")?;
+    s.finish()
+}
+kernel_test!(swap, fork_of_swapped_page_duplicates_the_entry);
+
+fn exit_with_swapped_pages_frees_slots_and_tags() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (p, a) = tagged_pages(&mut s, 4)?;
+    let _c = s.fork(&p)?;
+    pageout(&p, a, 4 * PAGE)?;
+    ensure_eq!(swapfile::slots_in_use().len(), 4, "slots in use");
+    s.finish()
+}
+kernel_test!(swap, exit_with_swapped_pages_frees_slots_and_tags);
+
+fn munmap_of_swapped_page_frees_slot_and_tags() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (t, a) = tagged_pages(&mut s, 2)?;
+    pageout(&t, a, 2 * PAGE)?;
+    let (e, _, _) = swap_pte(&t, a)?;
+    sys(&t, SYS_MUNMAP, &[a as u64, PAGE as u64])?.map_err(|e| verdict("munmap", e))?;
+    ensure_eq!(swapfile::swap_map(e), 0, "slot after munmap");
+    ensure!(mteswap::lookup(e).is_none(), "tags after munmap");
+    ensure_eq!(t.mm().rss(crate::mm::mm_types::MM_SWAPENTS), 1, "MM_SWAPENTS");
+    sys(&t, SYS_MADVISE, &[(a + PAGE) as u64, PAGE as u64, MADV_DONTNEED])?.map_err(|e| verdict("MADV_DONTNEED", e))?;
+    ensure_eq!(t.mm().rss(crate::mm::mm_types::MM_SWAPENTS), 0, "MM_SWAPENTS after MADV_DONTNEED");
+    ensure_eq!(ok(t.load(a + PAGE), "read")?, 0, "MADV_DONTNEED dropped the swapped page");
+    s.finish()
+}
+kernel_test!(swap, munmap_of_swapped_page_frees_slot_and_tags);
+
+fn prot_none_while_swapped_out() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (t, a) = tagged_pages(&mut s, 1)?;
+    pageout(&t, a, PAGE)?;
+    sys(&t, SYS_MPROTECT, &[a as u64, PAGE as u64, 0])?.map_err(|e| verdict("mprotect", e))?;
+    expect_segv(t.load(a), SegvKind::AccErr, a, "access under PROT_NONE")?;
+    ensure!(swap_pte(&t, a).is_ok(), "the refused access swapped the page in");
+    sys(&t, SYS_MPROTECT, &[a as u64, PAGE as u64, RW | PROT_MTE])?.map_err(|e| verdict("mprotect back", e))?;
+    expect_page(&t, a, 0, "after PROT_NONE")?;
+    s.finish()
+}
+kernel_test!(swap, prot_none_while_swapped_out);
+
+// --- swap cache ------------------------------------------------------------------------------
+
+fn kept_in_swapcache_then_hit_without_io() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (t, a) = tagged_pages(&mut s, 1)?;
+    vmscan::set_keep_in_swapcache(true);
+    let st = pageout(&t, a, PAGE)?;
+    ensure_eq!(st.kept_in_swapcache, 1, "kept ({st:?})");
+    let (e, _, _) = swap_pte(&t, a)?;
+    let f = swap_state::lookup(e).ok_or_else(|| verdict("swap cache", "empty"))?;
+    ensure_eq!((f.refcount(), f.mapcount()), (2, 0), "cached folio: the cache's reference and ours, unmapped");
+    drop(f);
+    let reads = ramdisk::stats().reads;
+    expect_page(&t, a, 0, "swap-cache hit")?;
+    ensure_eq!(ramdisk::stats().reads, reads, "a swap-cache hit read the disk");
+    s.finish()
+}
+kernel_test!(swap, kept_in_swapcache_then_hit_without_io);
+
+fn swapcache_folio_keeps_its_anon_rmap() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (p, a) = tagged_pages(&mut s, 1)?;
+    let c = s.fork(&p)?;
+    vmscan::set_keep_in_swapcache(true);
+    pageout(&p, a, PAGE)?;
+    expect_page(&c, a, 0, "child from the swap cache")?;
+    let (pfn, _, _) = counts(&c, a)?;
+    let f = Folio::get(pfn);
+    let hits = crate::mm::rmap::rmap_walk(&f).len();
+    drop(f);
+    ensure_eq!(hits, 1, "rmap walk of the swap-cache folio (only the child maps it)");
+    expect_page(&p, a, 0, "parent from the swap cache")?;
+    s.finish()
+}
+kernel_test!(swap, swapcache_folio_keeps_its_anon_rmap);
+
+// --- swapoff -------------------------------------------------------------------------------
+
+fn swapoff_brings_tagged_pages_back() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (p, a) = tagged_pages(&mut s, 6)?;
+    let c = s.fork(&p)?;
+    pageout(&p, a, 6 * PAGE)?;
+    ensure_eq!(mteswap::stats().entries, 6, "tag-storage entries before swapoff");
+    sys(&p, SYS_SWAPOFF, &[0])?.map_err(|e| verdict("swapoff", e))?;
+    ensure_eq!(mteswap::stats().entries, 0, "tag storage after swapoff (area invalidated)");
+    for t in [&p, &c] {
+        for i in 0..6 {
+            let pte = pte_of(t, a + i * PAGE);
+            ensure!(pte_present(pte), "page {i} not present after swapoff: {pte:?}");
+            expect_page(t, a, i, "after swapoff")?;
+        }
+        ensure_eq!(t.mm().rss(crate::mm::mm_types::MM_SWAPENTS), 0, "MM_SWAPENTS after swapoff");
+    }
+    swapfile::swapon().map_err(|e| verdict("swapon again", e))?;
+    s.finish()
+}
+kernel_test!(swap, swapoff_brings_tagged_pages_back);
+
+fn swapoff_with_read_error_fails_and_keeps_everything() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (t, a) = tagged_pages(&mut s, 2)?;
+    pageout(&t, a, 2 * PAGE)?;
+    let (e, _, _) = swap_pte(&t, a + PAGE)?;
+    ramdisk::inject(Injection { bad_sector: Some(swapfile::slot_sector(e)), ..Default::default() });
+    expect_errno(sys(&t, SYS_SWAPOFF, &[0]), EIO, "swapoff with an unreadable slot")?;
+    ensure!(swapfile::swap_on(0).is_some(), "the device went away after a failed swapoff");
+    ensure!(mteswap::lookup(e).is_some(), "tags of the unreadable page were dropped");
+    ramdisk::inject(Injection::default());
+    expect_page(&t, a, 1, "after the failed swapoff")?;
+    expect_page(&t, a, 0, "the page swapoff had brought back")?;
+    s.finish()
+}
+kernel_test!(swap, swapoff_with_read_error_fails_and_keeps_everything);
+
+// --- I/O errors and a full device ---------------------------------------------------------------
+
+fn read_error_gives_sigbus_and_loses_nothing() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (t, a) = tagged_pages(&mut s, 1)?;
+    pageout(&t, a, PAGE)?;
+    let (e, _, _) = swap_pte(&t, a)?;
+    ramdisk::inject(Injection { fail_nth_read: Some(1), ..Default::default() });
+    match t.load(with_tag(a, tag_of(0))) {
+        Err(Signal::Bus { .. }) => {}
+        other => fail!("a failed swap read should give SIGBUS, got {other:?}"),
+    }
+    ensure_eq!(swap_pte(&t, a)?.0, e, "the swap pte after the failed read");
+    ensure_eq!(swapfile::swap_map(e), 1, "swap_map after the failed read (no cache left behind)");
+    ensure!(mteswap::lookup(e).is_some(), "tags after the failed read");
+    expect_page(&t, a, 0, "the retry after the read error")?;
+    s.finish()
+}
+kernel_test!(swap, read_error_gives_sigbus_and_loses_nothing);
+
+fn write_error_keeps_the_folio_in_swapcache() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (t, a) = tagged_pages(&mut s, 2)?;
+    ramdisk::inject(Injection { fail_nth_write: Some(2), ..Default::default() });
+    let st = pageout(&t, a, 2 * PAGE)?;
+    ensure_eq!((st.reclaimed, st.write_failed), (1, 1), "reclaim outcome ({st:?})");
+    let (e, _, _) = swap_pte(&t, a + PAGE)?;
+    ensure!(swap_state::lookup(e).is_some(), "the folio whose write failed left the swap cache");
+    expect_page(&t, a, 1, "the page whose write failed")?;
+    expect_page(&t, a, 0, "the page written")?;
+    s.finish()
+}
+kernel_test!(swap, write_error_keeps_the_folio_in_swapcache);
+
+fn tag_save_failure_keeps_the_folio() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (t, a) = tagged_pages(&mut s, 1)?;
+    mteswap::inject_save_failure(Some(1));
+    let st = pageout(&t, a, PAGE)?;
+    ensure_eq!(st.tag_save_failed, 1, "reclaim outcome ({st:?})");
+    ensure_eq!(mteswap::stats().entries, 0, "entries after a failed save");
+    expect_page(&t, a, 0, "after a failed tag save")?;
+    s.finish()
+}
+kernel_test!(swap, tag_save_failure_keeps_the_folio);
+
+/// An order-9 folio whose save fails at page 200: the 200 entries saved
+/// before are erased. Then a full save and restore into another folio.
+fn large_folio_tag_save_rolls_back() -> TestResult {
+    let f = Folio::alloc(9).ok_or_else(|| verdict("order-9 folio", "out of memory"))?;
+    for i in 0..512 {
+        for g in 0..256 {
+            f.frame(i).stg(g, ((i + g) % 15) as u8 + 1);
+        }
+    }
+    f.set(PG_MTE_TAGGED);
+    let entry = swp_entry(5, 1024); // a type no device uses: storage only
+    mteswap::inject_save_failure(Some(201));
+    let r = mteswap::save_folio(&f, entry);
+    mteswap::inject_save_failure(None);
+    ensure!(r.is_err(), "the injected failure was not reported");
+    ensure_eq!(mteswap::stats().entries, 0, "entries after the rollback");
+    mteswap::save_folio(&f, entry).map_err(|e| verdict("save", e))?;
+    ensure_eq!(mteswap::stats().entries, 512, "entries after a full save");
+    let g = Folio::alloc(9).ok_or_else(|| verdict("order-9 folio", "out of memory"))?;
+    mteswap::swap_restore(entry, &g);
+    for i in [0usize, 1, 200, 511] {
+        ensure_eq!(g.frame(i).save_tags(), f.frame(i).save_tags(), "restored tags of page {i}");
+    }
+    mteswap::invalidate_area(5);
+    ensure_eq!(mteswap::stats().entries, 0, "entries after invalidating the area");
+    for i in 0..512 {
+        f.frame(i).set_all_tags(0);
+        g.frame(i).set_all_tags(0);
+    }
+    Ok(())
+}
+kernel_test!(swap, large_folio_tag_save_rolls_back);
+
+fn full_swap_device() -> TestResult {
+    let mut s = SwapScenario::with_slots(9)?; // slot 0 is the header: 8 usable
+    let (t, a) = tagged_pages(&mut s, 12)?;
+    let st = pageout(&t, a, 12 * PAGE)?;
+    ensure_eq!((st.reclaimed, st.no_swap), (8, 4), "reclaim on a device with 8 slots ({st:?})");
+    ensure_eq!(swapfile::swap_on(0).map(|si| si.free_slots()), Some(0), "free slots");
+    for p in 0..12 {
+        expect_page(&t, a, p, "with the device full")?;
+    }
+    s.finish()
+}
+kernel_test!(swap, full_swap_device);
+
+// --- pte bits carried through swap -----------------------------------------------------------------
+
+fn uffd_wp_bit_survives_swap() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (t, a) = tagged_pages(&mut s, 1)?;
+    {
+        // No userfaultfd yet: set the bit the way uffd-wp would.
+        let mm = t.mm();
+        let pt =
+            mm.pgtables.lock(a, false).map_err(|_| verdict("pte", "oom"))?.ok_or_else(|| verdict("pte", "none"))?;
+        let pte = pt.get(a);
+        pt.set(a, pte_mkuffd_wp(pte), mm.asid);
+    }
+    pageout(&t, a, PAGE)?;
+    let (_, _, wp) = swap_pte(&t, a)?;
+    ensure!(wp, "the swap pte lost the uffd-wp bit");
+    expect_page(&t, a, 0, "after swap-in")?;
+    let pte = pte_of(&t, a);
+    ensure!(pte_uffd_wp(pte) && !pte_write(pte), "swap-in lost uffd-wp or mapped writable: {pte:?}");
+    s.finish()
+}
+kernel_test!(swap, uffd_wp_bit_survives_swap);
+
+fn exclusive_bit_decides_writability() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (t, a) = tagged_pages(&mut s, 1)?;
+    pageout(&t, a, PAGE)?;
+    ok(t.load(with_tag(a, tag_of(0))), "read")?;
+    let (pfn, _, _) = counts(&t, a)?;
+    ensure!(
+        pfn_to_page(pfn).flags.load(Ordering::Acquire) & PG_ANON_EXCLUSIVE != 0,
+        "exclusive swap pte did not give AnonExclusive"
+    );
+    ok(t.store(with_tag(a, tag_of(0)), 9), "write")?;
+    ensure_eq!(counts(&t, a)?.0, pfn, "an exclusive page is written in place, not copied");
+    s.finish()
+}
+kernel_test!(swap, exclusive_bit_decides_writability);
+
+// --- orderings ----------------------------------------------------------------------------------
+
+/// Swap out one tagged page, set `order`, fault it back in with a write
+/// (which frees the slot), and report what the task sees.
+fn swapin_with(order: SwapInOrder) -> Result<(Result<(), Signal>, [u8; 256], u64), Verdict> {
+    let mut s = SwapScenario::new()?;
+    let (t, a) = tagged_pages(&mut s, 1)?;
+    pageout(&t, a, PAGE)?;
+    set_swapin_order(order);
+    let w = t.store(with_tag(a + 32, tag_of(2)), 0xAB);
+    set_swapin_order(SwapInOrder::Correct);
+    let tags = ok(t.page_tags(a), "LDG")?;
+    let data = ok(t.load(with_tag(a, tags[0])), "read")?;
+    s.finish()?;
+    Ok((w, tags, data))
+}
+
+fn correct_order_keeps_tags() -> TestResult {
+    let (w, tags, data) = swapin_with(SwapInOrder::Correct)?;
+    ok(w, "write swap-in in the correct order")?;
+    for (g, &t) in tags.iter().enumerate() {
+        ensure_eq!(t, tag_of(g), "tag of granule {g}");
+    }
+    ensure_eq!(data, 0x1000, "data");
+    Ok(())
+}
+kernel_test!(swap, correct_order_keeps_tags);
+
+/// A wrong order loses the tags: the faulting store itself is retried on a
+/// page with zero tags and takes a tag-check fault.
+fn expect_caught(order: SwapInOrder) -> TestResult {
+    let (w, tags, data) = swapin_with(order)?;
+    ensure!(
+        matches!(w, Err(Signal::Segv { kind: SegvKind::MteSErr, .. })),
+        "{order:?} was not caught: the store through the page's tag gave {w:?}"
+    );
+    ensure!(tags.iter().all(|&t| t == 0), "{order:?}: expected the lost tags to read 0, got {:?}", &tags[..8]);
+    ensure_eq!(data, 0x1000, "{order:?}: data survives");
+    Ok(())
+}
+
+fn free_before_restore_is_caught() -> TestResult {
+    expect_caught(SwapInOrder::FreeBeforeRestore)
+}
+kernel_test!(swap, free_before_restore_is_caught);
+
+fn restore_after_set_pte_is_caught() -> TestResult {
+    expect_caught(SwapInOrder::RestoreAfterSetPte)
+}
+kernel_test!(swap, restore_after_set_pte_is_caught);
+
+/// Two threads fault on one swap entry: B stops right after its swap-cache
+/// lookup; A completes a write fault, which frees the slot and its tag
+/// buffer; B goes on. With the tags read before the folio lock, B copies
+/// the freed (poisoned) buffer into the page A mapped.
+fn race_t1_t2(order: SwapInOrder) -> Result<(u64, [u8; 256]), Verdict> {
+    if smp::online() < 2 {
+        return Err(Verdict::Skip(String::from("needs two CPUs")));
+    }
+    let mut s = SwapScenario::new()?;
+    let (t, a) = tagged_pages(&mut s, 1)?;
+    pageout(&t, a, PAGE)?;
+    set_swapin_order(order);
+    let uaf_before = mteswap::stats().use_after_free;
+    let bp = crate::schedpoint::arm("do_swap_page:after_swapcache_lookup");
+    let tb = t.clone();
+    let out = Arc::new(spin::Mutex::new(None));
+    let o = out.clone();
+    let job =
+        smp::start(1, move || *o.lock() = Some(tb.load(with_tag(a, tag_of(0))))).map_err(|e| verdict("start", e))?;
+    bp.wait_reached(5_000_000).map_err(|e| verdict("thread B", e))?;
+    let wa = t.store(with_tag(a + 16, tag_of(1)), 0x77);
+    bp.release();
+    job.join().map_err(|u| Verdict::Fail(format!("thread B: {}", u.event)))?;
+    set_swapin_order(SwapInOrder::Correct);
+    ok(wa, "thread A's write fault")?;
+    let uaf = mteswap::stats().use_after_free - uaf_before;
+    let tags = ok(t.page_tags(a), "LDG")?;
+    let _ = out.lock().take();
+    s.finish()?;
+    Ok((uaf, tags))
+}
+
+fn t1_t2_race_correct_order_is_safe() -> TestResult {
+    let (uaf, tags) = race_t1_t2(SwapInOrder::Correct)?;
+    ensure_eq!(uaf, 0, "tag-buffer reads after free");
+    for (g, &t) in tags.iter().enumerate() {
+        ensure_eq!(t, tag_of(g), "tag of granule {g} after the race");
+    }
+    Ok(())
+}
+kernel_test!(swap, t1_t2_race_correct_order_is_safe);
+
+fn t1_t2_race_restore_before_lock_is_caught() -> TestResult {
+    let (uaf, tags) = race_t1_t2(SwapInOrder::RestoreBeforeLock)?;
+    ensure!(uaf >= 1, "the stale tag-buffer read was not detected");
+    ensure!(
+        tags.iter().all(|&t| t == mteswap::POISON & 0xF),
+        "thread B's stale restore should have left the poison tags on the mapped page: {:?}",
+        &tags[..8]
+    );
+    Ok(())
+}
+kernel_test!(swap, t1_t2_race_restore_before_lock_is_caught);
+
+// --- two CPUs on one entry, interleaved at each schedule point ------------------------------------------
+
+/// The points of do_swap_page where a second CPU's fault can come in.
+/// Points inside the folio or pte lock need a third CPU to run A while B
+/// holds the lock there.
+const UNLOCKED_POINTS: [&str; 1] = ["do_swap_page:after_swapcache_lookup"];
+const LOCKED_POINTS: [&str; 3] =
+    ["do_swap_page:after_folio_lock", "do_swap_page:after_restore", "do_swap_page:after_swap_free"];
+
+/// B (CPU 1) stops at `point`, A runs its fault to the end on `a_cpu`, B
+/// goes on. `shared`: A and B are parent and child (swap count 2), else two
+/// threads of one task. A writes, B reads.
+fn interleave(point: &'static str, a_cpu: usize, shared: bool) -> TestResult {
+    let name = format!(
+        "[B stopped at {point}, A ran on CPU {a_cpu}, {}]",
+        if shared { "fork-shared entry" } else { "one task" }
+    );
+    let mut s = SwapScenario::new()?;
+    let (p, a) = tagged_pages(&mut s, 1)?;
+    let b_task = if shared { s.fork(&p)? } else { p.clone() };
+    pageout(&p, a, PAGE)?;
+    let bp = crate::schedpoint::arm(point);
+    let bt = b_task.clone();
+    let out_b = Arc::new(spin::Mutex::new(None));
+    let ob = out_b.clone();
+    let job_b =
+        smp::start(1, move || *ob.lock() = Some(bt.load(with_tag(a, tag_of(0))))).map_err(|e| verdict("start B", e))?;
+    bp.wait_reached(5_000_000).map_err(|e| Verdict::Fail(format!("{name}: B never reached the point: {e}")))?;
+    let ra = if a_cpu == 0 {
+        let r = p.store(with_tag(a + 16, tag_of(1)), 0xA);
+        bp.release();
+        r
+    } else {
+        let pa = p.clone();
+        let out_a = Arc::new(spin::Mutex::new(None));
+        let oa = out_a.clone();
+        let job_a = smp::start(a_cpu, move || *oa.lock() = Some(pa.store(with_tag(a + 16, tag_of(1)), 0xA)))
+            .map_err(|e| verdict("start A", e))?;
+        // Give A time to run into B's lock, then let B go.
+        let f = crate::arch::cpu::counter_freq();
+        let until = crate::arch::cpu::counter() + f / 50;
+        while crate::arch::cpu::counter() < until {
+            core::hint::spin_loop();
+        }
+        bp.release();
+        job_a.join().map_err(|u| Verdict::Fail(format!("{name}: A: {}", u.event)))?;
+        let r = out_a.lock().take();
+        r.unwrap_or(Err(Signal::Killed(String::from("A recorded no result"))))
+    };
+    job_b.join().map_err(|u| Verdict::Fail(format!("{name}: B: {}", u.event)))?;
+    let rb = out_b.lock().take();
+    ok(ra, &format!("{name}: A's write"))?;
+    ensure_eq!(
+        ok(rb.unwrap_or(Err(Signal::Killed(String::from("no result")))), &format!("{name}: B's read"))?,
+        0x1000,
+        "{name}: B's data"
+    );
+    expect_tags(&p, a, tag_of, &format!("{name}: A's page"))?;
+    expect_tags(&b_task, a, tag_of, &format!("{name}: B's page"))?;
+    s.finish().map_err(|v| match v {
+        Verdict::Fail(w) => Verdict::Fail(format!("{name}: {w}")),
+        other => other,
+    })
+}
+
+fn race_on_one_entry_unlocked_points() -> TestResult {
+    if smp::online() < 2 {
+        skip!("needs two CPUs");
+    }
+    for point in UNLOCKED_POINTS {
+        for shared in [false, true] {
+            interleave(point, 0, shared)?;
+        }
+    }
+    Ok(())
+}
+kernel_test!(swap, race_on_one_entry_unlocked_points);
+
+fn race_on_one_entry_locked_points() -> TestResult {
+    if smp::online() < 3 {
+        skip!("needs three CPUs: B holds a lock at these points, so A runs on a third");
+    }
+    for point in LOCKED_POINTS.iter().chain(UNLOCKED_POINTS.iter()) {
+        for shared in [false, true] {
+            interleave(point, 2, shared)?;
+        }
+    }
+    Ok(())
+}
+kernel_test!(swap, race_on_one_entry_locked_points);
+
+// --- the tag storage's cost -----------------------------------------------------------------------
+
+fn tag_storage_memory_use() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (t, a) = tagged_pages(&mut s, 8)?;
+    let u = s.spawn()?;
+    let b = mmap(&u, 0, 8 * PAGE, RW, ANON, -1)?;
+    for i in 0..8 {
+        ok(u.store(b + i * PAGE, 1), "write")?;
+    }
+    pageout(&t, a, 8 * PAGE)?;
+    pageout(&u, b, 8 * PAGE)?;
+    let st = mteswap::stats();
+    ensure_eq!(st.entries, 8, "entries: one per tagged page, none for untagged ones");
+    ensure_eq!(st.bytes, 8 * mteswap::BYTES_PER_ENTRY, "bytes");
+    ensure!(
+        mteswap::BYTES_PER_ENTRY >= crate::arch::mte::PAGE_TAG_BYTES,
+        "an entry smaller than its 128 bytes of tags"
+    );
+    defmt::info!(
+        "tag storage: {=usize} bytes per swapped tagged page (128 bytes of tags + index), 0 per untagged page",
+        mteswap::BYTES_PER_ENTRY
+    );
+    s.finish()
+}
+kernel_test!(swap, tag_storage_memory_use);
