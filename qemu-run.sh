@@ -15,6 +15,8 @@
 #   --timeout SECS    kill a hung guest after SECS seconds (default 300)
 #   --memory SIZE     guest RAM (default 512M)
 #   --verbose         show debug log frames too (per-test instruction/cycle counts)
+#   --bench NAME      run a benchmark (swap) instead of the tests
+#   --icount          run QEMU with -icount shift=0 (deterministic instruction counts)
 #   --no-install      do not install missing prerequisites
 #   -h, --help        this text
 # Environment: QEMU=/path/to/qemu-system-aarch64 picks the emulator (>= 8).
@@ -26,7 +28,7 @@ cd "$(dirname "$0")"
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
-smp=2 el2=0 image=0 timeout=300 memory=512M list=0 install=1 verbose=()
+smp=2 el2=0 image=0 timeout=300 memory=512M list=0 install=1 verbose=() bench='' icount=()
 filters=() extra=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -37,6 +39,8 @@ while [ $# -gt 0 ]; do
         --timeout) timeout=${2:?--timeout needs seconds}; shift ;;
         --memory) memory=${2:?--memory needs a size}; shift ;;
         --verbose) verbose=(-v) ;;
+        --bench) bench=${2:?--bench needs a benchmark name}; shift ;;
+        --icount) icount=(-icount shift=0) ;;
         --no-install) install=0 ;;
         -h|--help) usage; exit 0 ;;
         --) shift; extra=("$@"); break ;;
@@ -86,6 +90,11 @@ fi
 
 words=(exit=semihosting)
 [ "$list" = 1 ] && words+=(list)
+benchflag=()
+if [ -n "$bench" ]; then
+    words+=("bench=$bench")
+    benchflag=(--bench)
+fi
 for f in "${filters[@]}"; do words+=("test=$f"); done
 words+=("${extra[@]}")
 
@@ -94,8 +103,8 @@ machine=virt,mte=on
 listflag=()
 [ "$list" = 1 ] && listflag=(--list)
 
-exec target/release/kreport --elf "$elf" --reports target/reports --timeout "$timeout" "${listflag[@]}" "${verbose[@]}" -- \
-    "$qemu" -machine "$machine" -cpu max -smp "$smp" -m "$memory" \
+exec target/release/kreport --elf "$elf" --reports target/reports --timeout "$timeout" "${listflag[@]}" "${verbose[@]}" "${benchflag[@]}" -- \
+    "$qemu" -machine "$machine" -cpu max -smp "$smp" -m "$memory" "${icount[@]}" \
     -display none -monitor none -serial stdio -no-reboot \
     -semihosting-config enable=on,target=native \
     -kernel "$kernel" -append "${words[*]}"

@@ -9,6 +9,7 @@
 //!   mte=sync|async|asymm       EL1 tag-check mode between tests (default sync)
 //!   ramdisk=SIZE               RAM-disk (swap device) size: bytes, or with a
 //!                              K/M/G suffix; 0 for none (default 32M)
+//!   bench=swap                 run the swap benchmark instead of the tests
 //! Unknown words are an error: a typo must not silently run everything.
 
 use alloc::string::String;
@@ -35,6 +36,13 @@ pub struct Cmdline {
     pub mte: MteMode,
     /// RAM-disk size in bytes (a multiple of 4 KiB).
     pub ramdisk: u64,
+    /// A benchmark to run instead of the tests.
+    pub bench: Option<Bench>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bench {
+    Swap,
 }
 
 pub const DEFAULT_RAMDISK: u64 = 32 << 20;
@@ -60,6 +68,7 @@ impl Default for Cmdline {
             exit: ExitMethod::Psci,
             mte: MteMode::Sync,
             ramdisk: DEFAULT_RAMDISK,
+            bench: None,
         }
     }
 }
@@ -86,6 +95,8 @@ pub fn parse(s: &str) -> Result<Cmdline, String> {
             ("mte", Some("sync")) => c.mte = MteMode::Sync,
             ("mte", Some("async")) => c.mte = MteMode::Async,
             ("mte", Some("asymm")) => c.mte = MteMode::Asymm,
+            ("bench", Some("swap")) => c.bench = Some(Bench::Swap),
+            ("bench", Some(v)) => return Err(alloc::format!("unknown benchmark '{v}' in '{word}' (known: swap)")),
             ("ramdisk", Some(v)) => {
                 c.ramdisk = parse_size(v)
                     .ok_or_else(|| alloc::format!("'{v}' is not a size in whole 4 KiB pages in '{word}'"))?
@@ -122,6 +133,13 @@ mod tests {
     fn unknown_word_is_an_error_naming_it() {
         let e = parse("test=x frobnicate").unwrap_err();
         assert!(e.contains("frobnicate"), "{e}");
+    }
+
+    #[test]
+    fn bench_word() {
+        assert_eq!(parse("bench=swap").unwrap().bench, Some(Bench::Swap));
+        assert_eq!(parse("").unwrap().bench, None);
+        assert!(parse("bench=zap").unwrap_err().contains("zap"));
     }
 
     #[test]

@@ -22,6 +22,7 @@
 extern crate alloc;
 
 mod arch;
+mod bench;
 mod cmdline;
 mod console;
 mod drivers;
@@ -106,10 +107,11 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64) -> ! {
         fa.reserve(dtb_pa, dtb_end);
     })
     .unwrap_or_else(|e| fatal(e));
-    let heap = mm::frames::alloc_zeroed(mm::heap::HEAP_SIZE / mmu::PAGE_SIZE, 1)
-        .unwrap_or_else(|| fatal("no memory for the heap"));
+    let heap_size = mm::heap::heap_size(early.ram_size);
+    let heap =
+        mm::frames::alloc_zeroed(heap_size / mmu::PAGE_SIZE, 1).unwrap_or_else(|| fatal("no memory for the heap"));
     // SAFETY: the frames were just allocated for the heap and are never freed.
-    unsafe { mm::heap::init(phys_to_virt(heap), mm::heap::HEAP_SIZE) };
+    unsafe { mm::heap::init(phys_to_virt(heap), heap_size) };
     mm::folio::init(early.ram_base, early.ram_size).unwrap_or_else(|e| fatal(e));
     mm::fault::zero_pfn();
 
@@ -149,6 +151,11 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64) -> ! {
         }
     }
     let online = smp::start_secondaries(&p.cpus);
+    if let Some(cmdline::Bench::Swap) = cmd.bench {
+        bench::swap::run();
+        println!("BENCH DONE");
+        exit(0);
+    }
     let status = harness::run(&cmd, online);
     exit(status);
 }

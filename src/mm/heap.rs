@@ -5,7 +5,11 @@ use core::ptr::NonNull;
 use linked_list_allocator::Heap;
 use spin::Mutex;
 
-pub const HEAP_SIZE: usize = 8 << 20;
+/// The heap's size for `ram` bytes of RAM: a sixteenth, between 8 and 128
+/// MiB (tag storage and page-table bookkeeping grow with what is swapped).
+pub fn heap_size(ram: u64) -> usize {
+    ((ram / 16) as usize).clamp(8 << 20, 128 << 20) & !0xFFF
+}
 
 struct KernelHeap(Mutex<Heap>);
 

@@ -22,6 +22,9 @@ pub const SECTORS_PER_PAGE: u64 = 8;
 pub struct SwapMap {
     pub map: Vec<u8>,
     pub inuse: u64,
+    /// Where the next allocation starts looking (so filling the device is
+    /// linear, not quadratic).
+    pub next: u64,
 }
 
 pub struct SwapInfo {
@@ -69,7 +72,7 @@ pub fn swapon() -> Result<u8, Errno> {
     let si = Arc::new(SwapInfo {
         ty: 0,
         slots,
-        lock: Mutex::new(SwapMap { map, inuse: 0 }),
+        lock: Mutex::new(SwapMap { map, inuse: 0, next: 1 }),
         writeok: AtomicBool::new(true),
     });
     if all.is_empty() {
@@ -107,16 +110,22 @@ pub fn folio_alloc_swap(folio: &Folio) -> Result<swp_entry_t, Errno> {
     }
     let nr = folio.nr_pages() as u64;
     let mut m = si.lock.lock();
-    let mut off = nr.max(1);
-    while off + nr <= si.slots {
-        if (off..off + nr).all(|o| m.map[o as usize] == 0) {
+    if m.inuse + nr > si.slots - 1 {
+        return Err(ENOMEM);
+    }
+    // Aligned candidates from the cursor to the end, then from the start.
+    let first = nr.max(1);
+    let start = (m.next.max(first)).div_ceil(nr) * nr;
+    let candidates = (start..si.slots).step_by(nr as usize).chain((first..start).step_by(nr as usize));
+    for off in candidates {
+        if off + nr <= si.slots && (off..off + nr).all(|o| m.map[o as usize] == 0) {
             for o in off..off + nr {
                 m.map[o as usize] = SWAP_HAS_CACHE;
             }
             m.inuse += nr;
+            m.next = off + nr;
             return Ok(swp_entry(si.ty, off));
         }
-        off += nr;
     }
     Err(ENOMEM)
 }

@@ -54,9 +54,10 @@ pub fn last_stats() -> ReclaimStats {
 /// Reclaims the anonymous folios mapped in `[start, end)` of `mm`.
 pub fn reclaim_range(mm: &Arc<MmStruct>, start: usize, end: usize) -> ReclaimStats {
     let mut pfns: Vec<u64> = Vec::new();
+    let mut seen = alloc::collections::BTreeSet::new();
     for addr in (start..end).step_by(PAGE_SIZE) {
         let pte = mm.pgtables.peek(addr);
-        if pte_present(pte) && !pte_special(pte) && !pfns.contains(&pte_pfn(pte)) {
+        if pte_present(pte) && !pte_special(pte) && seen.insert(pte_pfn(pte)) {
             pfns.push(pte_pfn(pte));
         }
     }

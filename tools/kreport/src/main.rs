@@ -28,11 +28,21 @@ struct Options {
     timeout: Option<u64>,
     list: bool,
     verbose: bool,
+    /// A benchmark run: it passes if the guest says BENCH DONE and exits 0.
+    bench: bool,
     command: Vec<String>,
 }
 
 fn parse_args() -> Result<Options> {
-    let mut o = Options { elf: None, reports: None, timeout: None, list: false, verbose: false, command: Vec::new() };
+    let mut o = Options {
+        elf: None,
+        reports: None,
+        timeout: None,
+        list: false,
+        verbose: false,
+        bench: false,
+        command: Vec::new(),
+    };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -44,6 +54,7 @@ fn parse_args() -> Result<Options> {
             }
             "--list" => o.list = true,
             "-v" | "--verbose" => o.verbose = true,
+            "--bench" => o.bench = true,
             "--" => {
                 o.command = args.collect();
                 break;
@@ -236,6 +247,14 @@ fn run() -> Result<bool> {
     }
     if o.list {
         return Ok(status == Some(0) && !timed_out && !r.panicked && r.counted().failed == 0);
+    }
+    if o.bench {
+        let done = r.bench_done;
+        if !done || timed_out || r.panicked || status != Some(0) {
+            println!("ERROR: the benchmark did not finish (exit status {status:?}, timed out: {timed_out})");
+            return Ok(false);
+        }
+        return Ok(true);
     }
 
     let mut problems = r.problems();

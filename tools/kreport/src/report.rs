@@ -31,6 +31,8 @@ pub struct Report {
     pub running: Option<String>,
     pub listed: Vec<String>,
     pub panicked: bool,
+    /// The benchmark's last line was seen.
+    pub bench_done: bool,
 }
 
 /// `N passed, N failed` with an optional `, N skipped`, alone on the line.
@@ -62,6 +64,8 @@ impl Report {
             self.result(name, Outcome::Skip(why.to_string()));
         } else if let Some(name) = line.strip_prefix("TEST: ") {
             self.listed.push(name.to_string());
+        } else if line == "BENCH DONE" {
+            self.bench_done = true;
         } else if line.starts_with("PANIC ") {
             self.panicked = true;
         } else if let Some(s) = parse_summary(line) {
