@@ -7,14 +7,15 @@
 //! around every pte read-check-write, dropped while allocating or copying,
 //! with the pte rechecked (pte_same) after it is retaken.
 
-use super::folio::{pfn_frame, pfn_to_page, Folio, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_MTE_TAGGED};
+use super::folio::{folio_head, pfn_frame, pfn_to_page, Folio, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_MTE_TAGGED};
 use super::mm_types::{
-    MmMap, MmStruct, Vma, MM_ANONPAGES, MM_FILEPAGES, VM_ACCESS_FLAGS, VM_EXEC, VM_SHARED, VM_SPECIAL, VM_WRITE,
+    MmMap, MmStruct, Vma, MM_ANONPAGES, MM_FILEPAGES, VM_ACCESS_FLAGS, VM_EXEC, VM_HUGEPAGE, VM_SHARED, VM_SPECIAL,
+    VM_WRITE,
 };
 use super::pgtable::PteTable;
 use super::pte::*;
 use super::rmap::{folio_add_new_anon_rmap, folio_add_rmap_pte, folio_remove_rmap_pte};
-use crate::arch::mmu::PAGE_SIZE;
+use crate::arch::mmu::{PAGE_SIZE, PMD_SIZE};
 use crate::arch::mte::PAGE_TAG_BYTES;
 use crate::schedpoint::sched_point;
 use alloc::sync::Arc;
@@ -76,10 +77,11 @@ pub fn is_zero_pfn(pfn: u64) -> bool {
 
 /// copy_user_highpage: data, and tags when the source has them (arm64's
 /// copy_highpage), unless the known-wrong variant is selected.
-fn copy_highpage(dst: &Folio, src: &Folio) {
-    dst.frame(0).0.copy_from_slice(&src.frame(0).0);
+/// `idx` is the page of `src` (a large folio has many) copied into `dst`.
+fn copy_highpage(dst: &Folio, src: &Folio, idx: usize) {
+    dst.frame(0).0.copy_from_slice(&src.frame(idx).0);
     if src.test(PG_MTE_TAGGED) && cow_copy() == CowCopy::DataAndTags {
-        let tags = src.frame(0).save_tags();
+        let tags = src.frame(idx).save_tags();
         dst.frame(0).restore_tags(&tags);
         dst.set(PG_MTE_TAGGED);
     }
@@ -89,9 +91,14 @@ fn copy_highpage(dst: &Folio, src: &Folio) {
 /// the first time gets its tags cleared and PG_mte_tagged set.
 pub fn set_pte_at(mm: &MmStruct, pt: &PteTable, addr: usize, pte: pte_t) {
     if pte_valid(pte) && pte_tagged(pte) && !pte_special(pte) {
-        let page = pfn_to_page(pte_pfn(pte));
+        // PG_mte_tagged is kept on the folio's head for the whole folio.
+        let head = folio_head(pte_pfn(pte));
+        let page = pfn_to_page(head);
         if page.flags.load(Ordering::Acquire) & PG_MTE_TAGGED == 0 {
-            pfn_frame(pte_pfn(pte)).restore_tags(&[0; PAGE_TAG_BYTES]);
+            let nr = 1u64 << page.inner.lock().order;
+            for p in head..head + nr {
+                pfn_frame(p).restore_tags(&[0; PAGE_TAG_BYTES]);
+            }
             page.flags.fetch_or(PG_MTE_TAGGED, Ordering::AcqRel);
         }
     }
@@ -158,18 +165,56 @@ fn do_anonymous_page(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, wr
         return Ok(());
     }
     let anon_vma = mm.anon_vma_prepare(map, vma);
+    if vma.flags & VM_HUGEPAGE != 0 {
+        if let Some(r) = do_anonymous_huge_page(mm, vma, addr, &anon_vma) {
+            return r;
+        }
+    }
     let folio = Folio::alloc(0).ok_or(FaultError::Oom)?;
     sched_point("do_anonymous_page:before_ptl");
     let pt = mm.pgtables.lock(addr, true).map_err(|_| FaultError::Oom)?.ok_or(FaultError::Sigbus)?;
     if !pte_none(pt.get(addr)) {
         return Ok(()); // raced with another fault: theirs stands, ours is freed
     }
-    folio_add_new_anon_rmap(&folio, &anon_vma, vma.pgoff_of(addr));
+    folio_add_new_anon_rmap(&folio, &anon_vma, vma.pgoff_of(addr), 1);
     mm.add_rss(MM_ANONPAGES, 1);
     let pte = pte_mkdirty(pte_mkwrite(pfn_pte(folio.pfn(), vma.page_prot())));
     set_pte_at(mm, &pt, addr, pte);
     folio.into_counted(); // the pte's reference
     Ok(())
+}
+
+/// A write fault in a MADV_HUGEPAGE VMA: an order-9 folio mapped by the 512
+/// ptes of its aligned 2 MiB range (a pte-mapped THP), when the whole range
+/// is inside the VMA and unmapped. None: fall back to a single page.
+fn do_anonymous_huge_page(
+    mm: &Arc<MmStruct>,
+    vma: &Vma,
+    addr: usize,
+    anon_vma: &Arc<super::rmap::AnonVma>,
+) -> Option<Result<(), FaultError>> {
+    let start = addr & !(PMD_SIZE - 1);
+    if start < vma.start || start + PMD_SIZE > vma.end {
+        return None;
+    }
+    let folio = Folio::alloc(9)?;
+    let pt = match mm.pgtables.lock(start, true) {
+        Ok(Some(pt)) => pt,
+        Ok(None) => return None,
+        Err(()) => return Some(Err(FaultError::Oom)),
+    };
+    if (0..512).any(|i| !pte_none(pt.get(start + i * PAGE_SIZE))) {
+        return None; // partly mapped already
+    }
+    folio_add_new_anon_rmap(&folio, anon_vma, vma.pgoff_of(start), 512);
+    mm.add_rss(MM_ANONPAGES, 512);
+    for i in 0..512 {
+        let pte = pte_mkdirty(pte_mkwrite(pfn_pte(folio.pfn() + i as u64, vma.page_prot())));
+        set_pte_at(mm, &pt, start + i * PAGE_SIZE, pte);
+        folio.clone().into_counted(); // each pte holds a reference
+    }
+    drop(folio); // ours
+    Some(Ok(()))
 }
 
 fn file_folio(vma: &Vma, addr: usize) -> Result<Folio, FaultError> {
@@ -200,13 +245,13 @@ fn do_cow_fault(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize) -> Resu
     let src = file_folio(vma, addr)?;
     let anon_vma = mm.anon_vma_prepare(map, vma);
     let new = Folio::alloc(0).ok_or(FaultError::Oom)?;
-    copy_highpage(&new, &src);
+    copy_highpage(&new, &src, 0);
     drop(src);
     let pt = mm.pgtables.lock(addr, true).map_err(|_| FaultError::Oom)?.ok_or(FaultError::Sigbus)?;
     if !pte_none(pt.get(addr)) {
         return Ok(());
     }
-    folio_add_new_anon_rmap(&new, &anon_vma, vma.pgoff_of(addr));
+    folio_add_new_anon_rmap(&new, &anon_vma, vma.pgoff_of(addr), 1);
     mm.add_rss(MM_ANONPAGES, 1);
     set_pte_at(mm, &pt, addr, pte_mkdirty(pte_mkwrite(pfn_pte(new.pfn(), vma.page_prot()))));
     new.into_counted();
@@ -280,14 +325,14 @@ fn wp_page_copy(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, orig: p
     let old_pfn = pte_pfn(orig);
     if !pte_special(orig) {
         let src = Folio::get(old_pfn); // keep it alive while copying unlocked
-        copy_highpage(&new, &src);
+        copy_highpage(&new, &src, src.page_index(old_pfn));
     }
     sched_point("wp_page_copy:after_copy");
     let pt = mm.pgtables.lock(addr, true).map_err(|_| FaultError::Oom)?.ok_or(FaultError::Sigbus)?;
     if pt.get(addr) != orig {
         return Ok(()); // someone else resolved it: retry from EL0
     }
-    folio_add_new_anon_rmap(&new, &anon_vma, vma.pgoff_of(addr));
+    folio_add_new_anon_rmap(&new, &anon_vma, vma.pgoff_of(addr), 1);
     let pte = pte_mkyoung(pte_mkdirty(pte_mkwrite(pfn_pte(new.pfn(), vma.page_prot()))));
     pt.clear(addr, mm.asid);
     if !pte_special(orig) {

@@ -15,7 +15,7 @@ use super::pte::swp_entry_t;
 use crate::arch::mmu::{phys_to_virt, PAGE_SIZE};
 use crate::arch::mte::Page as FramePage;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use spin::{Mutex, Once};
 
 pub const PG_LOCKED: u32 = 1 << 0;
@@ -53,6 +53,9 @@ pub struct PageInner {
 }
 
 pub struct Page {
+    /// The pfn of the folio's head page, for every page of a live folio
+    /// (the head included); 0 otherwise.
+    pub head: AtomicU64,
     pub refcount: AtomicI32,
     pub mapcount: AtomicI32,
     pub pincount: AtomicI32,
@@ -82,6 +85,7 @@ pub fn init(base: u64, size: u64) -> Result<(), &'static str> {
         // through the linear map and hold room for n Pages.
         unsafe {
             ptr.add(i).write(Page {
+                head: AtomicU64::new(0),
                 refcount: AtomicI32::new(0),
                 mapcount: AtomicI32::new(0),
                 pincount: AtomicI32::new(0),
@@ -111,6 +115,15 @@ pub fn pfn_to_page(pfn: u64) -> &'static Page {
 pub fn all_pages() -> impl Iterator<Item = (u64, &'static Page)> {
     let m = mem_map();
     m.pages.iter().enumerate().map(move |(i, p)| (m.base_pfn + i as u64, p))
+}
+
+/// The head pfn of the folio page `pfn` belongs to (itself for a page that
+/// is not part of a live folio).
+pub fn folio_head(pfn: u64) -> u64 {
+    match pfn_to_page(pfn).head.load(Ordering::Acquire) {
+        0 => pfn,
+        h => h,
+    }
 }
 
 /// The frame `pfn` through the linear map. Callers hold a reference or a
@@ -144,6 +157,9 @@ impl Folio {
         let n = 1usize << order;
         let pa = frames::alloc_zeroed(n, n)?;
         let pfn = pa / PAGE_SIZE as u64;
+        for i in 0..n as u64 {
+            pfn_to_page(pfn + i).head.store(pfn, Ordering::Release);
+        }
         let head = pfn_to_page(pfn);
         *head.inner.lock() = PageInner { order, ..Default::default() };
         head.mapcount.store(0, Ordering::Relaxed);
@@ -153,8 +169,10 @@ impl Folio {
         Some(Folio { pfn })
     }
 
-    /// Takes a new reference on the folio whose head is `pfn`.
+    /// Takes a new reference on the folio that page `pfn` belongs to
+    /// (page_folio + folio_get).
     pub fn get(pfn: u64) -> Folio {
+        let pfn = folio_head(pfn);
         let p = pfn_to_page(pfn);
         let old = p.refcount.fetch_add(1, Ordering::AcqRel);
         assert!(old > 0 && p.flags.load(Ordering::Relaxed) & PG_HEAD != 0, "folio_get on a free or tail page {pfn:#x}");
@@ -164,7 +182,13 @@ impl Folio {
     /// Turns a reference counted elsewhere (a mapping, the page cache) into a
     /// handle without changing the count. The caller gives that reference up.
     pub fn from_counted(pfn: u64) -> Folio {
-        Folio { pfn }
+        Folio { pfn: folio_head(pfn) }
+    }
+
+    /// The index of page `pfn` inside this folio.
+    pub fn page_index(&self, pfn: u64) -> usize {
+        assert!(pfn >= self.pfn && pfn < self.pfn + self.nr_pages() as u64, "pfn {pfn:#x} outside {self:?}");
+        (pfn - self.pfn) as usize
     }
 
     /// Gives the handle's reference to the holder (a pte, the page cache).
@@ -253,6 +277,9 @@ impl Drop for Folio {
             p.flags.store(0, Ordering::Release);
             // Frames are zeroed (data and tags) when allocated again.
             let n = 1usize << order;
+            for i in 0..n as u64 {
+                pfn_to_page(self.pfn + i).head.store(0, Ordering::Release);
+            }
             frames::free(self.pfn * PAGE_SIZE as u64, n).expect("freeing a folio's frames");
         }
     }

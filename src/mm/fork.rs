@@ -84,13 +84,14 @@ fn copy_page_range(src_mm: &Arc<MmStruct>, dst_mm: &Arc<MmStruct>, vma: &Vma, ds
         if folio.is_anon() && folio.test(PG_ANON_EXCLUSIVE) && folio.page().pincount.load(Ordering::Acquire) > 0 {
             // copy_present_page: the child gets its own copy now.
             let new = Folio::alloc(0).ok_or(ENOMEM)?;
-            new.frame(0).0.copy_from_slice(&folio.frame(0).0);
+            let idx = folio.page_index(pte_pfn(pte));
+            new.frame(0).0.copy_from_slice(&folio.frame(idx).0);
             if folio.test(PG_MTE_TAGGED) {
-                new.frame(0).restore_tags(&folio.frame(0).save_tags());
+                new.frame(0).restore_tags(&folio.frame(idx).save_tags());
                 new.set(PG_MTE_TAGGED);
             }
             let av = dst_vma.anon_vma().expect("an anonymous page in a VMA without anon_vma").clone();
-            folio_add_new_anon_rmap(&new, &av, dst_vma.pgoff_of(addr));
+            folio_add_new_anon_rmap(&new, &av, dst_vma.pgoff_of(addr), 1);
             dst_mm.add_rss(MM_ANONPAGES, 1);
             set_pte_at(dst_mm, &dst_pt, addr, pte_mkdirty(pte_mkwrite(pfn_pte(new.pfn(), dst_vma.page_prot()))));
             new.into_counted();

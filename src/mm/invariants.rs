@@ -42,7 +42,7 @@ pub fn check() -> Result<(), String> {
                 if pte_special(pte) {
                     return;
                 }
-                let pfn = pte_pfn(pte);
+                let pfn = super::folio::folio_head(pte_pfn(pte));
                 let p = super::folio::pfn_to_page(pfn);
                 let flags = p.flags.load(Ordering::Acquire);
                 if flags & PG_HEAD == 0 {
@@ -83,7 +83,8 @@ pub fn check() -> Result<(), String> {
         let refs = p.refcount.load(Ordering::Acquire);
         let maps = p.mapcount.load(Ordering::Acquire);
         let pins = p.pincount.load(Ordering::Acquire);
-        let swapcache = (flags & PG_SWAPCACHE != 0) as i32;
+        let nr = 1i32 << p.inner.lock().order;
+        let swapcache = if flags & PG_SWAPCACHE != 0 { nr } else { 0 };
         let (cache, what) = {
             let inner = p.inner.lock();
             match &inner.mapping {
@@ -169,7 +170,14 @@ fn check_swap(swap_refs: &BTreeMap<u64, u32>, errors: &mut Vec<String>) {
     }
     for (&e, &pfn) in &cached {
         let p = super::folio::pfn_to_page(pfn);
-        if p.flags.load(Ordering::Acquire) & PG_SWAPCACHE == 0 || p.inner.lock().swap.map(|x| x.0) != Some(e) {
+        let inner = p.inner.lock();
+        let holds = inner.swap.is_some_and(|first| {
+            let (lo, off) = (super::pte::swp_offset(first), super::pte::swp_offset(swp_entry_t(e)));
+            super::pte::swp_type(first) == super::pte::swp_type(swp_entry_t(e))
+                && off >= lo
+                && off < lo + (1u64 << inner.order)
+        });
+        if p.flags.load(Ordering::Acquire) & PG_SWAPCACHE == 0 || !holds {
             errors.push(format!("swap cache maps entry {e:#x} to pfn {pfn:#x}, which does not have that entry"));
         }
     }

@@ -17,6 +17,8 @@ pub const VM_WRITE: u64 = 1 << 1;
 pub const VM_EXEC: u64 = 1 << 2;
 pub const VM_SHARED: u64 = 1 << 3;
 pub const VM_LOCKED: u64 = 1 << 13;
+/// MADV_HUGEPAGE: anonymous faults may map a whole order-9 folio.
+pub const VM_HUGEPAGE: u64 = 1 << 29;
 // Set by userfaultfd registration (a later issue); reserved here so the
 // flag space matches Linux's.
 #[allow(dead_code)]

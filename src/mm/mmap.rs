@@ -24,6 +24,8 @@ pub const MAP_ANONYMOUS: u64 = 0x20;
 pub const MAP_LOCKED: u64 = 0x2000;
 pub const MAP_POPULATE: u64 = 0x8000;
 pub const MADV_DONTNEED: u64 = 4;
+pub const MADV_HUGEPAGE: u64 = 14;
+pub const MADV_NOHUGEPAGE: u64 = 15;
 pub const MADV_PAGEOUT: u64 = 21;
 
 /// Where mmap looks for free space when not told.
@@ -231,10 +233,19 @@ fn change_protection(mm: &MmStruct, start: usize, end: usize, prot: super::pte::
 }
 
 pub fn do_madvise(mm: &Arc<MmStruct>, addr: u64, len: u64, advice: u64) -> Result<(), Errno> {
-    if advice != MADV_DONTNEED && advice != MADV_PAGEOUT {
+    if ![MADV_DONTNEED, MADV_PAGEOUT, MADV_HUGEPAGE, MADV_NOHUGEPAGE].contains(&advice) {
         return Err(EINVAL);
     }
     let (start, end) = range(addr, len)?;
+    if advice == MADV_HUGEPAGE || advice == MADV_NOHUGEPAGE {
+        return change_vma_flags(mm, start, end, |f| {
+            if advice == MADV_HUGEPAGE {
+                f | VM_HUGEPAGE
+            } else {
+                f & !VM_HUGEPAGE
+            }
+        });
+    }
     let map = mm.mmap_lock.read();
     if !map.fully_mapped(start, end) {
         return Err(ENOMEM);
@@ -255,25 +266,26 @@ pub fn do_madvise(mm: &Arc<MmStruct>, addr: u64, len: u64, advice: u64) -> Resul
 pub fn do_mlock(mm: &Arc<MmStruct>, addr: u64, len: u64, on: bool) -> Result<(), Errno> {
     let start = addr & !(PAGE_SIZE as u64 - 1);
     let (start, end) = range(start, len.checked_add(addr - start).ok_or(EINVAL)?)?;
-    {
-        let mut map = mm.mmap_lock.write();
-        if !map.fully_mapped(start, end) {
-            return Err(ENOMEM);
-        }
-        split_at(mm, &mut map, start);
-        split_at(mm, &mut map, end);
-        let inside: Vec<usize> = map.overlapping(start, end).map(|v| v.start).collect();
-        for s in inside {
-            let v = map.vmas.get_mut(&s).expect("VMA vanished under the mmap lock");
-            if on {
-                v.flags |= VM_LOCKED;
-            } else {
-                v.flags &= !VM_LOCKED;
-            }
-        }
-    }
+    change_vma_flags(mm, start, end, |f| if on { f | VM_LOCKED } else { f & !VM_LOCKED })?;
     if on {
         populate(mm, start, end)?;
+    }
+    Ok(())
+}
+
+/// Rewrites the flags of every VMA in `[start, end)`, splitting at the
+/// edges; ENOMEM if part of the range is unmapped.
+fn change_vma_flags(mm: &Arc<MmStruct>, start: usize, end: usize, f: impl Fn(u64) -> u64) -> Result<(), Errno> {
+    let mut map = mm.mmap_lock.write();
+    if !map.fully_mapped(start, end) {
+        return Err(ENOMEM);
+    }
+    split_at(mm, &mut map, start);
+    split_at(mm, &mut map, end);
+    let inside: Vec<usize> = map.overlapping(start, end).map(|v| v.start).collect();
+    for s in inside {
+        let v = map.vmas.get_mut(&s).expect("VMA vanished under the mmap lock");
+        v.flags = f(v.flags);
     }
     Ok(())
 }

@@ -101,15 +101,16 @@ pub fn rmap_walk(folio: &Folio) -> Vec<RmapHit> {
     hits
 }
 
-/// folio_add_new_anon_rmap: a fresh anonymous folio mapped once, exclusive.
-pub fn folio_add_new_anon_rmap(folio: &Folio, anon_vma: &Arc<AnonVma>, index: u64) {
+/// folio_add_new_anon_rmap: a fresh anonymous folio mapped by `nr` ptes
+/// (1, or every page of a large folio), exclusive.
+pub fn folio_add_new_anon_rmap(folio: &Folio, anon_vma: &Arc<AnonVma>, index: u64, nr: i32) {
     {
         let mut inner = folio.page().inner.lock();
         inner.mapping = Mapping::Anon(anon_vma.clone());
         inner.index = index;
     }
     folio.set(super::folio::PG_ANON | super::folio::PG_ANON_EXCLUSIVE);
-    folio.page().mapcount.store(1, Ordering::Release);
+    folio.page().mapcount.store(nr, Ordering::Release);
 }
 
 /// One more pte maps the folio (fork, a file fault).

@@ -100,9 +100,16 @@ fn lock_folio(f: &Folio) {
     }
 }
 
-/// Whether `folio` is still the swap-cache folio of `entry`.
-fn still_cached_for(folio: &Folio, entry: swp_entry_t) -> bool {
-    folio.test(PG_SWAPCACHE) && folio.page().inner.lock().swap == Some(entry)
+/// If `folio` is still the swap-cache folio holding `entry`: its first
+/// entry (folio_swap) and the index of `entry`'s page in it.
+fn cached_index(folio: &Folio, entry: swp_entry_t) -> Option<(swp_entry_t, usize)> {
+    if !folio.test(PG_SWAPCACHE) {
+        return None;
+    }
+    let first = folio.page().inner.lock().swap?;
+    let (lo, off) = (swp_offset(first), swp_offset(entry));
+    (swp_type(first) == swp_type(entry) && off >= lo && off < lo + folio.nr_pages() as u64)
+        .then(|| (first, (off - lo) as usize))
 }
 
 /// Adds the pte's rmap: a fresh folio gets a new anon rmap; a folio that
@@ -114,6 +121,7 @@ fn swapin_rmap(
     vma: &Vma,
     addr: usize,
     folio: &Folio,
+    idx: usize,
     exclusive: bool,
 ) -> Result<(), FaultError> {
     let anon_vma = mm.anon_vma_prepare(map, vma);
@@ -121,12 +129,12 @@ fn swapin_rmap(
         let inner = folio.page().inner.lock();
         match &inner.mapping {
             Mapping::None => (true, true),
-            Mapping::Anon(av) => (false, Arc::ptr_eq(av, &anon_vma) && inner.index == vma.pgoff_of(addr)),
+            Mapping::Anon(av) => (false, Arc::ptr_eq(av, &anon_vma) && inner.index + idx as u64 == vma.pgoff_of(addr)),
             Mapping::File(_) => (false, false),
         }
     };
     if fresh {
-        folio_add_new_anon_rmap(folio, &anon_vma, vma.pgoff_of(addr));
+        folio_add_new_anon_rmap(folio, &anon_vma, vma.pgoff_of(addr), 1);
         if !exclusive {
             folio.clear(PG_ANON_EXCLUSIVE);
         }
@@ -186,10 +194,10 @@ pub fn do_swap_page(
     }
     lock_folio(&folio);
     sched_point("do_swap_page:after_folio_lock");
-    if !still_cached_for(&folio, entry) {
+    let Some((first, idx)) = cached_index(&folio, entry) else {
         folio.unlock();
         return Ok(()); // freed or reused meanwhile: refault
-    }
+    };
     let Ok(Some(pt)) = mm.pgtables.lock(addr, false) else {
         folio.unlock();
         return Ok(());
@@ -206,19 +214,19 @@ pub fn do_swap_page(
     let exclusive = pte_swp_exclusive(orig);
     match order {
         SwapInOrder::Correct | SwapInOrder::RestoreBeforeLock => {
-            mteswap::swap_restore(entry, &folio);
+            mteswap::swap_restore(first, &folio);
             sched_point("do_swap_page:after_restore");
             free_swap(entry, &folio, vma, write, exclusive);
         }
         SwapInOrder::FreeBeforeRestore => {
             free_swap(entry, &folio, vma, write, exclusive);
-            mteswap::swap_restore(entry, &folio);
+            mteswap::swap_restore(first, &folio);
         }
         SwapInOrder::RestoreAfterSetPte => {}
     }
     mm.add_rss(MM_ANONPAGES, 1);
     mm.add_rss(MM_SWAPENTS, -1);
-    let mut pte = pfn_pte(folio.pfn(), vma.page_prot());
+    let mut pte = pfn_pte(folio.pfn() + idx as u64, vma.page_prot());
     let uffd_wp = pte_swp_uffd_wp(orig);
     if uffd_wp {
         pte = pte_mkuffd_wp(pte);
@@ -232,7 +240,7 @@ pub fn do_swap_page(
             pte = pte_mkdirty(pte);
         }
     }
-    if let Err(e) = swapin_rmap(mm, map, vma, addr, &folio, exclusive) {
+    if let Err(e) = swapin_rmap(mm, map, vma, addr, &folio, idx, exclusive) {
         mm.add_rss(MM_ANONPAGES, -1);
         mm.add_rss(MM_SWAPENTS, 1);
         folio.unlock();
@@ -241,7 +249,7 @@ pub fn do_swap_page(
     set_pte_at(mm, &pt, addr, pte);
     if order == SwapInOrder::RestoreAfterSetPte {
         sched_point("do_swap_page:after_set_pte");
-        mteswap::swap_restore(entry, &folio);
+        mteswap::swap_restore(first, &folio);
         free_swap(entry, &folio, vma, write, exclusive);
     }
     drop(pt);
@@ -348,16 +356,19 @@ fn unuse_pte(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, orig: pte_
         folio.unlock();
         return Ok(());
     };
-    if pt.get(addr) != orig || !still_cached_for(&folio, entry) {
+    let Some((first, idx)) = cached_index(&folio, entry).filter(|_| pt.get(addr) == orig) else {
         folio.unlock();
         return Ok(());
-    }
-    mteswap::swap_restore(entry, &folio);
+    };
+    mteswap::swap_restore(first, &folio);
     let exclusive = pte_swp_exclusive(orig);
-    swapin_rmap(mm, map, vma, addr, &folio, exclusive).map_err(|_| EFAULT)?;
+    if swapin_rmap(mm, map, vma, addr, &folio, idx, exclusive).is_err() {
+        folio.unlock();
+        return Err(EFAULT);
+    }
     mm.add_rss(MM_ANONPAGES, 1);
     mm.add_rss(MM_SWAPENTS, -1);
-    let mut pte = pte_mkold(pfn_pte(folio.pfn(), vma.page_prot()));
+    let mut pte = pte_mkold(pfn_pte(folio.pfn() + idx as u64, vma.page_prot()));
     if pte_swp_uffd_wp(orig) {
         pte = pte_mkuffd_wp(pte);
     }

@@ -57,8 +57,9 @@ pub fn reclaim_range(mm: &Arc<MmStruct>, start: usize, end: usize) -> ReclaimSta
     let mut seen = alloc::collections::BTreeSet::new();
     for addr in (start..end).step_by(PAGE_SIZE) {
         let pte = mm.pgtables.peek(addr);
-        if pte_present(pte) && !pte_special(pte) && seen.insert(pte_pfn(pte)) {
-            pfns.push(pte_pfn(pte));
+        let head = super::folio::folio_head(pte_pfn(pte));
+        if pte_present(pte) && !pte_special(pte) && seen.insert(head) {
+            pfns.push(head);
         }
     }
     let mut st = ReclaimStats::default();
@@ -97,9 +98,12 @@ fn shrink_folio(folio: &Folio, st: &mut ReclaimStats) {
             }
         }
     };
+    // The swap ptes remember exclusivity; the folio forgets it once unmapped.
+    let exclusive = folio.test(PG_ANON_EXCLUSIVE);
     for hit in rmap_walk(folio) {
-        try_to_unmap_one(&hit.mm, hit.addr, folio, entry);
+        try_to_unmap_one(&hit.mm, hit.addr, folio, entry, exclusive);
     }
+    folio.clear(PG_ANON_EXCLUSIVE);
     if folio.mapcount() > 0 {
         folio.unlock();
         st.skipped += 1;
@@ -130,17 +134,20 @@ fn shrink_folio(folio: &Folio, st: &mut ReclaimStats) {
 }
 
 /// Replaces the pte mapping `folio` at `addr` with a swap pte for `entry`.
-fn try_to_unmap_one(mm: &Arc<MmStruct>, addr: usize, folio: &Folio, entry: swp_entry_t) {
+fn try_to_unmap_one(mm: &Arc<MmStruct>, addr: usize, folio: &Folio, entry: swp_entry_t, exclusive: bool) {
     let Ok(Some(pt)) = mm.pgtables.lock(addr, false) else { return };
     let pte = pt.get(addr);
-    if !pte_present(pte) || pte_pfn(pte) != folio.pfn() {
+    let nr = folio.nr_pages() as u64;
+    if !pte_present(pte) || pte_special(pte) || pte_pfn(pte) < folio.pfn() || pte_pfn(pte) >= folio.pfn() + nr {
         return;
     }
+    // Page i of the folio goes to slot entry + i.
+    let entry = swp_entry(swp_type(entry), swp_offset(entry) + (pte_pfn(pte) - folio.pfn()));
     if swapfile::swap_duplicate(entry).is_err() {
         return;
     }
     let mut swp = swp_entry_to_pte(entry);
-    if folio.test(PG_ANON_EXCLUSIVE) {
+    if exclusive {
         swp = pte_swp_mkexclusive(swp);
     }
     if pte_uffd_wp(pte) {
@@ -148,7 +155,6 @@ fn try_to_unmap_one(mm: &Arc<MmStruct>, addr: usize, folio: &Folio, entry: swp_e
     }
     pt.clear(addr, mm.asid);
     pt.set(addr, swp, mm.asid);
-    folio.clear(PG_ANON_EXCLUSIVE); // the swap pte remembers it now
     folio_remove_rmap_pte(folio);
     mm.add_rss(MM_ANONPAGES, -1);
     mm.add_rss(MM_SWAPENTS, 1);

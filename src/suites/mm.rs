@@ -614,3 +614,64 @@ fn invariant_checker_catches_bad_counts() -> TestResult {
     s.finish()
 }
 kernel_test!(mm, invariant_checker_catches_bad_counts);
+
+// --- large folios (pte-mapped THP) ---------------------------------------------------
+
+/// A 2 MiB-aligned PROT_MTE mapping with MADV_HUGEPAGE.
+pub(super) fn thp_mapping(t: &Task) -> Result<usize, Verdict> {
+    let a = 0x20_0000_0000usize;
+    let got = mmap(t, a, 2 << 20, RW | PROT_MTE, ANON | MAP_FIXED, -1)?;
+    ensure_eq!(got, a, "MAP_FIXED address");
+    sys(t, SYS_MADVISE, &[a as u64, 2 << 20, MADV_HUGEPAGE])?.map_err(|e| verdict("MADV_HUGEPAGE", e))?;
+    Ok(a)
+}
+
+fn thp_fault_maps_512_ptes_of_one_folio() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let a = thp_mapping(&t)?;
+    ok(t.store(a + 3 * PAGE, 33), "write")?;
+    let head = pte_pfn(pte_of(&t, a));
+    ensure_eq!(head % 512, 0, "the folio is 2 MiB aligned");
+    for i in 0..512 {
+        let pte = pte_of(&t, a + i * PAGE);
+        ensure!(pte_present(pte) && pte_pfn(pte) == head + i as u64, "pte {i} of the huge folio: {pte:?}");
+    }
+    let f = Folio::get(head + 77);
+    ensure_eq!((f.pfn(), f.nr_pages()), (head, 512), "page_folio of a tail page");
+    ensure_eq!((f.refcount(), f.mapcount()), (513, 512), "refcount (512 ptes + ours) and mapcount");
+    drop(f);
+    expect_rss(&t, 512, 0, "after one fault")?;
+    expect_tags(&t, a + 511 * PAGE, |_| 0, "last page of a new PROT_MTE huge folio")?;
+    ensure_eq!(ok(t.load(a + 3 * PAGE), "read")?, 33, "data");
+    sys(&t, SYS_MUNMAP, &[a as u64, 1 << 20])?.map_err(|e| verdict("munmap of half", e))?;
+    let f = Folio::get(head + 300);
+    ensure_eq!((f.refcount(), f.mapcount()), (257, 256), "after unmapping half");
+    drop(f);
+    expect_rss(&t, 256, 0, "after unmapping half")?;
+    s.finish()
+}
+kernel_test!(mm, thp_fault_maps_512_ptes_of_one_folio);
+
+fn thp_cow_copies_one_page_with_its_tags() -> TestResult {
+    let mut s = Scenario::new();
+    let p = s.spawn()?;
+    let a = thp_mapping(&p)?;
+    ok(p.store(a, 1), "write")?;
+    let page5 = a + 5 * PAGE;
+    tag_page(&p, page5, |g| (g % 13) as u8 + 2)?;
+    ok(p.fill(with_tag(page5, 2), 16, 3), "fill granule 0")?;
+    let c = s.fork(&p)?;
+    let head = pte_pfn(pte_of(&p, a));
+    ok(c.store(with_tag(page5 + 16, 3), 0x5555), "child COW write on page 5")?;
+    let cp = pte_pfn(pte_of(&c, page5));
+    ensure!(cp < head || cp >= head + 512, "the child's page 5 is still in the huge folio");
+    expect_tags(&c, page5, |g| (g % 13) as u8 + 2, "child's copy of page 5")?;
+    expect_tags(&p, page5, |g| (g % 13) as u8 + 2, "parent's page 5")?;
+    ensure_eq!(ok(c.load(with_tag(page5 + 16, 3)), "read")?, 0x5555, "child's data");
+    let f = Folio::get(head);
+    ensure_eq!((f.refcount(), f.mapcount()), (1024, 1023), "huge folio after one page was copied out");
+    drop(f);
+    s.finish()
+}
+kernel_test!(mm, thp_cow_copies_one_page_with_its_tags);

@@ -2,7 +2,7 @@
 //! with `kernel_test!`; they use mm and the arch layer, never the reverse.
 
 mod harness_self;
-mod mm;
+pub(crate) mod mm;
 mod mmu;
 mod mte_hw;
 mod scenario;

@@ -756,3 +756,72 @@ fn tag_storage_memory_use() -> TestResult {
     s.finish()
 }
 kernel_test!(swap, tag_storage_memory_use);
+
+// --- large folios ----------------------------------------------------------------------------
+
+/// A task with one huge (order-9) PROT_MTE folio; pages 0, 100 and 511
+/// tagged and filled.
+fn huge_folio(s: &mut Scenario) -> Result<(Arc<Task>, usize, u64), Verdict> {
+    let t = s.spawn()?;
+    let a = super::mm::thp_mapping(&t)?;
+    ok(t.store(a, 0), "write")?;
+    for p in [0usize, 100, 511] {
+        tag_page(&t, a + p * PAGE, tag_of)?;
+        ok(t.store(with_tag(a + p * PAGE, tag_of(0)), 0x1000 + p as u64), "write")?;
+    }
+    let head = pte_pfn(pte_of(&t, a));
+    ensure_eq!(Folio::get(head).nr_pages(), 512, "a huge folio was mapped");
+    Ok((t, a, head))
+}
+
+fn large_folio_swaps_out_whole() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (t, a, _) = huge_folio(&mut s)?;
+    let st = pageout(&t, a, 2 << 20)?;
+    ensure_eq!(st.reclaimed, 1, "one large folio reclaimed ({st:?})");
+    let (e0, ex, _) = swap_pte(&t, a)?;
+    ensure!(ex, "exclusive bit");
+    ensure_eq!(swp_offset(e0) % 512, 0, "the 512 slots are aligned");
+    for i in [1usize, 100, 511] {
+        let (e, _, _) = swap_pte(&t, a + i * PAGE)?;
+        ensure_eq!(swp_offset(e), swp_offset(e0) + i as u64, "slot of page {i}");
+        ensure_eq!(swapfile::swap_map(e), 1, "swap_map of page {i}");
+    }
+    ensure_eq!(mteswap::stats().entries, 512, "every page of a tagged folio has a tag entry");
+    expect_rss(&t, 0, 0, "after swap-out")?;
+    for p in [511usize, 0, 100] {
+        expect_page(&t, a, p, "swapped-in page of the large folio")?;
+    }
+    expect_tags(&t, a + 7 * PAGE, |_| 0, "an untouched page of the large folio")?;
+    s.finish()
+}
+kernel_test!(swap, large_folio_swaps_out_whole);
+
+fn large_folio_in_swapcache_maps_its_pages() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (t, a, head) = huge_folio(&mut s)?;
+    vmscan::set_keep_in_swapcache(true);
+    pageout(&t, a, 2 << 20)?;
+    expect_page(&t, a, 100, "page 100 from the swap cache")?;
+    ensure_eq!(pte_pfn(pte_of(&t, a + 100 * PAGE)), head + 100, "page 100 maps the folio's page 100");
+    let f = Folio::get(head);
+    ensure_eq!((f.refcount(), f.mapcount()), (512 + 1 + 1, 1), "refcount (cache 512 + pte + ours) and mapcount");
+    drop(f);
+    expect_page(&t, a, 511, "page 511 from the swap cache")?;
+    s.finish()
+}
+kernel_test!(swap, large_folio_in_swapcache_maps_its_pages);
+
+fn large_folio_tag_save_failure_in_reclaim_rolls_back() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (t, a, _) = huge_folio(&mut s)?;
+    mteswap::inject_save_failure(Some(300));
+    let st = pageout(&t, a, 2 << 20)?;
+    ensure_eq!(st.tag_save_failed, 1, "reclaim outcome ({st:?})");
+    ensure_eq!(mteswap::stats().entries, 0, "the 299 entries saved before the failure were erased");
+    for p in [0usize, 100, 511] {
+        expect_page(&t, a, p, "after the failed save")?;
+    }
+    s.finish()
+}
+kernel_test!(swap, large_folio_tag_save_failure_in_reclaim_rolls_back);
