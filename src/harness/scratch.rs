@@ -1,38 +1,18 @@
 //! A scratch TTBR0 address space for tests: map frames at low addresses with
 //! any memory type and permission, remap them with break-before-make, and run
-//! small EL0 routines in it. Torn down (tables freed, ASID flushed, the empty
+//! the EL0 agent's routines in it
+//! (load, store) without an mm: for the hardware-level suites. Torn down (tables freed, ASID flushed, the empty
 //! TTBR0 back) when dropped.
 
 use crate::arch::esr::Event;
 use crate::arch::mmu::{self, tlb, Attrs, MapError, MemType, PageTable, Perm, PAGE_SIZE};
 use crate::arch::trap::{self, TrapFrame, SPSR_EL0T};
 use crate::mm::frames::GlobalFrames;
+use crate::task::agent::{Routine, SVC_DONE};
 
-/// Where `map_user_code` puts the EL0 routines.
-pub const USER_CODE_VA: usize = 0x0010_0000;
-
-// EL0 routines: one access each, then SVC #0 back to the kernel with the
-// loaded value in x0. Kept in .text.user, which is mapped at EL0.
-core::arch::global_asm!(
-    ".section .text.user, \"ax\"",
-    ".global el0_load64",
-    "el0_load64:",
-    "    ldr x1, [x0]",
-    "    mov x0, x1",
-    "    svc #0",
-    "    b .",
-    ".global el0_store64",
-    "el0_store64:",
-    "    str x1, [x0]",
-    "    svc #0",
-    "    b .",
-    ".section .text",
-);
-
-extern "C" {
-    fn el0_load64();
-    fn el0_store64();
-}
+/// Where `map_user_code` puts the EL0 agent's routines (the address every
+/// task has them at).
+pub const USER_CODE_VA: usize = crate::task::agent::AGENT_VA;
 
 pub struct Scratch {
     table: Option<PageTable>,
@@ -86,11 +66,6 @@ impl Scratch {
         Ok(())
     }
 
-    fn user_entry(f: unsafe extern "C" fn()) -> u64 {
-        let start = crate::arch::boot::image_layout().user_text.0;
-        (USER_CODE_VA + (f as usize - start)) as u64
-    }
-
     fn run(&mut self, entry: u64, x0: u64, x1: u64) -> (Event, TrapFrame) {
         self.activate();
         let mut frame = TrapFrame { elr: entry, spsr: SPSR_EL0T, ..Default::default() };
@@ -103,16 +78,16 @@ impl Scratch {
     /// Loads a word at EL0 through `addr`: Ok(value) if the EL0 code reached
     /// its SVC, Err(event) for the exception it took instead.
     pub fn el0_load(&mut self, addr: usize) -> Result<u64, Event> {
-        match self.run(Self::user_entry(el0_load64), addr as u64, 0) {
-            (Event::Svc { imm: 0 }, f) => Ok(f.x[0]),
+        match self.run(Routine::Load.entry(), addr as u64, 0) {
+            (Event::Svc { imm: SVC_DONE }, f) => Ok(f.x[0]),
             (ev, _) => Err(ev),
         }
     }
 
     /// Stores a word at EL0 through `addr`.
     pub fn el0_store(&mut self, addr: usize, value: u64) -> Result<(), Event> {
-        match self.run(Self::user_entry(el0_store64), addr as u64, value) {
-            (Event::Svc { imm: 0 }, _) => Ok(()),
+        match self.run(Routine::Store.entry(), addr as u64, value) {
+            (Event::Svc { imm: SVC_DONE }, _) => Ok(()),
             (ev, _) => Err(ev),
         }
     }
