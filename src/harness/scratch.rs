@@ -1,8 +1,8 @@
-//! A scratch TTBR0 address space for tests: map frames at low addresses with
-//! any memory type and permission, remap them with break-before-make, and run
-//! the EL0 agent's routines in it
-//! (load, store) without an mm: for the hardware-level suites. Torn down (tables freed, ASID flushed, the empty
-//! TTBR0 back) when dropped.
+//! A scratch TTBR0 address space for the hardware-level suites: map frames
+//! at low addresses with any memory type and permission, remap them with
+//! break-before-make, and run the EL0 agent's load and store in it, without
+//! an mm. Torn down (tables freed, ASID flushed, the empty TTBR0 back) when
+//! dropped.
 
 use crate::arch::esr::Event;
 use crate::arch::mmu::{self, tlb, Attrs, MapError, MemType, PageTable, Perm, PAGE_SIZE};
