@@ -10,7 +10,7 @@
 use super::folio::{folio_head, pfn_frame, pfn_to_page, Folio, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_MTE_TAGGED};
 use super::mm_types::{
     MmMap, MmStruct, Vma, MM_ANONPAGES, MM_FILEPAGES, VM_ACCESS_FLAGS, VM_EXEC, VM_HUGEPAGE, VM_SHARED, VM_SPECIAL,
-    VM_WRITE,
+    VM_UFFD_MISSING, VM_UFFD_WP, VM_WRITE,
 };
 use super::pgtable::PteTable;
 use super::pte::*;
@@ -34,8 +34,10 @@ pub enum SegvCode {
 pub enum FaultError {
     Segv(SegvCode),
     Oom,
-    /// The fault cannot be served (for example a swap entry: no swap yet).
+    /// The fault cannot be served (a read error, a poisoned entry).
     Sigbus,
+    /// Handed to a userfaultfd: the access waits for the handler.
+    Userfault,
 }
 
 /// How wp_page_copy copies a page: right (data and tags, as arm64's
@@ -128,6 +130,9 @@ pub fn handle_mm_fault(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, 
     let pte = pt.get(addr);
     if pte_none(pte) {
         drop(pt);
+        if vma.flags & VM_UFFD_MISSING != 0 {
+            return Err(super::userfaultfd::handle_userfault(vma, addr, write, false));
+        }
         return if vma.is_anon() {
             do_anonymous_page(mm, map, vma, addr, write)
         } else if !write {
@@ -143,6 +148,10 @@ pub fn handle_mm_fault(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, 
         return super::swap::do_swap_page(mm, map, vma, addr, pte, write);
     }
     if write {
+        if pte_uffd_wp(pte) && vma.flags & VM_UFFD_WP != 0 {
+            drop(pt);
+            return Err(super::userfaultfd::handle_userfault(vma, addr, write, true));
+        }
         if !pte_write(pte) {
             return do_wp_page(mm, map, vma, addr, pt, pte);
         }

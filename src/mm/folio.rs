@@ -234,6 +234,18 @@ impl Folio {
         self.page().flags.fetch_and(!flag, Ordering::AcqRel);
     }
 
+    /// A simulated DMA pin (FOLL_PIN): one reference and one pin.
+    pub fn pin(&self) {
+        self.page().refcount.fetch_add(1, Ordering::AcqRel);
+        self.page().pincount.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn unpin(&self) {
+        let old = self.page().pincount.fetch_sub(1, Ordering::AcqRel);
+        assert!(old > 0, "unpin of an unpinned {self:?}");
+        drop(Folio::from_counted(self.pfn)); // the pin's reference
+    }
+
     pub fn trylock(&self) -> bool {
         self.page().flags.fetch_or(PG_LOCKED, Ordering::Acquire) & PG_LOCKED == 0
     }

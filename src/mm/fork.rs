@@ -22,9 +22,17 @@ pub fn dup_mmap(parent: &Arc<MmStruct>) -> Result<Arc<MmStruct>, Errno> {
     let mut cmap = child.mmap_lock.write();
     let vmas: Vec<Vma> = pmap.vmas.values().cloned().collect();
     let mut result = Ok(());
+    let mut forked_ctxs = Vec::new();
     for v in vmas {
-        let mut c = v.split(v.start, v.end); // a new VMA id over the same range
-                                             // The child's anonymous pages stay in the parent's anon_vma (see rmap).
+        // A new VMA id over the same range. The child's anonymous pages stay
+        // in the parent's anon_vma (see rmap); it inherits no userfaultfd.
+        let mut c = v.split(v.start, v.end);
+        if let Some(ctx) = c.uffd.take() {
+            if !forked_ctxs.iter().any(|x: &Arc<super::userfaultfd::Uffd>| Arc::ptr_eq(x, &ctx)) {
+                forked_ctxs.push(ctx);
+            }
+            c.flags &= !(VM_UFFD_MISSING | VM_UFFD_WP);
+        }
         c.anon_vma = match v.anon_vma() {
             Some(av) => {
                 let cell = Once::new();
@@ -40,6 +48,10 @@ pub fn dup_mmap(parent: &Arc<MmStruct>) -> Result<Arc<MmStruct>, Errno> {
     }
     drop(cmap);
     drop(pmap);
+    for ctx in forked_ctxs {
+        use super::userfaultfd::{UFFD_EVENT_FORK, UFFD_FEATURE_EVENT_FORK};
+        ctx.event(UFFD_FEATURE_EVENT_FORK, UFFD_EVENT_FORK, child.id, 0);
+    }
     match result {
         Ok(()) => Ok(child),
         Err(e) => {

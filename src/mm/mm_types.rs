@@ -19,11 +19,8 @@ pub const VM_SHARED: u64 = 1 << 3;
 pub const VM_LOCKED: u64 = 1 << 13;
 /// MADV_HUGEPAGE: anonymous faults may map a whole order-9 folio.
 pub const VM_HUGEPAGE: u64 = 1 << 29;
-// Set by userfaultfd registration (a later issue); reserved here so the
-// flag space matches Linux's.
-#[allow(dead_code)]
+/// Registered with a userfaultfd in MISSING / WP mode.
 pub const VM_UFFD_MISSING: u64 = 1 << 9;
-#[allow(dead_code)]
 pub const VM_UFFD_WP: u64 = 1 << 12;
 /// The EL0 agent's code: mapped with special ptes, no folio, no rss.
 pub const VM_SPECIAL: u64 = 1 << 30;
@@ -54,6 +51,8 @@ pub struct Vma {
     /// (anon_vma_prepare); shared by the halves of a split VMA.
     pub anon_vma: Arc<Once<Arc<AnonVma>>>,
     pub file: Option<Arc<File>>,
+    /// The userfaultfd context this VMA is registered with.
+    pub uffd: Option<Arc<super::userfaultfd::Uffd>>,
 }
 
 impl Vma {
@@ -66,6 +65,7 @@ impl Vma {
             pgoff,
             anon_vma: Arc::new(Once::new()),
             file,
+            uffd: None,
         }
     }
 
@@ -105,6 +105,7 @@ impl Vma {
             pgoff: self.pgoff_of(start),
             anon_vma: self.anon_vma.clone(),
             file: self.file.clone(),
+            uffd: self.uffd.clone(),
         }
     }
 }

@@ -32,7 +32,7 @@ pub const MADV_PAGEOUT: u64 = 21;
 pub const MMAP_BASE: usize = 0x10_0000_0000;
 
 fn page_aligned(x: u64) -> bool {
-    x % PAGE_SIZE as u64 == 0
+    x.is_multiple_of(PAGE_SIZE as u64)
 }
 
 /// The page-rounded end of `[addr, addr + len)` inside the user half.
@@ -72,6 +72,11 @@ fn prot_flags(prot: u64) -> Result<u64, Errno> {
 }
 
 /// Makes VMA boundaries at `start` and `end` (splitting the VMAs across them).
+pub fn split_range(mm: &Arc<MmStruct>, map: &mut MmMap, start: usize, end: usize) {
+    split_at(mm, map, start);
+    split_at(mm, map, end);
+}
+
 fn split_at(mm: &Arc<MmStruct>, map: &mut MmMap, at: usize) {
     let Some(v) = map.find(at).filter(|v| v.start < at).cloned() else {
         return;
@@ -194,8 +199,30 @@ fn unmap_locked(mm: &Arc<MmStruct>, map: &mut MmMap, start: usize, end: usize) {
 pub fn do_munmap(mm: &Arc<MmStruct>, addr: u64, len: u64) -> Result<(), Errno> {
     let (start, end) = range(addr, len)?;
     let mut map = mm.mmap_lock.write();
+    let ctxs = uffd_ctxs(&map, start, end);
     unmap_locked(mm, &mut map, start, end);
+    drop(map);
+    for c in ctxs {
+        c.event(
+            super::userfaultfd::UFFD_FEATURE_EVENT_UNMAP,
+            super::userfaultfd::UFFD_EVENT_UNMAP,
+            start as u64,
+            end as u64,
+        );
+    }
     Ok(())
+}
+
+/// The userfaultfd contexts registered in `[start, end)` (for the
+/// non-cooperative remove and unmap events).
+fn uffd_ctxs(map: &MmMap, start: usize, end: usize) -> Vec<Arc<super::userfaultfd::Uffd>> {
+    let mut v: Vec<Arc<super::userfaultfd::Uffd>> = Vec::new();
+    for c in map.overlapping(start, end).filter_map(|x| x.uffd.clone()) {
+        if !v.iter().any(|x| Arc::ptr_eq(x, &c)) {
+            v.push(c);
+        }
+    }
+    v
 }
 
 pub fn do_mprotect(mm: &Arc<MmStruct>, addr: u64, len: u64, prot: u64) -> Result<(), Errno> {
@@ -257,6 +284,16 @@ pub fn do_madvise(mm: &Arc<MmStruct>, addr: u64, len: u64, advice: u64) -> Resul
         drop(map);
         super::vmscan::reclaim_range(mm, start, end);
     } else {
+        let ctxs = uffd_ctxs(&map, start, end);
+        drop(map);
+        for c in ctxs {
+            c.event(
+                super::userfaultfd::UFFD_FEATURE_EVENT_REMOVE,
+                super::userfaultfd::UFFD_EVENT_REMOVE,
+                start as u64,
+                end as u64,
+            );
+        }
         zap_page_range(mm, start, end);
     }
     Ok(())

@@ -116,6 +116,11 @@ impl PgTables {
             .map(|table| PteTable { table, _ptl: pfn_to_page(table / PAGE_SIZE as u64).ptl.lock() }))
     }
 
+    /// The physical address of the pte table covering `addr`, if any.
+    pub fn table_of(&self, addr: usize) -> Option<u64> {
+        self.last_level(addr, false).ok().flatten()
+    }
+
     /// The pte at `addr` without taking the lock (for checkers and lookups
     /// that tolerate a stale value).
     pub fn peek(&self, addr: usize) -> pte_t {

@@ -112,47 +112,53 @@ fn cached_index(folio: &Folio, entry: swp_entry_t) -> Option<(swp_entry_t, usize
         .then(|| (first, (off - lo) as usize))
 }
 
-/// Adds the pte's rmap: a fresh folio gets a new anon rmap; a folio that
-/// kept its anon mapping must still belong to this VMA at this index
-/// (__page_check_anon_rmap, the check UFFDIO_MOVE once tripped).
-fn swapin_rmap(
+/// __page_check_anon_rmap: a folio that kept its anon mapping (it was in
+/// the swap cache) must still belong to this VMA at this index. Checked
+/// before anything changes, so a mismatch (the bug UFFDIO_MOVE once had)
+/// fails the fault cleanly with SIGBUS and a logged error instead of
+/// corrupting the rmap.
+fn check_anon_rmap(
     mm: &Arc<MmStruct>,
     map: &MmMap,
     vma: &Vma,
     addr: usize,
     folio: &Folio,
     idx: usize,
-    exclusive: bool,
 ) -> Result<(), FaultError> {
     let anon_vma = mm.anon_vma_prepare(map, vma);
-    let (fresh, matches) = {
-        let inner = folio.page().inner.lock();
-        match &inner.mapping {
-            Mapping::None => (true, true),
-            Mapping::Anon(av) => (false, Arc::ptr_eq(av, &anon_vma) && inner.index + idx as u64 == vma.pgoff_of(addr)),
-            Mapping::File(_) => (false, false),
-        }
+    let inner = folio.page().inner.lock();
+    let ok = match &inner.mapping {
+        Mapping::None => true,
+        Mapping::Anon(av) => Arc::ptr_eq(av, &anon_vma) && inner.index + idx as u64 == vma.pgoff_of(addr),
+        Mapping::File(_) => false,
     };
-    if fresh {
-        folio_add_new_anon_rmap(folio, &anon_vma, vma.pgoff_of(addr), 1);
-        if !exclusive {
-            folio.clear(PG_ANON_EXCLUSIVE);
-        }
-        return Ok(());
-    }
-    if !matches {
+    if !ok {
         defmt::error!(
-            "do_swap_page: folio {=u64:#x} belongs to another anon_vma/index than VMA at {=usize:#x}",
+            "do_swap_page: folio {=u64:#x} belongs to another anon_vma/index than the VMA at {=usize:#x} (rmap check)",
             folio.pfn(),
             addr
         );
         return Err(FaultError::Sigbus);
     }
+    Ok(())
+}
+
+/// Adds the pte's rmap: a fresh folio gets a new anon rmap, one that kept
+/// its mapping (checked by check_anon_rmap) one more mapping.
+fn swapin_rmap(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, folio: &Folio, exclusive: bool) {
+    let anon_vma = mm.anon_vma_prepare(map, vma);
+    let fresh = matches!(folio.page().inner.lock().mapping, Mapping::None);
+    if fresh {
+        folio_add_new_anon_rmap(folio, &anon_vma, vma.pgoff_of(addr), 1);
+        if !exclusive {
+            folio.clear(PG_ANON_EXCLUSIVE);
+        }
+        return;
+    }
     folio_add_rmap_pte(folio);
     if exclusive {
         folio.set(PG_ANON_EXCLUSIVE);
     }
-    Ok(())
 }
 
 /// swap_free and, when it is worth it, folio_free_swap.
@@ -211,6 +217,10 @@ pub fn do_swap_page(
         folio.unlock();
         return Err(FaultError::Sigbus);
     }
+    if let Err(e) = check_anon_rmap(mm, map, vma, addr, &folio, idx) {
+        folio.unlock();
+        return Err(e);
+    }
     let exclusive = pte_swp_exclusive(orig);
     match order {
         SwapInOrder::Correct | SwapInOrder::RestoreBeforeLock => {
@@ -240,12 +250,7 @@ pub fn do_swap_page(
             pte = pte_mkdirty(pte);
         }
     }
-    if let Err(e) = swapin_rmap(mm, map, vma, addr, &folio, idx, exclusive) {
-        mm.add_rss(MM_ANONPAGES, -1);
-        mm.add_rss(MM_SWAPENTS, 1);
-        folio.unlock();
-        return Err(e);
-    }
+    swapin_rmap(mm, map, vma, addr, &folio, exclusive);
     set_pte_at(mm, &pt, addr, pte);
     if order == SwapInOrder::RestoreAfterSetPte {
         sched_point("do_swap_page:after_set_pte");
@@ -360,12 +365,13 @@ fn unuse_pte(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, orig: pte_
         folio.unlock();
         return Ok(());
     };
-    mteswap::swap_restore(first, &folio);
-    let exclusive = pte_swp_exclusive(orig);
-    if swapin_rmap(mm, map, vma, addr, &folio, idx, exclusive).is_err() {
+    if check_anon_rmap(mm, map, vma, addr, &folio, idx).is_err() {
         folio.unlock();
         return Err(EFAULT);
     }
+    mteswap::swap_restore(first, &folio);
+    let exclusive = pte_swp_exclusive(orig);
+    swapin_rmap(mm, map, vma, addr, &folio, exclusive);
     mm.add_rss(MM_ANONPAGES, 1);
     mm.add_rss(MM_SWAPENTS, -1);
     let mut pte = pte_mkold(pfn_pte(folio.pfn() + idx as u64, vma.page_prot()));

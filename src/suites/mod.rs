@@ -7,3 +7,4 @@ mod mmu;
 mod mte_hw;
 mod scenario;
 mod swap;
+mod uffd;

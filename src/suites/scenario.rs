@@ -72,6 +72,7 @@ impl Scenario {
         for fd in self.fds.drain(..) {
             filemap::close(fd);
         }
+        crate::mm::userfaultfd::close_all();
     }
 }
 

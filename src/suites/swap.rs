@@ -538,7 +538,10 @@ kernel_test!(swap, exclusive_bit_decides_writability);
 
 /// Swap out one tagged page, set `order`, fault it back in with a write
 /// (which frees the slot), and report what the task sees.
-fn swapin_with(order: SwapInOrder) -> Result<(Result<(), Signal>, [u8; 256], u64), Verdict> {
+/// What a task saw after a swap-in: the faulting store, the page's tags and data.
+type SwapinOutcome = (Result<(), Signal>, [u8; 256], u64);
+
+fn swapin_with(order: SwapInOrder) -> Result<SwapinOutcome, Verdict> {
     let mut s = SwapScenario::new()?;
     let (t, a) = tagged_pages(&mut s, 1)?;
     pageout(&t, a, PAGE)?;

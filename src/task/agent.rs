@@ -137,7 +137,8 @@ pub fn fnv(bytes: impl IntoIterator<Item = u8>) -> u64 {
     bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
 }
 
-/// SIGSEGV si_code values (Linux).
+/// SIGSEGV si_code values (Linux's names: SEGV_MAPERR, ...).
+#[allow(clippy::enum_variant_names)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SegvKind {
     MapErr,
@@ -160,6 +161,11 @@ pub enum Signal {
     },
     /// The task called exit.
     Exited(i32),
+    /// The access is waiting on a userfaultfd handler (run it again once the
+    /// handler resolved the page: that is the thread resuming).
+    UffdWait {
+        addr: u64,
+    },
     /// An EL0 exception the kernel does not turn into a signal, or a task
     /// stuck faulting on the same address.
     Killed(String),
@@ -216,6 +222,7 @@ pub fn run(task: &super::Task, routine: Routine, args: &[u64]) -> Result<u64, Si
                         break Err(Signal::Segv { kind: SegvKind::AccErr, addr })
                     }
                     Err(FaultError::Sigbus) => break Err(Signal::Bus { addr }),
+                    Err(FaultError::Userfault) => break Err(Signal::UffdWait { addr }),
                     Err(FaultError::Oom) => break Err(Signal::Killed(String::from("out of memory"))),
                 }
             }

@@ -2,9 +2,12 @@
 //! arguments, x0 = result or -errno. Unknown numbers get ENOSYS.
 
 use super::Task;
-use crate::errno::{Errno, EINVAL, ENOSYS};
-use crate::mm::{fork, mmap, swap, swapfile};
+use crate::errno::{Errno, EBADF, EINVAL, ENOSYS};
+use crate::mm::{fork, mmap, swap, swapfile, uaccess, userfaultfd};
 
+pub const SYS_IOCTL: u64 = 29;
+pub const SYS_CLOSE: u64 = 57;
+pub const SYS_READ: u64 = 63;
 pub const SYS_EXIT: u64 = 93;
 pub const SYS_EXIT_GROUP: u64 = 94;
 pub const SYS_GETPID: u64 = 172;
@@ -17,6 +20,7 @@ pub const SYS_MPROTECT: u64 = 226;
 pub const SYS_MLOCK: u64 = 228;
 pub const SYS_MUNLOCK: u64 = 229;
 pub const SYS_MADVISE: u64 = 233;
+pub const SYS_USERFAULTFD: u64 = 282;
 
 /// clone flags that make it fork.
 pub const SIGCHLD: u64 = 17;
@@ -36,6 +40,17 @@ pub fn dispatch(task: &Task, nr: u64, a: [u64; 6]) -> Option<u64> {
         SYS_MLOCK => ret(mmap::do_mlock(&mm, a[0], a[1], true).map(|_| 0)),
         SYS_MUNLOCK => ret(mmap::do_mlock(&mm, a[0], a[1], false).map(|_| 0)),
         SYS_GETPID => task.pid as u64,
+        SYS_USERFAULTFD => ret(userfaultfd::create(&mm, a[0]).map(|fd| fd as u64)),
+        SYS_IOCTL => ret(match userfaultfd::get(a[0] as i64) {
+            Some(ctx) => userfaultfd::ioctl(&ctx, &mm, a[1], a[2]),
+            None => Err(EBADF),
+        }),
+        SYS_READ => ret(match userfaultfd::get(a[0] as i64) {
+            Some(_) if a[2] < 32 => Err(EINVAL),
+            Some(ctx) => ctx.read().and_then(|m| uaccess::copy_to_user(&mm, a[1], &m).map(|_| 32)),
+            None => Err(EBADF),
+        }),
+        SYS_CLOSE => ret(userfaultfd::close(a[0] as i32).map(|_| 0)),
         // The only swap device is the RAM-disk: device number 0 stands for
         // swapon's path, and no flags are supported.
         SYS_SWAPON => ret(if a[0] != 0 || a[1] != 0 { Err(EINVAL) } else { swapfile::swapon().map(|_| 0) }),

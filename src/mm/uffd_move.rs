@@ -1,0 +1,477 @@
+//! UFFDIO_MOVE (move_pages): moves anonymous pages from src to dst inside
+//! one mm by moving ptes, not data, so the physical page, and with it its
+//! MTE tags, goes along; a swapped-out page moves as its swap pte, and its
+//! tags stay stored under the same entry. Follows Linux (shared/spec
+//! section 1): the validations and their errnos in order, the per-pte
+//! outcomes, EAGAIN retries at the same address, partial progress, the lock
+//! order (folio trylock, then both pte locks by address), and the
+//! secondary-MMU notifier called before any spinlock is taken.
+//!
+//! Deliberate differences: no PMD-level move (this kernel maps THPs with
+//! ptes, so a THP's pages move one by one after a split); no per-VMA locks
+//! (the mmap lock is taken for read).
+
+use super::fault::set_pte_at;
+use super::folio::{Folio, Mapping, PG_ANON_EXCLUSIVE, PG_SWAPCACHE};
+use super::mm_types::*;
+use super::pgtable::PteTable;
+use super::pte::*;
+use super::userfaultfd::{validate_range, Uffd};
+use super::{swap_state, swapfile};
+use crate::arch::mmu::PAGE_SIZE;
+use crate::errno::*;
+use crate::schedpoint::sched_point;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use spin::Mutex;
+
+pub const UFFDIO_MOVE_MODE_DONTWAKE: u64 = 1 << 0;
+pub const UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES: u64 = 1 << 1;
+
+/// The known-wrong variants the suite shows are caught.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MoveVariant {
+    Correct = 0,
+    /// A swap-cache folio moves without its anon mapping and index being
+    /// retargeted (the February 2025 BUG).
+    SwapCacheNoRetarget = 1,
+    /// The folio's anon mapping changes before the DMA-pin check.
+    RmapBeforePinCheck = 2,
+    /// The non-blocking notifier, called under the page-table lock.
+    NotifierUnderPtl = 3,
+    /// A swap pte moves without the exclusive check.
+    SwapNoExclusiveCheck = 4,
+}
+
+static VARIANT: AtomicU8 = AtomicU8::new(0);
+
+pub fn set_variant(v: MoveVariant) {
+    VARIANT.store(v as u8, Ordering::Release);
+}
+
+fn variant() -> MoveVariant {
+    match VARIANT.load(Ordering::Acquire) {
+        1 => MoveVariant::SwapCacheNoRetarget,
+        2 => MoveVariant::RmapBeforePinCheck,
+        3 => MoveVariant::NotifierUnderPtl,
+        4 => MoveVariant::SwapNoExclusiveCheck,
+        _ => MoveVariant::Correct,
+    }
+}
+
+// --- the secondary-MMU observer -----------------------------------------------
+
+/// One recorded notifier call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotifierCall {
+    pub start: usize,
+    pub end: usize,
+    /// invalidate_range_start (true) or _end.
+    pub is_start: bool,
+    pub blocking: bool,
+    /// Page-table locks held by the calling CPU at the call.
+    pub ptl_held: usize,
+}
+
+static OBSERVER: Mutex<Vec<NotifierCall>> = Mutex::new(Vec::new());
+static OBSERVING: AtomicBool = AtomicBool::new(false);
+/// Page-table locks each CPU holds inside move_pages (for the observer).
+static PTL_HELD: [AtomicUsize; crate::arch::boot::MAX_CPUS] =
+    [const { AtomicUsize::new(0) }; crate::arch::boot::MAX_CPUS];
+
+/// Starts recording notifier calls (and forgets earlier ones).
+pub fn observe(on: bool) {
+    OBSERVER.lock().clear();
+    OBSERVING.store(on, Ordering::Release);
+}
+
+pub fn observed() -> Vec<NotifierCall> {
+    OBSERVER.lock().clone()
+}
+
+fn notify(start: usize, end: usize, is_start: bool, blocking: bool) {
+    if OBSERVING.load(Ordering::Acquire) {
+        let held = PTL_HELD[crate::arch::cpu::id()].load(Ordering::Acquire);
+        OBSERVER.lock().push(NotifierCall { start, end, is_start, blocking, ptl_held: held });
+    }
+}
+
+/// Both pte locks, lower lock address first, taken once if shared
+/// (double_pt_lock).
+struct DoublePt {
+    dst: PteTable,
+    src: Option<PteTable>,
+}
+
+impl DoublePt {
+    fn lock(mm: &MmStruct, dst: usize, src: usize) -> Result<DoublePt, Errno> {
+        let (d_table, s_table) = (mm.pgtables.table_of(dst), mm.pgtables.table_of(src));
+        let (d_table, s_table) = (d_table.ok_or(EAGAIN)?, s_table.ok_or(EAGAIN)?);
+        let cpu = crate::arch::cpu::id();
+        let r = if d_table == s_table {
+            DoublePt { dst: mm.pgtables.lock(dst, false).map_err(|_| ENOMEM)?.ok_or(EAGAIN)?, src: None }
+        } else if d_table < s_table {
+            let d = mm.pgtables.lock(dst, false).map_err(|_| ENOMEM)?.ok_or(EAGAIN)?;
+            let s = mm.pgtables.lock(src, false).map_err(|_| ENOMEM)?.ok_or(EAGAIN)?;
+            DoublePt { dst: d, src: Some(s) }
+        } else {
+            let s = mm.pgtables.lock(src, false).map_err(|_| ENOMEM)?.ok_or(EAGAIN)?;
+            let d = mm.pgtables.lock(dst, false).map_err(|_| ENOMEM)?.ok_or(EAGAIN)?;
+            DoublePt { dst: d, src: Some(s) }
+        };
+        PTL_HELD[cpu].fetch_add(1, Ordering::AcqRel);
+        Ok(r)
+    }
+
+    fn src(&self) -> &PteTable {
+        self.src.as_ref().unwrap_or(&self.dst)
+    }
+}
+
+impl Drop for DoublePt {
+    fn drop(&mut self) {
+        PTL_HELD[crate::arch::cpu::id()].fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// ioctl(UFFDIO_MOVE): reads struct uffdio_move at `arg`, moves, writes
+/// `move` back.
+pub fn ioctl_move(ctx: &Arc<Uffd>, mm: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno> {
+    use super::uaccess::{get_words, put_word};
+    if ctx.mmap_changing.load(Ordering::Acquire) != 0 {
+        put_word(mm, arg + 32, EAGAIN.to_ret())?;
+        return Err(EAGAIN);
+    }
+    let [dst, src, len, mode] = get_words::<4>(mm, arg)?;
+    let owner = ctx.mm.upgrade().ok_or(EINVAL)?;
+    if !Arc::ptr_eq(&owner, mm) {
+        return Err(EINVAL);
+    }
+    validate_range(dst, len)?;
+    validate_range(src, len)?;
+    if mode & !(UFFDIO_MOVE_MODE_DONTWAKE | UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES) != 0 {
+        return Err(EINVAL);
+    }
+    let r = move_pages(ctx, mm, dst as usize, src as usize, len as usize, mode);
+    let (moved, err) = match r {
+        Ok(n) => (n, None),
+        Err((n, e)) => (n, Some(e)),
+    };
+    if moved > 0 && mode & UFFDIO_MOVE_MODE_DONTWAKE == 0 {
+        ctx.wake(dst as usize, dst as usize + moved);
+    }
+    match err {
+        None => {
+            put_word(mm, arg + 32, moved as u64)?;
+            Ok(0)
+        }
+        Some(e) if moved == 0 => {
+            put_word(mm, arg + 32, e.to_ret())?;
+            Err(e)
+        }
+        Some(_) => {
+            put_word(mm, arg + 32, moved as u64)?;
+            Err(EAGAIN)
+        }
+    }
+}
+
+/// move_pages: bytes moved, or (bytes moved, error) when it stopped early.
+pub fn move_pages(
+    ctx: &Arc<Uffd>,
+    mm: &Arc<MmStruct>,
+    dst: usize,
+    src: usize,
+    len: usize,
+    mode: u64,
+) -> Result<usize, (usize, Errno)> {
+    let map = mm.mmap_lock.read();
+    let dst_vma = map.find(dst).ok_or((0, ENOENT))?.clone();
+    let src_vma = map.find(src).ok_or((0, ENOENT))?.clone();
+    let _guard = ctx.map_changing_lock.read();
+    if ctx.mmap_changing.load(Ordering::Acquire) != 0 {
+        return Err((0, EAGAIN));
+    }
+    validate_move_areas(ctx, &src_vma, &dst_vma, src, dst, len).map_err(|e| (0, e))?;
+    let dst_anon_vma = mm.anon_vma_prepare(&map, &dst_vma);
+    let mut moved = 0;
+    while moved < len {
+        let (d, s) = (dst + moved, src + moved);
+        let step = move_one(mm, &map, &dst_vma, &src_vma, &dst_anon_vma, d, s, mode);
+        match step {
+            Ok(n) => moved += n,
+            Err(EAGAIN) => {
+                sched_point("move_pages:retry");
+                continue; // retry the same address
+            }
+            Err(e) => return Err((moved, e)),
+        }
+    }
+    Ok(moved)
+}
+
+/// validate_move_areas and the range checks of move_pages, in Linux's order.
+fn validate_move_areas(ctx: &Arc<Uffd>, src: &Vma, dst: &Vma, s: usize, d: usize, len: usize) -> Result<(), Errno> {
+    if src.flags & VM_SHARED != 0 || s + len > src.end {
+        return Err(EINVAL);
+    }
+    if dst.flags & VM_SHARED != 0 || d + len > dst.end {
+        return Err(EINVAL);
+    }
+    if (src.flags ^ dst.flags) & VM_ACCESS_FLAGS != 0 || src.page_prot() != dst.page_prot() {
+        return Err(EINVAL); // includes PROT_MTE on one side only
+    }
+    if (src.flags ^ dst.flags) & VM_LOCKED != 0 {
+        return Err(EINVAL);
+    }
+    if src.flags & VM_WRITE == 0 {
+        return Err(EINVAL);
+    }
+    if src.flags & VM_SPECIAL != 0 || dst.flags & VM_SPECIAL != 0 {
+        return Err(EINVAL);
+    }
+    if !dst.uffd.as_ref().is_some_and(|c| Arc::ptr_eq(c, ctx)) {
+        return Err(EINVAL);
+    }
+    if !src.is_anon() || !dst.is_anon() {
+        return Err(EINVAL);
+    }
+    Ok(())
+}
+
+/// Moves the page at `s` to `d`: PAGE_SIZE, or an error (EAGAIN: retry).
+#[allow(clippy::too_many_arguments)]
+fn move_one(
+    mm: &Arc<MmStruct>,
+    map: &MmMap,
+    dst_vma: &Vma,
+    src_vma: &Vma,
+    dst_anon_vma: &Arc<super::rmap::AnonVma>,
+    d: usize,
+    s: usize,
+    mode: u64,
+) -> Result<usize, Errno> {
+    let _ = map;
+    // The blocking notifier, before any spinlock (the correct place).
+    if variant() != MoveVariant::NotifierUnderPtl {
+        notify(s, s + PAGE_SIZE, true, true);
+    }
+    let r = move_one_locked(mm, dst_vma, src_vma, dst_anon_vma, d, s, mode);
+    notify(s, s + PAGE_SIZE, false, true);
+    r
+}
+
+fn move_one_locked(
+    mm: &Arc<MmStruct>,
+    dst_vma: &Vma,
+    src_vma: &Vma,
+    dst_anon_vma: &Arc<super::rmap::AnonVma>,
+    d: usize,
+    s: usize,
+    mode: u64,
+) -> Result<usize, Errno> {
+    // Page tables: src missing is a hole; dst is allocated.
+    if mm.pgtables.lock(d, true).map_err(|_| ENOMEM)?.is_none() {
+        return Err(ENOMEM);
+    }
+    let holes = mode & UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES != 0;
+    if mm.pgtables.table_of(s).is_none() {
+        if !holes {
+            return Err(ENOENT);
+        }
+        mm.pgtables.lock(s, true).map_err(|_| ENOMEM)?;
+    }
+    let (dst_pte, src_pte) = {
+        let pts = DoublePt::lock(mm, d, s)?;
+        (pts.dst.get(d), pts.src().get(s))
+    };
+    if !pte_none(dst_pte) {
+        return Err(EEXIST); // markers count as occupied
+    }
+    if pte_none(src_pte) {
+        return if holes { Ok(PAGE_SIZE) } else { Err(ENOENT) };
+    }
+    if pte_present(src_pte) {
+        if pte_special(src_pte) && super::fault::is_zero_pfn(pte_pfn(src_pte)) {
+            return move_zeropage_pte(mm, dst_vma, d, s, src_pte);
+        }
+        return move_present(mm, dst_vma, dst_anon_vma, d, s, src_pte);
+    }
+    let entry = pte_to_swp_entry(src_pte);
+    if is_migration_entry(entry) {
+        // migration_entry_wait: until the pte changes, then retry.
+        while mm.pgtables.peek(s) == src_pte {
+            crate::arch::cpu::wfe();
+        }
+        return Err(EAGAIN);
+    }
+    if non_swap_entry(entry) {
+        return Err(EFAULT); // hwpoison, pte markers
+    }
+    let _ = src_vma;
+    move_swap(mm, dst_vma, dst_anon_vma, d, s, src_pte)
+}
+
+fn move_zeropage_pte(mm: &Arc<MmStruct>, dst_vma: &Vma, d: usize, s: usize, orig: pte_t) -> Result<usize, Errno> {
+    let pts = DoublePt::lock(mm, d, s)?;
+    if pts.src().get(s) != orig || !pte_none(pts.dst.get(d)) {
+        return Err(EAGAIN);
+    }
+    pts.src().clear(s, mm.asid);
+    pts.dst.set(d, pte_mkspecial(pfn_pte(super::fault::zero_pfn(), dst_vma.page_prot())), mm.asid);
+    Ok(PAGE_SIZE)
+}
+
+/// folio_move_anon_rmap + the new index: the folio now belongs to dst
+/// (an anonymous mapping, as Linux's mapping pointer says, even for a
+/// swap-cache folio that was never mapped).
+fn retarget(folio: &Folio, dst_anon_vma: &Arc<super::rmap::AnonVma>, index: u64) {
+    {
+        let mut inner = folio.page().inner.lock();
+        inner.mapping = Mapping::Anon(dst_anon_vma.clone());
+        inner.index = index;
+    }
+    folio.set(super::folio::PG_ANON);
+}
+
+fn lock_folio(f: &Folio) {
+    while !f.trylock() {
+        crate::arch::cpu::wfe();
+    }
+}
+
+fn move_present(
+    mm: &Arc<MmStruct>,
+    dst_vma: &Vma,
+    dst_anon_vma: &Arc<super::rmap::AnonVma>,
+    d: usize,
+    s: usize,
+    orig: pte_t,
+) -> Result<usize, Errno> {
+    let folio = Folio::get(pte_pfn(orig));
+    if !folio.is_anon() || !folio.test(PG_ANON_EXCLUSIVE) {
+        return Err(EBUSY);
+    }
+    if !folio.trylock() {
+        if folio.nr_pages() > 1 {
+            return Err(EAGAIN); // never block on a large folio with a raised refcount
+        }
+        lock_folio(&folio);
+        folio.unlock();
+        return Err(EAGAIN); // slept on the lock: start again
+    }
+    sched_point("move_pages_pte:after_folio_lock");
+    if folio.nr_pages() > 1 {
+        let r = super::split::split_folio(&folio);
+        folio.unlock();
+        return match r {
+            Ok(()) => Err(EAGAIN), // split: retry on a small folio
+            Err(e) => Err(e),
+        };
+    }
+    let r = move_present_locked(mm, dst_vma, dst_anon_vma, d, s, orig, &folio);
+    folio.unlock();
+    r
+}
+
+fn move_present_locked(
+    mm: &Arc<MmStruct>,
+    dst_vma: &Vma,
+    dst_anon_vma: &Arc<super::rmap::AnonVma>,
+    d: usize,
+    s: usize,
+    orig: pte_t,
+    folio: &Folio,
+) -> Result<usize, Errno> {
+    let wrong = variant();
+    let pts = DoublePt::lock(mm, d, s)?;
+    if wrong == MoveVariant::NotifierUnderPtl {
+        notify(s, s + PAGE_SIZE, true, false); // the non-blocking variant, under the lock
+    }
+    if pts.src().get(s) != orig || !pte_none(pts.dst.get(d)) {
+        return Err(EAGAIN);
+    }
+    let pinned = || folio.page().pincount.load(Ordering::Acquire) > 0;
+    if wrong == MoveVariant::RmapBeforePinCheck {
+        retarget(folio, dst_anon_vma, dst_vma.pgoff_of(d));
+    }
+    if pinned() || !folio.test(PG_ANON_EXCLUSIVE) {
+        return Err(EBUSY);
+    }
+    let old = pts.src().clear(s, mm.asid);
+    if pinned() {
+        pts.src().set(s, old, mm.asid); // pinned meanwhile: put it back
+        return Err(EBUSY);
+    }
+    retarget(folio, dst_anon_vma, dst_vma.pgoff_of(d));
+    let mut pte = pte_mkwrite(pfn_pte(pte_pfn(old), dst_vma.page_prot()));
+    if pte_dirty(old) {
+        pte = pte_mkdirty(pte);
+    }
+    set_pte_at(mm, &pts.dst, d, pte);
+    Ok(PAGE_SIZE)
+}
+
+fn move_swap(
+    mm: &Arc<MmStruct>,
+    dst_vma: &Vma,
+    dst_anon_vma: &Arc<super::rmap::AnonVma>,
+    d: usize,
+    s: usize,
+    orig: pte_t,
+) -> Result<usize, Errno> {
+    let wrong = variant();
+    if !pte_swp_exclusive(orig) && wrong != MoveVariant::SwapNoExclusiveCheck {
+        return Err(EBUSY);
+    }
+    let entry = pte_to_swp_entry(orig);
+    if swapfile::get_swap_device(entry).is_none() {
+        return Err(EAGAIN);
+    }
+    let folio = swap_state::lookup(entry);
+    if let Some(f) = &folio {
+        if f.nr_pages() > 1 {
+            return Err(EBUSY); // moving a large swap-cache folio is unsupported
+        }
+        if !f.trylock() {
+            lock_folio(f);
+            f.unlock();
+            return Err(EAGAIN);
+        }
+    }
+    sched_point("move_swap_pte:before_ptl");
+    let r = (|| {
+        if let Some(f) = &folio {
+            // Race 1: freed and reused while we were not holding it.
+            let still = f.test(PG_SWAPCACHE) && f.page().inner.lock().swap == Some(entry);
+            if !still {
+                return Err(EAGAIN);
+            }
+        }
+        let pts = DoublePt::lock(mm, d, s)?;
+        if pts.src().get(s) != orig || !pte_none(pts.dst.get(d)) {
+            return Err(EAGAIN);
+        }
+        match &folio {
+            Some(f) => {
+                if wrong != MoveVariant::SwapCacheNoRetarget {
+                    retarget(f, dst_anon_vma, dst_vma.pgoff_of(d));
+                }
+            }
+            // Race 2: a swap-cache folio appeared after our lookup.
+            None => {
+                if swap_state::lookup(entry).is_some() {
+                    return Err(EAGAIN);
+                }
+            }
+        }
+        pts.src().clear(s, mm.asid);
+        pts.dst.set(d, orig, mm.asid); // verbatim: exclusive and uffd-wp bits kept
+        Ok(PAGE_SIZE)
+    })();
+    if let Some(f) = &folio {
+        f.unlock();
+    }
+    r
+}

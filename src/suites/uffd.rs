@@ -1,0 +1,1033 @@
+//! Suite `uffd`: userfaultfd from EL0 (API, registration, missing and
+//! write-protect faults resolved by COPY, ZEROPAGE, WRITEPROTECT, WAKE, the
+//! mmap_changing rule) and UFFDIO_MOVE with Linux's uAPI, errnos and
+//! per-pte outcomes, tags kept through every kind of move, the known-wrong
+//! variants caught, and moves racing swap-in, reclaim and each other on
+//! real vCPUs.
+
+use super::scenario::*;
+use crate::arch::mte::with_tag;
+use crate::errno::*;
+use crate::harness::{TestResult, Verdict};
+use crate::mm::folio::{Folio, Mapping};
+use crate::mm::mmap::*;
+use crate::mm::pte::*;
+use crate::mm::uffd_move::{self, MoveVariant, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, UFFDIO_MOVE_MODE_DONTWAKE};
+use crate::mm::userfaultfd::*;
+use crate::mm::{mteswap, swap_state, swapfile, vmscan};
+use crate::task::agent::Signal;
+use crate::task::syscall::*;
+use crate::task::Task;
+use crate::{ensure, ensure_eq, fail, kernel_test, skip, smp};
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+const O_NONBLOCK: u64 = 0o4000;
+
+/// A task's userfaultfd with an argument page for the ioctl structures.
+struct Uffd {
+    t: Arc<Task>,
+    fd: u64,
+    arg: usize,
+}
+
+impl Uffd {
+    fn new(t: &Arc<Task>, features: u64) -> Result<Uffd, Verdict> {
+        let fd = sys(t, SYS_USERFAULTFD, &[O_NONBLOCK])?.map_err(|e| verdict("userfaultfd", e))?;
+        let arg = mmap(t, 0, PAGE, RW, ANON, -1)?;
+        let u = Uffd { t: t.clone(), fd, arg };
+        u.ioctl(UFFDIO_API, &[UFFD_API, features, 0])?.map_err(|e| verdict("UFFDIO_API", e))?;
+        Ok(u)
+    }
+
+    /// Writes `words` at the argument page and issues the ioctl.
+    fn ioctl(&self, cmd: u64, words: &[u64]) -> Result<Result<u64, Errno>, Verdict> {
+        for (i, &w) in words.iter().enumerate() {
+            ok(self.t.store(self.arg + 8 * i, w), "writing an ioctl argument")?;
+        }
+        sys(&self.t, SYS_IOCTL, &[self.fd, cmd, self.arg as u64])
+    }
+
+    fn out(&self, word: usize) -> Result<u64, Verdict> {
+        ok(self.t.load(self.arg + 8 * word), "reading an ioctl result")
+    }
+
+    fn register(&self, start: usize, len: usize, mode: u64) -> TestResult {
+        self.ioctl(UFFDIO_REGISTER, &[start as u64, len as u64, mode, 0])?
+            .map_err(|e| verdict("UFFDIO_REGISTER", e))?;
+        Ok(())
+    }
+
+    /// UFFDIO_MOVE: the ioctl's result and the `move` field.
+    fn mv(&self, dst: usize, src: usize, len: usize, mode: u64) -> Result<(Result<u64, Errno>, i64), Verdict> {
+        let r = self.ioctl(UFFDIO_MOVE, &[dst as u64, src as u64, len as u64, mode, 0x5a5a])?;
+        Ok((r, self.out(4)? as i64))
+    }
+
+    /// Reads one message: (event, flags/arg0, address/arg1).
+    fn read(&self) -> Result<Option<(u8, u64, u64)>, Verdict> {
+        let buf = self.arg + 2048;
+        match sys(&self.t, SYS_READ, &[self.fd, buf as u64, 32])? {
+            Ok(32) => {
+                let w0 = ok(self.t.load(buf), "msg")?;
+                Ok(Some(((w0 & 0xff) as u8, ok(self.t.load(buf + 8), "msg")?, ok(self.t.load(buf + 16), "msg")?)))
+            }
+            Err(EAGAIN) => Ok(None),
+            other => fail!("read(uffd) returned {other:?}"),
+        }
+    }
+
+    fn ctx(&self) -> Result<Arc<crate::mm::userfaultfd::Uffd>, Verdict> {
+        get(self.fd as i64).ok_or_else(|| verdict("uffd context", "gone"))
+    }
+}
+
+fn tag_of(g: usize) -> u8 {
+    ((g * 7 + 3) % 15) as u8 + 1
+}
+
+/// A task with `pages` tagged, filled PROT_MTE source pages and an
+/// equally large destination registered MISSING with a MOVE-capable uffd.
+fn setup(s: &mut Scenario, pages: usize) -> Result<(Arc<Task>, Uffd, usize, usize), Verdict> {
+    let t = s.spawn()?;
+    let src = mmap(&t, 0, pages * PAGE, RW | PROT_MTE, ANON, -1)?;
+    let dst = mmap(&t, 0, pages * PAGE, RW | PROT_MTE, ANON, -1)?;
+    for p in 0..pages {
+        tag_page(&t, src + p * PAGE, tag_of)?;
+        ok(t.store(with_tag(src + p * PAGE, tag_of(0)), 0x5000 + p as u64), "write")?;
+    }
+    let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
+    u.register(dst, pages * PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
+    Ok((t, u, src, dst))
+}
+
+fn expect_moved_page(t: &Task, at: usize, p: usize, what: &str) -> TestResult {
+    ensure_eq!(ok(t.load(with_tag(at, tag_of(0))), what)?, 0x5000 + p as u64, "{what}: data");
+    expect_tags(t, at, tag_of, what)
+}
+
+fn expect_errno_mv(r: (Result<u64, Errno>, i64), want: Errno, what: &str) -> TestResult {
+    ensure!(
+        r.0 == Err(want) && r.1 == -(want.0 as i64),
+        "{what}: expected {want} with move = -{}, got {:?} move = {}",
+        want.0,
+        r.0,
+        r.1
+    );
+    Ok(())
+}
+
+fn set_pte(t: &Task, addr: usize, pte: pte_t) -> TestResult {
+    let mm = t.mm();
+    let pt = mm.pgtables.lock(addr, true).map_err(|_| verdict("pte", "oom"))?.ok_or_else(|| verdict("pte", "none"))?;
+    pt.set(addr, pte, mm.asid);
+    Ok(())
+}
+
+// --- API and registration -------------------------------------------------------------------
+
+fn api_negotiates_move() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let fd = sys(&t, SYS_USERFAULTFD, &[O_NONBLOCK])?.map_err(|e| verdict("userfaultfd", e))?;
+    let arg = mmap(&t, 0, PAGE, RW, ANON, -1)?;
+    let u = Uffd { t: t.clone(), fd, arg };
+    expect_errno(u.ioctl(UFFDIO_REGISTER, &[0, PAGE as u64, 1, 0]), EINVAL, "REGISTER before API")?;
+    expect_errno(u.ioctl(UFFDIO_API, &[0xAB, 0, 0]), EINVAL, "API with a wrong version")?;
+    expect_errno(u.ioctl(UFFDIO_API, &[UFFD_API, 1 << 40, 0]), EINVAL, "API with an unknown feature")?;
+    u.ioctl(UFFDIO_API, &[UFFD_API, UFFD_FEATURE_MOVE, 0])?.map_err(|e| verdict("API", e))?;
+    ensure!(u.out(1)? & UFFD_FEATURE_MOVE != 0, "UFFD_FEATURE_MOVE not offered: features {:#x}", u.out(1)?);
+    ensure_eq!(u.out(2)?, (1 << 0x3f) | 3, "ioctls of the descriptor");
+    expect_errno(u.ioctl(UFFDIO_API, &[UFFD_API, 0, 0]), EINVAL, "a second API")?;
+    expect_errno(sys(&t, SYS_USERFAULTFD, &[0x8]), EINVAL, "userfaultfd with unknown flags")?;
+    expect_errno(sys(&t, SYS_IOCTL, &[77, UFFDIO_API, arg as u64]), EBADF, "ioctl on a descriptor that is not open")?;
+    s.finish()
+}
+kernel_test!(uffd, api_negotiates_move);
+
+fn register_validates_and_reports_ioctls() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let a = mmap(&t, 0, 4 * PAGE, RW, ANON, -1)?;
+    let u = Uffd::new(&t, 0)?;
+    let m = UFFDIO_REGISTER_MODE_MISSING;
+    expect_errno(u.ioctl(UFFDIO_REGISTER, &[a as u64 + 1, PAGE as u64, m, 0]), EINVAL, "misaligned start")?;
+    expect_errno(u.ioctl(UFFDIO_REGISTER, &[a as u64, 0, m, 0]), EINVAL, "length 0")?;
+    expect_errno(u.ioctl(UFFDIO_REGISTER, &[a as u64, !0xfff, m, 0]), EINVAL, "a length past the user half")?;
+    expect_errno(u.ioctl(UFFDIO_REGISTER, &[a as u64, PAGE as u64, 0, 0]), EINVAL, "mode 0")?;
+    expect_errno(u.ioctl(UFFDIO_REGISTER, &[a as u64, PAGE as u64, 1 << 5, 0]), EINVAL, "an unknown mode")?;
+    expect_errno(u.ioctl(UFFDIO_REGISTER, &[0x30_0000_0000, PAGE as u64, m, 0]), EINVAL, "an unmapped range")?;
+    let (fd, _) = s.file(1);
+    let f = mmap(&t, 0, PAGE, PROT_READ, MAP_PRIVATE, fd as i64)?;
+    expect_errno(u.ioctl(UFFDIO_REGISTER, &[f as u64, PAGE as u64, m, 0]), EINVAL, "a file mapping")?;
+    u.register(a, 2 * PAGE, m)?;
+    ensure_eq!(u.out(3)?, 0x7c, "ioctls of the range (WAKE, COPY, ZEROPAGE, MOVE, WRITEPROTECT)");
+    let other = Uffd::new(&t, 0)?;
+    expect_errno(other.ioctl(UFFDIO_REGISTER, &[a as u64, PAGE as u64, m, 0]), EBUSY, "a range another context holds")?;
+    ensure_eq!(t.mm().mmap_lock.read().vmas.len(), 6, "VMAs: agent, args x2, registered + rest, file");
+    s.finish()
+}
+kernel_test!(uffd, register_validates_and_reports_ioctls);
+
+fn missing_fault_resolved_by_copy() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let a = mmap(&t, 0, 2 * PAGE, RW | PROT_MTE, ANON, -1)?;
+    let srcbuf = mmap(&t, 0, PAGE, RW, ANON, -1)?;
+    ok(t.fill(srcbuf, PAGE, 21), "fill the source buffer")?;
+    let u = Uffd::new(&t, 0)?;
+    u.register(a, 2 * PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
+    match t.store(a + PAGE + 8, 1) {
+        Err(Signal::UffdWait { addr }) => ensure_eq!(addr as usize, a + PAGE + 8, "fault address"),
+        other => fail!("a missing fault in a registered range should wait for the handler, got {other:?}"),
+    }
+    ensure_eq!(u.read()?, Some((UFFD_EVENT_PAGEFAULT, UFFD_PAGEFAULT_FLAG_WRITE, (a + PAGE) as u64)), "the message");
+    ensure_eq!(u.read()?, None, "a second message");
+    ensure!(u.ctx()?.is_waiting(a + PAGE), "the fault is not waiting");
+    u.ioctl(UFFDIO_COPY, &[(a + PAGE) as u64, srcbuf as u64, PAGE as u64, 0, 0])?.map_err(|e| verdict("COPY", e))?;
+    ensure_eq!(u.out(4)?, PAGE as u64, "copy result");
+    ensure!(!u.ctx()?.is_waiting(a + PAGE), "COPY without DONTWAKE did not wake the waiter");
+    ok(t.store(a + PAGE + 8, 1), "the access resumes")?;
+    ensure_eq!(
+        page_hash(&t, a + PAGE, 0)?,
+        fnv_with_word(fill_hash_bytes(21), 8, 1),
+        "copied data (and the resumed store)"
+    );
+    expect_tags(&t, a + PAGE, |_| 0, "UFFDIO_COPY copies data, not tags")?;
+    expect_rss(&t, 3, 0, "pages after COPY (the ioctl argument page, the source buffer and the copy)")?;
+    s.finish()
+}
+kernel_test!(uffd, missing_fault_resolved_by_copy);
+
+fn fill_hash_bytes(seed: u64) -> Vec<u8> {
+    (0..PAGE).map(|i| crate::task::agent::fill_byte(seed, i)).collect()
+}
+
+/// The FNV of `bytes` with the u64 at `off` replaced by `v`.
+fn fnv_with_word(mut bytes: Vec<u8>, off: usize, v: u64) -> u64 {
+    bytes[off..off + 8].copy_from_slice(&v.to_le_bytes());
+    crate::task::agent::fnv(bytes)
+}
+
+fn copy_dontwake_then_wake() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let a = mmap(&t, 0, PAGE, RW, ANON, -1)?;
+    let srcbuf = mmap(&t, 0, PAGE, RW, ANON, -1)?;
+    let u = Uffd::new(&t, 0)?;
+    u.register(a, PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
+    ensure!(matches!(t.load(a), Err(Signal::UffdWait { .. })), "no userfault");
+    u.ioctl(UFFDIO_COPY, &[a as u64, srcbuf as u64, PAGE as u64, UFFDIO_COPY_MODE_DONTWAKE, 0])?
+        .map_err(|e| verdict("COPY", e))?;
+    ensure!(u.ctx()?.is_waiting(a), "DONTWAKE woke the waiter");
+    expect_errno(
+        u.ioctl(UFFDIO_COPY, &[a as u64, srcbuf as u64, PAGE as u64, 0, 0]),
+        EEXIST,
+        "COPY onto a present page",
+    )?;
+    ensure_eq!(u.out(4)? as i64, -17, "copy field after EEXIST");
+    u.ioctl(UFFDIO_WAKE, &[a as u64, PAGE as u64])?.map_err(|e| verdict("WAKE", e))?;
+    ensure!(!u.ctx()?.is_waiting(a), "WAKE did not wake");
+    expect_errno(u.ioctl(UFFDIO_WAKE, &[a as u64 + 5, PAGE as u64]), EINVAL, "WAKE of a misaligned range")?;
+    expect_errno(
+        u.ioctl(UFFDIO_COPY, &[a as u64, srcbuf as u64, PAGE as u64, 1 << 7, 0]),
+        EINVAL,
+        "COPY with an unknown mode",
+    )?;
+    s.finish()
+}
+kernel_test!(uffd, copy_dontwake_then_wake);
+
+fn zeropage_resolves_a_missing_fault() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let a = mmap(&t, 0, 2 * PAGE, RW, ANON, -1)?;
+    let u = Uffd::new(&t, 0)?;
+    u.register(a, 2 * PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
+    ensure!(matches!(t.load(a), Err(Signal::UffdWait { .. })), "no userfault");
+    u.ioctl(UFFDIO_ZEROPAGE, &[a as u64, 2 * PAGE as u64, 0, 0])?.map_err(|e| verdict("ZEROPAGE", e))?;
+    ensure_eq!(u.out(3)?, 2 * PAGE as u64, "zeropage result");
+    ensure_eq!(ok(t.load(a + PAGE), "read")?, 0, "zero page");
+    ensure!(crate::mm::fault::is_zero_pfn(pte_pfn(pte_of(&t, a))), "not the zero page");
+    expect_errno(u.ioctl(UFFDIO_ZEROPAGE, &[a as u64, PAGE as u64, 0, 0]), EEXIST, "ZEROPAGE onto a mapped page")?;
+    s.finish()
+}
+kernel_test!(uffd, zeropage_resolves_a_missing_fault);
+
+fn writeprotect_faults_and_release() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let a = mmap(&t, 0, PAGE, RW | PROT_MTE, ANON, -1)?;
+    tag_page(&t, a, tag_of)?;
+    let u = Uffd::new(&t, 0)?;
+    expect_errno(
+        u.ioctl(UFFDIO_WRITEPROTECT, &[a as u64, PAGE as u64, UFFDIO_WRITEPROTECT_MODE_WP]),
+        ENOENT,
+        "WRITEPROTECT of an unregistered range",
+    )?;
+    u.register(a, PAGE, UFFDIO_REGISTER_MODE_WP)?;
+    u.ioctl(UFFDIO_WRITEPROTECT, &[a as u64, PAGE as u64, UFFDIO_WRITEPROTECT_MODE_WP])?
+        .map_err(|e| verdict("WP", e))?;
+    ensure!(pte_uffd_wp(pte_of(&t, a)) && !pte_write(pte_of(&t, a)), "pte not uffd-wp");
+    match t.store(with_tag(a, tag_of(0)), 9) {
+        Err(Signal::UffdWait { .. }) => {}
+        other => fail!("a write to a uffd-wp page should wait, got {other:?}"),
+    }
+    let m = u.read()?;
+    ensure_eq!(
+        m,
+        Some((UFFD_EVENT_PAGEFAULT, UFFD_PAGEFAULT_FLAG_WRITE | UFFD_PAGEFAULT_FLAG_WP, a as u64)),
+        "WP message"
+    );
+    ensure_eq!(ok(t.load(with_tag(a, tag_of(0))), "read")?, 0, "reads go on");
+    expect_errno(
+        u.ioctl(
+            UFFDIO_WRITEPROTECT,
+            &[a as u64, PAGE as u64, UFFDIO_WRITEPROTECT_MODE_WP | UFFDIO_WRITEPROTECT_MODE_DONTWAKE],
+        ),
+        EINVAL,
+        "WP together with DONTWAKE",
+    )?;
+    u.ioctl(UFFDIO_WRITEPROTECT, &[a as u64, PAGE as u64, 0])?.map_err(|e| verdict("un-WP", e))?;
+    ensure!(!u.ctx()?.is_waiting(a), "un-write-protect did not wake");
+    ok(t.store(with_tag(a, tag_of(0)), 9), "the write resumes")?;
+    expect_tags(&t, a, tag_of, "after write-protect and release")?;
+    s.finish()
+}
+kernel_test!(uffd, writeprotect_faults_and_release);
+
+fn mmap_changing_blocks_move_and_copy_until_event_read() -> TestResult {
+    let mut s = Scenario::new();
+    let (t, u, src, dst) = setup(&mut s, 2)?;
+    let u2 = Uffd::new(&t, UFFD_FEATURE_MOVE | UFFD_FEATURE_EVENT_REMOVE)?;
+    let spare = mmap(&t, 0, PAGE, RW | PROT_MTE, ANON, -1)?;
+    u2.register(spare, PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
+    let _ = u;
+    sys(&t, SYS_MADVISE, &[spare as u64, PAGE as u64, MADV_DONTNEED])?.map_err(|e| verdict("madvise", e))?;
+    ensure_eq!(u2.ctx()?.mmap_changing.load(Ordering::Acquire), 1, "mmap_changing after a REMOVE event");
+    let _ = dst;
+    expect_errno_mv(u2.mv(spare, src, PAGE, 0)?, EAGAIN, "MOVE while mmap_changing")?;
+    expect_errno(
+        u2.ioctl(UFFDIO_COPY, &[spare as u64, src as u64, PAGE as u64, 0, 0]),
+        EAGAIN,
+        "COPY while mmap_changing",
+    )?;
+    ensure_eq!(u2.read()?, Some((UFFD_EVENT_REMOVE, spare as u64, (spare + PAGE) as u64)), "the REMOVE event");
+    ensure_eq!(u2.ctx()?.mmap_changing.load(Ordering::Acquire), 0, "mmap_changing once the event was read");
+    let (r, moved) = u2.mv(spare, src, PAGE, 0)?;
+    ensure!(r == Ok(0) && moved == PAGE as i64, "MOVE after the event: {r:?} {moved}");
+    expect_moved_page(&t, spare, 0, "moved after mmap_changing cleared")?;
+    s.finish()
+}
+kernel_test!(uffd, mmap_changing_blocks_move_and_copy_until_event_read);
+
+fn fork_event_and_unregistered_child() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let a = mmap(&t, 0, PAGE, RW, ANON, -1)?;
+    let u = Uffd::new(&t, UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_MOVE)?;
+    u.register(a, PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
+    let c = s.fork(&t)?;
+    ensure!(matches!(u.read()?, Some((UFFD_EVENT_FORK, _, _))), "no FORK event");
+    ensure_eq!(ok(c.load(a), "the child's read")?, 0, "the child's range is not registered");
+    ensure!(matches!(t.load(a), Err(Signal::UffdWait { .. })), "the parent's range is still registered");
+    s.finish()
+}
+kernel_test!(uffd, fork_event_and_unregistered_child);
+
+fn unregister_stops_userfaults() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let a = mmap(&t, 0, PAGE, RW, ANON, -1)?;
+    let u = Uffd::new(&t, 0)?;
+    u.register(a, PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
+    ensure!(matches!(t.load(a), Err(Signal::UffdWait { .. })), "no userfault");
+    u.ioctl(UFFDIO_UNREGISTER, &[a as u64, PAGE as u64])?.map_err(|e| verdict("UNREGISTER", e))?;
+    ensure!(!u.ctx()?.is_waiting(a), "unregister did not wake");
+    ensure_eq!(ok(t.load(a), "read")?, 0, "an unregistered range faults normally");
+    sys(&t, SYS_CLOSE, &[u.fd])?.map_err(|e| verdict("close", e))?;
+    expect_errno(sys(&t, SYS_CLOSE, &[u.fd]), EBADF, "a second close")?;
+    s.finish()
+}
+kernel_test!(uffd, unregister_stops_userfaults);
+
+// --- UFFDIO_MOVE validation --------------------------------------------------------------------
+
+fn move_validation_errnos() -> TestResult {
+    let mut s = Scenario::new();
+    let (t, u, src, dst) = setup(&mut s, 4)?;
+    let p = PAGE;
+    let cases: [(&str, usize, usize, usize, u64, Errno); 9] = [
+        ("misaligned dst", dst + 8, src, p, 0, EINVAL),
+        ("misaligned src", dst, src + 8, p, 0, EINVAL),
+        ("misaligned len", dst, src, p + 1, 0, EINVAL),
+        ("len 0", dst, src, 0, 0, EINVAL),
+        ("dst past the user half", 1 << 48, src, p, 0, EINVAL),
+        ("a range that wraps", dst, usize::MAX & !0xfff, 2 * p, 0, EINVAL),
+        ("an unknown mode bit", dst, src, p, 1 << 2, EINVAL),
+        ("dst unmapped", 0x30_0000_0000, src, p, 0, ENOENT),
+        ("src unmapped", dst, 0x30_0000_0000, p, 0, ENOENT),
+    ];
+    for (what, d, sr, len, mode, want) in cases {
+        let (r, moved) = u.mv(d, sr, len, mode)?;
+        if want == EINVAL {
+            // Refused by the ioctl's own checks: `move` is not written.
+            ensure!(
+                r == Err(want) && moved == 0x5a5a,
+                "{what}: expected {want} with move untouched, got {r:?} move = {moved:#x}"
+            );
+        } else {
+            expect_errno_mv((r, moved), want, what)?;
+        }
+    }
+    expect_errno_mv(u.mv(dst, src, 8 * p, 0)?, EINVAL, "src range past its VMA")?;
+    expect_errno_mv(u.mv(dst + 3 * p, src, 2 * p, 0)?, EINVAL, "dst range past its VMA")?;
+    // Protections that differ: PROT_MTE on one side only.
+    let plain = mmap(&t, 0, p, RW, ANON, -1)?;
+    ok(t.store(plain, 1), "write")?;
+    expect_errno_mv(u.mv(dst, plain, p, 0)?, EINVAL, "src without PROT_MTE into a PROT_MTE dst")?;
+    // dst not registered with this context.
+    let unreg = mmap(&t, 0, p, RW | PROT_MTE, ANON, -1)?;
+    expect_errno_mv(u.mv(unreg, src, p, 0)?, EINVAL, "an unregistered dst")?;
+    // Read-only on both sides.
+    let ro_src = mmap(&t, 0, p, PROT_READ | PROT_MTE, ANON, -1)?;
+    let ro_dst = mmap(&t, 0, p, PROT_READ | PROT_MTE, ANON, -1)?;
+    u.register(ro_dst, p, UFFDIO_REGISTER_MODE_MISSING)?;
+    expect_errno_mv(u.mv(ro_dst, ro_src, p, 0)?, EINVAL, "a read-only src")?;
+    // mlock on one side only.
+    let locked = mmap(&t, 0, p, RW | PROT_MTE, ANON | MAP_LOCKED, -1)?;
+    expect_errno_mv(u.mv(dst, locked, p, 0)?, EINVAL, "VM_LOCKED differs")?;
+    // A file mapping as src.
+    let (fd, _) = s.file(1);
+    let f = mmap(&t, 0, p, RW, MAP_PRIVATE, fd as i64)?;
+    expect_errno_mv(u.mv(dst, f, p, 0)?, EINVAL, "a file-backed src")?;
+    // Another task's context.
+    let other = s.spawn()?;
+    let o = Uffd::new(&other, UFFD_FEATURE_MOVE)?;
+    let oa = mmap(&other, 0, p, RW | PROT_MTE, ANON, -1)?;
+    o.register(oa, p, UFFDIO_REGISTER_MODE_MISSING)?;
+    let fd2 = o.fd;
+    let cross = sys(&t, SYS_IOCTL, &[fd2, UFFDIO_MOVE, u.arg as u64]);
+    expect_errno(cross, EINVAL, "a context of another mm")?;
+    for i in 0..4 {
+        expect_moved_page(&t, src + i * p, i, "src untouched by the refused moves")?;
+    }
+    s.finish()
+}
+kernel_test!(uffd, move_validation_errnos);
+
+// --- UFFDIO_MOVE outcomes ---------------------------------------------------------------------
+
+fn move_present_pages_keep_tags_and_frames() -> TestResult {
+    let mut s = Scenario::new();
+    let (t, u, src, dst) = setup(&mut s, 4)?;
+    let pfns: Vec<u64> = (0..4).map(|i| pte_pfn(pte_of(&t, src + i * PAGE))).collect();
+    let (r, moved) = u.mv(dst, src, 4 * PAGE, 0)?;
+    ensure!(r == Ok(0) && moved == 4 * PAGE as i64, "MOVE of 4 pages: {r:?}, move = {moved}");
+    for (i, &pfn) in pfns.iter().enumerate() {
+        ensure!(pte_none(pte_of(&t, src + i * PAGE)), "src page {i} still mapped");
+        ensure_eq!(pte_pfn(pte_of(&t, dst + i * PAGE)), pfn, "dst page {i} maps the same frame");
+        expect_moved_page(&t, dst + i * PAGE, i, "moved page")?;
+        let f = Folio::get(pfn);
+        let (idx, same_av) = {
+            let inner = f.page().inner.lock();
+            let av = t.mm().mmap_lock.read().find(dst).and_then(|v| v.anon_vma().cloned());
+            (inner.index, matches!(&inner.mapping, Mapping::Anon(a) if av.as_ref().is_some_and(|b| Arc::ptr_eq(a, b))))
+        };
+        ensure!(same_av, "page {i}: folio's anon_vma is not dst's");
+        ensure_eq!(idx, ((dst + i * PAGE) / PAGE) as u64, "page {i}: folio index is dst's linear index");
+    }
+    ensure!(pte_write(pte_of(&t, dst)), "a moved page is mapped writable");
+    expect_rss(&t, 5, 0, "rss (4 moved + the argument page) unchanged by MOVE")?;
+    ensure_eq!(ok(t.load(src), "src read")?, 0, "src is empty after the move (a fresh zero page)");
+    s.finish()
+}
+kernel_test!(uffd, move_present_pages_keep_tags_and_frames);
+
+fn move_back_and_forth() -> TestResult {
+    let mut s = Scenario::new();
+    let (t, u, src, dst) = setup(&mut s, 1)?;
+    u.register(src, PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
+    for round in 0..3 {
+        let (r, _) = u.mv(dst, src, PAGE, 0)?;
+        r.map_err(|e| verdict("move there", e))?;
+        expect_moved_page(&t, dst, 0, &format!("round {round}, at dst"))?;
+        let (r, _) = u.mv(src, dst, PAGE, 0)?;
+        r.map_err(|e| verdict("move back", e))?;
+        expect_moved_page(&t, src, 0, &format!("round {round}, back at src"))?;
+    }
+    s.finish()
+}
+kernel_test!(uffd, move_back_and_forth);
+
+fn move_into_occupied_dst_is_eexist() -> TestResult {
+    let mut s = Scenario::new();
+    let (t, u, src, dst) = setup(&mut s, 2)?;
+    u.ioctl(UFFDIO_ZEROPAGE, &[dst as u64, PAGE as u64, 0, 0])?.map_err(|e| verdict("ZEROPAGE", e))?;
+    expect_errno_mv(u.mv(dst, src, PAGE, 0)?, EEXIST, "dst maps the zero page")?;
+    set_pte(&t, dst + PAGE, make_pte_marker(PTE_MARKER_UFFD_WP))?;
+    expect_errno_mv(u.mv(dst + PAGE, src + PAGE, PAGE, 0)?, EEXIST, "a uffd-wp marker in dst")?;
+    set_pte(&t, dst + PAGE, pte_t(0))?;
+    expect_moved_page(&t, src, 0, "src after the refused move")?;
+    s.finish()
+}
+kernel_test!(uffd, move_into_occupied_dst_is_eexist);
+
+fn move_src_holes() -> TestResult {
+    let mut s = Scenario::new();
+    let (t, u, src, dst) = setup(&mut s, 4)?;
+    sys(&t, SYS_MADVISE, &[(src + 2 * PAGE) as u64, PAGE as u64, MADV_DONTNEED])?.map_err(|e| verdict("madvise", e))?;
+    let (r, moved) = u.mv(dst, src, 4 * PAGE, 0)?;
+    ensure!(
+        r == Err(EAGAIN) && moved == 2 * PAGE as i64,
+        "partial progress: expected EAGAIN with 2 pages, got {r:?} {moved}"
+    );
+    expect_errno_mv(u.mv(dst + 2 * PAGE, src + 2 * PAGE, 2 * PAGE, 0)?, ENOENT, "the retry from the hole")?;
+    let (r, moved) = u.mv(dst + 2 * PAGE, src + 2 * PAGE, 2 * PAGE, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES)?;
+    ensure!(r == Ok(0) && moved == 2 * PAGE as i64, "with ALLOW_SRC_HOLES the hole counts as moved: {r:?} {moved}");
+    ensure!(pte_none(pte_of(&t, dst + 2 * PAGE)), "a hole moved something");
+    expect_moved_page(&t, dst + 3 * PAGE, 3, "page after the hole")?;
+    let fresh = mmap(&t, 0x30_0000_0000, PAGE, RW | PROT_MTE, ANON | MAP_FIXED, -1)?;
+    let (r, moved) = u.mv(dst + 2 * PAGE, fresh, PAGE, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES)?;
+    ensure!(r == Ok(0) && moved == PAGE as i64, "a src with no page table at all is a hole too: {r:?} {moved}");
+    s.finish()
+}
+kernel_test!(uffd, move_src_holes);
+
+fn move_of_shared_page_is_ebusy() -> TestResult {
+    let mut s = Scenario::new();
+    let (t, u, src, dst) = setup(&mut s, 1)?;
+    let _c = s.fork(&t)?;
+    expect_errno_mv(u.mv(dst, src, PAGE, 0)?, EBUSY, "a page shared with a child (not AnonExclusive)")?;
+    expect_moved_page(&t, src, 0, "src after EBUSY")?;
+    s.finish()
+}
+kernel_test!(uffd, move_of_shared_page_is_ebusy);
+
+fn move_zero_page() -> TestResult {
+    let mut s = Scenario::new();
+    let (t, u, _, dst) = setup(&mut s, 1)?;
+    let z = mmap(&t, 0, PAGE, RW | PROT_MTE, ANON, -1)?;
+    ok(t.load(z), "read: maps the zero page")?;
+    let (r, moved) = u.mv(dst, z, PAGE, 0)?;
+    ensure!(r == Ok(0) && moved == PAGE as i64, "zero-page move: {r:?} {moved}");
+    ensure!(
+        crate::mm::fault::is_zero_pfn(pte_pfn(pte_of(&t, dst))) && pte_special(pte_of(&t, dst)),
+        "dst is not the zero page"
+    );
+    ensure!(pte_none(pte_of(&t, z)), "src still maps the zero page");
+    s.finish()
+}
+kernel_test!(uffd, move_zero_page);
+
+fn move_of_pinned_page_is_ebusy_and_changes_nothing() -> TestResult {
+    let mut s = Scenario::new();
+    let (t, u, src, dst) = setup(&mut s, 1)?;
+    let pfn = pte_pfn(pte_of(&t, src));
+    let f = Folio::get(pfn);
+    let (av0, idx0) = {
+        let i = f.page().inner.lock();
+        (
+            match &i.mapping {
+                Mapping::Anon(a) => a.id,
+                _ => 0,
+            },
+            i.index,
+        )
+    };
+    f.pin();
+    drop(f); // only the pin and the pte hold it now
+    let r = u.mv(dst, src, PAGE, 0)?;
+    let check = crate::mm::invariants::check();
+    let f = Folio::get(pfn);
+    let (av1, idx1) = {
+        let i = f.page().inner.lock();
+        (
+            match &i.mapping {
+                Mapping::Anon(a) => a.id,
+                _ => 0,
+            },
+            i.index,
+        )
+    };
+    f.unpin();
+    drop(f);
+    expect_errno_mv(r, EBUSY, "a DMA-pinned page")?;
+    ensure_eq!((av1, idx1), (av0, idx0), "the pinned folio's anon_vma and index");
+    check.map_err(|e| Verdict::Fail(format!("while pinned: {e}")))?;
+    ensure_eq!(pte_pfn(pte_of(&t, src)), pfn, "src pte after EBUSY");
+    s.finish()
+}
+kernel_test!(uffd, move_of_pinned_page_is_ebusy_and_changes_nothing);
+
+fn move_splits_a_large_folio() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let big = super::mm::thp_mapping(&t)?;
+    ok(t.store(big, 0), "fault in the huge folio")?;
+    for p in [3usize, 4] {
+        tag_page(&t, big + p * PAGE, tag_of)?;
+        ok(t.store(with_tag(big + p * PAGE, tag_of(0)), 0x5000 + p as u64), "write")?;
+    }
+    let head = pte_pfn(pte_of(&t, big));
+    let dst = mmap(&t, 0, 2 * PAGE, RW | PROT_MTE, ANON, -1)?;
+    let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
+    u.register(dst, 2 * PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
+    let (r, moved) = u.mv(dst, big + 3 * PAGE, 2 * PAGE, 0)?;
+    ensure!(r == Ok(0) && moved == 2 * PAGE as i64, "move out of a huge folio: {r:?} {moved}");
+    ensure_eq!(pte_pfn(pte_of(&t, dst)), head + 3, "the moved page is the huge folio's page 3");
+    expect_moved_page(&t, dst, 3, "page 3 moved out of a huge folio")?;
+    expect_moved_page(&t, dst + PAGE, 4, "page 4 moved out of a huge folio")?;
+    ensure_eq!(Folio::get(head + 100).nr_pages(), 1, "the huge folio was split");
+    ensure_eq!(ok(t.load(big + 100 * PAGE), "read")?, 0, "the rest of the split folio is still mapped");
+    s.finish()
+}
+kernel_test!(uffd, move_splits_a_large_folio);
+
+fn move_of_poison_and_markers_is_efault() -> TestResult {
+    let mut s = Scenario::new();
+    let (t, u, src, dst) = setup(&mut s, 2)?;
+    sys(&t, SYS_MADVISE, &[src as u64, 2 * PAGE as u64, MADV_DONTNEED])?.map_err(|e| verdict("madvise", e))?;
+    set_pte(&t, src, swp_entry_to_pte(make_hwpoison_entry(0x1234)))?;
+    set_pte(&t, src + PAGE, make_pte_marker(PTE_MARKER_UFFD_WP))?;
+    expect_errno_mv(u.mv(dst, src, PAGE, 0)?, EFAULT, "a hwpoison entry")?;
+    expect_errno_mv(u.mv(dst + PAGE, src + PAGE, PAGE, 0)?, EFAULT, "a uffd-wp marker")?;
+    set_pte(&t, src, pte_t(0))?;
+    set_pte(&t, src + PAGE, pte_t(0))?;
+    s.finish()
+}
+kernel_test!(uffd, move_of_poison_and_markers_is_efault);
+
+fn move_waits_for_a_migration_entry() -> TestResult {
+    if smp::online() < 2 {
+        skip!("needs two CPUs (one waits on the migration entry, one finishes the migration)");
+    }
+    let mut s = Scenario::new();
+    let (t, u, src, dst) = setup(&mut s, 1)?;
+    let orig = pte_of(&t, src);
+    set_pte(&t, src, swp_entry_to_pte(make_migration_entry(pte_pfn(orig), true, true)))?;
+    let (tt, fd, arg) = (t.clone(), u.fd, u.arg);
+    let out = Arc::new(spin::Mutex::new(None));
+    let o = out.clone();
+    ok(t.store(arg, dst as u64), "arg")?;
+    ok(t.store(arg + 8, src as u64), "arg")?;
+    ok(t.store(arg + 16, PAGE as u64), "arg")?;
+    ok(t.store(arg + 24, 0), "arg")?;
+    let job = smp::start(1, move || *o.lock() = Some(tt.syscall(SYS_IOCTL, &[fd, UFFDIO_MOVE, arg as u64])))
+        .map_err(|e| verdict("start", e))?;
+    let until = crate::arch::cpu::counter() + crate::arch::cpu::counter_freq() / 50;
+    while crate::arch::cpu::counter() < until {
+        core::hint::spin_loop();
+    }
+    ensure!(out.lock().is_none(), "MOVE did not wait for the migration entry");
+    set_pte(&t, src, orig)?; // the migration finishes
+    crate::arch::cpu::sev();
+    job.join().map_err(|e| Verdict::Fail(format!("CPU 1: {}", e.event)))?;
+    let r = out.lock().take();
+    ensure_eq!(ok(r.unwrap_or(Err(Signal::Killed(String::from("no result")))), "MOVE")?, 0, "MOVE after the migration");
+    expect_moved_page(&t, dst, 0, "moved after waiting")?;
+    s.finish()
+}
+kernel_test!(uffd, move_waits_for_a_migration_entry);
+
+// --- swap entries ---------------------------------------------------------------------------------
+
+struct SwapOn;
+
+impl SwapOn {
+    fn new() -> Result<SwapOn, Verdict> {
+        if !crate::drivers::ramdisk::present() {
+            return Err(Verdict::Skip(String::from("no RAM-disk")));
+        }
+        swapfile::swapon().map_err(|e| verdict("swapon", e))?;
+        Ok(SwapOn)
+    }
+}
+
+impl Drop for SwapOn {
+    fn drop(&mut self) {
+        vmscan::set_keep_in_swapcache(false);
+        uffd_move::set_variant(MoveVariant::Correct);
+        let _ = crate::mm::swap::swapoff(0);
+    }
+}
+
+fn pageout(t: &Task, a: usize, len: usize) -> TestResult {
+    sys(t, SYS_MADVISE, &[a as u64, len as u64, MADV_PAGEOUT])?.map_err(|e| verdict("MADV_PAGEOUT", e))?;
+    ensure!(is_swap_pte(pte_of(t, a)), "not swapped out");
+    Ok(())
+}
+
+fn move_swap_pte_verbatim_keeps_stored_tags() -> TestResult {
+    let _swap = SwapOn::new()?;
+    let mut s = Scenario::new();
+    let (t, u, src, dst) = setup(&mut s, 2)?;
+    pageout(&t, src, 2 * PAGE)?;
+    let before = pte_of(&t, src);
+    let entries = mteswap::stats().entries;
+    let (r, moved) = u.mv(dst, src, 2 * PAGE, 0)?;
+    ensure!(r == Ok(0) && moved == 2 * PAGE as i64, "swap-pte move: {r:?} {moved}");
+    ensure_eq!(pte_of(&t, dst), before, "the swap pte moved verbatim");
+    ensure!(pte_none(pte_of(&t, src)), "src still holds the swap pte");
+    ensure_eq!(mteswap::stats().entries, entries, "tag-storage entries (neither leaked nor duplicated)");
+    ensure_eq!(swapfile::swap_map(pte_to_swp_entry(before)), 1, "swap_map of the moved entry");
+    ensure_eq!(t.mm().rss(crate::mm::mm_types::MM_SWAPENTS), 2, "MM_SWAPENTS unchanged");
+    expect_moved_page(&t, dst, 0, "a moved swap entry faulted in at dst")?;
+    expect_moved_page(&t, dst + PAGE, 1, "the second one")?;
+    drop(u);
+    s.finish()
+}
+kernel_test!(uffd, move_swap_pte_verbatim_keeps_stored_tags);
+
+fn move_of_shared_swap_entry_is_ebusy() -> TestResult {
+    let _swap = SwapOn::new()?;
+    let mut s = Scenario::new();
+    let (t, u, src, dst) = setup(&mut s, 1)?;
+    let _c = s.fork(&t)?;
+    pageout(&t, src, PAGE)?;
+    expect_errno_mv(u.mv(dst, src, PAGE, 0)?, EBUSY, "a swap pte that is not exclusive")?;
+    expect_moved_page(&t, src, 0, "src after EBUSY")?;
+    s.finish()
+}
+kernel_test!(uffd, move_of_shared_swap_entry_is_ebusy);
+
+fn move_retargets_a_swapcache_folio() -> TestResult {
+    let _swap = SwapOn::new()?;
+    let mut s = Scenario::new();
+    let (t, u, src, dst) = setup(&mut s, 1)?;
+    vmscan::set_keep_in_swapcache(true);
+    pageout(&t, src, PAGE)?;
+    let entry = pte_to_swp_entry(pte_of(&t, src));
+    let (r, _) = u.mv(dst, src, PAGE, 0)?;
+    r.map_err(|e| verdict("MOVE", e))?;
+    let f = swap_state::lookup(entry).ok_or_else(|| verdict("swap cache", "empty"))?;
+    let idx = f.page().inner.lock().index;
+    drop(f);
+    ensure_eq!(idx, (dst / PAGE) as u64, "the swap-cache folio's index follows the move");
+    expect_moved_page(&t, dst, 0, "the swap-cache folio faulted in at dst")?;
+    s.finish()
+}
+kernel_test!(uffd, move_retargets_a_swapcache_folio);
+
+/// Runs a move under a wrong variant; returns what the later fault at dst
+/// gave.
+fn swapcache_move_with(v: MoveVariant) -> Result<Result<u64, Signal>, Verdict> {
+    let _swap = SwapOn::new()?;
+    let mut s = Scenario::new();
+    let (t, u, src, dst) = setup(&mut s, 1)?;
+    vmscan::set_keep_in_swapcache(true);
+    pageout(&t, src, PAGE)?;
+    uffd_move::set_variant(v);
+    let (r, _) = u.mv(dst, src, PAGE, 0)?;
+    uffd_move::set_variant(MoveVariant::Correct);
+    r.map_err(|e| verdict("MOVE", e))?;
+    let later = t.load(with_tag(dst, tag_of(0)));
+    // Clean up what the wrong variant left behind before the checker runs.
+    drop(s);
+    Ok(later)
+}
+
+fn swapcache_move_without_retarget_is_caught() -> TestResult {
+    match swapcache_move_with(MoveVariant::SwapCacheNoRetarget)? {
+        Err(Signal::Bus { .. }) => Ok(()),
+        other => fail!("the later fault at dst should have tripped the rmap check (SIGBUS), got {other:?}"),
+    }
+}
+kernel_test!(uffd, swapcache_move_without_retarget_is_caught);
+
+fn swap_move_without_exclusive_check_is_caught() -> TestResult {
+    let _swap = SwapOn::new()?;
+    let mut s = Scenario::new();
+    let (t, u, src, dst) = setup(&mut s, 1)?;
+    let c = s.fork(&t)?;
+    pageout(&t, src, PAGE)?;
+    uffd_move::set_variant(MoveVariant::SwapNoExclusiveCheck);
+    let (r, _) = u.mv(dst, src, PAGE, 0)?;
+    uffd_move::set_variant(MoveVariant::Correct);
+    r.map_err(|e| verdict("the wrong MOVE", e))?;
+    expect_moved_page(&c, src, 0, "the child swaps the shared page in")?;
+    match t.load(with_tag(dst, tag_of(0))) {
+        Err(Signal::Bus { .. }) => Ok(()),
+        other => {
+            fail!("the parent's fault at dst should trip the rmap check on the shared swap-cache folio, got {other:?}")
+        }
+    }
+}
+kernel_test!(uffd, swap_move_without_exclusive_check_is_caught);
+
+fn rmap_change_before_pin_check_is_caught() -> TestResult {
+    let mut s = Scenario::new();
+    let (t, u, src, dst) = setup(&mut s, 1)?;
+    let f = Folio::get(pte_pfn(pte_of(&t, src)));
+    f.pin();
+    uffd_move::set_variant(MoveVariant::RmapBeforePinCheck);
+    let r = u.mv(dst, src, PAGE, 0)?;
+    uffd_move::set_variant(MoveVariant::Correct);
+    let check = crate::mm::invariants::check();
+    // Put the folio back where its pte is, so the scenario can end cleanly.
+    {
+        let av = t.mm().mmap_lock.read().find(src).and_then(|v| v.anon_vma().cloned());
+        let mut i = f.page().inner.lock();
+        if let Some(av) = av {
+            i.mapping = Mapping::Anon(av);
+        }
+        i.index = (src / PAGE) as u64;
+    }
+    f.unpin();
+    drop(f);
+    expect_errno_mv(r, EBUSY, "the pinned page is still refused")?;
+    match check {
+        Err(e) => ensure!(e.contains("rmap walk finds 0 ptes"), "caught, but as: {e}"),
+        Ok(()) => fail!("an anon mapping changed before the pin check went unnoticed"),
+    }
+    s.finish()
+}
+kernel_test!(uffd, rmap_change_before_pin_check_is_caught);
+
+fn notifier_is_called_blocking_before_any_lock() -> TestResult {
+    let mut s = Scenario::new();
+    let (_t, u, src, dst) = setup(&mut s, 2)?;
+    uffd_move::observe(true);
+    let r = u.mv(dst, src, 2 * PAGE, 0)?;
+    let calls = uffd_move::observed();
+    uffd_move::observe(false);
+    ensure!(r.0 == Ok(0), "MOVE: {r:?}");
+    let starts: Vec<_> = calls.iter().filter(|c| c.is_start).collect();
+    ensure_eq!(starts.len(), 2, "invalidate_range_start calls (one per page)");
+    ensure_eq!(calls.iter().filter(|c| !c.is_start).count(), 2, "invalidate_range_end calls");
+    for c in &calls {
+        ensure!(
+            c.blocking && c.ptl_held == 0,
+            "notifier call {c:?}: must be the blocking one with no page-table lock held"
+        );
+    }
+    ensure_eq!(starts[0].start, src, "first range start");
+    s.finish()
+}
+kernel_test!(uffd, notifier_is_called_blocking_before_any_lock);
+
+fn notifier_under_ptl_is_caught() -> TestResult {
+    let mut s = Scenario::new();
+    let (_t, u, src, dst) = setup(&mut s, 1)?;
+    uffd_move::observe(true);
+    uffd_move::set_variant(MoveVariant::NotifierUnderPtl);
+    let r = u.mv(dst, src, PAGE, 0)?;
+    uffd_move::set_variant(MoveVariant::Correct);
+    let calls = uffd_move::observed();
+    uffd_move::observe(false);
+    ensure!(r.0 == Ok(0), "MOVE: {r:?}");
+    ensure!(
+        calls.iter().any(|c| c.is_start && (!c.blocking || c.ptl_held > 0)),
+        "the observer did not see the non-blocking call under the page-table lock: {calls:?}"
+    );
+    s.finish()
+}
+kernel_test!(uffd, notifier_under_ptl_is_caught);
+
+fn copy_gives_zero_tags_move_keeps_them() -> TestResult {
+    let mut s = Scenario::new();
+    let (t, u, src, dst) = setup(&mut s, 2)?;
+    u.ioctl(UFFDIO_COPY, &[dst as u64, src as u64, PAGE as u64, 0, 0])?.map_err(|e| verdict("COPY", e))?;
+    expect_tags(&t, dst, |_| 0, "COPY (data only)")?;
+    let (r, _) = u.mv(dst + PAGE, src + PAGE, PAGE, 0)?;
+    r.map_err(|e| verdict("MOVE", e))?;
+    expect_moved_page(&t, dst + PAGE, 1, "MOVE (the page itself)")?;
+    s.finish()
+}
+kernel_test!(uffd, copy_gives_zero_tags_move_keeps_them);
+
+fn dontwake_leaves_the_waiter_asleep() -> TestResult {
+    let mut s = Scenario::new();
+    let (t, u, src, dst) = setup(&mut s, 1)?;
+    ensure!(matches!(t.load(dst), Err(Signal::UffdWait { .. })), "no userfault at dst");
+    let (r, _) = u.mv(dst, src, PAGE, UFFDIO_MOVE_MODE_DONTWAKE)?;
+    r.map_err(|e| verdict("MOVE", e))?;
+    ensure!(u.ctx()?.is_waiting(dst), "DONTWAKE woke the waiter");
+    u.ioctl(UFFDIO_WAKE, &[dst as u64, PAGE as u64])?.map_err(|e| verdict("WAKE", e))?;
+    ensure!(!u.ctx()?.is_waiting(dst), "WAKE");
+    expect_moved_page(&t, dst, 0, "the waiter's page")?;
+    s.finish()
+}
+kernel_test!(uffd, dontwake_leaves_the_waiter_asleep);
+
+// --- races on real vCPUs ---------------------------------------------------------------------
+
+fn opposite_moves_through_the_same_tables_do_not_deadlock() -> TestResult {
+    if smp::online() < 2 {
+        skip!("needs two CPUs");
+    }
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let n = 16;
+    let x = mmap(&t, 0x40_0000_0000, 2 * n * PAGE, RW | PROT_MTE, ANON | MAP_FIXED, -1)?;
+    let y = mmap(&t, 0x40_0040_0000, 2 * n * PAGE, RW | PROT_MTE, ANON | MAP_FIXED, -1)?;
+    for p in 0..n {
+        tag_page(&t, x + p * PAGE, tag_of)?;
+        ok(t.store(with_tag(x + p * PAGE, tag_of(0)), 0x5000 + p as u64), "write")?;
+        tag_page(&t, y + (n + p) * PAGE, tag_of)?;
+        ok(t.store(with_tag(y + (n + p) * PAGE, tag_of(0)), 0x5000 + p as u64), "write")?;
+    }
+    let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
+    u.register(x, 2 * n * PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
+    u.register(y, 2 * n * PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
+    // CPU 1 moves x[0..n] up to y[0..n] page by page while CPU 0 moves
+    // y[n..2n] down to x[n..2n]: both take the x and y pte locks each step.
+    let (tt, fd) = (t.clone(), u.fd);
+    let arg1 = mmap(&t, 0, PAGE, RW, ANON, -1)?;
+    let out = Arc::new(spin::Mutex::new(Vec::new()));
+    let o = out.clone();
+    let job = smp::start(1, move || {
+        for p in 0..n {
+            for (i, w) in [(y + p * PAGE) as u64, (x + p * PAGE) as u64, PAGE as u64, 0].iter().enumerate() {
+                let _ = tt.store(arg1 + 8 * i, *w);
+            }
+            o.lock().push(tt.syscall(SYS_IOCTL, &[fd, UFFDIO_MOVE, arg1 as u64]));
+        }
+    })
+    .map_err(|e| verdict("start", e))?;
+    for p in 0..n {
+        let (r, _) = u.mv(x + (n + p) * PAGE, y + (n + p) * PAGE, PAGE, 0)?;
+        r.map_err(|e| verdict("CPU 0's move", e))?;
+    }
+    job.join().map_err(|e| Verdict::Fail(format!("CPU 1: {}", e.event)))?;
+    for (i, r) in out.lock().iter().enumerate() {
+        ensure_eq!(r.clone(), Ok(0), "CPU 1's move {i}");
+    }
+    for p in 0..n {
+        expect_moved_page(&t, y + p * PAGE, p, "moved up by CPU 1")?;
+        expect_moved_page(&t, x + (n + p) * PAGE, p, "moved down by CPU 0")?;
+    }
+    s.finish()
+}
+kernel_test!(uffd, opposite_moves_through_the_same_tables_do_not_deadlock);
+
+fn move_races_a_swapin_of_the_same_entry() -> TestResult {
+    if smp::online() < 2 {
+        skip!("needs two CPUs");
+    }
+    let _swap = SwapOn::new()?;
+    let mut s = Scenario::new();
+    let (t, u, src, dst) = setup(&mut s, 1)?;
+    pageout(&t, src, PAGE)?;
+    // CPU 1 faults at src and stops with the entry's folio in the swap cache.
+    let bp = crate::schedpoint::arm("do_swap_page:after_swapcache_lookup");
+    let tt = t.clone();
+    let out = Arc::new(spin::Mutex::new(None));
+    let o = out.clone();
+    let job = smp::start(1, move || *o.lock() = Some(tt.load(src))).map_err(|e| verdict("start", e))?;
+    bp.wait_reached(5_000_000).map_err(|e| verdict("CPU 1", e))?;
+    let (r, moved) = u.mv(dst, src, PAGE, 0)?;
+    bp.release();
+    job.join().map_err(|e| Verdict::Fail(format!("CPU 1: {}", e.event)))?;
+    ensure!(r == Ok(0) && moved == PAGE as i64, "MOVE during the swap-in: {r:?} {moved}");
+    let b = out.lock().take();
+    ensure_eq!(
+        ok(b.unwrap_or(Err(Signal::Killed(String::from("no result")))), "CPU 1's fault")?,
+        0,
+        "the fault at src finds src empty"
+    );
+    expect_moved_page(&t, dst, 0, "the moved entry faulted in at dst")?;
+    s.finish()
+}
+kernel_test!(uffd, move_races_a_swapin_of_the_same_entry);
+
+fn move_races_reclaim() -> TestResult {
+    if smp::online() < 2 {
+        skip!("needs two CPUs");
+    }
+    let _swap = SwapOn::new()?;
+    let mut s = Scenario::new();
+    let (t, u, src, dst) = setup(&mut s, 1)?;
+    // CPU 1's move stops holding the folio lock; reclaim on CPU 0 must
+    // leave the locked folio alone.
+    let bp = crate::schedpoint::arm("move_pages_pte:after_folio_lock");
+    let (tt, fd, arg) = (t.clone(), u.fd, u.arg);
+    for (i, w) in [dst as u64, src as u64, PAGE as u64, 0].iter().enumerate() {
+        ok(t.store(arg + 8 * i, *w), "arg")?;
+    }
+    let out = Arc::new(spin::Mutex::new(None));
+    let o = out.clone();
+    let job = smp::start(1, move || *o.lock() = Some(tt.syscall(SYS_IOCTL, &[fd, UFFDIO_MOVE, arg as u64])))
+        .map_err(|e| verdict("start", e))?;
+    bp.wait_reached(5_000_000).map_err(|e| verdict("CPU 1", e))?;
+    sys(&t, SYS_MADVISE, &[src as u64, PAGE as u64, MADV_PAGEOUT])?.map_err(|e| verdict("MADV_PAGEOUT", e))?;
+    let st = vmscan::last_stats();
+    bp.release();
+    job.join().map_err(|e| Verdict::Fail(format!("CPU 1: {}", e.event)))?;
+    ensure_eq!(st.skipped, 1, "reclaim skips the folio the move holds locked ({st:?})");
+    let r = out.lock().take();
+    ensure_eq!(ok(r.unwrap_or(Err(Signal::Killed(String::from("no result")))), "MOVE")?, 0, "the move");
+    expect_moved_page(&t, dst, 0, "moved while reclaim ran")?;
+    pageout(&t, dst, PAGE)?;
+    expect_moved_page(&t, dst, 0, "swapped out and in after the move")?;
+    s.finish()
+}
+kernel_test!(uffd, move_races_reclaim);
+
+fn moves_never_leak_or_duplicate_tag_entries() -> TestResult {
+    let swap = SwapOn::new()?;
+    let mut s = Scenario::new();
+    let (t, u, src, dst) = setup(&mut s, 4)?;
+    pageout(&t, src, 4 * PAGE)?;
+    ensure_eq!(mteswap::stats().entries, 4, "entries after swap-out");
+    for i in 0..4 {
+        u.mv(dst + i * PAGE, src + i * PAGE, PAGE, 0)?.0.map_err(|e| verdict("MOVE", e))?;
+    }
+    ensure_eq!(mteswap::stats().entries, 4, "entries after moving the swap ptes");
+    sys(&t, SYS_MUNMAP, &[(dst + 3 * PAGE) as u64, PAGE as u64])?.map_err(|e| verdict("munmap", e))?;
+    ensure_eq!(mteswap::stats().entries, 3, "entries after unmapping one moved entry");
+    crate::mm::swap::swapoff(0).map_err(|e| verdict("swapoff", e))?;
+    ensure_eq!(mteswap::stats().entries, 0, "entries after swapoff");
+    for i in 0..3 {
+        expect_moved_page(&t, dst + i * PAGE, i, "brought back by swapoff at dst")?;
+    }
+    drop(swap);
+    s.finish()
+}
+kernel_test!(uffd, moves_never_leak_or_duplicate_tag_entries);
+
+// --- bits after a move ------------------------------------------------------------------------
+
+fn moved_present_pte_is_writable_without_uffd_wp() -> TestResult {
+    let mut s = Scenario::new();
+    let (t, u, src, dst) = setup(&mut s, 1)?;
+    set_pte(&t, src, pte_mkuffd_wp(pte_of(&t, src)))?;
+    u.mv(dst, src, PAGE, 0)?.0.map_err(|e| verdict("MOVE", e))?;
+    let pte = pte_of(&t, dst);
+    ensure!(!pte_uffd_wp(pte) && pte_write(pte), "moved pte: uffd-wp {} write {}", pte_uffd_wp(pte), pte_write(pte));
+    ok(t.store(with_tag(dst, tag_of(0)), 0x5000), "write to the moved page")?;
+    s.finish()
+}
+kernel_test!(uffd, moved_present_pte_is_writable_without_uffd_wp);
+
+fn moved_pte_is_dirty_only_if_src_was() -> TestResult {
+    let _swap = SwapOn::new()?;
+    let mut s = Scenario::new();
+    let (t, u, src, dst) = setup(&mut s, 2)?;
+    pageout(&t, src, PAGE)?;
+    expect_moved_page(&t, src, 0, "swapped in by a read: a clean pte")?;
+    ensure!(!pte_dirty(pte_of(&t, src)), "a read swap-in left the pte dirty");
+    u.mv(dst, src, 2 * PAGE, 0)?.0.map_err(|e| verdict("MOVE", e))?;
+    ensure!(!pte_dirty(pte_of(&t, dst)), "a clean src pte arrived dirty");
+    ensure!(pte_dirty(pte_of(&t, dst + PAGE)), "a dirty src pte arrived clean");
+    s.finish()
+}
+kernel_test!(uffd, moved_pte_is_dirty_only_if_src_was);
+
+fn moved_swap_pte_keeps_its_uffd_wp_bit() -> TestResult {
+    let _swap = SwapOn::new()?;
+    let mut s = Scenario::new();
+    let (t, u, src, dst) = setup(&mut s, 1)?;
+    pageout(&t, src, PAGE)?;
+    set_pte(&t, src, pte_swp_mkuffd_wp(pte_of(&t, src)))?;
+    u.mv(dst, src, PAGE, 0)?.0.map_err(|e| verdict("MOVE", e))?;
+    let pte = pte_of(&t, dst);
+    ensure!(pte_swp_uffd_wp(pte) && pte_swp_exclusive(pte), "moved swap pte lost a bit: {pte:?}");
+    expect_moved_page(&t, dst, 0, "faulted in after the move")?;
+    ensure!(pte_uffd_wp(pte_of(&t, dst)), "the uffd-wp bit did not come back with the page");
+    s.finish()
+}
+kernel_test!(uffd, moved_swap_pte_keeps_its_uffd_wp_bit);
