@@ -1,15 +1,29 @@
 #!/usr/bin/env bash
-# The swap benchmark: prints a table, asserts nothing. Runs twice: under
-# -icount shift=0 for deterministic guest instruction counts, then without
-# for real wall times (the Linux reference figures are wall times).
+# The benchmarks (swap, then userfaultfd MOVE vs COPY): print tables,
+# assert nothing. Each runs twice: under -icount shift=0 for deterministic
+# guest instruction counts, then without for real wall times (the Linux
+# reference figures are wall times).
 #
-#   ./bench.sh [--no-install]
+#   ./bench.sh [--no-install] [swap|uffd]...
 set -euo pipefail
 cd "$(dirname "$0")"
-args=(--memory 1536M --smp 1 --timeout 1200 --bench swap)
-[ "${1:-}" = "--no-install" ] && args+=(--no-install)
-echo "== deterministic counts (-icount shift=0; times are virtual) =="
-./qemu-run.sh "${args[@]}" --icount -- ramdisk=300M
-echo
-echo "== real time (no icount; instruction counts read 0) =="
-./qemu-run.sh "${args[@]}" --no-install -- ramdisk=300M
+install=()
+benches=()
+for a in "$@"; do
+    case "$a" in
+        --no-install) install=(--no-install) ;;
+        swap|uffd) benches+=("$a") ;;
+        *) echo "bench.sh: unknown argument '$a' (benchmarks: swap, uffd)" >&2; exit 2 ;;
+    esac
+done
+[ ${#benches[@]} -gt 0 ] || benches=(swap uffd)
+for b in "${benches[@]}"; do
+    args=(--memory 1536M --smp 1 --timeout 1200 --bench "$b")
+    echo "== $b: deterministic counts (-icount shift=0; times are virtual) =="
+    ./qemu-run.sh "${args[@]}" "${install[@]}" --icount -- ramdisk=300M
+    install=(--no-install)
+    echo
+    echo "== $b: real time (no icount; instruction counts read 0) =="
+    ./qemu-run.sh "${args[@]}" --no-install -- ramdisk=300M
+    echo
+done

@@ -9,7 +9,7 @@
 //!   mte=sync|async|asymm       EL1 tag-check mode between tests (default sync)
 //!   ramdisk=SIZE               RAM-disk (swap device) size: bytes, or with a
 //!                              K/M/G suffix; 0 for none (default 32M)
-//!   bench=swap                 run the swap benchmark instead of the tests
+//!   bench=swap|uffd            run a benchmark instead of the tests
 //! Unknown words are an error: a typo must not silently run everything.
 
 use alloc::string::String;
@@ -43,6 +43,7 @@ pub struct Cmdline {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Bench {
     Swap,
+    Uffd,
 }
 
 pub const DEFAULT_RAMDISK: u64 = 32 << 20;
@@ -96,7 +97,10 @@ pub fn parse(s: &str) -> Result<Cmdline, String> {
             ("mte", Some("async")) => c.mte = MteMode::Async,
             ("mte", Some("asymm")) => c.mte = MteMode::Asymm,
             ("bench", Some("swap")) => c.bench = Some(Bench::Swap),
-            ("bench", Some(v)) => return Err(alloc::format!("unknown benchmark '{v}' in '{word}' (known: swap)")),
+            ("bench", Some("uffd")) => c.bench = Some(Bench::Uffd),
+            ("bench", Some(v)) => {
+                return Err(alloc::format!("unknown benchmark '{v}' in '{word}' (known: swap, uffd)"))
+            }
             ("ramdisk", Some(v)) => {
                 c.ramdisk = parse_size(v)
                     .ok_or_else(|| alloc::format!("'{v}' is not a size in whole 4 KiB pages in '{word}'"))?
@@ -138,6 +142,7 @@ mod tests {
     #[test]
     fn bench_word() {
         assert_eq!(parse("bench=swap").unwrap().bench, Some(Bench::Swap));
+        assert_eq!(parse("bench=uffd").unwrap().bench, Some(Bench::Uffd));
         assert_eq!(parse("").unwrap().bench, None);
         assert!(parse("bench=zap").unwrap_err().contains("zap"));
     }

@@ -151,8 +151,11 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64) -> ! {
         }
     }
     let online = smp::start_secondaries(&p.cpus);
-    if let Some(cmdline::Bench::Swap) = cmd.bench {
-        bench::swap::run();
+    if let Some(b) = cmd.bench {
+        match b {
+            cmdline::Bench::Swap => bench::swap::run(),
+            cmdline::Bench::Uffd => bench::uffd::run(),
+        }
         println!("BENCH DONE");
         exit(0);
     }
