@@ -70,15 +70,18 @@ impl Bench {
         Ok(a)
     }
 
-    /// An empty destination of N pages registered for MISSING faults.
-    fn dst(&self) -> Result<usize, Errno> {
-        let a = sys(
-            &self.t,
-            SYS_MMAP,
-            &[0, (N * PAGE) as u64, PROT_READ | PROT_WRITE | PROT_MTE, MAP_PRIVATE | MAP_ANONYMOUS, u64::MAX, 0],
-        )? as usize;
+    /// An empty destination of N pages registered for MISSING faults (at
+    /// `at` with MAP_FIXED when not 0).
+    fn dst_at(&self, at: usize) -> Result<usize, Errno> {
+        let flags = MAP_PRIVATE | MAP_ANONYMOUS | if at != 0 { MAP_FIXED } else { 0 };
+        let prot = PROT_READ | PROT_WRITE | PROT_MTE;
+        let a = sys(&self.t, SYS_MMAP, &[at as u64, (N * PAGE) as u64, prot, flags, u64::MAX, 0])? as usize;
         self.ioctl(UFFDIO_REGISTER, &[a as u64, (N * PAGE) as u64, UFFDIO_REGISTER_MODE_MISSING, 0])?;
         Ok(a)
+    }
+
+    fn dst(&self) -> Result<usize, Errno> {
+        self.dst_at(0)
     }
 }
 
@@ -132,13 +135,20 @@ fn run_cases() -> Result<(), Errno> {
     } else {
         println!("bench: no swap (ramdisk=0?): swapped-out MOVE not measured");
     }
-    // MOVE of a THP: split, then page by page (no PMD-level move here).
+    // MOVE of an aligned THP: one PMD-level step.
     let src = b.region(0x50_0000_0000, true)?;
-    let dst = b.dst()?;
+    let dst = b.dst_at(0x60_0000_0000)?;
     b.set_args(&[dst as u64, src as u64, (N * PAGE) as u64, 0, 0]);
     let (r, c) = measure(|| sys(&b.t, SYS_IOCTL, &[b.fd, UFFDIO_MOVE, b.arg as u64]));
     r?;
-    show("MOVE THP (split + 512 ptes)", c, N as u64);
+    show("MOVE aligned THP (one PMD)", c, N as u64);
+    // MOVE of a THP to an unaligned dst: split, then 512 ptes.
+    let src = b.region(0x70_0000_0000, true)?;
+    let dst = b.dst_at(0x80_0000_1000)?;
+    b.set_args(&[dst as u64, src as u64, (N * PAGE) as u64, 0, 0]);
+    let (r, c) = measure(|| sys(&b.t, SYS_IOCTL, &[b.fd, UFFDIO_MOVE, b.arg as u64]));
+    r?;
+    show("MOVE THP, unaligned dst (split)", c, N as u64);
     let _ = b.t.syscall(SYS_EXIT, &[0]);
     let _ = crate::mm::swap::swapoff(0);
     Ok(())

@@ -110,10 +110,63 @@ impl PgTables {
 
     /// pte_offset_map_lock: the locked pte table for `addr`, allocating the
     /// tables on the way if `alloc`. Err(()) means out of memory.
+    ///
+    /// After taking the lock the table must still be the one at `addr`'s
+    /// pmd (pmd_same): a PMD-level move may have taken it elsewhere.
     pub fn lock(&self, addr: usize, alloc: bool) -> Result<Option<PteTable>, ()> {
-        Ok(self
-            .last_level(addr, alloc)?
-            .map(|table| PteTable { table, _ptl: pfn_to_page(table / PAGE_SIZE as u64).ptl.lock() }))
+        loop {
+            let Some(table) = self.last_level(addr, alloc)? else { return Ok(None) };
+            let ptl = pfn_to_page(table / PAGE_SIZE as u64).ptl.lock();
+            if self.last_level(addr, false)? == Some(table) {
+                return Ok(Some(PteTable { table, _ptl: ptl }));
+            }
+        }
+    }
+
+    /// The level-2 (pmd) entry covering `addr`, allocating the levels above
+    /// it if `alloc`.
+    fn pmd_entry(&self, addr: usize, alloc: bool) -> Result<Option<&'static AtomicU64>, ()> {
+        let mut table = self.root;
+        for level in 0..2 {
+            let e = entry(table, index(addr, level));
+            let mut d = e.load(Ordering::Acquire);
+            if d & 1 == 0 {
+                if !alloc {
+                    return Ok(None);
+                }
+                let new = alloc_table().ok_or(())?;
+                match e.compare_exchange(0, new | TABLE, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => {
+                        self.nr_tables.fetch_add(1, Ordering::Relaxed);
+                        d = new | TABLE;
+                    }
+                    Err(other) => {
+                        free_table(new);
+                        d = other;
+                    }
+                }
+            }
+            table = d & ADDR;
+        }
+        Ok(Some(entry(table, index(addr, 2))))
+    }
+
+    /// Moves the pte table mapping the 2 MiB at `src` to the empty pmd of
+    /// `dst` (both 2 MiB aligned), with the table's lock held by the caller
+    /// through `locked`. Fails (false) if dst's pmd is no longer empty.
+    pub fn move_pte_table(&self, locked: &PteTable, src: usize, dst: usize, asid: u16) -> Result<bool, ()> {
+        let s = self.pmd_entry(src, false)?.ok_or(())?;
+        let d = self.pmd_entry(dst, true)?;
+        let Some(d) = d else { return Err(()) };
+        let desc = locked.table | TABLE;
+        if d.compare_exchange(0, desc, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            return Ok(false);
+        }
+        s.store(0, Ordering::Release);
+        // SAFETY: barriers only order memory accesses.
+        unsafe { core::arch::asm!("dsb ishst", "isb", options(nostack)) };
+        tlb::flush_asid(asid);
+        Ok(true)
     }
 
     /// The physical address of the pte table covering `addr`, if any.

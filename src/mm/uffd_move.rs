@@ -18,7 +18,7 @@ use super::pgtable::PteTable;
 use super::pte::*;
 use super::userfaultfd::{validate_range, Uffd};
 use super::{swap_state, swapfile};
-use crate::arch::mmu::PAGE_SIZE;
+use crate::arch::mmu::{PAGE_SIZE, PMD_SIZE};
 use crate::errno::*;
 use crate::schedpoint::sched_point;
 use alloc::sync::Arc;
@@ -198,6 +198,17 @@ pub fn move_pages(
     let mut moved = 0;
     while moved < len {
         let (d, s) = (dst + moved, src + moved);
+        if s % PMD_SIZE == 0 && d % PMD_SIZE == 0 && len - moved >= PMD_SIZE {
+            match move_pages_huge_pmd(mm, &dst_vma, &dst_anon_vma, d, s) {
+                Some(Ok(n)) => {
+                    moved += n;
+                    continue;
+                }
+                Some(Err(EAGAIN)) => continue,
+                Some(Err(e)) => return Err((moved, e)),
+                None => {} // not a whole THP there: pte by pte
+            }
+        }
         let step = move_one(mm, &map, &dst_vma, &src_vma, &dst_anon_vma, d, s, mode);
         match step {
             Ok(n) => moved += n,
@@ -311,6 +322,77 @@ fn move_one_locked(
     }
     let _ = src_vma;
     move_swap(mm, dst_vma, dst_anon_vma, d, s, src_pte)
+}
+
+/// The PMD-level move of an aligned THP: the whole pte table mapping the
+/// order-9 folio moves to dst's empty pmd in one step, and the folio is
+/// retargeted once, never split. (This kernel maps THPs with a pte table,
+/// so the pmd entry that moves points to that table rather than being a
+/// 2 MiB block; the effect and the checks are move_pages_huge_pmd's.)
+/// None: src is not one whole exclusive-candidate THP, or dst's pmd is
+/// populated; the caller moves pte by pte.
+fn move_pages_huge_pmd(
+    mm: &Arc<MmStruct>,
+    dst_vma: &Vma,
+    dst_anon_vma: &Arc<super::rmap::AnonVma>,
+    d: usize,
+    s: usize,
+) -> Option<Result<usize, Errno>> {
+    if mm.pgtables.table_of(d).is_some() {
+        return None;
+    }
+    let first = mm.pgtables.peek(s);
+    if !pte_present(first) || pte_special(first) {
+        return None;
+    }
+    let folio = Folio::get(pte_pfn(first));
+    if folio.nr_pages() != 512 || pte_pfn(first) != folio.pfn() || !folio.is_anon() {
+        return None;
+    }
+    if !folio.test(PG_ANON_EXCLUSIVE) {
+        return Some(Err(EBUSY)); // no split for a shared THP
+    }
+    notify(s, s + PMD_SIZE, true, true); // blocking, before any lock
+    let r = (|| {
+        if !folio.trylock() {
+            return Err(EAGAIN); // never block on a large folio
+        }
+        let r = (|| {
+            let pt = mm.pgtables.lock(s, false).map_err(|_| ENOMEM)?.ok_or(EAGAIN)?;
+            PTL_HELD[crate::arch::cpu::id()].fetch_add(1, Ordering::AcqRel);
+            let r = (|| {
+                if (0..512).any(|i| {
+                    let p = pt.get(s + i * PAGE_SIZE);
+                    !pte_present(p) || pte_pfn(p) != folio.pfn() + i as u64
+                }) {
+                    return Err(EAGAIN);
+                }
+                if folio.page().pincount.load(Ordering::Acquire) > 0 || !folio.test(PG_ANON_EXCLUSIVE) {
+                    return Err(EBUSY);
+                }
+                // Like the new pmd: dirty and writable, no uffd-wp.
+                for i in 0..512 {
+                    let a = s + i * PAGE_SIZE;
+                    let p = pte_mkdirty(pte_mkwrite(pte_clear_uffd_wp(pt.get(a))));
+                    pt.set(a, p, mm.asid);
+                }
+                match mm.pgtables.move_pte_table(&pt, s, d, mm.asid) {
+                    Ok(true) => {
+                        retarget(&folio, dst_anon_vma, dst_vma.pgoff_of(d));
+                        Ok(PMD_SIZE)
+                    }
+                    Ok(false) => Err(EAGAIN),
+                    Err(()) => Err(ENOMEM),
+                }
+            })();
+            PTL_HELD[crate::arch::cpu::id()].fetch_sub(1, Ordering::AcqRel);
+            r
+        })();
+        folio.unlock();
+        r
+    })();
+    notify(s, s + PMD_SIZE, false, true);
+    Some(r)
 }
 
 fn move_zeropage_pte(mm: &Arc<MmStruct>, dst_vma: &Vma, d: usize, s: usize, orig: pte_t) -> Result<usize, Errno> {

@@ -1031,3 +1031,67 @@ fn moved_swap_pte_keeps_its_uffd_wp_bit() -> TestResult {
     s.finish()
 }
 kernel_test!(uffd, moved_swap_pte_keeps_its_uffd_wp_bit);
+
+// --- THPs at PMD level -------------------------------------------------------------------------
+
+fn aligned_thp_moves_as_one_pmd() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let src = super::mm::thp_mapping(&t)?;
+    ok(t.store(src, 0), "fault in the huge folio")?;
+    for p in [0usize, 300, 511] {
+        tag_page(&t, src + p * PAGE, tag_of)?;
+        ok(t.store(with_tag(src + p * PAGE, tag_of(0)), 0x5000 + p as u64), "write")?;
+    }
+    let head = pte_pfn(pte_of(&t, src));
+    let table = t.mm().pgtables.table_of(src);
+    let dst = 0x60_0000_0000usize;
+    ensure_eq!(mmap(&t, dst, 2 << 20, RW | PROT_MTE, ANON | MAP_FIXED, -1)?, dst, "dst");
+    let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
+    u.register(dst, 2 << 20, UFFDIO_REGISTER_MODE_MISSING)?;
+    uffd_move::observe(true);
+    let (r, moved) = u.mv(dst, src, 2 << 20, 0)?;
+    let calls = uffd_move::observed();
+    uffd_move::observe(false);
+    ensure!(r == Ok(0) && moved == 2 << 20, "PMD move: {r:?} {moved}");
+    ensure_eq!(t.mm().pgtables.table_of(dst), table, "dst's pmd points at the table that mapped src");
+    ensure_eq!(t.mm().pgtables.table_of(src), None, "src's pmd is empty");
+    ensure_eq!(calls.iter().filter(|c| c.is_start).count(), 1, "one notifier range for the whole PMD");
+    let f = Folio::get(head);
+    ensure_eq!(f.nr_pages(), 512, "the THP was not split");
+    ensure_eq!(f.page().inner.lock().index, (dst / PAGE) as u64, "folio index follows the move");
+    drop(f);
+    for p in [0usize, 300, 511] {
+        ensure_eq!(pte_pfn(pte_of(&t, dst + p * PAGE)), head + p as u64, "page {p} is the same frame");
+        expect_moved_page(&t, dst + p * PAGE, p, "a page of the moved THP")?;
+    }
+    expect_rss(&t, 513, 0, "rss (the THP and the argument page)")?;
+    s.finish()
+}
+kernel_test!(uffd, aligned_thp_moves_as_one_pmd);
+
+fn shared_thp_pmd_move_is_ebusy_without_split() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let src = super::mm::thp_mapping(&t)?;
+    ok(t.store(src, 7), "fault in the huge folio")?;
+    let _c = s.fork(&t)?;
+    let dst = 0x60_0000_0000usize;
+    mmap(&t, dst, 2 << 20, RW | PROT_MTE, ANON | MAP_FIXED, -1)?;
+    let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
+    u.register(dst, 2 << 20, UFFDIO_REGISTER_MODE_MISSING)?;
+    expect_errno_mv(u.mv(dst, src, 2 << 20, 0)?, EBUSY, "a THP shared with a child")?;
+    ensure_eq!(Folio::get(pte_pfn(pte_of(&t, src))).nr_pages(), 512, "the shared THP was split");
+    s.finish()
+}
+kernel_test!(uffd, shared_thp_pmd_move_is_ebusy_without_split);
+
+fn bad_argument_pointer_is_efault() -> TestResult {
+    let mut s = Scenario::new();
+    let (t, u, _, _) = setup(&mut s, 1)?;
+    expect_errno(sys(&t, SYS_IOCTL, &[u.fd, UFFDIO_MOVE, 0x7000_0000_0000]), EFAULT, "MOVE with an unmapped argument")?;
+    expect_errno(sys(&t, SYS_READ, &[u.fd, 0x7000_0000_0000, 32]), EAGAIN, "read with nothing queued")?;
+    ensure!(matches!(t.load(u.arg), Ok(_)), "the task goes on");
+    s.finish()
+}
+kernel_test!(uffd, bad_argument_pointer_is_efault);
