@@ -8,6 +8,7 @@ pub struct Errno(pub i32);
 
 pub const EPERM: Errno = Errno(1);
 pub const ENOENT: Errno = Errno(2);
+pub const ESRCH: Errno = Errno(3);
 pub const EIO: Errno = Errno(5);
 pub const EBADF: Errno = Errno(9);
 pub const EAGAIN: Errno = Errno(11);
@@ -24,6 +25,7 @@ impl Errno {
         match self.0 {
             1 => "EPERM",
             2 => "ENOENT",
+            3 => "ESRCH",
             5 => "EIO",
             9 => "EBADF",
             11 => "EAGAIN",

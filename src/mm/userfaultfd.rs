@@ -208,14 +208,14 @@ pub fn validate_range(start: u64, len: u64) -> Result<(usize, usize), Errno> {
     Ok((start as usize, (start + len) as usize))
 }
 
-fn same_mm(ctx: &Uffd, mm: &Arc<MmStruct>) -> Result<(), Errno> {
-    match ctx.mm.upgrade() {
-        Some(m) if Arc::ptr_eq(&m, mm) => Ok(()),
-        _ => Err(EINVAL),
-    }
+/// The address space the context serves (the caller may be a handler in
+/// another process, as with Linux's non-cooperative managers).
+fn target_mm(ctx: &Uffd) -> Result<Arc<MmStruct>, Errno> {
+    ctx.mm.upgrade().ok_or(ESRCH)
 }
 
-/// ioctl(2) on a userfaultfd. `arg` points at the structure in `mm`.
+/// ioctl(2) on a userfaultfd. `arg` points at the structure in the
+/// caller's `mm`; the context's own mm is the one acted on.
 pub fn ioctl(ctx: &Arc<Uffd>, mm: &Arc<MmStruct>, cmd: u64, arg: u64) -> Result<u64, Errno> {
     if cmd == UFFDIO_API {
         return api(ctx, mm, arg);
@@ -227,7 +227,7 @@ pub fn ioctl(ctx: &Arc<Uffd>, mm: &Arc<MmStruct>, cmd: u64, arg: u64) -> Result<
         UFFDIO_REGISTER => register(ctx, mm, arg),
         UFFDIO_UNREGISTER => unregister(ctx, mm, arg),
         UFFDIO_WAKE => {
-            let [start, len] = get_words::<2>(mm, arg)?;
+            let [start, len] = get_words::<2>(mm, arg)?; // read in the caller's memory
             let (s, e) = validate_range(start, len)?;
             ctx.wake(s, e);
             Ok(0)
@@ -256,13 +256,13 @@ fn api(ctx: &Arc<Uffd>, mm: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno> {
     Ok(0)
 }
 
-fn register(ctx: &Arc<Uffd>, mm: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno> {
-    let [start, len, mode, _] = get_words::<4>(mm, arg)?;
+fn register(ctx: &Arc<Uffd>, caller: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno> {
+    let mm = &target_mm(ctx)?;
+    let [start, len, mode, _] = get_words::<4>(caller, arg)?;
     if mode == 0 || mode & !(UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP) != 0 {
         return Err(EINVAL);
     }
     let (s, e) = validate_range(start, len)?;
-    same_mm(ctx, mm)?;
     let mut vm = 0;
     if mode & UFFDIO_REGISTER_MODE_MISSING != 0 {
         vm |= VM_UFFD_MISSING;
@@ -291,14 +291,14 @@ fn register(ctx: &Arc<Uffd>, mm: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno>
             v.uffd = Some(ctx.clone());
         }
     }
-    put_word(mm, arg + 24, IOCTLS_RANGE)?;
+    put_word(caller, arg + 24, IOCTLS_RANGE)?;
     Ok(0)
 }
 
-fn unregister(ctx: &Arc<Uffd>, mm: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno> {
-    let [start, len] = get_words::<2>(mm, arg)?;
+fn unregister(ctx: &Arc<Uffd>, caller: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno> {
+    let mm = &target_mm(ctx)?;
+    let [start, len] = get_words::<2>(caller, arg)?;
     let (s, e) = validate_range(start, len)?;
-    same_mm(ctx, mm)?;
     let mut map = mm.mmap_lock.write();
     if !map.fully_mapped(s, e) {
         return Err(EINVAL);
@@ -394,20 +394,20 @@ fn finish(mm: &Arc<MmStruct>, field: u64, r: Result<usize, (usize, Errno)>) -> R
     }
 }
 
-fn copy(ctx: &Arc<Uffd>, mm: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno> {
-    let [dst, src, len, mode] = get_words::<4>(mm, arg)?;
+fn copy(ctx: &Arc<Uffd>, caller: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno> {
+    let mm = &target_mm(ctx)?;
+    let [dst, src, len, mode] = get_words::<4>(caller, arg)?;
     if mode & !(UFFDIO_COPY_MODE_DONTWAKE | UFFDIO_COPY_MODE_WP) != 0 {
         return Err(EINVAL);
     }
     let (s, e) = validate_range(dst, len)?;
     validate_range(src & !0xFFF, len).map_err(|_| EINVAL)?;
-    same_mm(ctx, mm)?;
     let mut buf = alloc::vec![0u8; PAGE_SIZE];
     let r = mfill(ctx, mm, s, e, |map, vma, addr, off| {
         if vma.flags & VM_UFFD_WP == 0 && mode & UFFDIO_COPY_MODE_WP != 0 {
             return Err(EINVAL);
         }
-        copy_from_user(mm, src + off as u64, &mut buf).map_err(|_| EFAULT)?;
+        copy_from_user(caller, src + off as u64, &mut buf).map_err(|_| EFAULT)?;
         let f = Folio::alloc(0).ok_or(ENOMEM)?;
         f.frame(0).0.copy_from_slice(&buf); // data only: the new page's tags stay 0
         if vma.flags & VM_MTE != 0 {
@@ -419,16 +419,16 @@ fn copy(ctx: &Arc<Uffd>, mm: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno> {
     if mode & UFFDIO_COPY_MODE_DONTWAKE == 0 && n > 0 {
         ctx.wake(s, s + n);
     }
-    finish(mm, arg + 32, r)
+    finish(caller, arg + 32, r)
 }
 
-fn zeropage(ctx: &Arc<Uffd>, mm: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno> {
-    let [start, len, mode] = get_words::<3>(mm, arg)?;
+fn zeropage(ctx: &Arc<Uffd>, caller: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno> {
+    let mm = &target_mm(ctx)?;
+    let [start, len, mode] = get_words::<3>(caller, arg)?;
     if mode & !UFFDIO_ZEROPAGE_MODE_DONTWAKE != 0 {
         return Err(EINVAL);
     }
     let (s, e) = validate_range(start, len)?;
-    same_mm(ctx, mm)?;
     let r = mfill(ctx, mm, s, e, |_, vma, addr, _| {
         let pt = mm.pgtables.lock(addr, true).map_err(|_| ENOMEM)?.ok_or(ENOMEM)?;
         let old = pt.get(addr);
@@ -442,11 +442,12 @@ fn zeropage(ctx: &Arc<Uffd>, mm: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno>
     if mode & UFFDIO_ZEROPAGE_MODE_DONTWAKE == 0 && n > 0 {
         ctx.wake(s, s + n);
     }
-    finish(mm, arg + 24, r)
+    finish(caller, arg + 24, r)
 }
 
-fn writeprotect(ctx: &Arc<Uffd>, mm: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno> {
-    let [start, len, mode] = get_words::<3>(mm, arg)?;
+fn writeprotect(ctx: &Arc<Uffd>, caller: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno> {
+    let mm = &target_mm(ctx)?;
+    let [start, len, mode] = get_words::<3>(caller, arg)?;
     if mode & !(UFFDIO_WRITEPROTECT_MODE_WP | UFFDIO_WRITEPROTECT_MODE_DONTWAKE) != 0 {
         return Err(EINVAL);
     }
@@ -455,7 +456,6 @@ fn writeprotect(ctx: &Arc<Uffd>, mm: &Arc<MmStruct>, arg: u64) -> Result<u64, Er
         return Err(EINVAL);
     }
     let (s, e) = validate_range(start, len)?;
-    same_mm(ctx, mm)?;
     let _r = ctx.map_changing_lock.read();
     if ctx.mmap_changing.load(Ordering::Acquire) != 0 {
         return Err(EAGAIN);

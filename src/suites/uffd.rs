@@ -1095,3 +1095,27 @@ fn bad_argument_pointer_is_efault() -> TestResult {
     s.finish()
 }
 kernel_test!(uffd, bad_argument_pointer_is_efault);
+
+fn a_handler_task_resolves_another_tasks_fault() -> TestResult {
+    let mut s = Scenario::new();
+    let f = s.spawn()?;
+    let a = mmap(&f, 0, PAGE, RW, ANON, -1)?;
+    let u = Uffd::new(&f, 0)?;
+    u.register(a, PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
+    // The handler is another process holding the same descriptor.
+    let h = s.spawn()?;
+    let hbuf = mmap(&h, 0, PAGE, RW, ANON, -1)?;
+    let hsrc = mmap(&h, 0, PAGE, RW, ANON, -1)?;
+    ok(h.fill(hsrc, PAGE, 99), "handler's source page")?;
+    let handler = Uffd { t: h.clone(), fd: u.fd, arg: hbuf };
+    ensure!(matches!(f.load(a + 16), Err(Signal::UffdWait { .. })), "no userfault");
+    ensure_eq!(handler.read()?, Some((UFFD_EVENT_PAGEFAULT, 0, a as u64)), "the handler reads the fault");
+    handler
+        .ioctl(UFFDIO_COPY, &[a as u64, hsrc as u64, PAGE as u64, 0, 0])?
+        .map_err(|e| verdict("handler's COPY", e))?;
+    ensure!(!u.ctx()?.is_waiting(a), "the faulting task was not woken");
+    ensure_eq!(page_hash(&f, a, 0)?, fill_hash(99), "the faulting task sees the handler's data");
+    expect_rss(&h, 2, 0, "the handler's own pages (its argument page and its source page) stay its own")?;
+    s.finish()
+}
+kernel_test!(uffd, a_handler_task_resolves_another_tasks_fault);
