@@ -35,10 +35,19 @@ if need_qemu; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -t bookworm-backports qemu-system-arm >/dev/null
 fi
 
-# rustup reads rust-toolchain.toml in the project root and installs its targets.
+# The toolchain, its targets and components, as rust-toolchain.toml names
+# them (rustup installs a missing toolchain from the file, but not a target
+# missing from an installed one).
 cd "$(dirname "$0")/.."
-if command -v rustup >/dev/null 2>&1; then
-    rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
-    rustup target list --installed | grep -qx aarch64-unknown-none || rustup target add aarch64-unknown-none
-    rustup component list --installed | grep -q '^llvm-tools' || rustup component add llvm-tools
+if ! command -v rustup >/dev/null 2>&1; then
+    echo "install-prereqs: rustup not found; install Rust with rustup first" >&2
+    exit 1
 fi
+channel=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
+targets=$(sed -n 's/^targets *= *\[\(.*\)\]/\1/p' rust-toolchain.toml | tr -d '", ' | tr ',' ' ')
+components=$(sed -n 's/^components *= *\[\(.*\)\]/\1/p' rust-toolchain.toml | tr -d '"' | tr ',' ' ')
+rustup run "$channel" rustc --version >/dev/null 2>&1 || rustup toolchain install "$channel" --profile minimal
+# shellcheck disable=SC2086 # word splitting of the lists is wanted
+rustup target add --toolchain "$channel" $targets >/dev/null
+# shellcheck disable=SC2086
+rustup component add --toolchain "$channel" $components >/dev/null
