@@ -250,9 +250,17 @@ impl Folio {
         self.page().flags.fetch_or(PG_LOCKED, Ordering::Acquire) & PG_LOCKED == 0
     }
 
+    /// folio_lock: waits (WFE; no sleeping here) until the lock is ours.
+    pub fn lock(&self) {
+        while !self.trylock() {
+            crate::arch::cpu::wfe();
+        }
+    }
+
     pub fn unlock(&self) {
         let old = self.page().flags.fetch_and(!PG_LOCKED, Ordering::Release);
         assert!(old & PG_LOCKED != 0, "folio_unlock of an unlocked {self:?}");
+        crate::arch::cpu::sev(); // wake folio_lock waiters
     }
 
     pub fn is_anon(&self) -> bool {

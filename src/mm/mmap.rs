@@ -202,15 +202,20 @@ pub fn do_munmap(mm: &Arc<MmStruct>, addr: u64, len: u64) -> Result<(), Errno> {
     let ctxs = uffd_ctxs(&map, start, end);
     unmap_locked(mm, &mut map, start, end);
     drop(map);
-    for c in ctxs {
-        c.event(
-            super::userfaultfd::UFFD_FEATURE_EVENT_UNMAP,
-            super::userfaultfd::UFFD_EVENT_UNMAP,
-            start as u64,
-            end as u64,
-        );
-    }
+    send_uffd_events(
+        ctxs,
+        super::userfaultfd::UFFD_FEATURE_EVENT_UNMAP,
+        super::userfaultfd::UFFD_EVENT_UNMAP,
+        start,
+        end,
+    );
     Ok(())
+}
+
+fn send_uffd_events(ctxs: Vec<Arc<super::userfaultfd::Uffd>>, feature: u64, kind: u8, start: usize, end: usize) {
+    for c in ctxs {
+        c.event(feature, kind, start as u64, end as u64);
+    }
 }
 
 /// The userfaultfd contexts registered in `[start, end)` (for the
@@ -286,14 +291,13 @@ pub fn do_madvise(mm: &Arc<MmStruct>, addr: u64, len: u64, advice: u64) -> Resul
     } else {
         let ctxs = uffd_ctxs(&map, start, end);
         drop(map);
-        for c in ctxs {
-            c.event(
-                super::userfaultfd::UFFD_FEATURE_EVENT_REMOVE,
-                super::userfaultfd::UFFD_EVENT_REMOVE,
-                start as u64,
-                end as u64,
-            );
-        }
+        send_uffd_events(
+            ctxs,
+            super::userfaultfd::UFFD_FEATURE_EVENT_REMOVE,
+            super::userfaultfd::UFFD_EVENT_REMOVE,
+            start,
+            end,
+        );
         zap_page_range(mm, start, end);
     }
     Ok(())

@@ -80,32 +80,55 @@ impl PgTables {
     }
 
     fn last_level(&self, addr: usize, alloc: bool) -> Result<Option<u64>, ()> {
+        let Some(e) = self.entry_at_level(addr, 2, alloc)? else { return Ok(None) };
+        let mut d = e.load(Ordering::Acquire);
+        if d & 1 == 0 {
+            if !alloc {
+                return Ok(None);
+            }
+            d = self.install_table(e)?;
+        }
+        if d & TABLE != TABLE {
+            return Ok(None); // a block: no pte table here
+        }
+        Ok(Some(d & ADDR))
+    }
+
+    /// Puts a new table into the empty entry `e` (or finds the one another
+    /// CPU put there first); returns the entry's descriptor.
+    fn install_table(&self, e: &AtomicU64) -> Result<u64, ()> {
+        let new = alloc_table().ok_or(())?;
+        match e.compare_exchange(0, new | TABLE, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {
+                self.nr_tables.fetch_add(1, Ordering::Relaxed);
+                Ok(new | TABLE)
+            }
+            Err(other) => {
+                free_table(new);
+                Ok(other)
+            }
+        }
+    }
+
+    /// The entry of level `level` covering `addr`, allocating the tables
+    /// above it if `alloc`.
+    fn entry_at_level(&self, addr: usize, level: usize, alloc: bool) -> Result<Option<&'static AtomicU64>, ()> {
         let mut table = self.root;
-        for level in 0..3 {
-            let e = entry(table, index(addr, level));
+        for l in 0..level {
+            let e = entry(table, index(addr, l));
             let mut d = e.load(Ordering::Acquire);
             if d & 1 == 0 {
                 if !alloc {
                     return Ok(None);
                 }
-                let new = alloc_table().ok_or(())?;
-                match e.compare_exchange(0, new | TABLE, Ordering::AcqRel, Ordering::Acquire) {
-                    Ok(_) => {
-                        self.nr_tables.fetch_add(1, Ordering::Relaxed);
-                        d = new | TABLE;
-                    }
-                    Err(other) => {
-                        free_table(new); // another CPU got there first
-                        d = other;
-                    }
-                }
+                d = self.install_table(e)?;
             }
             if d & TABLE != TABLE {
-                return Ok(None); // a block: no pte table here
+                return Ok(None);
             }
             table = d & ADDR;
         }
-        Ok(Some(table))
+        Ok(Some(entry(table, index(addr, level))))
     }
 
     /// pte_offset_map_lock: the locked pte table for `addr`, allocating the
@@ -123,40 +146,12 @@ impl PgTables {
         }
     }
 
-    /// The level-2 (pmd) entry covering `addr`, allocating the levels above
-    /// it if `alloc`.
-    fn pmd_entry(&self, addr: usize, alloc: bool) -> Result<Option<&'static AtomicU64>, ()> {
-        let mut table = self.root;
-        for level in 0..2 {
-            let e = entry(table, index(addr, level));
-            let mut d = e.load(Ordering::Acquire);
-            if d & 1 == 0 {
-                if !alloc {
-                    return Ok(None);
-                }
-                let new = alloc_table().ok_or(())?;
-                match e.compare_exchange(0, new | TABLE, Ordering::AcqRel, Ordering::Acquire) {
-                    Ok(_) => {
-                        self.nr_tables.fetch_add(1, Ordering::Relaxed);
-                        d = new | TABLE;
-                    }
-                    Err(other) => {
-                        free_table(new);
-                        d = other;
-                    }
-                }
-            }
-            table = d & ADDR;
-        }
-        Ok(Some(entry(table, index(addr, 2))))
-    }
-
     /// Moves the pte table mapping the 2 MiB at `src` to the empty pmd of
     /// `dst` (both 2 MiB aligned), with the table's lock held by the caller
     /// through `locked`. Fails (false) if dst's pmd is no longer empty.
     pub fn move_pte_table(&self, locked: &PteTable, src: usize, dst: usize, asid: u16) -> Result<bool, ()> {
-        let s = self.pmd_entry(src, false)?.ok_or(())?;
-        let d = self.pmd_entry(dst, true)?;
+        let s = self.entry_at_level(src, 2, false)?.ok_or(())?;
+        let d = self.entry_at_level(dst, 2, true)?;
         let Some(d) = d else { return Err(()) };
         let desc = locked.table | TABLE;
         if d.compare_exchange(0, desc, Ordering::AcqRel, Ordering::Acquire).is_err() {

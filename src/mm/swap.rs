@@ -94,12 +94,6 @@ fn discard_failed_read(folio: &Folio) {
     }
 }
 
-fn lock_folio(f: &Folio) {
-    while !f.trylock() {
-        core::hint::spin_loop();
-    }
-}
-
 /// If `folio` is still the swap-cache folio holding `entry`: its first
 /// entry (folio_swap) and the index of `entry`'s page in it.
 fn cached_index(folio: &Folio, entry: swp_entry_t) -> Option<(swp_entry_t, usize)> {
@@ -198,7 +192,7 @@ pub fn do_swap_page(
     if let Some(h) = early {
         mteswap::restore_from(h, &folio, 0);
     }
-    lock_folio(&folio);
+    folio.lock();
     sched_point("do_swap_page:after_folio_lock");
     let Some((first, idx)) = cached_index(&folio, entry) else {
         folio.unlock();
@@ -313,7 +307,7 @@ pub fn swapoff(ty: u8) -> Result<(), Errno> {
             continue;
         }
         if let Some(f) = swap_state::lookup(entry) {
-            lock_folio(&f);
+            f.lock();
             swap_state::folio_free_swap(&f);
             f.unlock();
         }
@@ -351,7 +345,7 @@ fn unuse_pte(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, orig: pte_
             Swapin::Retry => core::hint::spin_loop(),
         }
     };
-    lock_folio(&folio);
+    folio.lock();
     if !folio.test(PG_UPTODATE) {
         discard_failed_read(&folio);
         folio.unlock();

@@ -417,12 +417,6 @@ fn retarget(folio: &Folio, dst_anon_vma: &Arc<super::rmap::AnonVma>, index: u64)
     folio.set(super::folio::PG_ANON);
 }
 
-fn lock_folio(f: &Folio) {
-    while !f.trylock() {
-        crate::arch::cpu::wfe();
-    }
-}
-
 fn move_present(
     mm: &Arc<MmStruct>,
     dst_vma: &Vma,
@@ -439,7 +433,7 @@ fn move_present(
         if folio.nr_pages() > 1 {
             return Err(EAGAIN); // never block on a large folio with a raised refcount
         }
-        lock_folio(&folio);
+        folio.lock();
         folio.unlock();
         return Err(EAGAIN); // slept on the lock: start again
     }
@@ -517,7 +511,7 @@ fn move_swap(
             return Err(EBUSY); // moving a large swap-cache folio is unsupported
         }
         if !f.trylock() {
-            lock_folio(f);
+            f.lock();
             f.unlock();
             return Err(EAGAIN);
         }
