@@ -5,6 +5,24 @@
 
 .equ FRAME_SIZE, {FRAME_SIZE}
 
+// Loads x2-x29 of the TrapFrame at \base (x0/x1 and x30 are the caller's).
+.macro LOAD_GPRS base
+    ldp     x28, x29, [\base, #(28 * 8)]
+    ldp     x26, x27, [\base, #(26 * 8)]
+    ldp     x24, x25, [\base, #(24 * 8)]
+    ldp     x22, x23, [\base, #(22 * 8)]
+    ldp     x20, x21, [\base, #(20 * 8)]
+    ldp     x18, x19, [\base, #(18 * 8)]
+    ldp     x16, x17, [\base, #(16 * 8)]
+    ldp     x14, x15, [\base, #(14 * 8)]
+    ldp     x12, x13, [\base, #(12 * 8)]
+    ldp     x10, x11, [\base, #(10 * 8)]
+    ldp     x8, x9, [\base, #(8 * 8)]
+    ldp     x6, x7, [\base, #(6 * 8)]
+    ldp     x4, x5, [\base, #(4 * 8)]
+    ldp     x2, x3, [\base, #(2 * 8)]
+.endm
+
 .macro VECTOR kind
     .balign 0x80
     sub     sp, sp, #FRAME_SIZE
@@ -65,20 +83,7 @@ exception_common:
     msr     spsr_el1, x3
     ldp     x30, x2, [sp, #(30 * 8)]
     msr     sp_el0, x2
-    ldp     x28, x29, [sp, #(28 * 8)]
-    ldp     x26, x27, [sp, #(26 * 8)]
-    ldp     x24, x25, [sp, #(24 * 8)]
-    ldp     x22, x23, [sp, #(22 * 8)]
-    ldp     x20, x21, [sp, #(20 * 8)]
-    ldp     x18, x19, [sp, #(18 * 8)]
-    ldp     x16, x17, [sp, #(16 * 8)]
-    ldp     x14, x15, [sp, #(14 * 8)]
-    ldp     x12, x13, [sp, #(12 * 8)]
-    ldp     x10, x11, [sp, #(10 * 8)]
-    ldp     x8, x9, [sp, #(8 * 8)]
-    ldp     x6, x7, [sp, #(6 * 8)]
-    ldp     x4, x5, [sp, #(4 * 8)]
-    ldp     x2, x3, [sp, #(2 * 8)]
+    LOAD_GPRS sp
     ldp     x0, x1, [sp, #(0 * 8)]
     add     sp, sp, #FRAME_SIZE
     eret
@@ -88,19 +93,24 @@ exception_common:
 // src/arch/aarch64/context.rs). A context is resumed by an exception handler
 // that points ELR at context_resume with x0 = context, x1 = value.
 
+// Saves callee-saved registers, LR and SP into the KContext at \ctx.
+.macro SAVE_KCONTEXT ctx
+    mov     x9, sp
+    stp     x19, x20, [\ctx, #0]
+    stp     x21, x22, [\ctx, #16]
+    stp     x23, x24, [\ctx, #32]
+    stp     x25, x26, [\ctx, #48]
+    stp     x27, x28, [\ctx, #64]
+    stp     x29, x30, [\ctx, #80]
+    str     x9, [\ctx, #96]
+.endm
+
 // u64 call_with_context(KContext *ctx, extern "C" fn(usize), usize arg)
 // Calls f(arg) and returns 0, or returns the value given to context_resume
 // if the call was abandoned.
 .global call_with_context
 call_with_context:
-    mov     x9, sp
-    stp     x19, x20, [x0, #0]
-    stp     x21, x22, [x0, #16]
-    stp     x23, x24, [x0, #32]
-    stp     x25, x26, [x0, #48]
-    stp     x27, x28, [x0, #64]
-    stp     x29, x30, [x0, #80]
-    str     x9, [x0, #96]
+    SAVE_KCONTEXT x0
     stp     x29, x30, [sp, #-16]!
     mov     x29, sp
     mov     x9, x1
@@ -130,14 +140,7 @@ context_resume:
 // returns to EL0. Comes back (through context_resume) when EL0 traps.
 .global enter_user
 enter_user:
-    mov     x9, sp
-    stp     x19, x20, [x0, #0]
-    stp     x21, x22, [x0, #16]
-    stp     x23, x24, [x0, #32]
-    stp     x25, x26, [x0, #48]
-    stp     x27, x28, [x0, #64]
-    stp     x29, x30, [x0, #80]
-    str     x9, [x0, #96]
+    SAVE_KCONTEXT x0
     mov     x0, x1
     ldp     x2, x3, [x0, #(32 * 8)]
     msr     elr_el1, x2
@@ -145,19 +148,6 @@ enter_user:
     ldr     x2, [x0, #(31 * 8)]
     msr     sp_el0, x2
     ldp     x30, x2, [x0, #(30 * 8)]
-    ldp     x28, x29, [x0, #(28 * 8)]
-    ldp     x26, x27, [x0, #(26 * 8)]
-    ldp     x24, x25, [x0, #(24 * 8)]
-    ldp     x22, x23, [x0, #(22 * 8)]
-    ldp     x20, x21, [x0, #(20 * 8)]
-    ldp     x18, x19, [x0, #(18 * 8)]
-    ldp     x16, x17, [x0, #(16 * 8)]
-    ldp     x14, x15, [x0, #(14 * 8)]
-    ldp     x12, x13, [x0, #(12 * 8)]
-    ldp     x10, x11, [x0, #(10 * 8)]
-    ldp     x8, x9, [x0, #(8 * 8)]
-    ldp     x6, x7, [x0, #(6 * 8)]
-    ldp     x4, x5, [x0, #(4 * 8)]
-    ldp     x2, x3, [x0, #(2 * 8)]
+    LOAD_GPRS x0
     ldp     x0, x1, [x0, #(0 * 8)]
     eret

@@ -195,11 +195,12 @@ pub fn move_pages(
     }
     validate_move_areas(ctx, &src_vma, &dst_vma, src, dst, len).map_err(|e| (0, e))?;
     let dst_anon_vma = mm.anon_vma_prepare(&map, &dst_vma);
+    let mover = Mover { mm, dst_vma: &dst_vma, dst_anon_vma: &dst_anon_vma, mode };
     let mut moved = 0;
     while moved < len {
         let (d, s) = (dst + moved, src + moved);
         if s % PMD_SIZE == 0 && d % PMD_SIZE == 0 && len - moved >= PMD_SIZE {
-            match move_pages_huge_pmd(mm, &dst_vma, &dst_anon_vma, d, s) {
+            match mover.move_pages_huge_pmd(d, s) {
                 Some(Ok(n)) => {
                     moved += n;
                     continue;
@@ -209,7 +210,7 @@ pub fn move_pages(
                 None => {} // not a whole THP there: pte by pte
             }
         }
-        let step = move_one(mm, &map, &dst_vma, &src_vma, &dst_anon_vma, d, s, mode);
+        let step = mover.move_one(d, s);
         match step {
             Ok(n) => moved += n,
             Err(EAGAIN) => {
@@ -252,157 +253,146 @@ fn validate_move_areas(ctx: &Arc<Uffd>, src: &Vma, dst: &Vma, s: usize, d: usize
 }
 
 /// Moves the page at `s` to `d`: PAGE_SIZE, or an error (EAGAIN: retry).
-#[allow(clippy::too_many_arguments)]
-fn move_one(
-    mm: &Arc<MmStruct>,
-    map: &MmMap,
-    dst_vma: &Vma,
-    src_vma: &Vma,
-    dst_anon_vma: &Arc<super::rmap::AnonVma>,
-    d: usize,
-    s: usize,
+/// What every step of one UFFDIO_MOVE shares: the mm, the destination
+/// VMA and its anon_vma (which moved folios join), and the mode.
+#[derive(Clone, Copy)]
+struct Mover<'a> {
+    mm: &'a Arc<MmStruct>,
+    dst_vma: &'a Vma,
+    dst_anon_vma: &'a Arc<super::rmap::AnonVma>,
     mode: u64,
-) -> Result<usize, Errno> {
-    let _ = map;
-    // The blocking notifier, before any spinlock (the correct place).
-    if variant() != MoveVariant::NotifierUnderPtl {
-        notify(s, s + PAGE_SIZE, true, true);
-    }
-    let r = move_one_locked(mm, dst_vma, src_vma, dst_anon_vma, d, s, mode);
-    notify(s, s + PAGE_SIZE, false, true);
-    r
 }
 
-fn move_one_locked(
-    mm: &Arc<MmStruct>,
-    dst_vma: &Vma,
-    src_vma: &Vma,
-    dst_anon_vma: &Arc<super::rmap::AnonVma>,
-    d: usize,
-    s: usize,
-    mode: u64,
-) -> Result<usize, Errno> {
-    // Page tables: src missing is a hole; dst is allocated.
-    if mm.pgtables.lock(d, true).map_err(|_| ENOMEM)?.is_none() {
-        return Err(ENOMEM);
-    }
-    let holes = mode & UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES != 0;
-    if mm.pgtables.table_of(s).is_none() {
-        if !holes {
-            return Err(ENOENT);
+impl Mover<'_> {
+    fn move_one(&self, d: usize, s: usize) -> Result<usize, Errno> {
+        // The blocking notifier, before any spinlock (the correct place).
+        if variant() != MoveVariant::NotifierUnderPtl {
+            notify(s, s + PAGE_SIZE, true, true);
         }
-        mm.pgtables.lock(s, true).map_err(|_| ENOMEM)?;
+        let r = self.move_one_locked(d, s);
+        notify(s, s + PAGE_SIZE, false, true);
+        r
     }
-    let (dst_pte, src_pte) = {
-        let pts = DoublePt::lock(mm, d, s)?;
-        (pts.dst.get(d), pts.src().get(s))
-    };
-    if !pte_none(dst_pte) {
-        return Err(EEXIST); // markers count as occupied
-    }
-    if pte_none(src_pte) {
-        return if holes { Ok(PAGE_SIZE) } else { Err(ENOENT) };
-    }
-    if pte_present(src_pte) {
-        if pte_special(src_pte) && super::fault::is_zero_pfn(pte_pfn(src_pte)) {
-            return move_zeropage_pte(mm, dst_vma, d, s, src_pte);
-        }
-        return move_present(mm, dst_vma, dst_anon_vma, d, s, src_pte);
-    }
-    let entry = pte_to_swp_entry(src_pte);
-    if is_migration_entry(entry) {
-        // migration_entry_wait: until the pte changes, then retry.
-        while mm.pgtables.peek(s) == src_pte {
-            crate::arch::cpu::wfe();
-        }
-        return Err(EAGAIN);
-    }
-    if non_swap_entry(entry) {
-        return Err(EFAULT); // hwpoison, pte markers
-    }
-    let _ = src_vma;
-    move_swap(mm, dst_vma, dst_anon_vma, d, s, src_pte)
-}
 
-/// The PMD-level move of an aligned THP: the whole pte table mapping the
-/// order-9 folio moves to dst's empty pmd in one step, and the folio is
-/// retargeted once, never split. (This kernel maps THPs with a pte table,
-/// so the pmd entry that moves points to that table rather than being a
-/// 2 MiB block; the effect and the checks are move_pages_huge_pmd's.)
-/// None: src is not one whole exclusive-candidate THP, or dst's pmd is
-/// populated; the caller moves pte by pte.
-fn move_pages_huge_pmd(
-    mm: &Arc<MmStruct>,
-    dst_vma: &Vma,
-    dst_anon_vma: &Arc<super::rmap::AnonVma>,
-    d: usize,
-    s: usize,
-) -> Option<Result<usize, Errno>> {
-    if mm.pgtables.table_of(d).is_some() {
-        return None;
-    }
-    let first = mm.pgtables.peek(s);
-    if !pte_present(first) || pte_special(first) {
-        return None;
-    }
-    let folio = Folio::get(pte_pfn(first));
-    if folio.nr_pages() != 512 || pte_pfn(first) != folio.pfn() || !folio.is_anon() {
-        return None;
-    }
-    if !folio.test(PG_ANON_EXCLUSIVE) {
-        return Some(Err(EBUSY)); // no split for a shared THP
-    }
-    notify(s, s + PMD_SIZE, true, true); // blocking, before any lock
-    let r = (|| {
-        if !folio.trylock() {
-            return Err(EAGAIN); // never block on a large folio
+    fn move_one_locked(&self, d: usize, s: usize) -> Result<usize, Errno> {
+        let (mm, mode) = (self.mm, self.mode);
+        // Page tables: src missing is a hole; dst is allocated.
+        if mm.pgtables.lock(d, true).map_err(|_| ENOMEM)?.is_none() {
+            return Err(ENOMEM);
         }
+        let holes = mode & UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES != 0;
+        if mm.pgtables.table_of(s).is_none() {
+            if !holes {
+                return Err(ENOENT);
+            }
+            mm.pgtables.lock(s, true).map_err(|_| ENOMEM)?;
+        }
+        let (dst_pte, src_pte) = {
+            let pts = DoublePt::lock(mm, d, s)?;
+            (pts.dst.get(d), pts.src().get(s))
+        };
+        if !pte_none(dst_pte) {
+            return Err(EEXIST); // markers count as occupied
+        }
+        if pte_none(src_pte) {
+            return if holes { Ok(PAGE_SIZE) } else { Err(ENOENT) };
+        }
+        if pte_present(src_pte) {
+            if pte_special(src_pte) && super::fault::is_zero_pfn(pte_pfn(src_pte)) {
+                return self.move_zeropage_pte(d, s, src_pte);
+            }
+            return self.move_present(d, s, src_pte);
+        }
+        let entry = pte_to_swp_entry(src_pte);
+        if is_migration_entry(entry) {
+            // migration_entry_wait: until the pte changes, then retry.
+            while mm.pgtables.peek(s) == src_pte {
+                crate::arch::cpu::wfe();
+            }
+            return Err(EAGAIN);
+        }
+        if non_swap_entry(entry) {
+            return Err(EFAULT); // hwpoison, pte markers
+        }
+        self.move_swap(d, s, src_pte)
+    }
+
+    /// The PMD-level move of an aligned THP: the whole pte table mapping the
+    /// order-9 folio moves to dst's empty pmd in one step, and the folio is
+    /// retargeted once, never split. (This kernel maps THPs with a pte table,
+    /// so the pmd entry that moves points to that table rather than being a
+    /// 2 MiB block; the effect and the checks are move_pages_huge_pmd's.)
+    /// None: src is not one whole exclusive-candidate THP, or dst's pmd is
+    /// populated; the caller moves pte by pte.
+    fn move_pages_huge_pmd(&self, d: usize, s: usize) -> Option<Result<usize, Errno>> {
+        let (mm, dst_vma, dst_anon_vma) = (self.mm, self.dst_vma, self.dst_anon_vma);
+        if mm.pgtables.table_of(d).is_some() {
+            return None;
+        }
+        let first = mm.pgtables.peek(s);
+        if !pte_present(first) || pte_special(first) {
+            return None;
+        }
+        let folio = Folio::get(pte_pfn(first));
+        if folio.nr_pages() != 512 || pte_pfn(first) != folio.pfn() || !folio.is_anon() {
+            return None;
+        }
+        if !folio.test(PG_ANON_EXCLUSIVE) {
+            return Some(Err(EBUSY)); // no split for a shared THP
+        }
+        notify(s, s + PMD_SIZE, true, true); // blocking, before any lock
         let r = (|| {
-            let pt = mm.pgtables.lock(s, false).map_err(|_| ENOMEM)?.ok_or(EAGAIN)?;
-            PTL_HELD[crate::arch::cpu::id()].fetch_add(1, Ordering::AcqRel);
+            if !folio.trylock() {
+                return Err(EAGAIN); // never block on a large folio
+            }
             let r = (|| {
-                if (0..512).any(|i| {
-                    let p = pt.get(s + i * PAGE_SIZE);
-                    !pte_present(p) || pte_pfn(p) != folio.pfn() + i as u64
-                }) {
-                    return Err(EAGAIN);
-                }
-                if folio.page().pincount.load(Ordering::Acquire) > 0 || !folio.test(PG_ANON_EXCLUSIVE) {
-                    return Err(EBUSY);
-                }
-                // Like the new pmd: dirty and writable, no uffd-wp.
-                for i in 0..512 {
-                    let a = s + i * PAGE_SIZE;
-                    let p = pte_mkdirty(pte_mkwrite(pte_clear_uffd_wp(pt.get(a))));
-                    pt.set(a, p, mm.asid);
-                }
-                match mm.pgtables.move_pte_table(&pt, s, d, mm.asid) {
-                    Ok(true) => {
-                        retarget(&folio, dst_anon_vma, dst_vma.pgoff_of(d));
-                        Ok(PMD_SIZE)
+                let pt = mm.pgtables.lock(s, false).map_err(|_| ENOMEM)?.ok_or(EAGAIN)?;
+                PTL_HELD[crate::arch::cpu::id()].fetch_add(1, Ordering::AcqRel);
+                let r = (|| {
+                    if (0..512).any(|i| {
+                        let p = pt.get(s + i * PAGE_SIZE);
+                        !pte_present(p) || pte_pfn(p) != folio.pfn() + i as u64
+                    }) {
+                        return Err(EAGAIN);
                     }
-                    Ok(false) => Err(EAGAIN),
-                    Err(()) => Err(ENOMEM),
-                }
+                    if folio.page().pincount.load(Ordering::Acquire) > 0 || !folio.test(PG_ANON_EXCLUSIVE) {
+                        return Err(EBUSY);
+                    }
+                    // Like the new pmd: dirty and writable, no uffd-wp.
+                    for i in 0..512 {
+                        let a = s + i * PAGE_SIZE;
+                        let p = pte_mkdirty(pte_mkwrite(pte_clear_uffd_wp(pt.get(a))));
+                        pt.set(a, p, mm.asid);
+                    }
+                    match mm.pgtables.move_pte_table(&pt, s, d, mm.asid) {
+                        Ok(true) => {
+                            retarget(&folio, dst_anon_vma, dst_vma.pgoff_of(d));
+                            Ok(PMD_SIZE)
+                        }
+                        Ok(false) => Err(EAGAIN),
+                        Err(()) => Err(ENOMEM),
+                    }
+                })();
+                PTL_HELD[crate::arch::cpu::id()].fetch_sub(1, Ordering::AcqRel);
+                r
             })();
-            PTL_HELD[crate::arch::cpu::id()].fetch_sub(1, Ordering::AcqRel);
+            folio.unlock();
             r
         })();
-        folio.unlock();
-        r
-    })();
-    notify(s, s + PMD_SIZE, false, true);
-    Some(r)
-}
-
-fn move_zeropage_pte(mm: &Arc<MmStruct>, dst_vma: &Vma, d: usize, s: usize, orig: pte_t) -> Result<usize, Errno> {
-    let pts = DoublePt::lock(mm, d, s)?;
-    if pts.src().get(s) != orig || !pte_none(pts.dst.get(d)) {
-        return Err(EAGAIN);
+        notify(s, s + PMD_SIZE, false, true);
+        Some(r)
     }
-    pts.src().clear(s, mm.asid);
-    pts.dst.set(d, pte_mkspecial(pfn_pte(super::fault::zero_pfn(), dst_vma.page_prot())), mm.asid);
-    Ok(PAGE_SIZE)
+
+    fn move_zeropage_pte(&self, d: usize, s: usize, orig: pte_t) -> Result<usize, Errno> {
+        let (mm, dst_vma) = (self.mm, self.dst_vma);
+        let pts = DoublePt::lock(mm, d, s)?;
+        if pts.src().get(s) != orig || !pte_none(pts.dst.get(d)) {
+            return Err(EAGAIN);
+        }
+        pts.src().clear(s, mm.asid);
+        pts.dst.set(d, pte_mkspecial(pfn_pte(super::fault::zero_pfn(), dst_vma.page_prot())), mm.asid);
+        Ok(PAGE_SIZE)
+    }
 }
 
 /// folio_move_anon_rmap + the new index: the folio now belongs to dst
@@ -417,137 +407,119 @@ fn retarget(folio: &Folio, dst_anon_vma: &Arc<super::rmap::AnonVma>, index: u64)
     folio.set(super::folio::PG_ANON);
 }
 
-fn move_present(
-    mm: &Arc<MmStruct>,
-    dst_vma: &Vma,
-    dst_anon_vma: &Arc<super::rmap::AnonVma>,
-    d: usize,
-    s: usize,
-    orig: pte_t,
-) -> Result<usize, Errno> {
-    let folio = Folio::get(pte_pfn(orig));
-    if !folio.is_anon() || !folio.test(PG_ANON_EXCLUSIVE) {
-        return Err(EBUSY);
-    }
-    if !folio.trylock() {
-        if folio.nr_pages() > 1 {
-            return Err(EAGAIN); // never block on a large folio with a raised refcount
+impl Mover<'_> {
+    fn move_present(&self, d: usize, s: usize, orig: pte_t) -> Result<usize, Errno> {
+        let folio = Folio::get(pte_pfn(orig));
+        if !folio.is_anon() || !folio.test(PG_ANON_EXCLUSIVE) {
+            return Err(EBUSY);
         }
-        folio.lock();
-        folio.unlock();
-        return Err(EAGAIN); // slept on the lock: start again
-    }
-    sched_point("move_pages_pte:after_folio_lock");
-    if folio.nr_pages() > 1 {
-        let r = super::split::split_folio(&folio);
-        folio.unlock();
-        return match r {
-            Ok(()) => Err(EAGAIN), // split: retry on a small folio
-            Err(e) => Err(e),
-        };
-    }
-    let r = move_present_locked(mm, dst_vma, dst_anon_vma, d, s, orig, &folio);
-    folio.unlock();
-    r
-}
-
-fn move_present_locked(
-    mm: &Arc<MmStruct>,
-    dst_vma: &Vma,
-    dst_anon_vma: &Arc<super::rmap::AnonVma>,
-    d: usize,
-    s: usize,
-    orig: pte_t,
-    folio: &Folio,
-) -> Result<usize, Errno> {
-    let wrong = variant();
-    let pts = DoublePt::lock(mm, d, s)?;
-    if wrong == MoveVariant::NotifierUnderPtl {
-        notify(s, s + PAGE_SIZE, true, false); // the non-blocking variant, under the lock
-    }
-    if pts.src().get(s) != orig || !pte_none(pts.dst.get(d)) {
-        return Err(EAGAIN);
-    }
-    let pinned = || folio.page().pincount.load(Ordering::Acquire) > 0;
-    if wrong == MoveVariant::RmapBeforePinCheck {
-        retarget(folio, dst_anon_vma, dst_vma.pgoff_of(d));
-    }
-    if pinned() || !folio.test(PG_ANON_EXCLUSIVE) {
-        return Err(EBUSY);
-    }
-    let old = pts.src().clear(s, mm.asid);
-    if pinned() {
-        pts.src().set(s, old, mm.asid); // pinned meanwhile: put it back
-        return Err(EBUSY);
-    }
-    retarget(folio, dst_anon_vma, dst_vma.pgoff_of(d));
-    let mut pte = pte_mkwrite(pfn_pte(pte_pfn(old), dst_vma.page_prot()));
-    if pte_dirty(old) {
-        pte = pte_mkdirty(pte);
-    }
-    set_pte_at(mm, &pts.dst, d, pte);
-    Ok(PAGE_SIZE)
-}
-
-fn move_swap(
-    mm: &Arc<MmStruct>,
-    dst_vma: &Vma,
-    dst_anon_vma: &Arc<super::rmap::AnonVma>,
-    d: usize,
-    s: usize,
-    orig: pte_t,
-) -> Result<usize, Errno> {
-    let wrong = variant();
-    if !pte_swp_exclusive(orig) && wrong != MoveVariant::SwapNoExclusiveCheck {
-        return Err(EBUSY);
-    }
-    let entry = pte_to_swp_entry(orig);
-    if swapfile::get_swap_device(entry).is_none() {
-        return Err(EAGAIN);
-    }
-    let folio = swap_state::lookup(entry);
-    if let Some(f) = &folio {
-        if f.nr_pages() > 1 {
-            return Err(EBUSY); // moving a large swap-cache folio is unsupported
-        }
-        if !f.trylock() {
-            f.lock();
-            f.unlock();
-            return Err(EAGAIN);
-        }
-    }
-    sched_point("move_swap_pte:before_ptl");
-    let r = (|| {
-        if let Some(f) = &folio {
-            // Race 1: freed and reused while we were not holding it.
-            let still = f.test(PG_SWAPCACHE) && f.page().inner.lock().swap == Some(entry);
-            if !still {
-                return Err(EAGAIN);
+        if !folio.trylock() {
+            if folio.nr_pages() > 1 {
+                return Err(EAGAIN); // never block on a large folio with a raised refcount
             }
+            folio.lock();
+            folio.unlock();
+            return Err(EAGAIN); // slept on the lock: start again
         }
+        sched_point("move_pages_pte:after_folio_lock");
+        if folio.nr_pages() > 1 {
+            let r = super::split::split_folio(&folio);
+            folio.unlock();
+            return match r {
+                Ok(()) => Err(EAGAIN), // split: retry on a small folio
+                Err(e) => Err(e),
+            };
+        }
+        let r = self.move_present_locked(d, s, orig, &folio);
+        folio.unlock();
+        r
+    }
+
+    fn move_present_locked(&self, d: usize, s: usize, orig: pte_t, folio: &Folio) -> Result<usize, Errno> {
+        let (mm, dst_vma, dst_anon_vma) = (self.mm, self.dst_vma, self.dst_anon_vma);
+        let wrong = variant();
         let pts = DoublePt::lock(mm, d, s)?;
+        if wrong == MoveVariant::NotifierUnderPtl {
+            notify(s, s + PAGE_SIZE, true, false); // the non-blocking variant, under the lock
+        }
         if pts.src().get(s) != orig || !pte_none(pts.dst.get(d)) {
             return Err(EAGAIN);
         }
-        match &folio {
-            Some(f) => {
-                if wrong != MoveVariant::SwapCacheNoRetarget {
-                    retarget(f, dst_anon_vma, dst_vma.pgoff_of(d));
-                }
+        let pinned = || folio.page().pincount.load(Ordering::Acquire) > 0;
+        if wrong == MoveVariant::RmapBeforePinCheck {
+            retarget(folio, dst_anon_vma, dst_vma.pgoff_of(d));
+        }
+        if pinned() || !folio.test(PG_ANON_EXCLUSIVE) {
+            return Err(EBUSY);
+        }
+        let old = pts.src().clear(s, mm.asid);
+        if pinned() {
+            pts.src().set(s, old, mm.asid); // pinned meanwhile: put it back
+            return Err(EBUSY);
+        }
+        retarget(folio, dst_anon_vma, dst_vma.pgoff_of(d));
+        let mut pte = pte_mkwrite(pfn_pte(pte_pfn(old), dst_vma.page_prot()));
+        if pte_dirty(old) {
+            pte = pte_mkdirty(pte);
+        }
+        set_pte_at(mm, &pts.dst, d, pte);
+        Ok(PAGE_SIZE)
+    }
+
+    fn move_swap(&self, d: usize, s: usize, orig: pte_t) -> Result<usize, Errno> {
+        let (mm, dst_vma, dst_anon_vma) = (self.mm, self.dst_vma, self.dst_anon_vma);
+        let wrong = variant();
+        if !pte_swp_exclusive(orig) && wrong != MoveVariant::SwapNoExclusiveCheck {
+            return Err(EBUSY);
+        }
+        let entry = pte_to_swp_entry(orig);
+        if swapfile::get_swap_device(entry).is_none() {
+            return Err(EAGAIN);
+        }
+        let folio = swap_state::lookup(entry);
+        if let Some(f) = &folio {
+            if f.nr_pages() > 1 {
+                return Err(EBUSY); // moving a large swap-cache folio is unsupported
             }
-            // Race 2: a swap-cache folio appeared after our lookup.
-            None => {
-                if swap_state::lookup(entry).is_some() {
+            if !f.trylock() {
+                f.lock();
+                f.unlock();
+                return Err(EAGAIN);
+            }
+        }
+        sched_point("move_swap_pte:before_ptl");
+        let r = (|| {
+            if let Some(f) = &folio {
+                // Race 1: freed and reused while we were not holding it.
+                let still = f.test(PG_SWAPCACHE) && f.page().inner.lock().swap == Some(entry);
+                if !still {
                     return Err(EAGAIN);
                 }
             }
+            let pts = DoublePt::lock(mm, d, s)?;
+            if pts.src().get(s) != orig || !pte_none(pts.dst.get(d)) {
+                return Err(EAGAIN);
+            }
+            match &folio {
+                Some(f) => {
+                    if wrong != MoveVariant::SwapCacheNoRetarget {
+                        retarget(f, dst_anon_vma, dst_vma.pgoff_of(d));
+                    }
+                }
+                // Race 2: a swap-cache folio appeared after our lookup.
+                None => {
+                    if swap_state::lookup(entry).is_some() {
+                        return Err(EAGAIN);
+                    }
+                }
+            }
+            pts.src().clear(s, mm.asid);
+            pts.dst.set(d, orig, mm.asid); // verbatim: exclusive and uffd-wp bits kept
+            Ok(PAGE_SIZE)
+        })();
+        if let Some(f) = &folio {
+            f.unlock();
         }
-        pts.src().clear(s, mm.asid);
-        pts.dst.set(d, orig, mm.asid); // verbatim: exclusive and uffd-wp bits kept
-        Ok(PAGE_SIZE)
-    })();
-    if let Some(f) = &folio {
-        f.unlock();
+        r
     }
-    r
 }
