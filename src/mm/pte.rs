@@ -445,7 +445,7 @@ mod tests {
         assert_eq!(private.0 & (PTE_WRITE | PTE_RDONLY), PTE_RDONLY);
         assert_eq!(PAGE_RW_SHARED_TAGGED.0 & PTE_RDONLY, 0);
         assert!(vm_get_page_prot(true, false, true, false, false).0 & PTE_UXN == 0);
-        assert!(PAGE_RO.0 & PTE_UXN != 0 && PAGE_RO.0 & PTE_PXN != 0);
+        const { assert!(PAGE_RO.0 & PTE_UXN != 0 && PAGE_RO.0 & PTE_PXN != 0) };
     }
 
     #[test]
