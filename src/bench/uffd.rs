@@ -96,16 +96,20 @@ fn show(what: &str, c: super::Cost, pages: u64) {
     );
 }
 
+impl Bench {
+    /// One ioctl `cmd` over the whole 2 MiB from `src` to `dst`, measured.
+    fn whole(&self, cmd: u64, src: usize, dst: usize) -> Result<super::Cost, Errno> {
+        self.set_args(&[dst as u64, src as u64, (N * PAGE) as u64, 0, 0]);
+        let (r, c) = measure(|| sys(&self.t, SYS_IOCTL, &[self.fd, cmd, self.arg as u64]));
+        r.map(|_| c)
+    }
+}
+
 fn run_cases() -> Result<(), Errno> {
     let b = Bench::new()?;
-    // MOVE of present pages, one 2 MiB call.
-    let src = b.region(0, false)?;
-    let dst = b.dst()?;
-    b.set_args(&[dst as u64, src as u64, (N * PAGE) as u64, 0, 0]);
-    let (r, c) = measure(|| sys(&b.t, SYS_IOCTL, &[b.fd, UFFDIO_MOVE, b.arg as u64]));
-    r?;
-    show("MOVE present, one 2 MiB call", c, N as u64);
-    // MOVE of present pages, one call per page (argument set-up included).
+    let n = N as u64;
+    show("MOVE present, one 2 MiB call", b.whole(UFFDIO_MOVE, b.region(0, false)?, b.dst()?)?, n);
+    // One call per page, argument set-up included.
     let src = b.region(0, false)?;
     let dst = b.dst()?;
     let (r, c) = measure(|| -> Result<(), Errno> {
@@ -115,40 +119,21 @@ fn run_cases() -> Result<(), Errno> {
         Ok(())
     });
     r?;
-    show("MOVE present, one call per page", c, N as u64);
-    // COPY, one 2 MiB call.
-    let src = b.region(0, false)?;
-    let dst = b.dst()?;
-    b.set_args(&[dst as u64, src as u64, (N * PAGE) as u64, 0, 0]);
-    let (r, c) = measure(|| sys(&b.t, SYS_IOCTL, &[b.fd, UFFDIO_COPY, b.arg as u64]));
-    r?;
-    show("COPY, one 2 MiB call", c, N as u64);
-    // MOVE of swapped-out pages.
+    show("MOVE present, one call per page", c, n);
+    show("COPY, one 2 MiB call", b.whole(UFFDIO_COPY, b.region(0, false)?, b.dst()?)?, n);
     if crate::mm::swapfile::swapon().is_ok() {
         let src = b.region(0, false)?;
         sys(&b.t, SYS_MADVISE, &[src as u64, (N * PAGE) as u64, MADV_PAGEOUT])?;
-        let dst = b.dst()?;
-        b.set_args(&[dst as u64, src as u64, (N * PAGE) as u64, 0, 0]);
-        let (r, c) = measure(|| sys(&b.t, SYS_IOCTL, &[b.fd, UFFDIO_MOVE, b.arg as u64]));
-        r?;
-        show("MOVE swapped-out, one 2 MiB call", c, N as u64);
+        show("MOVE swapped-out, one 2 MiB call", b.whole(UFFDIO_MOVE, src, b.dst()?)?, n);
     } else {
         println!("bench: no swap (ramdisk=0?): swapped-out MOVE not measured");
     }
-    // MOVE of an aligned THP: one PMD-level step.
-    let src = b.region(0x50_0000_0000, true)?;
-    let dst = b.dst_at(0x60_0000_0000)?;
-    b.set_args(&[dst as u64, src as u64, (N * PAGE) as u64, 0, 0]);
-    let (r, c) = measure(|| sys(&b.t, SYS_IOCTL, &[b.fd, UFFDIO_MOVE, b.arg as u64]));
-    r?;
-    show("MOVE aligned THP (one PMD)", c, N as u64);
-    // MOVE of a THP to an unaligned dst: split, then 512 ptes.
-    let src = b.region(0x70_0000_0000, true)?;
-    let dst = b.dst_at(0x80_0000_1000)?;
-    b.set_args(&[dst as u64, src as u64, (N * PAGE) as u64, 0, 0]);
-    let (r, c) = measure(|| sys(&b.t, SYS_IOCTL, &[b.fd, UFFDIO_MOVE, b.arg as u64]));
-    r?;
-    show("MOVE THP, unaligned dst (split)", c, N as u64);
+    // An aligned THP moves in one PMD-level step; to an unaligned dst it
+    // is split and moved pte by pte.
+    let c = b.whole(UFFDIO_MOVE, b.region(0x50_0000_0000, true)?, b.dst_at(0x60_0000_0000)?)?;
+    show("MOVE aligned THP (one PMD)", c, n);
+    let c = b.whole(UFFDIO_MOVE, b.region(0x70_0000_0000, true)?, b.dst_at(0x80_0000_1000)?)?;
+    show("MOVE THP, unaligned dst (split)", c, n);
     let _ = b.t.syscall(SYS_EXIT, &[0]);
     let _ = crate::mm::swap::swapoff(0);
     Ok(())

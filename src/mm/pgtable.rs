@@ -80,7 +80,15 @@ impl PgTables {
     }
 
     fn last_level(&self, addr: usize, alloc: bool) -> Result<Option<u64>, ()> {
-        let Some(e) = self.entry_at_level(addr, 2, alloc)? else { return Ok(None) };
+        match self.entry_at_level(addr, 2, alloc)? {
+            Some(e) => self.descend(e, alloc),
+            None => Ok(None),
+        }
+    }
+
+    /// The table entry `e` points to, installing one if it is empty and
+    /// `alloc`; None if it is empty (and not `alloc`) or a block.
+    fn descend(&self, e: &AtomicU64, alloc: bool) -> Result<Option<u64>, ()> {
         let mut d = e.load(Ordering::Acquire);
         if d & 1 == 0 {
             if !alloc {
@@ -88,10 +96,7 @@ impl PgTables {
             }
             d = self.install_table(e)?;
         }
-        if d & TABLE != TABLE {
-            return Ok(None); // a block: no pte table here
-        }
-        Ok(Some(d & ADDR))
+        Ok((d & TABLE == TABLE).then_some(d & ADDR))
     }
 
     /// Puts a new table into the empty entry `e` (or finds the one another
@@ -115,18 +120,10 @@ impl PgTables {
     fn entry_at_level(&self, addr: usize, level: usize, alloc: bool) -> Result<Option<&'static AtomicU64>, ()> {
         let mut table = self.root;
         for l in 0..level {
-            let e = entry(table, index(addr, l));
-            let mut d = e.load(Ordering::Acquire);
-            if d & 1 == 0 {
-                if !alloc {
-                    return Ok(None);
-                }
-                d = self.install_table(e)?;
+            match self.descend(entry(table, index(addr, l)), alloc)? {
+                Some(next) => table = next,
+                None => return Ok(None),
             }
-            if d & TABLE != TABLE {
-                return Ok(None);
-            }
-            table = d & ADDR;
         }
         Ok(Some(entry(table, index(addr, level))))
     }

@@ -477,17 +477,14 @@ fn writeprotect(ctx: &Arc<Uffd>, caller: &Arc<MmStruct>, arg: u64) -> Result<u64
             if wp {
                 pte_mkuffd_wp(pte)
             } else {
+                // Exclusive anonymous pages in a writable VMA become
+                // writable again; the rest stay read-only (COW).
                 let p = pte_clear_uffd_wp(pte);
-                if vma.flags & VM_WRITE != 0 && pte_special(p) {
-                    p
-                } else if vma.flags & VM_WRITE != 0 {
-                    // Exclusive anonymous pages become writable again.
-                    let f = Folio::get(pte_pfn(p));
-                    if f.test(super::folio::PG_ANON_EXCLUSIVE) {
-                        pte_mkwrite(p)
-                    } else {
-                        p
-                    }
+                let writable = vma.flags & VM_WRITE != 0
+                    && !pte_special(p)
+                    && Folio::get(pte_pfn(p)).test(super::folio::PG_ANON_EXCLUSIVE);
+                if writable {
+                    pte_mkwrite(p)
                 } else {
                     p
                 }

@@ -592,7 +592,8 @@ kernel_test!(swap, restore_after_set_pte_is_caught);
 /// lookup; A completes a write fault, which frees the slot and its tag
 /// buffer; B goes on. With the tags read before the folio lock, B copies
 /// the freed (poisoned) buffer into the page A mapped.
-fn race_t1_t2(order: SwapInOrder) -> Result<(u64, [u8; 256]), Verdict> {
+/// Returns the use-after-free count, the page's tags and thread B's read.
+fn race_t1_t2(order: SwapInOrder) -> Result<(u64, [u8; 256], Option<Result<u64, Signal>>), Verdict> {
     if smp::online() < 2 {
         return Err(Verdict::Skip(String::from("needs two CPUs")));
     }
@@ -615,14 +616,15 @@ fn race_t1_t2(order: SwapInOrder) -> Result<(u64, [u8; 256]), Verdict> {
     ok(wa, "thread A's write fault")?;
     let uaf = mteswap::stats().use_after_free - uaf_before;
     let tags = ok(t.page_tags(a), "LDG")?;
-    let _ = out.lock().take();
+    let b = out.lock().take();
     s.finish()?;
-    Ok((uaf, tags))
+    Ok((uaf, tags, b))
 }
 
 fn t1_t2_race_correct_order_is_safe() -> TestResult {
-    let (uaf, tags) = race_t1_t2(SwapInOrder::Correct)?;
+    let (uaf, tags, b) = race_t1_t2(SwapInOrder::Correct)?;
     ensure_eq!(uaf, 0, "tag-buffer reads after free");
+    ensure_eq!(b, Some(Ok(0x1000)), "thread B's read, after refaulting on the page A mapped");
     for (g, &t) in tags.iter().enumerate() {
         ensure_eq!(t, tag_of(g), "tag of granule {g} after the race");
     }
@@ -631,7 +633,7 @@ fn t1_t2_race_correct_order_is_safe() -> TestResult {
 kernel_test!(swap, t1_t2_race_correct_order_is_safe);
 
 fn t1_t2_race_restore_before_lock_is_caught() -> TestResult {
-    let (uaf, tags) = race_t1_t2(SwapInOrder::RestoreBeforeLock)?;
+    let (uaf, tags, _) = race_t1_t2(SwapInOrder::RestoreBeforeLock)?;
     ensure!(uaf >= 1, "the stale tag-buffer read was not detected");
     ensure!(
         tags.iter().all(|&t| t == mteswap::POISON & 0xF),
