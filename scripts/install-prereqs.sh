@@ -16,6 +16,28 @@ need_qemu() {
     [ -z "$major" ] || [ "$major" -lt 8 ]
 }
 
+# The URI of the machine's own Debian archive entry for bookworm: from a
+# deb822 .sources file (URIs: next to Suites: bookworm) or a one-line
+# `deb URI bookworm ...` entry. Security mirrors are skipped.
+debian_mirror() {
+    local f uri
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -f "$f" ] || continue
+        awk '
+            function flush() { if (uri != "" && suite) print uri; uri = ""; suite = 0 }
+            /^[[:space:]]*$/ { flush(); next }
+            /^URIs:/ { uri = $2 }
+            /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == "bookworm") suite = 1 }
+            END { flush() }
+        ' "$f"
+    done >/tmp/install-prereqs.$$
+    cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+        sed 's/\[[^]]*\]//' | awk '$1 == "deb" && $3 == "bookworm" { print $2 }' >>/tmp/install-prereqs.$$
+    uri=$(grep -v -- '-security' /tmp/install-prereqs.$$ | head -1)
+    rm -f /tmp/install-prereqs.$$
+    echo "$uri"
+}
+
 if need_qemu; then
     if ! command -v apt-get >/dev/null 2>&1; then
         echo "install-prereqs: no qemu-system-aarch64 >= 8 and no apt-get; install QEMU >= 8 by hand" >&2
@@ -25,8 +47,12 @@ if need_qemu; then
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     src=/etc/apt/sources.list.d/bookworm-backports.sources
     if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
-        uri=$(sed -n 's/^URIs:[[:space:]]*//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
-        uri=${uri:-http://deb.debian.org/debian}
+        uri=$(debian_mirror)
+        if [ -z "$uri" ]; then
+            echo "install-prereqs: found no Debian mirror for the suite bookworm in /etc/apt/sources.list or" >&2
+            echo "  /etc/apt/sources.list.d/ (deb822 .sources or one-line .list); add one, or install QEMU >= 8 by hand" >&2
+            exit 1
+        fi
         echo "install-prereqs: adding bookworm-backports from $uri"
         printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$uri" | $SUDO tee "$src" >/dev/null
     fi

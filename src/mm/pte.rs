@@ -517,6 +517,32 @@ mod tests {
         }
     }
 
+    /// Linux's arm64 layout written out as literal values (shared/spec 6.2),
+    /// not derived from this file's own shifts and masks, so a consistent
+    /// but wrong layout fails here.
+    #[test]
+    fn swap_pte_layout_is_linux_arm64_literally() {
+        assert_eq!(swp_entry_to_pte(swp_entry(0, 1)).0, 0x1000, "(type 0, offset 1): offset starts at bit 12");
+        assert_eq!(swp_entry_to_pte(swp_entry(1, 0)).0, 0x40, "(type 1, offset 0): type starts at bit 6");
+        assert_eq!(swp_entry_to_pte(swp_entry(31, 0)).0, 0x7c0, "type 31 fills bits 6-10");
+        assert_eq!(swp_entry_to_pte(swp_entry(3, 0x1234)).0, 0x0123_40c0);
+        assert_eq!(
+            swp_entry_to_pte(swp_entry(0, (1 << 50) - 1)).0,
+            0x3fff_ffff_ffff_f000,
+            "the largest offset fills bits 12-61"
+        );
+        assert_eq!(swp_entry_to_pte(swp_entry(31, (1 << 50) - 1)).0, 0x3fff_ffff_ffff_f7c0);
+        assert_eq!(PTE_SWP_EXCLUSIVE, 0x4, "exclusive is bit 2");
+        assert_eq!(PTE_SWP_UFFD_WP, 0x8, "uffd-wp is bit 3");
+        assert_eq!(pte_swp_mkexclusive(pte_swp_mkuffd_wp(swp_entry_to_pte(swp_entry(0, 1)))).0, 0x100c);
+        assert_eq!(pte_to_swp_entry(pte_t(0x0123_40cc)), swp_entry(3, 0x1234), "bits 2 and 3 are not the entry");
+        assert_eq!((swp_type(swp_entry_t(0x7c0)), swp_offset(swp_entry_t(0x7c0))), (31, 0));
+        assert_eq!((swp_type(swp_entry_t(0x5000)), swp_offset(swp_entry_t(0x5000))), (0, 5));
+        // The marker type is the top one in every Linux configuration (the
+        // others depend on CONFIG_DEVICE_PRIVATE and are not pinned here).
+        assert_eq!(swp_entry_to_pte(swp_entry(SWP_PTE_MARKER, 0)).0, 0x7c0);
+    }
+
     #[test]
     fn swap_offset_too_large_is_truncated_not_spilled() {
         let e = swp_entry(3, u64::MAX);
