@@ -7,7 +7,7 @@
 //! around every pte read-check-write, dropped while allocating or copying,
 //! with the pte rechecked (pte_same) after it is retaken.
 
-use super::folio::{folio_head, pfn_frame, pfn_to_page, Folio, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_MTE_TAGGED};
+use super::folio::{folio_head, pfn_frame, pfn_to_page, Folio, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_MTE_TAGGED, PG_SWAPCACHE};
 use super::mm_types::{
     MmMap, MmStruct, Vma, MM_ANONPAGES, MM_FILEPAGES, VM_ACCESS_FLAGS, VM_EXEC, VM_HUGEPAGE, VM_SHARED, VM_SPECIAL,
     VM_UFFD_MISSING, VM_UFFD_WP, VM_WRITE,
@@ -304,10 +304,15 @@ fn do_wp_page(
     }
     if folio.is_anon() {
         // wp_can_reuse_anon_folio: exclusive, or the only reference left is
-        // this pte's (ours is the +1 taken above).
+        // this pte's (ours is the +1 taken above). A swap-cache folio whose
+        // slot no swap pte needs any more leaves the cache first, releasing
+        // the slot and its tag-storage entry.
         let reuse = folio.test(PG_ANON_EXCLUSIVE) || {
             // Under the folio lock, so the count cannot grow under us.
             folio.trylock() && {
+                if folio.test(PG_SWAPCACHE) {
+                    super::swap_state::folio_free_swap(&folio);
+                }
                 let only_us = folio.refcount() == 2 && folio.mapcount() == 1;
                 if only_us {
                     folio.set(PG_ANON_EXCLUSIVE);

@@ -9,7 +9,6 @@ use super::folio::{Folio, PG_ANON_EXCLUSIVE, PG_MTE_TAGGED};
 use super::mm_types::*;
 use super::pte::*;
 use super::rmap::{folio_add_new_anon_rmap, folio_add_rmap_pte};
-use crate::arch::mmu::PAGE_SIZE;
 use crate::errno::{Errno, ENOMEM};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -62,65 +61,82 @@ pub fn dup_mmap(parent: &Arc<MmStruct>) -> Result<Arc<MmStruct>, Errno> {
 }
 
 fn copy_page_range(src_mm: &Arc<MmStruct>, dst_mm: &Arc<MmStruct>, vma: &Vma, dst_vma: &Vma) -> Result<(), Errno> {
-    let cow = vma.flags & VM_SHARED == 0;
-    for addr in (vma.start..vma.end).step_by(PAGE_SIZE) {
-        let Ok(Some(src_pt)) = src_mm.pgtables.lock(addr, false) else {
-            continue;
-        };
-        let pte = src_pt.get(addr);
-        if pte_none(pte) {
-            continue;
-        }
-        let dst_pt = dst_mm.pgtables.lock(addr, true).map_err(|_| ENOMEM)?.ok_or(ENOMEM)?;
-        if !pte_present(pte) {
-            // copy_nonpresent_pte: markers are copied as they are; a swap
-            // entry gains a reference and stops being exclusive in both.
-            let mut copy = pte;
-            let entry = pte_to_swp_entry(pte);
-            if !non_swap_entry(entry) {
-                super::swapfile::swap_duplicate(entry)?;
-                if pte_swp_exclusive(pte) {
-                    copy = pte_swp_clear_exclusive(pte);
-                    src_pt.set(addr, copy, src_mm.asid);
-                }
-                dst_mm.add_rss(MM_SWAPENTS, 1);
-            }
-            dst_pt.set(addr, copy, dst_mm.asid);
-            continue;
-        }
-        if pte_special(pte) {
-            dst_pt.set(addr, pte, dst_mm.asid);
-            continue;
-        }
-        let folio = Folio::get(pte_pfn(pte));
-        if folio.is_anon() && folio.test(PG_ANON_EXCLUSIVE) && folio.page().pincount.load(Ordering::Acquire) > 0 {
-            // copy_present_page: the child gets its own copy now.
-            let new = Folio::alloc(0).ok_or(ENOMEM)?;
-            let idx = folio.page_index(pte_pfn(pte));
-            new.frame(0).0.copy_from_slice(&folio.frame(idx).0);
-            if folio.test(PG_MTE_TAGGED) {
-                new.frame(0).restore_tags(&folio.frame(idx).save_tags());
-                new.set(PG_MTE_TAGGED);
-            }
-            let av = dst_vma.anon_vma().expect("an anonymous page in a VMA without anon_vma").clone();
-            folio_add_new_anon_rmap(&new, &av, dst_vma.pgoff_of(addr), 1);
-            dst_mm.add_rss(MM_ANONPAGES, 1);
-            set_pte_at(dst_mm, &dst_pt, addr, pte_mkdirty(pte_mkwrite(pfn_pte(new.pfn(), dst_vma.page_prot()))));
-            new.into_counted();
-            continue;
-        }
-        let mut child_pte = pte;
-        if cow {
-            if pte_write(pte) {
-                set_pte_at(src_mm, &src_pt, addr, pte_wrprotect(pte));
-            }
-            child_pte = pte_wrprotect(pte);
-            folio.clear(PG_ANON_EXCLUSIVE);
-        }
-        folio_add_rmap_pte(&folio);
-        dst_mm.add_rss(if folio.is_anon() { MM_ANONPAGES } else { MM_FILEPAGES }, 1);
-        dst_pt.set(addr, child_pte, dst_mm.asid);
-        folio.into_counted(); // the child's pte's reference
+    // Only the source's existing ptes are visited (a never-touched VMA
+    // costs nothing, as in Linux's copy_pte_range).
+    let mut used: Vec<usize> = Vec::new();
+    src_mm.pgtables.for_each_pte(vma.start, vma.end, |addr, _| used.push(addr));
+    for addr in used {
+        copy_one_pte(src_mm, dst_mm, vma, dst_vma, addr)?;
     }
+    Ok(())
+}
+
+/// copy_present_pte / copy_nonpresent_pte for the pte at `addr`, read
+/// again under the source's pte lock.
+fn copy_one_pte(
+    src_mm: &Arc<MmStruct>,
+    dst_mm: &Arc<MmStruct>,
+    vma: &Vma,
+    dst_vma: &Vma,
+    addr: usize,
+) -> Result<(), Errno> {
+    let cow = vma.flags & VM_SHARED == 0;
+    let Ok(Some(src_pt)) = src_mm.pgtables.lock(addr, false) else {
+        return Ok(());
+    };
+    let pte = src_pt.get(addr);
+    if pte_none(pte) {
+        return Ok(());
+    }
+    let dst_pt = dst_mm.pgtables.lock(addr, true).map_err(|_| ENOMEM)?.ok_or(ENOMEM)?;
+    if !pte_present(pte) {
+        // copy_nonpresent_pte: markers are copied as they are; a swap
+        // entry gains a reference and stops being exclusive in both.
+        let mut copy = pte;
+        let entry = pte_to_swp_entry(pte);
+        if !non_swap_entry(entry) {
+            super::swapfile::swap_duplicate(entry)?;
+            if pte_swp_exclusive(pte) {
+                copy = pte_swp_clear_exclusive(pte);
+                src_pt.set(addr, copy, src_mm.asid);
+            }
+            dst_mm.add_rss(MM_SWAPENTS, 1);
+        }
+        dst_pt.set(addr, copy, dst_mm.asid);
+        return Ok(());
+    }
+    if pte_special(pte) {
+        dst_pt.set(addr, pte, dst_mm.asid);
+        return Ok(());
+    }
+    let folio = Folio::get(pte_pfn(pte));
+    if folio.is_anon() && folio.test(PG_ANON_EXCLUSIVE) && folio.page().pincount.load(Ordering::Acquire) > 0 {
+        // copy_present_page: the child gets its own copy now.
+        let new = Folio::alloc(0).ok_or(ENOMEM)?;
+        let idx = folio.page_index(pte_pfn(pte));
+        new.frame(0).0.copy_from_slice(&folio.frame(idx).0);
+        if folio.test(PG_MTE_TAGGED) {
+            new.frame(0).restore_tags(&folio.frame(idx).save_tags());
+            new.set(PG_MTE_TAGGED);
+        }
+        let av = dst_vma.anon_vma().expect("an anonymous page in a VMA without anon_vma").clone();
+        folio_add_new_anon_rmap(&new, &av, dst_vma.pgoff_of(addr), 1);
+        dst_mm.add_rss(MM_ANONPAGES, 1);
+        set_pte_at(dst_mm, &dst_pt, addr, pte_mkdirty(pte_mkwrite(pfn_pte(new.pfn(), dst_vma.page_prot()))));
+        new.into_counted();
+        return Ok(());
+    }
+    let mut child_pte = pte;
+    if cow {
+        if pte_write(pte) {
+            set_pte_at(src_mm, &src_pt, addr, pte_wrprotect(pte));
+        }
+        child_pte = pte_wrprotect(pte);
+        folio.clear(PG_ANON_EXCLUSIVE);
+    }
+    folio_add_rmap_pte(&folio);
+    dst_mm.add_rss(if folio.is_anon() { MM_ANONPAGES } else { MM_FILEPAGES }, 1);
+    dst_pt.set(addr, child_pte, dst_mm.asid);
+    folio.into_counted(); // the child's pte's reference
     Ok(())
 }

@@ -37,6 +37,11 @@ pub const MM_SWAPENTS: usize = 2;
 /// User addresses are below this (48-bit TTBR0 half).
 pub const TASK_SIZE: usize = 1 << 48;
 
+/// vm.mmap_min_addr as Debian's arm64 kernels set it
+/// (CONFIG_DEFAULT_MMAP_MIN_ADDR=32768): userfaultfd ranges below it are
+/// refused.
+pub const MMAP_MIN_ADDR: usize = 32768;
+
 static NEXT_VMA: AtomicU64 = AtomicU64::new(1);
 
 #[derive(Clone)]

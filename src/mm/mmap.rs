@@ -180,7 +180,9 @@ pub fn do_mmap(
         start
     };
     if flags & (MAP_POPULATE | MAP_LOCKED) != 0 {
-        populate(mm, start, start + rounded as usize)?;
+        // As Linux's mm_populate: population is best effort and its failure
+        // is not mmap's (the mapping stands; a later access faults as usual).
+        let _ = populate(mm, start, start + rounded as usize);
     }
     Ok(start)
 }
@@ -245,7 +247,9 @@ pub fn do_mprotect(mm: &Arc<MmStruct>, addr: u64, len: u64, prot: u64) -> Result
     let inside: Vec<usize> = map.overlapping(start, end).map(|v| v.start).collect();
     for s in inside {
         let vma = map.vmas.get_mut(&s).expect("VMA vanished under the mmap lock");
-        vma.flags = (vma.flags & !(VM_ACCESS_FLAGS | VM_MTE)) | new;
+        // VM_MTE is sticky: arm64 Linux lets mprotect add PROT_MTE but never
+        // clear it (Documentation/arch/arm64/memory-tagging-extension.rst).
+        vma.flags = (vma.flags & !VM_ACCESS_FLAGS) | new;
         let (vs, ve, prot) = (vma.start, vma.end, vma.page_prot());
         change_protection(mm, vs, ve, prot);
     }
@@ -254,8 +258,11 @@ pub fn do_mprotect(mm: &Arc<MmStruct>, addr: u64, len: u64, prot: u64) -> Result
 
 /// Rewrites every present pte of `[start, end)` with `prot`.
 fn change_protection(mm: &MmStruct, start: usize, end: usize, prot: super::pte::pgprot_t) {
-    for addr in (start..end).step_by(PAGE_SIZE) {
-        if let Ok(Some(pt)) = mm.pgtables.lock(addr, false) {
+    let mut tables: Vec<(usize, usize)> = Vec::new();
+    mm.pgtables.for_each_pte_table(start, end, |lo, hi| tables.push((lo, hi)));
+    for (lo, hi) in tables {
+        let Ok(Some(pt)) = mm.pgtables.lock(lo, false) else { continue };
+        for addr in (lo..hi).step_by(PAGE_SIZE) {
             let pte = pt.get(addr);
             if pte_present(pte) {
                 set_pte_at(mm, &pt, addr, pte_modify(pte, prot));

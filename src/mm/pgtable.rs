@@ -175,9 +175,30 @@ impl PgTables {
         }
     }
 
+    /// Calls `f(lo, hi)` for each part `[lo, hi)` of `[start, end)` that a
+    /// pte table covers, in address order. Absent tables at every level are
+    /// skipped whole, so a walk costs what is mapped, not the range's size
+    /// (as Linux's pmd_none / pud_none skips).
+    pub fn for_each_pte_table(&self, start: usize, end: usize, mut f: impl FnMut(usize, usize)) {
+        self.walk_tables(start, end, &mut |_, lo, hi| f(lo, hi));
+    }
+
     /// Calls `f(addr, pte)` for every non-none pte in `[start, end)`.
     pub fn for_each_pte(&self, start: usize, end: usize, mut f: impl FnMut(usize, pte_t)) {
-        fn walk(table: u64, level: usize, base: usize, start: usize, end: usize, f: &mut dyn FnMut(usize, pte_t)) {
+        self.walk_tables(start, end, &mut |table, lo, hi| {
+            for a in (lo..hi).step_by(PAGE_SIZE) {
+                let d = entry(table, index(a, 3)).load(Ordering::Acquire);
+                if d != 0 {
+                    f(a, pte_t(d));
+                }
+            }
+        });
+    }
+
+    /// `f(table, lo, hi)` for every last-level table and the part of
+    /// `[start, end)` it covers (page aligned).
+    fn walk_tables(&self, start: usize, end: usize, f: &mut dyn FnMut(u64, usize, usize)) {
+        fn walk(table: u64, level: usize, base: usize, start: usize, end: usize, f: &mut dyn FnMut(u64, usize, usize)) {
             let span = 1usize << (12 + 9 * (3 - level));
             for i in 0..512 {
                 let lo = base + i * span;
@@ -185,16 +206,18 @@ impl PgTables {
                     continue;
                 }
                 let d = entry(table, i).load(Ordering::Acquire);
-                if level == 3 {
-                    if d != 0 {
-                        f(lo, pte_t(d));
-                    }
-                } else if d & TABLE == TABLE {
+                if d & TABLE != TABLE {
+                    continue;
+                }
+                if level == 2 {
+                    let (a, b) = (lo.max(start) & !(PAGE_SIZE - 1), (lo + span).min(end));
+                    f(d & ADDR, a, b);
+                } else {
                     walk(d & ADDR, level + 1, lo, start, end, f);
                 }
             }
         }
-        walk(self.root, 0, 0, start, end, &mut f);
+        walk(self.root, 0, 0, start, end, f);
     }
 
     /// Frees every table page (free_pgtables at exit). The ptes must be none.

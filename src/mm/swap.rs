@@ -16,6 +16,7 @@ use super::{mteswap, page_io, swap_state, swapfile};
 use crate::errno::*;
 use crate::schedpoint::sched_point;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU8, Ordering};
 
 /// Where do_swap_page restores tags and frees the slot.
@@ -155,12 +156,22 @@ fn swapin_rmap(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, folio: &
     }
 }
 
+/// should_try_to_free_swap: swap is short, the VMA is locked, or a write
+/// fault that is likely the folio's only user (our reference and the swap
+/// cache's, whatever the swap pte's exclusive bit said: the other sharer
+/// may have gone) so that dropping the cache lets the page be reused.
+fn should_try_to_free_swap(folio: &Folio, vma: &Vma, write: bool) -> bool {
+    folio.test(PG_SWAPCACHE)
+        && (vm_swap_full()
+            || vma.flags & VM_LOCKED != 0
+            || (write && folio.refcount() == 1 + folio.nr_pages() as i32))
+}
+
 /// swap_free and, when it is worth it, folio_free_swap.
-fn free_swap(entry: swp_entry_t, folio: &Folio, vma: &Vma, write: bool, exclusive: bool) {
+fn free_swap(entry: swp_entry_t, folio: &Folio, vma: &Vma, write: bool) {
     swapfile::swap_free(entry);
     sched_point("do_swap_page:after_swap_free");
-    let try_free = vm_swap_full() || vma.flags & VM_LOCKED != 0 || (write && exclusive);
-    if try_free {
+    if should_try_to_free_swap(folio, vma, write) {
         swap_state::folio_free_swap(folio);
     }
 }
@@ -220,10 +231,10 @@ pub fn do_swap_page(
         SwapInOrder::Correct | SwapInOrder::RestoreBeforeLock => {
             mteswap::swap_restore(first, &folio);
             sched_point("do_swap_page:after_restore");
-            free_swap(entry, &folio, vma, write, exclusive);
+            free_swap(entry, &folio, vma, write);
         }
         SwapInOrder::FreeBeforeRestore => {
-            free_swap(entry, &folio, vma, write, exclusive);
+            free_swap(entry, &folio, vma, write);
             mteswap::swap_restore(first, &folio);
         }
         SwapInOrder::RestoreAfterSetPte => {}
@@ -249,7 +260,7 @@ pub fn do_swap_page(
     if order == SwapInOrder::RestoreAfterSetPte {
         sched_point("do_swap_page:after_set_pte");
         mteswap::swap_restore(first, &folio);
-        free_swap(entry, &folio, vma, write, exclusive);
+        free_swap(entry, &folio, vma, write);
     }
     drop(pt);
     folio.unlock();
@@ -320,15 +331,21 @@ pub fn swapoff(ty: u8) -> Result<(), Errno> {
     Ok(())
 }
 
+/// unuse_mm for every mm: every VMA with an anon_vma (anonymous ones, and
+/// private file mappings holding COWed pages) is walked, and only over the
+/// page tables that exist.
 fn unuse_all(ty: u8) -> Result<(), Errno> {
     for mm in all_mms() {
         let map = mm.mmap_lock.read();
-        for vma in map.vmas.values().filter(|v| v.is_anon()) {
-            for addr in (vma.start..vma.end).step_by(crate::arch::mmu::PAGE_SIZE) {
-                let pte = mm.pgtables.peek(addr);
+        for vma in map.vmas.values().filter(|v| v.anon_vma().is_some()) {
+            let mut found: Vec<(usize, pte_t)> = Vec::new();
+            mm.pgtables.for_each_pte(vma.start, vma.end, |addr, pte| {
                 if is_swap_pte(pte) && !non_swap_entry(pte_to_swp_entry(pte)) && swp_type(pte_to_swp_entry(pte)) == ty {
-                    unuse_pte(&mm, &map, vma, addr, pte)?;
+                    found.push((addr, pte));
                 }
+            });
+            for (addr, pte) in found {
+                unuse_pte(&mm, &map, vma, addr, pte)?;
             }
         }
     }

@@ -197,9 +197,13 @@ impl Uffd {
     }
 }
 
-/// validate_range: page-aligned, non-empty, inside the user half, no wrap.
+/// validate_range: page-aligned, non-empty, not below mmap_min_addr,
+/// inside the user half, no wrap.
 pub fn validate_range(start: u64, len: u64) -> Result<(usize, usize), Errno> {
     if !start.is_multiple_of(PAGE_SIZE as u64) || !len.is_multiple_of(PAGE_SIZE as u64) || len == 0 {
+        return Err(EINVAL);
+    }
+    if start < MMAP_MIN_ADDR as u64 {
         return Err(EINVAL);
     }
     if start >= TASK_SIZE as u64 || len > TASK_SIZE as u64 - start {

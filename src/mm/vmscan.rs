@@ -9,7 +9,6 @@ use super::mm_types::{MmStruct, MM_ANONPAGES, MM_SWAPENTS};
 use super::pte::*;
 use super::rmap::{folio_remove_rmap_pte, rmap_walk};
 use super::{mteswap, page_io, swap_state, swapfile};
-use crate::arch::mmu::PAGE_SIZE;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -53,18 +52,30 @@ pub fn last_stats() -> ReclaimStats {
 
 /// Reclaims the anonymous folios mapped in `[start, end)` of `mm`.
 pub fn reclaim_range(mm: &Arc<MmStruct>, start: usize, end: usize) -> ReclaimStats {
-    let mut pfns: Vec<u64> = Vec::new();
+    // Only the page tables that exist are walked; each candidate is read
+    // again under its pte lock, where the pte's reference keeps the folio
+    // alive while we take ours. None and swap ptes name no folio.
+    let mut candidates: Vec<usize> = Vec::new();
+    mm.pgtables.for_each_pte(start, end, |addr, pte| {
+        if pte_present(pte) && !pte_special(pte) {
+            candidates.push(addr);
+        }
+    });
+    let mut folios: Vec<Folio> = Vec::new();
     let mut seen = alloc::collections::BTreeSet::new();
-    for addr in (start..end).step_by(PAGE_SIZE) {
-        let pte = mm.pgtables.peek(addr);
+    for addr in candidates {
+        let Ok(Some(pt)) = mm.pgtables.lock(addr, false) else { continue };
+        let pte = pt.get(addr);
+        if !pte_present(pte) || pte_special(pte) {
+            continue;
+        }
         let head = super::folio::folio_head(pte_pfn(pte));
-        if pte_present(pte) && !pte_special(pte) && seen.insert(head) {
-            pfns.push(head);
+        if seen.insert(head) {
+            folios.push(Folio::get(head));
         }
     }
     let mut st = ReclaimStats::default();
-    for pfn in pfns {
-        let folio = Folio::get(pfn);
+    for folio in folios {
         if folio.is_anon() {
             shrink_folio(&folio, &mut st);
         }

@@ -7,42 +7,39 @@ use super::pte::{is_swap_pte, non_swap_entry, pte_dirty, pte_pfn, pte_present, p
 use super::rmap::folio_remove_rmap_pte;
 use crate::arch::mmu::PAGE_SIZE;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 
 /// Clears every pte of `[start, end)` and drops what they held.
 pub fn zap_page_range(mm: &MmStruct, start: usize, end: usize) {
-    let mut addr = start;
-    while addr < end {
-        // One pte table (2 MiB) at a time, under its lock.
-        let table_end = ((addr >> 21) + 1) << 21;
-        let stop = table_end.min(end);
-        if let Ok(Some(pt)) = mm.pgtables.lock(addr, false) {
-            let mut a = addr;
-            while a < stop {
-                let pte = pt.get(a);
-                if pte_present(pte) {
-                    pt.clear(a, mm.asid);
-                    if !pte_special(pte) {
-                        let folio = Folio::from_counted(pte_pfn(pte)); // the pte's reference
-                        if pte_dirty(pte) && !folio.is_anon() {
-                            folio.set(PG_DIRTY);
-                        }
-                        folio_remove_rmap_pte(&folio);
-                        mm.add_rss(if folio.is_anon() { MM_ANONPAGES } else { MM_FILEPAGES }, -1);
-                        free_swap_cache(&folio);
+    // One pte table (up to 2 MiB) at a time, under its lock; ranges with
+    // no table are skipped without a look.
+    let mut tables: Vec<(usize, usize)> = Vec::new();
+    mm.pgtables.for_each_pte_table(start, end, |lo, hi| tables.push((lo, hi)));
+    for (lo, hi) in tables {
+        let Ok(Some(pt)) = mm.pgtables.lock(lo, false) else { continue };
+        for a in (lo..hi).step_by(PAGE_SIZE) {
+            let pte = pt.get(a);
+            if pte_present(pte) {
+                pt.clear(a, mm.asid);
+                if !pte_special(pte) {
+                    let folio = Folio::from_counted(pte_pfn(pte)); // the pte's reference
+                    if pte_dirty(pte) && !folio.is_anon() {
+                        folio.set(PG_DIRTY);
                     }
-                } else if is_swap_pte(pte) {
-                    pt.clear(a, mm.asid);
-                    // Markers, migration and hwpoison entries hold nothing.
-                    let entry = pte_to_swp_entry(pte);
-                    if !non_swap_entry(entry) {
-                        super::swap::free_swap_and_cache(entry);
-                        mm.add_rss(MM_SWAPENTS, -1);
-                    }
+                    folio_remove_rmap_pte(&folio);
+                    mm.add_rss(if folio.is_anon() { MM_ANONPAGES } else { MM_FILEPAGES }, -1);
+                    free_swap_cache(&folio);
                 }
-                a += PAGE_SIZE;
+            } else if is_swap_pte(pte) {
+                pt.clear(a, mm.asid);
+                // Markers, migration and hwpoison entries hold nothing.
+                let entry = pte_to_swp_entry(pte);
+                if !non_swap_entry(entry) {
+                    super::swap::free_swap_and_cache(entry);
+                    mm.add_rss(MM_SWAPENTS, -1);
+                }
             }
         }
-        addr = stop;
     }
 }
 
@@ -58,7 +55,7 @@ fn free_swap_cache(folio: &Folio) {
 /// exit_mmap: unmaps every VMA. The page tables go when the mm is dropped.
 pub fn exit_mmap(mm: &Arc<MmStruct>) {
     let mut map: spin::RwLockWriteGuard<'_, MmMap> = mm.mmap_lock.write();
-    let starts: alloc::vec::Vec<usize> = map.vmas.keys().copied().collect();
+    let starts: Vec<usize> = map.vmas.keys().copied().collect();
     for s in starts {
         let (start, end) = (map.vmas[&s].start, map.vmas[&s].end);
         zap_page_range(mm, start, end);

@@ -675,3 +675,102 @@ fn thp_cow_copies_one_page_with_its_tags() -> TestResult {
     s.finish()
 }
 kernel_test!(mm, thp_cow_copies_one_page_with_its_tags);
+
+// --- hardening: PROT_MTE, MAP_POPULATE, pinned fork, huge VMAs ------------------------
+
+/// arm64 Linux never clears VM_MTE through mprotect: after
+/// mprotect(PROT_READ|PROT_WRITE) a PROT_MTE mapping is still Tagged Normal,
+/// keeps its tags and still faults on a wrong tag.
+fn mprotect_cannot_clear_prot_mte() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let a = mmap(&t, 0, 2 * PAGE, RW | PROT_MTE, ANON, -1)?;
+    tag_page(&t, a, |g| (g % 13) as u8 + 2)?;
+    ok(t.store(with_tag(a, 2), 77), "write")?;
+    sys(&t, SYS_MPROTECT, &[a as u64, 2 * PAGE as u64, RW])?.map_err(|e| verdict("mprotect(RW)", e))?;
+    ensure!(pte_tagged(pte_of(&t, a)), "mprotect without PROT_MTE mapped the page untagged: {:?}", pte_of(&t, a));
+    expect_tags(&t, a, |g| (g % 13) as u8 + 2, "tags after mprotect without PROT_MTE")?;
+    ensure_eq!(ok(t.load(with_tag(a, 2)), "read")?, 77, "data");
+    // The untouched page of the same VMA is mapped Tagged Normal on first use too.
+    ok(t.store(a + PAGE, 1), "first write to the other page")?;
+    ensure!(pte_tagged(pte_of(&t, a + PAGE)), "a new page of the VMA is untagged after mprotect");
+    let wrong = with_tag(a + PAGE, 5);
+    expect_segv(t.load(wrong), SegvKind::MteSErr, wrong, "wrong-tag load after mprotect")?;
+    s.finish()
+}
+kernel_test!(mm, mprotect_cannot_clear_prot_mte);
+
+/// mmap ignores MAP_POPULATE's failures, as Linux's mm_populate does: a
+/// file mapping longer than the file is returned whole; its pages past the
+/// end fault with SIGBUS when touched, the ones before it are populated.
+fn map_populate_past_eof_returns_the_mapping() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let (fd, f) = s.file(1);
+    let a = mmap(&t, 0, 3 * PAGE, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd as i64)?;
+    ensure!(t.mm().mmap_lock.read().find(a + 2 * PAGE).is_some(), "the mapping is gone after mmap returned it");
+    ensure!(pte_present(pte_of(&t, a)), "the page inside the file was not populated");
+    ensure_eq!(page_hash(&t, a, 0)?, file_hash(&f, 0), "populated page");
+    match t.load(a + PAGE) {
+        Err(Signal::Bus { .. }) => {}
+        other => fail!("read past the end of the file: expected SIGBUS, got {other:?}"),
+    }
+    s.finish()
+}
+kernel_test!(mm, map_populate_past_eof_returns_the_mapping);
+
+/// page_needs_cow_for_dma: fork copies a pinned exclusive page for the
+/// child at once (data and tags), so the pin keeps seeing the parent's page
+/// and neither side shares it read-only.
+fn fork_with_pinned_page_gives_the_child_a_copy() -> TestResult {
+    let mut s = Scenario::new();
+    let p = s.spawn()?;
+    let a = mmap(&p, 0, PAGE, RW | PROT_MTE, ANON, -1)?;
+    tag_page(&p, a, |g| (g % 11) as u8 + 3)?;
+    ok(p.fill(with_tag(a, 3), 16, 9), "fill")?;
+    let pfn = pte_pfn(pte_of(&p, a));
+    let f = Folio::get(pfn);
+    f.pin();
+    let c = s.fork(&p);
+    let check = (|| -> TestResult {
+        let c = c?;
+        let cpfn = pte_pfn(pte_of(&c, a));
+        ensure!(cpfn != pfn, "the child maps the pinned frame {pfn:#x} (it must get its own copy)");
+        ensure_eq!(pte_pfn(pte_of(&p, a)), pfn, "the parent keeps the pinned frame");
+        ensure!(pte_write(pte_of(&p, a)), "the parent's pinned page was write-protected by fork");
+        ensure!(f.test(PG_ANON_EXCLUSIVE), "the pinned page stopped being AnonExclusive");
+        expect_tags(&c, a, |g| (g % 11) as u8 + 3, "the child's copy has the tags")?;
+        ensure_eq!(ok(c.fnv(with_tag(a, 3), 16), "hash")?, fnv((0..16).map(|i| fill_byte(9, i))), "the child's data");
+        ok(p.store(with_tag(a, 3), 0xD3A), "the parent writes through its pinned page")?;
+        ensure_eq!(u64::from_le_bytes(core::array::from_fn(|i| f.frame(0).0[i])), 0xD3A, "the pin sees the write");
+        ensure!(ok(c.load(with_tag(a, 3)), "child read")? != 0xD3A, "the child sees the parent's write");
+        Ok(())
+    })();
+    f.unpin();
+    drop(f);
+    check?;
+    s.finish()
+}
+kernel_test!(mm, fork_with_pinned_page_gives_the_child_a_copy);
+
+/// mprotect, fork and munmap of a 1 TiB VMA with one page touched walk the
+/// page tables that exist, not every page of the range (a per-page loop
+/// here is 2^28 steps and hangs the test).
+fn huge_untouched_vma_costs_what_is_mapped() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let len = 1usize << 40;
+    let a = mmap(&t, 0, len, RW | PROT_MTE, ANON, -1)?;
+    let far = a + len - PAGE;
+    tag_page(&t, far, |_| 4)?;
+    ok(t.store(with_tag(far, 4), 0x7e57), "write at the far end")?;
+    sys(&t, SYS_MPROTECT, &[a as u64, len as u64, PROT_READ | PROT_MTE])?.map_err(|e| verdict("mprotect", e))?;
+    ensure!(!pte_write(pte_of(&t, far)), "mprotect(PROT_READ) left the far page writable");
+    let c = s.fork(&t)?;
+    ensure_eq!(ok(c.load(with_tag(far, 4)), "child read")?, 0x7e57, "the child sees the far page");
+    expect_tags(&c, far, |_| 4, "the child's far page")?;
+    sys(&t, SYS_MUNMAP, &[a as u64, len as u64])?.map_err(|e| verdict("munmap", e))?;
+    expect_rss(&t, 0, 0, "after munmap of the whole VMA")?;
+    s.finish()
+}
+kernel_test!(mm, huge_untouched_vma_costs_what_is_mapped);

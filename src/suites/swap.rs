@@ -232,18 +232,19 @@ fn untagged_page_swapped_into_prot_mte_gets_zero_tags() -> TestResult {
 }
 kernel_test!(swap, untagged_page_swapped_into_prot_mte_gets_zero_tags);
 
-fn tagged_page_swapped_into_non_mte_mapping_keeps_its_tags() -> TestResult {
+/// mprotect cannot clear PROT_MTE (arm64 Linux keeps VM_MTE): a tagged
+/// page swapped out, then mprotect(RW), comes back Tagged Normal with its
+/// tags, and a wrong tag still faults.
+fn swapped_page_after_mprotect_without_prot_mte_keeps_its_tags() -> TestResult {
     let mut s = SwapScenario::new()?;
     let (t, a) = tagged_pages(&mut s, 1)?;
     pageout(&t, a, PAGE)?;
     sys(&t, SYS_MPROTECT, &[a as u64, PAGE as u64, RW])?.map_err(|e| verdict("mprotect(no PROT_MTE)", e))?;
-    ensure_eq!(ok(t.load(with_tag(a, 9)), "read with any tag")?, 0x1000, "data through an unchecked mapping");
-    ensure!(!pte_tagged(pte_of(&t, a)), "mapped Tagged Normal without PROT_MTE");
-    sys(&t, SYS_MPROTECT, &[a as u64, PAGE as u64, RW | PROT_MTE])?.map_err(|e| verdict("mprotect back", e))?;
-    expect_page(&t, a, 0, "PROT_MTE again after a swap-in without it")?;
+    expect_page(&t, a, 0, "swapped in after mprotect without PROT_MTE")?;
+    ensure!(pte_tagged(pte_of(&t, a)), "swapped in untagged although VM_MTE cannot be cleared");
     s.finish()
 }
-kernel_test!(swap, tagged_page_swapped_into_non_mte_mapping_keeps_its_tags);
+kernel_test!(swap, swapped_page_after_mprotect_without_prot_mte_keeps_its_tags);
 
 // --- fork-shared entries -----------------------------------------------------------------------
 
@@ -592,12 +593,15 @@ kernel_test!(swap, restore_after_set_pte_is_caught);
 /// lookup; A completes a write fault, which frees the slot and its tag
 /// buffer; B goes on. With the tags read before the folio lock, B copies
 /// the freed (poisoned) buffer into the page A mapped.
+/// A frees the slot although B holds a reference because swap is full (one
+/// usable slot, in use): should_try_to_free_swap then frees whatever the
+/// refcount, as Linux's does when vm_swap_full().
 /// Returns the use-after-free count, the page's tags and thread B's read.
 fn race_t1_t2(order: SwapInOrder) -> Result<(u64, [u8; 256], Option<Result<u64, Signal>>), Verdict> {
     if smp::online() < 2 {
         return Err(Verdict::Skip(String::from("needs two CPUs")));
     }
-    let mut s = SwapScenario::new()?;
+    let mut s = SwapScenario::with_slots(2)?;
     let (t, a) = tagged_pages(&mut s, 1)?;
     pageout(&t, a, PAGE)?;
     set_swapin_order(order);
@@ -830,3 +834,134 @@ fn large_folio_tag_save_failure_in_reclaim_rolls_back() -> TestResult {
     s.finish()
 }
 kernel_test!(swap, large_folio_tag_save_failure_in_reclaim_rolls_back);
+
+// --- hardening: reclaim over holes, reuse after the sharer left, swapoff ------------------
+
+/// MADV_PAGEOUT over a range holding a never-touched page (a none pte), an
+/// already swapped-out page and a present one reclaims the present one and
+/// skips the others (a none or swap pte names no folio).
+fn pageout_skips_none_and_swap_ptes() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (t, a) = tagged_pages(&mut s, 3)?;
+    let b = mmap(&t, a + 3 * PAGE, PAGE, RW | PROT_MTE, ANON | MAP_FIXED, -1)?; // never touched
+    ensure_eq!(b, a + 3 * PAGE, "MAP_FIXED");
+    pageout(&t, a + PAGE, PAGE)?;
+    let st = pageout(&t, a, 4 * PAGE)?;
+    ensure_eq!(st.reclaimed, 2, "present pages reclaimed over a range with a swap pte and a none pte ({st:?})");
+    ensure!(pte_none(pte_of(&t, b)), "the untouched page got a pte");
+    for p in 0..3 {
+        swap_pte(&t, a + p * PAGE)?;
+        expect_page(&t, a, p, "after pageout over holes")?;
+    }
+    s.finish()
+}
+kernel_test!(swap, pageout_skips_none_and_swap_ptes);
+
+/// The page a parent and child shared through swap, read back by the parent
+/// after the child exited, then written: the write reuses the page and the
+/// swap cache lets go of the slot and its tag-storage entry
+/// (wp_can_reuse_anon_folio freeing the swap cache under the folio lock).
+fn write_after_the_sharer_left_reuses_and_frees_the_slot() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (p, a) = tagged_pages(&mut s, 1)?;
+    let c = s.fork(&p)?;
+    pageout(&p, a, PAGE)?;
+    let (e, excl, _) = swap_pte(&p, a)?;
+    ensure!(!excl, "a fork-shared swap pte is not exclusive");
+    let _ = c.syscall(SYS_EXIT, &[0]);
+    ensure!(!c.alive(), "the child did not exit");
+    ensure_eq!(swapfile::swap_count(e), 1, "swap count once the child has gone");
+    expect_page(&p, a, 0, "read back by the parent")?;
+    let (pfn, _, _) = counts(&p, a)?;
+    ok(p.store(with_tag(a, tag_of(0)), 0xAB), "write")?;
+    let (npfn, refs, maps) = counts(&p, a)?;
+    ensure_eq!(npfn, pfn, "the write copied a page it is the only user of");
+    ensure_eq!((refs, maps), (1, 1), "refcount and mapcount: the swap cache let go");
+    ensure_eq!(swapfile::swap_map(e), 0, "the slot is still held after the reuse");
+    ensure!(mteswap::lookup(e).is_none(), "the tag-storage entry outlived the slot");
+    ensure!(swap_state::cached().is_empty(), "the old folio stays in the swap cache");
+    expect_tags(&p, a, tag_of, "tags after the reuse")?;
+    s.finish()
+}
+kernel_test!(swap, write_after_the_sharer_left_reuses_and_frees_the_slot);
+
+/// The same, with the write as the swap-in itself: do_swap_page's
+/// should_try_to_free_swap frees the cache when our reference and the
+/// cache's are the only ones, whatever the swap pte's exclusive bit said.
+fn write_swapin_after_the_sharer_left_frees_the_slot() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (p, a) = tagged_pages(&mut s, 1)?;
+    let c = s.fork(&p)?;
+    pageout(&p, a, PAGE)?;
+    let (e, _, _) = swap_pte(&p, a)?;
+    let _ = c.syscall(SYS_EXIT, &[0]);
+    ensure!(!c.alive(), "the child did not exit");
+    ok(p.store(with_tag(a + 16, tag_of(1)), 0xCD), "write fault on the swapped page")?;
+    let (_, refs, maps) = counts(&p, a)?;
+    ensure_eq!((refs, maps), (1, 1), "the folio left the swap cache");
+    ensure!(pte_write(pte_of(&p, a)), "mapped read-only although no one else holds the page");
+    ensure_eq!(swapfile::swap_map(e), 0, "the slot is still held");
+    ensure!(mteswap::lookup(e).is_none(), "the tag-storage entry outlived the slot");
+    expect_tags(&p, a, tag_of, "tags after the write swap-in")?;
+    s.finish()
+}
+kernel_test!(swap, write_swapin_after_the_sharer_left_frees_the_slot);
+
+/// swapoff walks every VMA with an anon_vma, so a COWed page of a private
+/// file mapping that was swapped out comes back (not EBUSY).
+fn swapoff_brings_back_a_cowed_page_of_a_private_file_mapping() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let t = s.spawn()?;
+    let (fd, _) = s.file(2);
+    let a = mmap(&t, 0, 2 * PAGE, RW, MAP_PRIVATE, fd as i64)?;
+    ok(t.store(a + 8, 0xF11E), "private write (COW into an anonymous page)")?;
+    let st = pageout(&t, a, PAGE)?;
+    ensure_eq!(st.reclaimed, 1, "the COWed page was reclaimed ({st:?})");
+    swap_pte(&t, a)?;
+    sys(&t, SYS_SWAPOFF, &[0])?.map_err(|e| verdict("swapoff", e))?;
+    ensure!(pte_present(pte_of(&t, a)), "the COWed page is not present after swapoff");
+    ensure_eq!(ok(t.load(a + 8), "read")?, 0xF11E, "the COWed data after swapoff");
+    swapfile::swapon().map_err(|e| verdict("swapon again", e))?;
+    s.finish()
+}
+kernel_test!(swap, swapoff_brings_back_a_cowed_page_of_a_private_file_mapping);
+
+/// swapoff keeps the uffd-wp bit of the swap pte it brings back: the page
+/// comes back write-protected.
+fn swapoff_keeps_the_uffd_wp_bit() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (t, a) = tagged_pages(&mut s, 1)?;
+    pageout(&t, a, PAGE)?;
+    {
+        let mm = t.mm();
+        let pt = mm.pgtables.lock(a, false).map_err(|_| verdict("pte", "oom"))?.ok_or_else(|| verdict("pte", "none"))?;
+        let pte = pt.get(a);
+        pt.set(a, pte_swp_mkuffd_wp(pte), mm.asid);
+    }
+    sys(&t, SYS_SWAPOFF, &[0])?.map_err(|e| verdict("swapoff", e))?;
+    let pte = pte_of(&t, a);
+    ensure!(pte_present(pte), "not present after swapoff: {pte:?}");
+    ensure!(pte_uffd_wp(pte) && !pte_write(pte), "swapoff dropped the uffd-wp bit or mapped writable: {pte:?}");
+    expect_page(&t, a, 0, "after swapoff")?;
+    swapfile::swapon().map_err(|e| verdict("swapon again", e))?;
+    s.finish()
+}
+kernel_test!(swap, swapoff_keeps_the_uffd_wp_bit);
+
+/// swapoff of a 64 TiB VMA with one swapped page walks only the page tables
+/// that exist (a per-page walk is 2^34 steps and hangs the test).
+fn swapoff_of_a_huge_vma_walks_only_its_tables() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let t = s.spawn()?;
+    let len = 1usize << 46;
+    let a = mmap(&t, 0, len, RW | PROT_MTE, ANON, -1)?;
+    let far = a + len - PAGE;
+    tag_page(&t, far, tag_of)?;
+    ok(t.store(with_tag(far, tag_of(0)), 0x1000), "write")?;
+    pageout(&t, far, PAGE)?;
+    sys(&t, SYS_SWAPOFF, &[0])?.map_err(|e| verdict("swapoff", e))?;
+    expect_page(&t, far, 0, "the far page after swapoff")?;
+    swapfile::swapon().map_err(|e| verdict("swapon again", e))?;
+    s.finish()
+}
+kernel_test!(swap, swapoff_of_a_huge_vma_walks_only_its_tables);

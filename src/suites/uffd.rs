@@ -1119,3 +1119,68 @@ fn a_handler_task_resolves_another_tasks_fault() -> TestResult {
     s.finish()
 }
 kernel_test!(uffd, a_handler_task_resolves_another_tasks_fault);
+
+// --- hardening: mmap_min_addr, a real swap pte at dst ------------------------------------------
+
+/// Linux's validate_range refuses ranges starting below mmap_min_addr with
+/// EINVAL before looking for a VMA, in every userfaultfd ioctl; MOVE leaves
+/// `move` unwritten. A page really mapped there (MAP_FIXED) must not make
+/// any of them succeed.
+fn ranges_below_mmap_min_addr_are_einval() -> TestResult {
+    let mut s = Scenario::new();
+    let (t, u, src, dst) = setup(&mut s, 1)?;
+    let low = 0x4000usize;
+    ensure_eq!(mmap(&t, low, PAGE, RW | PROT_MTE, ANON | MAP_FIXED, -1)?, low, "MAP_FIXED below mmap_min_addr");
+    let buf = src as u64;
+    for at in [0u64, low as u64] {
+        let p = PAGE as u64;
+        let cases: [(&str, u64, Vec<u64>); 6] = [
+            ("REGISTER", UFFDIO_REGISTER, alloc::vec![at, p, UFFDIO_REGISTER_MODE_MISSING, 0]),
+            ("UNREGISTER", UFFDIO_UNREGISTER, alloc::vec![at, p]),
+            ("WAKE", UFFDIO_WAKE, alloc::vec![at, p]),
+            ("COPY", UFFDIO_COPY, alloc::vec![at, buf, p, 0, 0]),
+            ("ZEROPAGE", UFFDIO_ZEROPAGE, alloc::vec![at, p, 0, 0]),
+            ("WRITEPROTECT", UFFDIO_WRITEPROTECT, alloc::vec![at, p, UFFDIO_WRITEPROTECT_MODE_WP]),
+        ];
+        for (what, cmd, words) in cases {
+            expect_errno(u.ioctl(cmd, &words), EINVAL, &format!("{what} at {at:#x}"))?;
+        }
+        for (what, d, sr) in [("dst", at as usize, src), ("src", dst, at as usize)] {
+            let (r, moved) = u.mv(d, sr, PAGE, 0)?;
+            ensure!(
+                r == Err(EINVAL) && moved == 0x5a5a,
+                "MOVE with {what} at {at:#x}: expected EINVAL with move untouched, got {r:?} move = {moved:#x}"
+            );
+        }
+    }
+    expect_moved_page(&t, src, 0, "src after the refused calls")?;
+    s.finish()
+}
+kernel_test!(uffd, ranges_below_mmap_min_addr_are_einval);
+
+/// A dst page that was itself swapped out holds a real swap pte: MOVE onto
+/// it is EEXIST and neither pte changes (nor the entry's count or tags).
+fn move_onto_a_swapped_out_dst_is_eexist() -> TestResult {
+    let _swap = SwapOn::new()?;
+    let mut s = Scenario::new();
+    let (t, u, src, dst) = setup(&mut s, 1)?;
+    u.ioctl(UFFDIO_UNREGISTER, &[dst as u64, PAGE as u64])?.map_err(|e| verdict("UNREGISTER", e))?;
+    tag_page(&t, dst, |g| tag_of(g + 1))?;
+    ok(t.store(with_tag(dst, tag_of(1)), 0xD57), "write dst")?;
+    pageout(&t, dst, PAGE)?;
+    u.register(dst, PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
+    let (src_pte, dst_pte) = (pte_of(&t, src), pte_of(&t, dst));
+    let e = pte_to_swp_entry(dst_pte);
+    let entries = mteswap::stats().entries;
+    expect_errno_mv(u.mv(dst, src, PAGE, 0)?, EEXIST, "dst holds a swap pte")?;
+    ensure_eq!(pte_of(&t, src), src_pte, "src pte after EEXIST");
+    ensure_eq!(pte_of(&t, dst), dst_pte, "dst swap pte after EEXIST");
+    ensure_eq!(swapfile::swap_map(e), 1, "swap_map of dst's entry");
+    ensure_eq!(mteswap::stats().entries, entries, "tag-storage entries");
+    expect_moved_page(&t, src, 0, "src after EEXIST")?;
+    ensure_eq!(ok(t.load(with_tag(dst, tag_of(1))), "dst read")?, 0xD57, "dst's own data after EEXIST");
+    expect_tags(&t, dst, |g| tag_of(g + 1), "dst's own tags after EEXIST")?;
+    drop(u);
+    s.finish()
+}
+kernel_test!(uffd, move_onto_a_swapped_out_dst_is_eexist);
