@@ -338,7 +338,9 @@ fn wp_page_copy(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, orig: p
     let new = Folio::alloc(0).ok_or(FaultError::Oom)?;
     let old_pfn = pte_pfn(orig);
     if !pte_special(orig) {
-        let src = Folio::get(old_pfn); // keep it alive while copying unlocked
+        // Keep it alive while copying unlocked; no pte lock is held, so the
+        // folio may be gone or being split: then refault.
+        let Some(src) = Folio::try_get(old_pfn) else { return Ok(()) };
         copy_highpage(&new, &src, src.page_index(old_pfn));
     }
     sched_point("wp_page_copy:after_copy");

@@ -179,6 +179,40 @@ impl Folio {
         Folio { pfn }
     }
 
+    /// folio_try_get on page `pfn`'s folio: None while the folio is frozen
+    /// (refcount 0: being split, or free). After taking the reference it
+    /// checks that `pfn` still belongs to that folio (a split may have made
+    /// it a folio of its own meanwhile) and tries again if not. For lookups
+    /// that hold no pte lock of a pte mapping the page.
+    pub fn try_get(pfn: u64) -> Option<Folio> {
+        loop {
+            let head = folio_head(pfn);
+            let p = pfn_to_page(head);
+            let mut old = p.refcount.load(Ordering::Acquire);
+            loop {
+                if old <= 0 {
+                    return None;
+                }
+                match p.refcount.compare_exchange_weak(old, old + 1, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => break,
+                    Err(now) => old = now,
+                }
+            }
+            let f = Folio { pfn: head };
+            if folio_head(pfn) == head && f.test(PG_HEAD) {
+                return Some(f);
+            }
+            drop(f);
+        }
+    }
+
+    /// folio_ref_freeze: the refcount goes from exactly `expected` to 0, so
+    /// lock-free lookups (try_get) fail until `unfreeze`. False if someone
+    /// holds another reference.
+    pub fn ref_freeze(&self, expected: i32) -> bool {
+        self.page().refcount.compare_exchange(expected, 0, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
     /// Turns a reference counted elsewhere (a mapping, the page cache) into a
     /// handle without changing the count. The caller gives that reference up.
     pub fn from_counted(pfn: u64) -> Folio {

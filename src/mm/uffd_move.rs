@@ -7,9 +7,10 @@
 //! order (folio trylock, then both pte locks by address), and the
 //! secondary-MMU notifier called before any spinlock is taken.
 //!
-//! Deliberate differences: no PMD-level move (this kernel maps THPs with
-//! ptes, so a THP's pages move one by one after a split); no per-VMA locks
-//! (the mmap lock is taken for read).
+//! Deliberate differences: THPs are mapped by a pte table, so the PMD-level
+//! move moves that table's pmd entry; no per-VMA locks (the mmap lock is
+//! taken for read); EAGAIN retries at one address are bounded (see
+//! MOVE_RETRY_MIN) where Linux retries until the cause goes away.
 
 use super::fault::set_pte_at;
 use super::folio::{Folio, Mapping, PG_ANON_EXCLUSIVE, PG_SWAPCACHE};
@@ -197,8 +198,12 @@ pub fn move_pages(
     let dst_anon_vma = mm.anon_vma_prepare(&map, &dst_vma);
     let mover = Mover { mm, dst_vma: &dst_vma, dst_anon_vma: &dst_anon_vma, mode };
     let mut moved = 0;
+    let mut retries = Retries::new();
     while moved < len {
         let (d, s) = (dst + moved, src + moved);
+        if retries.exhausted(moved) {
+            return Err((moved, EAGAIN));
+        }
         if s % PMD_SIZE == 0 && d % PMD_SIZE == 0 && len - moved >= PMD_SIZE {
             match mover.move_pages_huge_pmd(d, s) {
                 Some(Ok(n)) => {
@@ -221,6 +226,40 @@ pub fn move_pages(
         }
     }
     Ok(moved)
+}
+
+/// The bound on EAGAIN retries at one address without progress. Linux
+/// retries inside the ioctl for as long as it takes (a reference held for
+/// good makes it spin); here, after MOVE_RETRY_MIN retries and
+/// MOVE_RETRY_MS milliseconds both without progress, move_pages stops and
+/// answers EAGAIN with the bytes moved so far (a deliberate difference, in
+/// README): a transient reference is outlasted, a persistent one is
+/// reported instead of hanging the caller.
+pub const MOVE_RETRY_MIN: u32 = 1000;
+pub const MOVE_RETRY_MS: u64 = 200;
+
+struct Retries {
+    at: usize,
+    count: u32,
+    since: u64,
+}
+
+impl Retries {
+    fn new() -> Retries {
+        Retries { at: usize::MAX, count: 0, since: 0 }
+    }
+
+    /// Called before every step with the progress so far.
+    fn exhausted(&mut self, moved: usize) -> bool {
+        let now = crate::arch::cpu::counter();
+        if moved != self.at {
+            *self = Retries { at: moved, count: 0, since: now };
+            return false;
+        }
+        self.count += 1;
+        let ms = (now - self.since) * 1000 / crate::arch::cpu::counter_freq().max(1);
+        self.count > MOVE_RETRY_MIN && ms >= MOVE_RETRY_MS
+    }
 }
 
 /// validate_move_areas and the range checks of move_pages, in Linux's order.
@@ -329,14 +368,24 @@ impl Mover<'_> {
         if mm.pgtables.table_of(d).is_some() {
             return None;
         }
-        let first = mm.pgtables.peek(s);
-        if !pte_present(first) || pte_special(first) {
-            return None;
-        }
-        let folio = Folio::get(pte_pfn(first));
-        if folio.nr_pages() != 512 || pte_pfn(first) != folio.pfn() || !folio.is_anon() {
-            return None;
-        }
+        // Under the src pte lock: one order-9 anonymous folio mapped in order
+        // by all 512 ptes of this table, or the pte path (a zapped pte, a
+        // split or partly moved folio) does the work.
+        let folio = {
+            let pt = mm.pgtables.lock(s, false).ok()??;
+            let first = pt.get(s);
+            if !pte_present(first) || pte_special(first) {
+                return None;
+            }
+            let folio = Folio::get(pte_pfn(first)); // safe under the pte lock
+            if folio.nr_pages() != 512 || pte_pfn(first) != folio.pfn() || !folio.is_anon() {
+                return None;
+            }
+            if !maps_whole_folio(&pt, s, &folio) {
+                return None;
+            }
+            folio
+        };
         if !folio.test(PG_ANON_EXCLUSIVE) {
             return Some(Err(EBUSY)); // no split for a shared THP
         }
@@ -349,11 +398,8 @@ impl Mover<'_> {
                 let pt = mm.pgtables.lock(s, false).map_err(|_| ENOMEM)?.ok_or(EAGAIN)?;
                 PTL_HELD[crate::arch::cpu::id()].fetch_add(1, Ordering::AcqRel);
                 let r = (|| {
-                    if (0..512).any(|i| {
-                        let p = pt.get(s + i * PAGE_SIZE);
-                        !pte_present(p) || pte_pfn(p) != folio.pfn() + i as u64
-                    }) {
-                        return Err(EAGAIN);
+                    if !maps_whole_folio(&pt, s, &folio) {
+                        return Err(EAGAIN); // changed since we looked: look again
                     }
                     if folio.page().pincount.load(Ordering::Acquire) > 0 || !folio.test(PG_ANON_EXCLUSIVE) {
                         return Err(EBUSY);
@@ -395,6 +441,15 @@ impl Mover<'_> {
     }
 }
 
+/// Whether the 512 ptes from `s` in the locked table map `folio`'s pages
+/// in order.
+fn maps_whole_folio(pt: &PteTable, s: usize, folio: &Folio) -> bool {
+    (0..512).all(|i| {
+        let p = pt.get(s + i * PAGE_SIZE);
+        pte_present(p) && !pte_special(p) && pte_pfn(p) == folio.pfn() + i as u64
+    })
+}
+
 /// folio_move_anon_rmap + the new index: the folio now belongs to dst
 /// (an anonymous mapping, as Linux's mapping pointer says, even for a
 /// swap-cache folio that was never mapped).
@@ -408,18 +463,42 @@ fn retarget(folio: &Folio, dst_anon_vma: &Arc<super::rmap::AnonVma>, index: u64)
 }
 
 impl Mover<'_> {
+    /// A present anonymous page. As Linux since 37b338eed105: under the src
+    /// pte lock, the pte is rechecked and the folio trylocked before any
+    /// reference is taken, and a large folio that cannot be locked gets no
+    /// reference (a raised refcount would make its owner's split fail and
+    /// two movers livelock); a large folio is split (refcount frozen) and
+    /// the step retried on the small one.
     fn move_present(&self, d: usize, s: usize, orig: pte_t) -> Result<usize, Errno> {
-        let folio = Folio::get(pte_pfn(orig));
-        if !folio.is_anon() || !folio.test(PG_ANON_EXCLUSIVE) {
-            return Err(EBUSY);
-        }
-        if !folio.trylock() {
-            if folio.nr_pages() > 1 {
-                return Err(EAGAIN); // never block on a large folio with a raised refcount
+        let mm = self.mm;
+        let folio_locked = {
+            let pt = mm.pgtables.lock(s, false).map_err(|_| ENOMEM)?.ok_or(EAGAIN)?;
+            if pt.get(s) != orig {
+                return Err(EAGAIN);
             }
-            folio.lock();
+            // The pte's reference keeps the folio, and its lock keeps it
+            // from being split, while we look.
+            let view = core::mem::ManuallyDrop::new(Folio::from_counted(pte_pfn(orig)));
+            if !view.is_anon() || !view.test(PG_ANON_EXCLUSIVE) {
+                return Err(EBUSY);
+            }
+            let locked = view.trylock();
+            if !locked && view.nr_pages() > 1 {
+                None
+            } else {
+                Some((Folio::get(view.pfn()), locked))
+            }
+        };
+        let Some((folio, locked)) = folio_locked else {
+            // Another mover holds it (about to split it): no reference
+            // taken, nothing held, retry.
+            sched_point("move_pages_pte:large_folio_busy");
+            return Err(EAGAIN);
+        };
+        if !locked {
+            folio.lock(); // a small folio: wait for it, then start again
             folio.unlock();
-            return Err(EAGAIN); // slept on the lock: start again
+            return Err(EAGAIN);
         }
         sched_point("move_pages_pte:after_folio_lock");
         if folio.nr_pages() > 1 {
@@ -427,7 +506,7 @@ impl Mover<'_> {
             folio.unlock();
             return match r {
                 Ok(()) => Err(EAGAIN), // split: retry on a small folio
-                Err(e) => Err(e),
+                Err(e) => Err(e),      // EAGAIN (a reference is held): retried too
             };
         }
         let r = self.move_present_locked(d, s, orig, &folio);

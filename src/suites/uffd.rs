@@ -1184,3 +1184,206 @@ fn move_onto_a_swapped_out_dst_is_eexist() -> TestResult {
     s.finish()
 }
 kernel_test!(uffd, move_onto_a_swapped_out_dst_is_eexist);
+
+// --- hardening: movers on one large folio, references held across a split --------------------
+
+/// A THP at a fresh aligned address, with pages `pages` tagged and filled,
+/// and a registered dst of the same size. Returns (src, dst, head pfn).
+fn thp_with_dst(t: &Arc<Task>, u: &Uffd, round: usize, pages: &[usize]) -> Result<(usize, usize, u64), Verdict> {
+    let src = 0x40_0000_0000usize + round * (4 << 20);
+    let dst = 0x50_0000_0000usize + round * (4 << 20);
+    ensure_eq!(mmap(t, src, 2 << 20, RW | PROT_MTE, ANON | MAP_FIXED, -1)?, src, "src");
+    sys(t, SYS_MADVISE, &[src as u64, 2 << 20, MADV_HUGEPAGE])?.map_err(|e| verdict("MADV_HUGEPAGE", e))?;
+    ok(t.store(src, 0), "fault in the huge folio")?;
+    for &p in pages {
+        tag_page(t, src + p * PAGE, tag_of)?;
+        ok(t.store(with_tag(src + p * PAGE, tag_of(0)), 0x5000 + p as u64), "write")?;
+    }
+    let head = pte_pfn(pte_of(t, src));
+    ensure_eq!(Folio::get(head).nr_pages(), 512, "an order-9 folio at src");
+    ensure_eq!(mmap(t, dst, 2 << 20, RW | PROT_MTE, ANON | MAP_FIXED, -1)?, dst, "dst");
+    u.register(dst, 2 << 20, UFFDIO_REGISTER_MODE_MISSING)?;
+    Ok((src, dst, head))
+}
+
+type MoveResult = Arc<spin::Mutex<Option<Result<u64, Signal>>>>;
+
+/// Starts UFFDIO_MOVE of one page (`src + p` to `dst + p`) on `cpu`, with
+/// its own uffdio_move at slot `slot` of the argument page.
+fn start_move(t: &Arc<Task>, u: &Uffd, cpu: usize, slot: usize, d: usize, sr: usize) -> Result<(smp::Job, MoveResult, usize), Verdict> {
+    let arg = u.arg + slot * 64;
+    for (i, w) in [d as u64, sr as u64, PAGE as u64, 0, 0x5a5a].iter().enumerate() {
+        ok(t.store(arg + 8 * i, *w), "uffdio_move")?;
+    }
+    let out: MoveResult = Arc::new(spin::Mutex::new(None));
+    let (o, tt, fd) = (out.clone(), t.clone(), u.fd);
+    let job = smp::start(cpu, move || *o.lock() = Some(tt.syscall(SYS_IOCTL, &[fd, UFFDIO_MOVE, arg as u64])))
+        .map_err(|e| verdict("start", e))?;
+    Ok((job, out, arg))
+}
+
+/// The ioctl's return and `move` of a finished mover.
+fn move_done(t: &Task, job: smp::Job, out: &MoveResult, arg: usize, what: &str) -> TestResult {
+    job.join().map_err(|e| Verdict::Fail(format!("{what}: {}", e.event)))?;
+    let r = out.lock().take().ok_or_else(|| verdict(what, "no result"))?;
+    let r = ok(r, what)?;
+    let moved = ok(t.load(arg + 32), "move field")?;
+    ensure!(r == 0 && moved == PAGE as u64, "{what}: expected 0 with move = {PAGE}, got {:#x} move = {:#x}", r, moved);
+    Ok(())
+}
+
+/// Two or three CPUs move different pages of one order-9 folio (Linux
+/// succeeds for all). `window` 0: mover 1 stops holding the folio lock
+/// before its split while the others stop where they found it locked, and
+/// mover 1 must finish while they wait; 1: mover 1 stops just before
+/// the refcount freeze while someone holds a transient reference, so the
+/// freeze fails and mover 1 retries while the others split and move.
+fn movers_on_one_large_folio(movers: usize) -> TestResult {
+    if smp::online() < movers + 1 {
+        return Err(Verdict::Skip(format!("needs {} CPUs", movers + 1)));
+    }
+    let pages = [5usize, 100, 300];
+    for round in 0..8 {
+        let window = round % 2;
+        let mut s = Scenario::new();
+        let t = s.spawn()?;
+        let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
+        let (src, dst, head) = thp_with_dst(&t, &u, round, &pages[..movers])?;
+        let what = |m: usize| format!("round {round} (window {window}), mover {m} (page {})", pages[m]);
+        let first = if window == 0 { "move_pages_pte:after_folio_lock" } else { "split_folio:before_freeze" };
+        let bp = crate::schedpoint::arm(first);
+        let (j1, o1, a1) = start_move(&t, &u, 1, 0, dst + pages[0] * PAGE, src + pages[0] * PAGE)?;
+        bp.wait_reached(5_000_000).map_err(|e| verdict(&what(0), e))?;
+        let mut others = Vec::new();
+        if window == 0 {
+            // The others find the folio locked and stop there, holding no
+            // reference: mover 1's split must succeed while they wait.
+            let busy: Vec<_> =
+                (1..movers).map(|_| crate::schedpoint::arm("move_pages_pte:large_folio_busy")).collect();
+            for m in 1..movers {
+                others.push(start_move(&t, &u, m + 1, m, dst + pages[m] * PAGE, src + pages[m] * PAGE)?);
+            }
+            for b in &busy {
+                b.wait_reached(5_000_000).map_err(|e| verdict("a second mover finding the folio locked", e))?;
+            }
+            bp.release();
+            move_done(&t, j1, &o1, a1, &what(0))?;
+            drop(busy);
+            for (m, (j, o, a)) in others.into_iter().enumerate() {
+                move_done(&t, j, &o, a, &what(m + 1))?;
+            }
+        } else {
+            // A transient reference (a lock-free lookup) when mover 1 freezes.
+            let transient = Folio::try_get(head).ok_or_else(|| verdict("try_get", "frozen"))?;
+            let retry = crate::schedpoint::arm("move_pages:retry");
+            bp.release();
+            retry.wait_reached(5_000_000).map_err(|e| verdict("mover 1's retry after a failed freeze", e))?;
+            ensure_eq!(Folio::get(head).nr_pages(), 512, "mover 1 split a folio someone held a reference on");
+            drop(transient);
+            for m in 1..movers {
+                others.push(start_move(&t, &u, m + 1, m, dst + pages[m] * PAGE, src + pages[m] * PAGE)?);
+            }
+            for (m, (j, o, a)) in others.into_iter().enumerate() {
+                move_done(&t, j, &o, a, &what(m + 1))?;
+            }
+            retry.release();
+            move_done(&t, j1, &o1, a1, &what(0))?;
+        }
+        for (m, &p) in pages[..movers].iter().enumerate() {
+            ensure_eq!(pte_pfn(pte_of(&t, dst + p * PAGE)), head + p as u64, "{}: the moved frame", what(m));
+            ensure!(pte_none(pte_of(&t, src + p * PAGE)), "{}: src still mapped", what(m));
+            expect_moved_page(&t, dst + p * PAGE, p, &what(m))?;
+        }
+        ensure_eq!(ok(t.load(src + 200 * PAGE), "read")?, 0, "the rest of the split folio is still mapped");
+        drop(u);
+        s.finish().map_err(|v| match v {
+            Verdict::Fail(m) => Verdict::Fail(format!("round {round} (window {window}): {m}")),
+            other => other,
+        })?;
+    }
+    Ok(())
+}
+
+fn two_movers_on_one_large_folio_both_succeed() -> TestResult {
+    movers_on_one_large_folio(2)
+}
+kernel_test!(uffd, two_movers_on_one_large_folio_both_succeed);
+
+fn three_movers_on_one_large_folio_all_succeed() -> TestResult {
+    movers_on_one_large_folio(3)
+}
+kernel_test!(uffd, three_movers_on_one_large_folio_all_succeed);
+
+/// A reference on a large folio held for good (not a mapping, not a pin):
+/// MOVE must split it and cannot. Linux retries inside the ioctl until the
+/// reference goes; here the retries are bounded and the answer is EAGAIN
+/// with nothing changed; once the reference is dropped the move succeeds.
+fn persistent_reference_gives_bounded_eagain() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
+    let (src, dst, head) = thp_with_dst(&t, &u, 0, &[5])?;
+    let held = Folio::get(head);
+    let before = pte_of(&t, src + 5 * PAGE);
+    let r = u.mv(dst + 5 * PAGE, src + 5 * PAGE, PAGE, 0)?;
+    let unchanged = pte_of(&t, src + 5 * PAGE) == before && pte_none(pte_of(&t, dst + 5 * PAGE));
+    let still_large = held.nr_pages() == 512;
+    drop(held);
+    expect_errno_mv(r, EAGAIN, "MOVE while a reference is held for good")?;
+    ensure!(unchanged, "the refused move changed a pte");
+    ensure!(still_large, "the folio was split although a reference was held");
+    let (r, moved) = u.mv(dst + 5 * PAGE, src + 5 * PAGE, PAGE, 0)?;
+    ensure!(r == Ok(0) && moved == PAGE as i64, "MOVE after the reference went: {r:?} {moved}");
+    expect_moved_page(&t, dst + 5 * PAGE, 5, "moved after the reference went")?;
+    drop(u);
+    s.finish()
+}
+kernel_test!(uffd, persistent_reference_gives_bounded_eagain);
+
+/// An aligned THP range with one pte zapped (MADV_DONTNEED of one page),
+/// moved to an untouched aligned dst: the PMD-level step does not apply
+/// (not every pte maps the folio), the pte path splits and moves the rest,
+/// and the call returns.
+fn thp_with_a_zapped_pte_moves_by_ptes() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
+    let (src, dst, head) = thp_with_dst(&t, &u, 0, &[0, 6, 8, 511])?;
+    sys(&t, SYS_MADVISE, &[(src + 7 * PAGE) as u64, PAGE as u64, MADV_DONTNEED])?
+        .map_err(|e| verdict("MADV_DONTNEED", e))?;
+    let (r, moved) = u.mv(dst, src, 2 << 20, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES)?;
+    ensure!(r == Ok(0) && moved == 2 << 20, "MOVE of a THP range with a hole: {r:?} {moved}");
+    ensure!(pte_none(pte_of(&t, dst + 7 * PAGE)), "the hole was filled at dst");
+    for p in [0usize, 6, 8, 511] {
+        ensure_eq!(pte_pfn(pte_of(&t, dst + p * PAGE)), head + p as u64, "page {p}: the moved frame");
+        expect_moved_page(&t, dst + p * PAGE, p, "a page of the THP with a hole")?;
+    }
+    drop(u);
+    s.finish()
+}
+kernel_test!(uffd, thp_with_a_zapped_pte_moves_by_ptes);
+
+/// While a mover's split has the refcount frozen, a lock-free lookup of any
+/// page of the folio fails (and would retry) instead of taking a reference
+/// on a folio whose pages are being rewritten.
+fn lookup_during_a_split_finds_the_folio_frozen() -> TestResult {
+    if smp::online() < 2 {
+        skip!("needs two CPUs");
+    }
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
+    let (src, dst, head) = thp_with_dst(&t, &u, 0, &[5])?;
+    let bp = crate::schedpoint::arm("split_folio:after_freeze");
+    let (j, o, a) = start_move(&t, &u, 1, 0, dst + 5 * PAGE, src + 5 * PAGE)?;
+    bp.wait_reached(5_000_000).map_err(|e| verdict("the mover's split", e))?;
+    let during: Vec<bool> = [0u64, 5, 300].iter().map(|&p| Folio::try_get(head + p).is_some()).collect();
+    bp.release();
+    move_done(&t, j, &o, a, "the mover")?;
+    ensure!(during.iter().all(|&got| !got), "a lookup got a reference during the split: {during:?}");
+    ensure!(Folio::try_get(head + 300).is_some_and(|f| f.nr_pages() == 1), "after the split: an order-0 folio");
+    expect_moved_page(&t, dst + 5 * PAGE, 5, "moved after the split")?;
+    drop(u);
+    s.finish()
+}
+kernel_test!(uffd, lookup_during_a_split_finds_the_folio_frozen);

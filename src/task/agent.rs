@@ -18,6 +18,8 @@ pub const SVC_DONE: u16 = 0x7ff;
 core::arch::global_asm!(
     ".section .text.user, \"ax\"",
     ".arch_extension memtag",
+    // Global, so Rust code in any codegen unit links to them.
+    ".global agent_load, agent_store, agent_ldg, agent_stg_range, agent_tags16, agent_fill, agent_fnv, agent_syscall",
     // x0 = [x0]
     "agent_load: ldr x0, [x0]",
     "    svc #0x7ff",
