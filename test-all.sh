@@ -79,6 +79,40 @@ step fails-deliberate-failure expect_failure fails-deliberate-failure 'not ok 1 
 step fails-panic-with-location expect_failure fails-panic-with-location 'PANIC on CPU 0 at src/suites/harness_self.rs:[0-9]+: deliberate panic' selftest::deliberate_panic
 step fails-unexpected-fault-decoded expect_failure fails-unexpected-fault-decoded 'FAIL: selftest::deliberate_unexpected_fault: unexpected exception: tag-check fault on EL1 read' selftest::deliberate_unexpected_fault
 step fails-hang-at-timeout expect_failure fails-hang-at-timeout 'selftest::deliberate_hang: timed out after 5 s' --timeout 5 selftest::deliberate_hang
+# isolated NAME FILTERS...: a run with a test that takes the kernel down
+# (a panic or a hang) in the middle fails, names that test, and still
+# reports every test after it (the runner boots a fresh kernel for them).
+isolated() {
+    local name=$1 dying=$2 after=$3; shift 3
+    if ./qemu-run.sh --no-install "$@" >"$logs/$name.out" 2>&1; then
+        cat "$logs/$name.out"; echo "the run passed; it should have failed"; return 1
+    fi
+    cat "$logs/$name.out"
+    local tap=target/reports/report.tap
+    grep -qE "^not ok [0-9]+ - $dying\$" "$tap" || { echo "TAP does not fail $dying"; return 1; }
+    grep -qE "^ok [0-9]+ - $after\$" "$tap" || { echo "TAP does not report $after, which ran after $dying"; return 1; }
+    grep -q "booting a fresh kernel for the tests after it" "$logs/$name.out" || { echo "no fresh boot"; return 1; }
+    reports_agree "$logs/$name.out"
+}
+step isolates-a-panic isolated isolates-a-panic selftest::deliberate_panic smp::tag_check_fault_on_every_cpu \
+    mte_hw::tag_check selftest::deliberate_panic smp
+step isolates-a-hang isolated isolates-a-hang selftest::deliberate_hang smp::tag_check_fault_on_every_cpu \
+    --timeout 5 mte_hw::tag_check selftest::deliberate_hang smp
+# A test that fails part-way leaving swap on, a page swapped out, a wrong
+# order, an injection, an armed point and a live task fails alone: the
+# harness puts it all back and the swap tests after it pass.
+contained() {
+    if ./qemu-run.sh --no-install selftest::deliberate_leak swap::pageout_installs swap::swapin_write_frees \
+        swap::free_before_restore_is_caught >"$logs/contains-a-leak.out" 2>&1; then
+        cat "$logs/contains-a-leak.out"; echo "the run passed; it should have failed"; return 1
+    fi
+    cat "$logs/contains-a-leak.out"
+    local tap=target/reports/report.tap
+    grep -q "^not ok 1 - selftest::deliberate_leak\$" "$tap" &&
+        grep -q "left behind (and put back):.*swap on" "$tap" &&
+        [ "$(grep -c '^ok [0-9]* - swap::' "$tap")" = 3 ] || { echo "the leak was not contained"; return 1; }
+}
+step contains-a-leak contained
 step fails-bad-command-line expect_failure fails-bad-command-line "unknown kernel command-line word 'frobnicate'" -- frobnicate
 step fails-unknown-filter expect_failure fails-unknown-filter "no test matches 'no_such_suite'" no_such_suite
 

@@ -5,6 +5,9 @@
 //!   test=PATTERN[,PATTERN...]  run only matching tests (repeatable; a suite,
 //!                              a `suite::prefix`, or a glob with *)
 //!   list                       print the selected test names and stop
+//!   after=SUITE::TEST          run only the selected tests that come after
+//!                              this one (the host runner resumes a run with
+//!                              it after a panic or a hang)
 //!   exit=semihosting|psci      how to end the run (default psci)
 //!   mte=sync|async|asymm       EL1 tag-check mode between tests (default sync)
 //!   ramdisk=SIZE               RAM-disk (swap device) size: bytes, or with a
@@ -38,6 +41,8 @@ pub struct Cmdline {
     pub ramdisk: u64,
     /// A benchmark to run instead of the tests.
     pub bench: Option<Bench>,
+    /// Resume: skip the selected tests up to and including this one.
+    pub after: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +75,7 @@ impl Default for Cmdline {
             mte: MteMode::Sync,
             ramdisk: DEFAULT_RAMDISK,
             bench: None,
+            after: None,
         }
     }
 }
@@ -90,6 +96,10 @@ pub fn parse(s: &str) -> Result<Cmdline, String> {
                     }
                     c.filters.push(String::from(p));
                 }
+            }
+            ("after", Some(v)) if v.contains("::") => c.after = Some(String::from(v)),
+            ("after", Some(v)) => {
+                return Err(alloc::format!("after= wants a full test name (suite::test), not '{v}'"))
             }
             ("exit", Some("semihosting")) => c.exit = ExitMethod::Semihosting,
             ("exit", Some("psci")) => c.exit = ExitMethod::Psci,
@@ -137,6 +147,13 @@ mod tests {
     fn unknown_word_is_an_error_naming_it() {
         let e = parse("test=x frobnicate").unwrap_err();
         assert!(e.contains("frobnicate"), "{e}");
+    }
+
+    #[test]
+    fn after_names_one_full_test() {
+        assert_eq!(parse("after=swap::x test=swap").unwrap().after.as_deref(), Some("swap::x"));
+        assert_eq!(parse("").unwrap().after, None);
+        assert!(parse("after=swap").unwrap_err().contains("suite::test"));
     }
 
     #[test]

@@ -173,6 +173,6 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     console::break_lock_if_mine();
     let (file, line) = info.location().map_or(("?", 0), |l| (l.file(), l.line()));
     println!("PANIC on CPU {} at {}:{}: {}", arch::cpu::id(), file, line, info.message());
-    harness::report_panic();
+    harness::report_panic(&format_args!("{} at {}:{}", info.message(), file, line));
     exit(1);
 }

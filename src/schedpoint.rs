@@ -40,6 +40,11 @@ pub fn sched_point(name: &'static str) {
     }
 }
 
+/// How many points are armed.
+pub fn armed() -> usize {
+    ANY_ARMED.load(Ordering::Acquire)
+}
+
 /// Lets every stopped CPU go and disarms every point (a test that ends
 /// early must not leave a CPU parked).
 pub fn release_all() {

@@ -25,7 +25,7 @@ pub enum IoError {
     Injected { op: Op, sector: u64 },
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Injection {
     /// Fail the Nth read from now (1 = the next one).
     pub fail_nth_read: Option<u64>,
@@ -75,6 +75,11 @@ pub fn inject(i: Injection) {
     if let Some(d) = DISK.lock().as_mut() {
         d.inject = i;
     }
+}
+
+/// The injection in force (the harness resets it after every test).
+pub fn injection() -> Injection {
+    DISK.lock().as_ref().map_or(Injection::default(), |d| d.inject)
 }
 
 pub fn stats() -> Stats {

@@ -12,6 +12,7 @@
 //! for stray asynchronous tag-check faults and leaked frames, and puts the
 //! CPU's MTE state back.
 
+pub mod cleanup;
 pub mod filter;
 pub mod scratch;
 
@@ -143,15 +144,15 @@ fn summary(extra_failed: usize) {
     );
 }
 
-/// Called by the panic handler: the test whose result is not printed yet
-/// failed (or, between tests, the harness did) and the run is over.
-pub fn report_panic() {
+/// Called by the panic handler with the panic's text: the test whose result
+/// is not printed yet failed (or, between tests, the harness did) and this
+/// boot is over. The host runner boots a fresh kernel for the tests after
+/// it (`after=`).
+pub fn report_panic(what: &dyn core::fmt::Display) {
     let current = CURRENT.try_lock().and_then(|c| *c);
     match current {
-        Some(t) => println!("FAIL: {}: kernel panic (see the PANIC line above)", full_name(t)),
-        None => {
-            println!("FAIL: harness::run: kernel panic between tests (see the PANIC line above)")
-        }
+        Some(t) => println!("FAIL: {}: kernel panic: {what}", full_name(t)),
+        None => println!("FAIL: harness::run: kernel panic between tests: {what}"),
     }
     println!("Bail out! kernel panic");
     summary(1);
@@ -195,15 +196,17 @@ fn run_one(t: &'static TestDesc) -> TestResult {
     };
     let stray = mte::async_faults();
     reset_cpu_state();
-    result?;
-    let alive = crate::task::all();
-    if !alive.is_empty() {
-        for t in &alive {
-            t.do_exit();
-        }
-        return Err(Verdict::Fail(alloc::format!("{} task(s) still alive after the test", alive.len())));
+    // Whatever the result, the next test starts from a clean kernel.
+    let left = cleanup::after_test();
+    let left = (!left.is_empty()).then(|| alloc::format!("left behind (and put back): {}", left.join("; ")));
+    let checked = crate::mm::invariants::check();
+    match (result, left) {
+        (Err(Verdict::Fail(why)), Some(l)) => return Err(Verdict::Fail(alloc::format!("{why}; it also {l}"))),
+        (Err(v), _) => return Err(v),
+        (Ok(()), Some(l)) => return Err(Verdict::Fail(alloc::format!("the test passed but {l}"))),
+        (Ok(()), None) => {}
     }
-    crate::mm::invariants::check().map_err(|e| Verdict::Fail(alloc::format!("after the test: {e}")))?;
+    checked.map_err(|e| Verdict::Fail(alloc::format!("after the test: {e}")))?;
     if stray.any() {
         return Err(Verdict::Fail(alloc::format!("asynchronous tag-check fault left pending: {stray:?}")));
     }
@@ -224,8 +227,20 @@ pub fn run(cmd: &Cmdline, cpus_online: usize) -> u8 {
             FAILED.fetch_add(1, Ordering::Relaxed);
         }
     }
-    let selected: Vec<&'static TestDesc> =
+    let mut selected: Vec<&'static TestDesc> =
         tests.into_iter().filter(|t| filter::selected(&cmd.filters, &full_name(t), t.explicit_only)).collect();
+    if let Some(after) = &cmd.after {
+        match selected.iter().position(|t| full_name(t) == *after) {
+            Some(i) => {
+                selected.drain(..=i);
+            }
+            None => {
+                println!("FAIL: harness::selection: after={after} names no selected test");
+                FAILED.fetch_add(1, Ordering::Relaxed);
+                selected.clear();
+            }
+        }
+    }
     if cmd.list {
         for t in &selected {
             println!("TEST: {}", full_name(t));

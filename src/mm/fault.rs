@@ -54,7 +54,7 @@ pub fn set_cow_copy(v: CowCopy) {
     COW_COPY.store(v as u8, Ordering::Release);
 }
 
-fn cow_copy() -> CowCopy {
+pub fn cow_copy() -> CowCopy {
     if COW_COPY.load(Ordering::Acquire) == CowCopy::DataOnly as u8 {
         CowCopy::DataOnly
     } else {

@@ -122,6 +122,11 @@ impl File {
     }
 }
 
+/// Every open descriptor.
+pub fn open_fds() -> alloc::vec::Vec<i32> {
+    FILES.lock().keys().copied().collect()
+}
+
 /// Every open file (for the invariant checker).
 pub fn open_files() -> alloc::vec::Vec<Arc<File>> {
     FILES.lock().values().cloned().collect()

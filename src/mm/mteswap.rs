@@ -100,6 +100,20 @@ pub fn inject_save_failure(nth: Option<u64>) {
     STORE.lock().fail_nth_save = nth;
 }
 
+/// The save failure injected, if any.
+pub fn save_failure_injected() -> Option<u64> {
+    STORE.lock().fail_nth_save
+}
+
+/// Drops every entry (the harness's cleanup after a test that leaked some).
+pub fn invalidate_all() {
+    let mut s = STORE.lock();
+    let keys: Vec<u64> = s.index.keys().copied().collect();
+    for k in keys {
+        s.erase(k);
+    }
+}
+
 /// arch_prepare_to_swap: saves the tags of each tagged page of `folio`
 /// under `entry + i`. On a failure the entries saved so far are erased.
 pub fn save_folio(folio: &Folio, entry: swp_entry_t) -> Result<(), Errno> {

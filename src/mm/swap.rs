@@ -334,6 +334,28 @@ pub fn swapoff(ty: u8) -> Result<(), Errno> {
 /// unuse_mm for every mm: every VMA with an anon_vma (anonymous ones, and
 /// private file mappings holding COWed pages) is walked, and only over the
 /// page tables that exist.
+/// After a test that leaked swap state with no task left to own it: every
+/// swap-cache folio leaves the cache, every device goes, and every
+/// tag-storage entry with it. Only the harness calls this, between tests.
+pub fn discard_all() {
+    for (entry, _) in swap_state::cached() {
+        if let Some(f) = swap_state::lookup(entry) {
+            if f.trylock() {
+                if f.test(PG_SWAPCACHE) {
+                    swap_state::delete_from_swap_cache(&f);
+                }
+                f.unlock();
+            }
+        }
+    }
+    for ty in 0..MAX_SWAPFILES {
+        if swapfile::swap_on(ty).is_some() {
+            swapfile::remove(ty);
+        }
+    }
+    mteswap::invalidate_all();
+}
+
 fn unuse_all(ty: u8) -> Result<(), Errno> {
     for mm in all_mms() {
         let map = mm.mmap_lock.read();

@@ -44,6 +44,10 @@ pub fn set_slot_limit(slots: u64) {
     SLOT_LIMIT.store(slots, Ordering::Release);
 }
 
+pub fn slot_limit() -> u64 {
+    SLOT_LIMIT.load(Ordering::Acquire)
+}
+
 /// The device for `entry`'s type, if it is on (get_swap_device).
 pub fn get_swap_device(entry: swp_entry_t) -> Option<Arc<SwapInfo>> {
     SWAP_INFO.lock().get(swp_type(entry) as usize).cloned().flatten()

@@ -51,7 +51,7 @@ pub fn set_variant(v: MoveVariant) {
     VARIANT.store(v as u8, Ordering::Release);
 }
 
-fn variant() -> MoveVariant {
+pub fn variant() -> MoveVariant {
     match VARIANT.load(Ordering::Acquire) {
         1 => MoveVariant::SwapCacheNoRetarget,
         2 => MoveVariant::RmapBeforePinCheck,
@@ -85,6 +85,10 @@ static PTL_HELD: [AtomicUsize; crate::arch::boot::MAX_CPUS] =
 pub fn observe(on: bool) {
     OBSERVER.lock().clear();
     OBSERVING.store(on, Ordering::Release);
+}
+
+pub fn observing() -> bool {
+    OBSERVING.load(Ordering::Acquire)
 }
 
 pub fn observed() -> Vec<NotifierCall> {

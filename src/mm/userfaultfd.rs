@@ -131,6 +131,11 @@ pub fn close(fd: i32) -> Result<(), Errno> {
 }
 
 /// Drops every context (between tests).
+/// How many userfaultfd descriptors are open.
+pub fn open_count() -> usize {
+    CTXS.lock().len()
+}
+
 pub fn close_all() {
     let fds: Vec<i32> = CTXS.lock().keys().copied().collect();
     for fd in fds {

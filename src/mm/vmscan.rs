@@ -21,6 +21,10 @@ pub fn set_keep_in_swapcache(keep: bool) {
     KEEP_IN_SWAPCACHE.store(keep, Ordering::Release);
 }
 
+pub fn keep_in_swapcache() -> bool {
+    KEEP_IN_SWAPCACHE.load(Ordering::Acquire)
+}
+
 /// What reclaim did with the folios of a range.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReclaimStats {

@@ -159,3 +159,29 @@ fn deliberate_hang() -> TestResult {
     }
 }
 kernel_test!(selftest, deliberate_hang, explicit_only);
+
+/// Fails part-way the way a real test can: swap on, a page swapped out with
+/// its tags saved, a known-wrong order and a fault injection switched on, a
+/// schedule point armed, a task alive, and no guard to undo any of it. The
+/// harness must put it all back and report it as this test's failure, so
+/// the tests after it pass.
+fn deliberate_leak() -> TestResult {
+    use crate::mm::mmap::{MADV_PAGEOUT, PROT_MTE};
+    use crate::suites::scenario::{mmap, sys, tag_page, verdict, ANON, PAGE, RW};
+    use crate::task::syscall::SYS_MADVISE;
+    if !crate::drivers::ramdisk::present() {
+        skip!("no RAM-disk");
+    }
+    crate::mm::swapfile::swapon().map_err(|e| verdict("swapon", e))?;
+    let t = crate::task::Task::spawn().map_err(|e| verdict("spawn", e))?;
+    let a = mmap(&t, 0, PAGE, RW | PROT_MTE, ANON, -1)?;
+    tag_page(&t, a, |g| (g % 15) as u8 + 1)?;
+    sys(&t, SYS_MADVISE, &[a as u64, PAGE as u64, MADV_PAGEOUT])?
+        .map_err(|e| verdict("MADV_PAGEOUT", e))?;
+    crate::mm::swap::set_swapin_order(crate::mm::swap::SwapInOrder::FreeBeforeRestore);
+    crate::mm::mteswap::inject_save_failure(Some(3));
+    core::mem::forget(crate::schedpoint::arm("do_swap_page:after_folio_lock"));
+    core::mem::forget(t);
+    fail!("deliberate failure part-way, leaving state behind (selftest::deliberate_leak was asked for by name)")
+}
+kernel_test!(selftest, deliberate_leak, explicit_only);

@@ -5,6 +5,6 @@ mod harness_self;
 pub(crate) mod mm;
 mod mmu;
 mod mte_hw;
-mod scenario;
+pub(crate) mod scenario;
 mod swap;
 mod uffd;

@@ -158,10 +158,10 @@ impl Printer {
 
 /// Feeds the child's stdout (or our stdin) to the printer; returns the
 /// child's exit status and whether the timeout killed it.
-fn pump(o: &Options, p: &mut Printer) -> Result<(Option<i32>, bool)> {
+fn pump(o: &Options, command: &[String], p: &mut Printer) -> Result<(Option<i32>, bool)> {
     let mut splitter = Splitter::default();
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
-    let mut child = if o.command.is_empty() {
+    let mut child = if command.is_empty() {
         std::thread::spawn(move || {
             let mut stdin = std::io::stdin();
             let mut buf = [0u8; 4096];
@@ -173,12 +173,12 @@ fn pump(o: &Options, p: &mut Printer) -> Result<(Option<i32>, bool)> {
         });
         None
     } else {
-        let mut c = Command::new(&o.command[0])
-            .args(&o.command[1..])
+        let mut c = Command::new(&command[0])
+            .args(&command[1..])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
-            .with_context(|| format!("starting {}", o.command[0]))?;
+            .with_context(|| format!("starting {}", command[0]))?;
         let mut stdout = c.stdout.take().expect("piped stdout");
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
@@ -228,20 +228,56 @@ fn pump(o: &Options, p: &mut Printer) -> Result<(Option<i32>, bool)> {
     Ok((status, timed_out))
 }
 
+/// The command with `after=NAME` added to the kernel command line (QEMU's
+/// -append), to boot a fresh kernel for the tests after NAME. None if the
+/// command has no -append to extend.
+fn resume_after(command: &[String], name: &str) -> Option<Vec<String>> {
+    let i = command.iter().position(|a| a == "-append")?;
+    let mut c = command.to_vec();
+    let words = c.get_mut(i + 1)?;
+    // A resumed command line already has an after= word: replace it.
+    let mut kept: Vec<&str> = words.split_ascii_whitespace().filter(|w| !w.starts_with("after=")).collect();
+    let after = format!("after={name}");
+    kept.push(&after);
+    *words = kept.join(" ");
+    Some(c)
+}
+
+/// At most this many fresh boots after panics and hangs in one run.
+const MAX_BOOTS: usize = 64;
+
 fn run() -> Result<bool> {
     let o = parse_args()?;
     let defmt = o.elf.as_ref().map(Defmt::load).transpose()?;
     let mut p = Printer { defmt, report: Report::default(), list: o.list, verbose: o.verbose, frames_undecoded: 0 };
-    let (status, timed_out) = pump(&o, &mut p)?;
-    let mut r = p.report;
-    if timed_out {
-        r.timed_out(o.timeout.unwrap_or(0));
-        if let Some(c) = r.cases.last() {
-            if let report::Outcome::Fail(why) = &c.outcome {
-                println!("FAIL: {}: {why}", c.name);
+    let mut command = o.command.clone();
+    let mut boots = Vec::new();
+    let (status, timed_out) = loop {
+        let (status, timed_out) = pump(&o, &command, &mut p)?;
+        let r = &mut p.report;
+        if timed_out {
+            r.timed_out(o.timeout.unwrap_or(0));
+            if let Some(c) = r.cases.last() {
+                if let report::Outcome::Fail(why) = &c.outcome {
+                    println!("FAIL: {}: {why}", c.name);
+                }
             }
         }
-    }
+        // A panic or a hang fails only the test that was running: the
+        // tests after it get a fresh kernel (as kvm-unit-tests runs each
+        // test in its own guest).
+        let next = match (r.resume_after(), o.list || o.bench) {
+            (Some(name), false) if boots.len() + 1 < MAX_BOOTS => {
+                resume_after(&command, name).map(|c| (name.to_string(), c))
+            }
+            _ => None,
+        };
+        let Some((name, c)) = next else { break (status, timed_out) };
+        println!("kreport: {name} took the kernel down; booting a fresh kernel for the tests after it");
+        command = c;
+        boots.push(std::mem::take(&mut p.report));
+    };
+    let r = Report::after_boots(boots.into_iter().chain([std::mem::take(&mut p.report)]).collect());
     if p.frames_undecoded > 0 {
         eprintln!("kreport: {} defmt log frames not shown (pass --elf KERNEL to decode them)", p.frames_undecoded);
     }

@@ -31,8 +31,15 @@ pub struct Report {
     pub running: Option<String>,
     pub listed: Vec<String>,
     pub panicked: bool,
+    /// The test that was running when the kernel panicked or hung: the
+    /// runner boots a fresh kernel for the tests after it.
+    pub died: Option<String>,
     /// The benchmark's last line was seen.
     pub bench_done: bool,
+    /// Problems carried over from earlier boots of the same run.
+    pub carried: Vec<String>,
+    /// How many tests this boot said it would run.
+    pub planned: Option<usize>,
 }
 
 /// `N passed, N failed` with an optional `, N skipped`, alone on the line.
@@ -64,10 +71,13 @@ impl Report {
             self.result(name, Outcome::Skip(why.to_string()));
         } else if let Some(name) = line.strip_prefix("TEST: ") {
             self.listed.push(name.to_string());
+        } else if let Some(n) = line.strip_prefix("mtekernel: running ").and_then(|r| r.split(' ').next()) {
+            self.planned = n.parse().ok();
         } else if line == "BENCH DONE" {
             self.bench_done = true;
         } else if line.starts_with("PANIC ") {
             self.panicked = true;
+            self.died = self.running.clone();
         } else if let Some(s) = parse_summary(line) {
             self.summary = Some(s);
         }
@@ -82,6 +92,7 @@ impl Report {
 
     /// Records that the guest was stopped by the timeout.
     pub fn timed_out(&mut self, secs: u64) {
+        self.died = self.running.clone();
         let name = self.running.take().unwrap_or_else(|| "harness::run".to_string());
         self.cases.push(TestCase {
             name,
@@ -101,9 +112,46 @@ impl Report {
         s
     }
 
+    /// The test to resume after: the one that took this boot down, if any
+    /// planned test had not run yet.
+    pub fn resume_after(&self) -> Option<&str> {
+        let more = self.planned.is_some_and(|n| self.cases.len() < n);
+        self.died.as_deref().filter(|_| more)
+    }
+
+    /// Joins the boots of one run, in order. Each boot's own problems are
+    /// checked against its own lines; a boot the runner resumed after (its
+    /// panic or hang is already the dying test's FAIL line) does not count
+    /// the panic or the missing summary again.
+    pub fn after_boots(boots: Vec<Report>) -> Report {
+        let n = boots.len();
+        let mut merged = Report::default();
+        for (i, b) in boots.into_iter().enumerate() {
+            let last = i + 1 == n;
+            for p in b.problems() {
+                // The last boot's panic is kept as the flag below.
+                let panic = p == "the kernel panicked";
+                let resumed = !last && p.contains("no summary line");
+                if !panic && !resumed {
+                    merged.carried.push(if n > 1 { format!("boot {}: {p}", i + 1) } else { p });
+                }
+            }
+            if last {
+                merged.panicked = b.panicked;
+                merged.running = b.running;
+                merged.listed = b.listed;
+                merged.bench_done = b.bench_done;
+                merged.died = b.died;
+            }
+            merged.cases.extend(b.cases);
+        }
+        merged.summary = Some(merged.counted());
+        merged
+    }
+
     /// Problems that make the run a failure even if no test said FAIL.
     pub fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
+        let mut p = self.carried.clone();
         match self.summary {
             None => p.push("the kernel printed no summary line (it stopped early or hung)".to_string()),
             Some(s) if s != self.counted() => {
@@ -298,6 +346,47 @@ mod tests {
         assert!(j.contains("<testsuite name=\"a\" tests=\"2\" failures=\"1\" skipped=\"0\">"));
         assert!(j.contains("<failure message=\"&lt;&amp;&gt;\"/>"));
         assert!(j.contains("<testsuite name=\"b\" tests=\"1\" failures=\"0\" skipped=\"1\">"));
+    }
+
+    #[test]
+    fn a_panic_names_the_test_that_died_and_boots_join() {
+        let first = report(&[
+            "RUN  a::x",
+            "PASS: a::x",
+            "RUN  a::boom",
+            "PANIC on CPU 1 at src/x.rs:7: index out of bounds",
+            "FAIL: a::boom: kernel panic: index out of bounds at src/x.rs:7",
+            "Bail out! kernel panic",
+            "1 passed, 1 failed",
+        ]);
+        assert_eq!(first.died.as_deref(), Some("a::boom"));
+        assert_eq!(first.resume_after(), None, "no plan seen: nothing known to be left");
+        let second = report(&["RUN  b::y", "PASS: b::y", "1 passed, 0 failed"]);
+        let all = Report::after_boots(vec![first, second]);
+        assert_eq!(all.cases.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["a::x", "a::boom", "b::y"]);
+        assert_eq!(all.problems(), Vec::<String>::new(), "the resumed panic is the FAIL line, not a second problem");
+        let alone = Report::after_boots(vec![report(&["RUN  a::boom", "PANIC on CPU 0 at x:1: y", "0 passed, 1 failed"])]);
+        assert!(alone.panicked && alone.problems().iter().filter(|p| p.contains("panicked")).count() == 1);
+        assert_eq!(all.counted(), Summary { passed: 2, failed: 1, skipped: 0 });
+        assert!(!all.ok());
+        assert!(all.tap().contains("not ok 2 - a::boom\n  ---\n  message: \"kernel panic: index out of bounds"));
+    }
+
+    #[test]
+    fn resume_only_while_planned_tests_are_left() {
+        let mut r = report(&["mtekernel: running 3 tests on 2 CPUs", "RUN  a::x", "PASS: a::x", "RUN  a::hang"]);
+        r.timed_out(5);
+        assert_eq!(r.resume_after(), Some("a::hang"));
+        let mut last = report(&["mtekernel: running 1 tests on 2 CPUs", "RUN  a::hang"]);
+        last.timed_out(5);
+        assert_eq!(last.resume_after(), None);
+    }
+
+    #[test]
+    fn a_bad_summary_in_an_earlier_boot_stays_a_problem() {
+        let first = report(&["PASS: a::x", "RUN  a::hang", "2 passed, 0 failed"]);
+        let all = Report::after_boots(vec![first, report(&["PASS: b::y", "1 passed, 0 failed"])]);
+        assert!(all.problems().iter().any(|p| p.starts_with("boot 1:") && p.contains("disagrees")));
     }
 
     #[test]
