@@ -134,6 +134,16 @@ pub fn pfn_frame(pfn: u64) -> &'static mut FramePage {
     unsafe { &mut *(phys_to_virt(pfn * PAGE_SIZE as u64) as *mut FramePage) }
 }
 
+/// The 8-byte word at `offset` of frame `pfn`, for reading and writing
+/// while another CPU's EL0 code uses the same memory.
+pub fn frame_word(pfn: u64, offset: usize) -> &'static core::sync::atomic::AtomicU64 {
+    assert!(offset.is_multiple_of(8) && offset < PAGE_SIZE, "frame word offset {offset:#x}");
+    // SAFETY: pfn is a RAM frame covered by the linear map and the word is
+    // 8-byte aligned inside it; every access through the returned value is
+    // atomic, so sharing it with another CPU is not a data race.
+    unsafe { &*((phys_to_virt(pfn * PAGE_SIZE as u64) as usize + offset) as *const core::sync::atomic::AtomicU64) }
+}
+
 /// A reference-counted handle on a folio: holding one is holding a reference.
 pub struct Folio {
     pfn: u64,

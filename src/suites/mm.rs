@@ -774,3 +774,55 @@ fn huge_untouched_vma_costs_what_is_mapped() -> TestResult {
     s.finish()
 }
 kernel_test!(mm, huge_untouched_vma_costs_what_is_mapped);
+
+/// A CPU that keeps storing to a page in one EL0 entry (its ASID live, the
+/// translation in its TLB) while another CPU's mprotect(PROT_READ) makes
+/// the pte read-only: the TLB invalidation must reach it, so a store after
+/// the write-protection faults (SEGV_ACCERR) instead of going through a
+/// stale writable translation.
+fn write_after_mprotect_read_only_faults_on_a_running_cpu() -> TestResult {
+    if smp::online() < 2 {
+        skip!("needs two CPUs");
+    }
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let a = mmap(&t, 0, PAGE, RW, ANON, -1)?;
+    let control = mmap(&t, 0, PAGE, RW, ANON, -1)?;
+    ok(t.store(a, 0), "write the target")?;
+    ok(t.store(control, 0), "write the control word")?;
+    let (target_pfn, control_pfn) = (pte_pfn(pte_of(&t, a)), pte_pfn(pte_of(&t, control)));
+    let tt = t.clone();
+    let out = Arc::new(spin::Mutex::new(None));
+    let o = out.clone();
+    let job = smp::start(1, move || *o.lock() = Some(tt.store_until(a, control))).map_err(|e| verdict("start", e))?;
+    let stop = crate::mm::folio::frame_word(control_pfn, 0);
+    let target = crate::mm::folio::frame_word(target_pfn, 0);
+    let f = crate::arch::cpu::counter_freq().max(1);
+    let deadline = crate::arch::cpu::counter() + 5 * f;
+    while target.load(Ordering::Acquire) < 100 {
+        if crate::arch::cpu::counter() > deadline {
+            stop.store(1, Ordering::Release);
+            let _ = job.join();
+            fail!("CPU 1's EL0 store loop did not start");
+        }
+        core::hint::spin_loop();
+    }
+    let r = sys(&t, SYS_MPROTECT, &[a as u64, PAGE as u64, PROT_READ]);
+    let at_protect = target.load(Ordering::Acquire);
+    stop.store(1, Ordering::Release);
+    job.join().map_err(|u| Verdict::Fail(format!("CPU 1: {}", u.event)))?;
+    r?.map_err(|e| verdict("mprotect", e))?;
+    let last = out.lock().take().ok_or_else(|| verdict("CPU 1", "no result"))?;
+    match last {
+        Err(Signal::Segv { kind: SegvKind::AccErr, addr }) if addr as usize & !0xfff == a => {}
+        Ok(v) => fail!(
+            "CPU 1 kept writing through a stale writable translation after mprotect(PROT_READ): \
+             its last store ({v}) succeeded, the target read {at_protect} when mprotect returned"
+        ),
+        other => fail!("CPU 1's store loop: expected SIGSEGV SEGV_ACCERR at {a:#x}, got {other:?}"),
+    }
+    let after = target.load(Ordering::Acquire);
+    ensure!(after <= at_protect, "the target changed after mprotect returned: {at_protect} then {after}");
+    s.finish()
+}
+kernel_test!(mm, write_after_mprotect_read_only_faults_on_a_running_cpu);

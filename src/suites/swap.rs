@@ -965,3 +965,39 @@ fn swapoff_of_a_huge_vma_walks_only_its_tables() -> TestResult {
     s.finish()
 }
 kernel_test!(swap, swapoff_of_a_huge_vma_walks_only_its_tables);
+
+/// do_swap_page holds the folio lock from the swap-cache hit to the pte:
+/// while a child's swap-in of the page its parent already swapped back in
+/// (a shared swap-cache folio) is parked after taking the lock, reclaim on
+/// another CPU must skip that folio rather than unmap the parent's pte and
+/// take the folio out of the swap cache under the child's feet.
+fn swapin_holds_the_folio_lock_against_reclaim() -> TestResult {
+    if smp::online() < 2 {
+        skip!("needs two CPUs");
+    }
+    let mut s = SwapScenario::new()?;
+    let (p, a) = tagged_pages(&mut s, 1)?;
+    let c = s.fork(&p)?;
+    pageout(&p, a, PAGE)?;
+    expect_page(&p, a, 0, "the parent's swap-in")?;
+    let (pfn, _, _) = counts(&p, a)?;
+    ensure!(pfn_to_page(pfn).flags.load(Ordering::Acquire) & PG_SWAPCACHE != 0, "not in the swap cache");
+    let bp = crate::schedpoint::arm("do_swap_page:after_folio_lock");
+    let cc = c.clone();
+    let out = Arc::new(spin::Mutex::new(None));
+    let o = out.clone();
+    let job = smp::start(1, move || *o.lock() = Some(cc.load(with_tag(a, tag_of(0)))))
+        .map_err(|e| verdict("start", e))?;
+    bp.wait_reached(5_000_000).map_err(|e| verdict("the child's swap-in", e))?;
+    let st = pageout(&p, a, PAGE);
+    bp.release();
+    job.join().map_err(|u| Verdict::Fail(format!("the child: {}", u.event)))?;
+    let st = st?;
+    ensure_eq!((st.reclaimed, st.skipped), (0, 1), "reclaim of the folio a swap-in holds locked ({st:?})");
+    ensure_eq!(out.lock().take(), Some(Ok(0x1000)), "the child's read");
+    ensure_eq!(pte_pfn(pte_of(&c, a)), pfn, "the child maps the parent's swap-cache folio");
+    ensure!(pte_present(pte_of(&p, a)), "the parent's pte was unmapped");
+    expect_page(&c, a, 0, "the child after the swap-in")?;
+    s.finish()
+}
+kernel_test!(swap, swapin_holds_the_folio_lock_against_reclaim);

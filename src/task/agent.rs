@@ -20,6 +20,7 @@ core::arch::global_asm!(
     ".arch_extension memtag",
     // Global, so Rust code in any codegen unit links to them.
     ".global agent_load, agent_store, agent_ldg, agent_stg_range, agent_tags16, agent_fill, agent_fnv, agent_syscall",
+    ".global agent_store_until",
     // x0 = [x0]
     "agent_load: ldr x0, [x0]",
     "    svc #0x7ff",
@@ -76,6 +77,16 @@ core::arch::global_asm!(
     ".balign 8",
     "3:  .quad 0xcbf29ce484222325",
     "4:  .quad 0x100000001b3",
+    // stores x1, x1 + 1, ... to [x0] in one EL0 entry (the ASID stays live,
+    // so the TLB keeps its entry) until the word at x2 is non-zero, then
+    // stores once more; x0 = the last value stored
+    "agent_store_until: str x1, [x0]",
+    "    add x1, x1, #1",
+    "    ldr x3, [x2]",
+    "    cbz x3, agent_store_until",
+    "    str x1, [x0]",
+    "    mov x0, x1",
+    "    svc #0x7ff",
     // a system call: x8 = number, x0-x5 = arguments
     "agent_syscall: svc #0",
     "    svc #0x7ff",
@@ -91,6 +102,7 @@ extern "C" {
     fn agent_fill();
     fn agent_fnv();
     fn agent_syscall();
+    fn agent_store_until();
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -103,6 +115,7 @@ pub enum Routine {
     Fill,
     Fnv,
     Syscall,
+    StoreUntil,
 }
 
 impl Routine {
@@ -117,6 +130,7 @@ impl Routine {
             Routine::Fill => agent_fill,
             Routine::Fnv => agent_fnv,
             Routine::Syscall => agent_syscall,
+            Routine::StoreUntil => agent_store_until,
         };
         let (start, _) = crate::arch::boot::image_layout().user_text;
         (AGENT_VA + (f as *const () as usize - start)) as u64

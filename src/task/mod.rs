@@ -71,6 +71,14 @@ impl Task {
         self.run(Routine::Store, &[addr as u64, v]).map(|_| ())
     }
 
+    /// Stores 1, 2, 3, ... to `addr` in one EL0 entry until the word at
+    /// `until` is non-zero, then stores once more: a CPU that keeps running
+    /// EL0 code with its translation cached, for observing a missing TLB
+    /// invalidation. Returns the last value stored.
+    pub fn store_until(&self, addr: usize, until: usize) -> Result<u64, Signal> {
+        self.run(Routine::StoreUntil, &[addr as u64, 1, until as u64])
+    }
+
     /// LDG: the allocation tag of the granule at `addr`.
     pub fn ldg(&self, addr: usize) -> Result<u8, Signal> {
         self.run(Routine::Ldg, &[addr as u64]).map(|v| ((v >> 56) & 0xF) as u8)
