@@ -73,6 +73,10 @@ fn reset_switches(left: &mut Vec<String>) {
         left.push(format!("tag-save failure injected (in {n})"));
         mteswap::inject_save_failure(None);
     }
+    if crate::task::prctl::mte_tcf_preferred() != crate::arch::mte::TcfMode::Async {
+        left.push(format!("mte_tcf_preferred {:?}", crate::task::prctl::mte_tcf_preferred()));
+        crate::task::prctl::set_mte_tcf_preferred(crate::arch::mte::TcfMode::Async);
+    }
     if swapfile::slot_limit() != 0 {
         left.push(format!("swap slot limit {}", swapfile::slot_limit()));
         swapfile::set_slot_limit(0);

@@ -31,6 +31,14 @@ pub const MADV_PAGEOUT: u64 = 21;
 /// Where mmap looks for free space when not told.
 pub const MMAP_BASE: usize = 0x10_0000_0000;
 
+/// untagged_addr: arm64 sign-extends from bit 55, so a user pointer loses
+/// its tag byte. The address-space calls (munmap, mprotect, madvise, mlock,
+/// munlock) accept tagged pointers whatever the thread's tagged-address
+/// ABI; mmap, brk and the userfaultfd ranges do not (tagged-address-abi.rst).
+pub fn untagged_addr(addr: u64) -> u64 {
+    (((addr << 8) as i64) >> 8) as u64
+}
+
 fn page_aligned(x: u64) -> bool {
     x.is_multiple_of(PAGE_SIZE as u64)
 }
@@ -165,11 +173,23 @@ pub fn do_mmap(
     let start = {
         let mut map = mm.mmap_lock.write();
         let start = if flags & MAP_FIXED != 0 {
+            // A misaligned address is EINVAL; one the range does not fit
+            // below TASK_SIZE from (a tagged one, say) is ENOMEM, as in
+            // Linux's get_unmapped_area.
+            if !page_aligned(addr) {
+                return Err(EINVAL);
+            }
+            if addr.checked_add(rounded).is_none_or(|e| e > TASK_SIZE as u64) {
+                return Err(ENOMEM);
+            }
             let (s, e) = range(addr, len)?;
             unmap_locked(mm, &mut map, s, e);
             s
         } else {
-            get_unmapped_area(&map, (addr as usize) & !(PAGE_SIZE - 1), rounded as usize)?
+            // An unusable hint (past TASK_SIZE, tagged) is ignored.
+            let hint = (addr as usize) & !(PAGE_SIZE - 1);
+            let hint = if hint.checked_add(rounded as usize).is_none_or(|e| e > TASK_SIZE) { 0 } else { hint };
+            get_unmapped_area(&map, hint, rounded as usize)?
         };
         let end = start + rounded as usize;
         let pgoff = match &file {
@@ -199,7 +219,7 @@ fn unmap_locked(mm: &Arc<MmStruct>, map: &mut MmMap, start: usize, end: usize) {
 }
 
 pub fn do_munmap(mm: &Arc<MmStruct>, addr: u64, len: u64) -> Result<(), Errno> {
-    let (start, end) = range(addr, len)?;
+    let (start, end) = range(untagged_addr(addr), len)?;
     let mut map = mm.mmap_lock.write();
     let ctxs = uffd_ctxs(&map, start, end);
     unmap_locked(mm, &mut map, start, end);
@@ -233,7 +253,7 @@ fn uffd_ctxs(map: &MmMap, start: usize, end: usize) -> Vec<Arc<super::userfaultf
 }
 
 pub fn do_mprotect(mm: &Arc<MmStruct>, addr: u64, len: u64, prot: u64) -> Result<(), Errno> {
-    let (start, end) = range(addr, len)?;
+    let (start, end) = range(untagged_addr(addr), len)?;
     let new = prot_flags(prot)?;
     let mut map = mm.mmap_lock.write();
     if !map.fully_mapped(start, end) {
@@ -275,7 +295,7 @@ pub fn do_madvise(mm: &Arc<MmStruct>, addr: u64, len: u64, advice: u64) -> Resul
     if ![MADV_DONTNEED, MADV_PAGEOUT, MADV_HUGEPAGE, MADV_NOHUGEPAGE].contains(&advice) {
         return Err(EINVAL);
     }
-    let (start, end) = range(addr, len)?;
+    let (start, end) = range(untagged_addr(addr), len)?;
     if advice == MADV_HUGEPAGE || advice == MADV_NOHUGEPAGE {
         return change_vma_flags(mm, start, end, |f| {
             if advice == MADV_HUGEPAGE {
@@ -312,6 +332,7 @@ pub fn do_madvise(mm: &Arc<MmStruct>, addr: u64, len: u64, advice: u64) -> Resul
 
 /// mlock (`on`) or munlock.
 pub fn do_mlock(mm: &Arc<MmStruct>, addr: u64, len: u64, on: bool) -> Result<(), Errno> {
+    let addr = untagged_addr(addr);
     let start = addr & !(PAGE_SIZE as u64 - 1);
     let (start, end) = range(start, len.checked_add(addr - start).ok_or(EINVAL)?)?;
     change_vma_flags(mm, start, end, |f| if on { f | VM_LOCKED } else { f & !VM_LOCKED })?;

@@ -2,26 +2,57 @@
 //! system-call arguments (the userfaultfd structures). Pages are faulted in
 //! like an EL0 access would; each chunk is copied under its pte lock so the
 //! page cannot go away meanwhile. A fault that cannot be resolved is EFAULT.
+//!
+//! As arm64 Linux's uaccess: a pointer with a non-zero top byte is only
+//! accepted when the calling thread enabled the tagged-address ABI
+//! (PR_TAGGED_ADDR_ENABLE; otherwise access_ok fails: EFAULT), and the
+//! copy uses unprivileged loads and stores (LDTR/STTR) through the pointer
+//! as given, so they are tag-checked in the thread's TCF0 mode: a
+//! mismatching tag is EFAULT in sync mode, and in async mode the access
+//! completes and the thread gets SIGSEGV (SEGV_MTEAERR) on its way back to
+//! EL0. Access to an address space other than the one in TTBR0 (none of
+//! today's callers) is made through the linear map, unchecked.
 
 use super::fault::do_page_fault;
 use super::folio::pfn_frame;
 use super::mm_types::{MmStruct, TASK_SIZE};
 use super::pte::{pte_pfn, pte_present, pte_valid, pte_write};
-use crate::arch::mmu::PAGE_SIZE;
+use crate::arch::boot::MAX_CPUS;
+use crate::arch::mmu::{self, PAGE_SIZE};
+use crate::arch::trap;
 use crate::errno::{Errno, EFAULT};
 use alloc::sync::Arc;
+use core::sync::atomic::{AtomicBool, Ordering};
 
-fn access(
-    mm: &Arc<MmStruct>,
-    addr: u64,
-    len: usize,
-    write: bool,
-    mut f: impl FnMut(&mut [u8], usize),
-) -> Result<(), Errno> {
-    let addr = (addr & 0x00FF_FFFF_FFFF_FFFF) as usize; // drop the pointer tag
+/// TIF_TAGGED_ADDR of the thread each CPU runs (set on entry from EL0).
+static TAGGED_ADDR_ABI: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// Whether the thread this CPU is running enabled the tagged-address ABI.
+pub fn set_tagged_addr_abi(enabled: bool) {
+    TAGGED_ADDR_ABI[crate::arch::cpu::id()].store(enabled, Ordering::Release);
+}
+
+/// The kernel buffer a copy fills (from user memory) or empties (to it).
+enum Buf<'a> {
+    In(&'a mut [u8]),
+    Out(&'a [u8]),
+}
+
+fn access(mm: &Arc<MmStruct>, uaddr: u64, mut buf: Buf<'_>) -> Result<(), Errno> {
+    let (len, write) = match &buf {
+        Buf::In(b) => (b.len(), false),
+        Buf::Out(b) => (b.len(), true),
+    };
+    // access_ok: a tagged pointer only with the tagged-address ABI.
+    if uaddr >> 56 != 0 && !TAGGED_ADDR_ABI[crate::arch::cpu::id()].load(Ordering::Acquire) {
+        return Err(EFAULT);
+    }
+    let addr = (uaddr & 0x00FF_FFFF_FFFF_FFFF) as usize; // untagged_addr
+    let tag = uaddr & 0xFF00_0000_0000_0000;
     if addr.checked_add(len).is_none_or(|e| e > TASK_SIZE) {
         return Err(EFAULT);
     }
+    let current = mmu::ttbr0_root() == mm.pgtables.root;
     let mut done = 0;
     while done < len {
         let a = addr + done;
@@ -34,7 +65,13 @@ fn access(
                 if let Some(pt) = pt {
                     let pte = pt.get(page);
                     if pte_present(pte) && pte_valid(pte) && (!write || pte_write(pte)) {
-                        f(&mut pfn_frame(pte_pfn(pte)).0[off..off + n], done);
+                        let user = (tag | a as u64) as usize;
+                        match &mut buf {
+                            Buf::In(b) if current => copy_in_unprivileged(user, &mut b[done..done + n])?,
+                            Buf::Out(b) if current => copy_out_unprivileged(user, &b[done..done + n])?,
+                            Buf::In(b) => b[done..done + n].copy_from_slice(&pfn_frame(pte_pfn(pte)).0[off..off + n]),
+                            Buf::Out(b) => pfn_frame(pte_pfn(pte)).0[off..off + n].copy_from_slice(&b[done..done + n]),
+                        }
                         break;
                     }
                 }
@@ -50,13 +87,45 @@ fn access(
     Ok(())
 }
 
+/// LDTR through the user's pointer (with its tag): a tag-check or any
+/// other fault is EFAULT.
+fn copy_in_unprivileged(user: usize, buf: &mut [u8]) -> Result<(), Errno> {
+    let mut i = 0;
+    while i < buf.len() {
+        if (user + i).is_multiple_of(8) && buf.len() - i >= 8 {
+            let v = trap::probe_read_user_u64(user + i).map_err(|_| EFAULT)?;
+            buf[i..i + 8].copy_from_slice(&v.to_le_bytes());
+            i += 8;
+        } else {
+            buf[i] = trap::probe_read_user_u8(user + i).map_err(|_| EFAULT)?;
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
+/// STTR through the user's pointer.
+fn copy_out_unprivileged(user: usize, buf: &[u8]) -> Result<(), Errno> {
+    let mut i = 0;
+    while i < buf.len() {
+        if (user + i).is_multiple_of(8) && buf.len() - i >= 8 {
+            let v = u64::from_le_bytes(core::array::from_fn(|k| buf[i + k]));
+            trap::probe_write_user_u64(user + i, v).map_err(|_| EFAULT)?;
+            i += 8;
+        } else {
+            trap::probe_write_user_u8(user + i, buf[i]).map_err(|_| EFAULT)?;
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
 pub fn copy_from_user(mm: &Arc<MmStruct>, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
-    let len = buf.len();
-    access(mm, addr, len, false, |page, at| buf[at..at + page.len()].copy_from_slice(page))
+    access(mm, addr, Buf::In(buf))
 }
 
 pub fn copy_to_user(mm: &Arc<MmStruct>, addr: u64, buf: &[u8]) -> Result<(), Errno> {
-    access(mm, addr, buf.len(), true, |page, at| page.copy_from_slice(&buf[at..at + page.len()]))
+    access(mm, addr, Buf::Out(buf))
 }
 
 /// Reads `N` little-endian u64 words at `addr`.

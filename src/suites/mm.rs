@@ -4,7 +4,7 @@
 //! counters, refcounts and mapcounts, and ends with the invariant checker.
 
 use crate::arch::mte::with_tag;
-use crate::errno::{Errno, EBADF, EINVAL, ENOMEM, ENOSYS};
+use crate::errno::{Errno, EBADF, EFAULT, EINVAL, ENOMEM, ENOSYS};
 use crate::harness::{TestResult, Verdict};
 use crate::mm::fault::{is_zero_pfn, set_cow_copy, CowCopy};
 use crate::mm::filemap::initial_byte;
@@ -456,7 +456,7 @@ fn mmap_bad_arguments_get_errno() -> TestResult {
         ("neither shared nor private", [0, 4096, RW, MAP_ANONYMOUS, u64::MAX, 0], EINVAL),
         ("a file descriptor that is not open", [0, 4096, PROT_READ, MAP_PRIVATE, 77, 0], EBADF),
         ("a length that overflows", [0, u64::MAX - 100, RW, ANON, u64::MAX, 0], ENOMEM),
-        ("MAP_FIXED past the user half", [0xFFFF_FFFF_F000, 0x2000, RW, ANON | MAP_FIXED, u64::MAX, 0], EINVAL),
+        ("MAP_FIXED past the user half", [0xFFFF_FFFF_F000, 0x2000, RW, ANON | MAP_FIXED, u64::MAX, 0], ENOMEM),
     ];
     for (what, args, want) in cases {
         expect_errno(sys(&t, SYS_MMAP, &args), want, &format!("mmap with {what}"))?;
@@ -826,3 +826,148 @@ fn write_after_mprotect_read_only_faults_on_a_running_cpu() -> TestResult {
     s.finish()
 }
 kernel_test!(mm, write_after_mprotect_read_only_faults_on_a_running_cpu);
+
+// --- the tagged-address ABI and per-thread MTE controls ------------------------------
+
+use crate::task::prctl::{
+    set_mte_tcf_preferred, DEFAULT_CTRL, PR_GET_TAGGED_ADDR_CTRL, PR_MTE_TAG_SHIFT, PR_MTE_TCF_ASYNC, PR_MTE_TCF_SYNC,
+    PR_SET_TAGGED_ADDR_CTRL, PR_TAGGED_ADDR_ENABLE, SYS_PRCTL,
+};
+
+fn set_ctrl(t: &Task, ctrl: u64) -> TestResult {
+    sys(t, SYS_PRCTL, &[PR_SET_TAGGED_ADDR_CTRL as u64, ctrl, 0, 0, 0])?.map_err(|e| verdict("PR_SET_TAGGED_ADDR_CTRL", e))?;
+    Ok(())
+}
+
+/// PR_SET/GET_TAGGED_ADDR_CTRL with Linux's checks; fork inherits the value.
+fn prctl_tagged_addr_ctrl_checks_and_is_inherited() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let get = |t: &Task| sys(t, SYS_PRCTL, &[PR_GET_TAGGED_ADDR_CTRL as u64, 0, 0, 0, 0]);
+    ensure_eq!(get(&t)?, Ok(DEFAULT_CTRL), "a new task's controls");
+    let set = PR_SET_TAGGED_ADDR_CTRL as u64;
+    expect_errno(sys(&t, SYS_PRCTL, &[set, 1 << 19, 0, 0, 0]), EINVAL, "an unknown control bit")?;
+    expect_errno(sys(&t, SYS_PRCTL, &[set, PR_TAGGED_ADDR_ENABLE, 1, 0, 0]), EINVAL, "arg3 not 0")?;
+    expect_errno(sys(&t, SYS_PRCTL, &[PR_GET_TAGGED_ADDR_CTRL as u64, 1, 0, 0, 0]), EINVAL, "GET with arg2")?;
+    expect_errno(sys(&t, SYS_PRCTL, &[9999, 0, 0, 0, 0]), EINVAL, "an unknown option")?;
+    ensure_eq!(get(&t)?, Ok(DEFAULT_CTRL), "the refused calls changed nothing");
+    // The option is an int: only its low 32 bits count.
+    let ctrl = PR_TAGGED_ADDR_ENABLE | PR_MTE_TCF_ASYNC | (0x0f00 << PR_MTE_TAG_SHIFT);
+    sys(&t, SYS_PRCTL, &[(1 << 32) | set, ctrl, 0, 0, 0])?.map_err(|e| verdict("SET with high option bits", e))?;
+    ensure_eq!(get(&t)?, Ok(ctrl), "the controls just set");
+    let c = s.fork(&t)?;
+    ensure_eq!(get(&c)?, Ok(ctrl), "a forked child's controls");
+    s.finish()
+}
+kernel_test!(mm, prctl_tagged_addr_ctrl_checks_and_is_inherited);
+
+/// Each thread's TCF0 and IRG mask apply while it runs: no checks, sync,
+/// async, the preferred mode for SYNC|ASYNC, and IRG limited to the
+/// included tags.
+fn tag_check_mode_and_irg_mask_are_per_task() -> TestResult {
+    let mut s = Scenario::new();
+    let mut tasks = Vec::new();
+    for ctrl in [
+        DEFAULT_CTRL,
+        PR_TAGGED_ADDR_ENABLE,
+        PR_TAGGED_ADDR_ENABLE | PR_MTE_TCF_ASYNC,
+        PR_TAGGED_ADDR_ENABLE | PR_MTE_TCF_SYNC | PR_MTE_TCF_ASYNC,
+        PR_TAGGED_ADDR_ENABLE | PR_MTE_TCF_SYNC | (1 << (7 + PR_MTE_TAG_SHIFT)),
+    ] {
+        let t = s.spawn()?;
+        let a = mmap(&t, 0, PAGE, RW | PROT_MTE, ANON, -1)?;
+        tag_page(&t, a, |_| 3)?;
+        ok(t.store(with_tag(a, 3), 0x33), "write")?;
+        set_ctrl(&t, ctrl)?;
+        tasks.push((t, a));
+    }
+    let wrong = |i: usize| {
+        let (t, a) = &tasks[i];
+        t.load(with_tag(*a, 9))
+    };
+    expect_segv(wrong(0), SegvKind::MteSErr, with_tag(tasks[0].1, 9), "sync (the default)")?;
+    ensure_eq!(ok(wrong(1), "no tag checks")?, 0x33, "a wrong-tag load with TCF0 none");
+    ensure!(matches!(wrong(2), Err(Signal::Segv { kind: SegvKind::MteAErr, .. })), "async: {:?}", wrong(2));
+    ensure!(
+        matches!(wrong(3), Err(Signal::Segv { kind: SegvKind::MteAErr, .. })),
+        "SYNC|ASYNC with mte_tcf_preferred async: {:?}",
+        wrong(3)
+    );
+    set_mte_tcf_preferred(crate::arch::mte::TcfMode::Asymm);
+    let asymm = wrong(3);
+    set_mte_tcf_preferred(crate::arch::mte::TcfMode::Async);
+    expect_segv(asymm, SegvKind::MteSErr, with_tag(tasks[3].1, 9), "SYNC|ASYNC preferring asymm: loads are sync")?;
+    expect_segv(wrong(4), SegvKind::MteSErr, with_tag(tasks[4].1, 9), "sync with a tag mask")?;
+    let (t, a) = &tasks[4];
+    for _ in 0..16 {
+        ensure_eq!(ok(t.irg(*a), "IRG")?, 7, "IRG with only tag 7 included");
+    }
+    let seen: alloc::collections::BTreeSet<u8> = (0..64).map(|_| tasks[0].0.irg(tasks[0].1)).collect::<Result<_, _>>()
+        .map_err(|e| verdict("IRG", e))?;
+    ensure!(seen.len() > 1 && !seen.contains(&15), "IRG with tags 0-14 included gave {seen:?}");
+    s.finish()
+}
+kernel_test!(mm, tag_check_mode_and_irg_mask_are_per_task);
+
+/// munmap, mprotect, madvise, mlock and munlock take tagged pointers (the
+/// tag is dropped); mmap does not: a tagged MAP_FIXED address is ENOMEM and
+/// a tagged hint is ignored.
+fn address_space_calls_take_tagged_pointers() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let a = mmap(&t, 0, 3 * PAGE, RW | PROT_MTE, ANON, -1)?;
+    ok(t.store(a, 1), "write")?;
+    let ta = with_tag(a, 5) as u64;
+    sys(&t, SYS_MPROTECT, &[ta, PAGE as u64, PROT_READ | PROT_MTE])?.map_err(|e| verdict("mprotect(tagged)", e))?;
+    ensure!(!pte_write(pte_of(&t, a)), "mprotect through a tagged pointer did not apply");
+    sys(&t, SYS_MLOCK, &[ta + PAGE as u64, PAGE as u64])?.map_err(|e| verdict("mlock(tagged)", e))?;
+    ensure!(pte_present(pte_of(&t, a + PAGE)), "mlock through a tagged pointer did not populate");
+    sys(&t, SYS_MUNLOCK, &[ta + PAGE as u64, PAGE as u64])?.map_err(|e| verdict("munlock(tagged)", e))?;
+    sys(&t, SYS_MADVISE, &[ta + PAGE as u64, PAGE as u64, MADV_DONTNEED])?.map_err(|e| verdict("madvise(tagged)", e))?;
+    ensure!(pte_none(pte_of(&t, a + PAGE)), "MADV_DONTNEED through a tagged pointer did not zap");
+    sys(&t, SYS_MUNMAP, &[ta + 2 * PAGE as u64, PAGE as u64])?.map_err(|e| verdict("munmap(tagged)", e))?;
+    ensure!(t.mm().mmap_lock.read().find(a + 2 * PAGE).is_none(), "munmap through a tagged pointer did not unmap");
+    let fixed = with_tag(0x30_0000_0000, 5) as u64;
+    expect_errno(sys(&t, SYS_MMAP, &[fixed, PAGE as u64, RW, ANON | MAP_FIXED, u64::MAX, 0]), ENOMEM, "mmap(MAP_FIXED, tagged)")?;
+    let hinted = mmap(&t, with_tag(0x30_0000_0000, 5), PAGE, RW, ANON, -1)?;
+    ensure!(hinted >> 56 == 0, "mmap returned a tagged address {hinted:#x}");
+    s.finish()
+}
+kernel_test!(mm, address_space_calls_take_tagged_pointers);
+
+/// The kernel's own accesses to a task's memory (an ioctl argument) are
+/// tag-checked like the task's unprivileged accesses: a pointer whose tag
+/// does not match its PROT_MTE page is EFAULT under sync checks; with the
+/// tagged-address ABI off a tagged pointer is EFAULT whatever its tag; with
+/// TCF0 none the mismatch goes unnoticed; under async the call completes
+/// and the task gets SIGSEGV (SEGV_MTEAERR).
+fn uaccess_is_tag_checked_in_the_tasks_mode() -> TestResult {
+    use crate::mm::userfaultfd::{UFFDIO_API, UFFD_API};
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let arg = mmap(&t, 0, PAGE, RW | PROT_MTE, ANON, -1)?;
+    tag_page(&t, arg, |_| 3)?;
+    let api = |ptr: usize| -> Result<Result<u64, Signal>, Verdict> {
+        let fd = sys(&t, SYS_USERFAULTFD, &[0])?.map_err(|e| verdict("userfaultfd", e))?;
+        for (i, w) in [UFFD_API, 0, 0].iter().enumerate() {
+            ok(t.store(with_tag(arg + 8 * i, 3), *w), "uffdio_api")?;
+        }
+        let r = t.syscall(SYS_IOCTL, &[fd, UFFDIO_API, ptr as u64]);
+        sys(&t, SYS_CLOSE, &[fd])?.map_err(|e| verdict("close", e))?;
+        Ok(r)
+    };
+    let efault = EFAULT.to_ret();
+    ensure_eq!(api(with_tag(arg, 3))?, Ok(0), "UFFDIO_API through the page's own tag");
+    ensure_eq!(api(with_tag(arg, 6))?, Ok(efault), "UFFDIO_API through a wrong tag, sync checks");
+    set_ctrl(&t, PR_MTE_TCF_SYNC)?;
+    ensure_eq!(api(with_tag(arg, 3))?, Ok(efault), "a tagged pointer with the tagged-address ABI off");
+    set_ctrl(&t, PR_TAGGED_ADDR_ENABLE)?;
+    ensure_eq!(api(with_tag(arg, 6))?, Ok(0), "a wrong tag with TCF0 none is not checked");
+    set_ctrl(&t, PR_TAGGED_ADDR_ENABLE | PR_MTE_TCF_ASYNC)?;
+    match api(with_tag(arg, 6))? {
+        Err(Signal::Segv { kind: SegvKind::MteAErr, .. }) => {}
+        other => fail!("a wrong tag under async checks: expected SIGSEGV SEGV_MTEAERR, got {other:?}"),
+    }
+    s.finish()
+}
+kernel_test!(mm, uaccess_is_tag_checked_in_the_tasks_mode);

@@ -830,7 +830,16 @@ kernel_test!(uffd, notifier_under_ptl_is_caught);
 fn copy_gives_zero_tags_move_keeps_them() -> TestResult {
     let mut s = Scenario::new();
     let (t, u, src, dst) = setup(&mut s, 2)?;
-    u.ioctl(UFFDIO_COPY, &[dst as u64, src as u64, PAGE as u64, 0, 0])?.map_err(|e| verdict("COPY", e))?;
+    // The source's granules carry different tags, so the kernel's
+    // tag-checked read of it (as Linux's copy_from_user) needs TCF0 off.
+    use crate::task::prctl::{DEFAULT_CTRL, PR_SET_TAGGED_ADDR_CTRL, PR_TAGGED_ADDR_ENABLE, SYS_PRCTL};
+    let checked = u.ioctl(UFFDIO_COPY, &[dst as u64, src as u64, PAGE as u64, 0, 0])?;
+    ensure_eq!(checked, Err(EFAULT), "COPY from a tagged page through an untagged pointer, sync checks");
+    let prctl = |ctrl: u64| sys(&t, SYS_PRCTL, &[PR_SET_TAGGED_ADDR_CTRL as u64, ctrl, 0, 0, 0]);
+    prctl(PR_TAGGED_ADDR_ENABLE)?.map_err(|e| verdict("prctl", e))?;
+    let r = u.ioctl(UFFDIO_COPY, &[dst as u64, src as u64, PAGE as u64, 0, 0])?;
+    prctl(DEFAULT_CTRL)?.map_err(|e| verdict("prctl", e))?;
+    r.map_err(|e| verdict("COPY with TCF0 none", e))?;
     expect_tags(&t, dst, |_| 0, "COPY (data only)")?;
     let (r, _) = u.mv(dst + PAGE, src + PAGE, PAGE, 0)?;
     r.map_err(|e| verdict("MOVE", e))?;

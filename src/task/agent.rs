@@ -20,7 +20,7 @@ core::arch::global_asm!(
     ".arch_extension memtag",
     // Global, so Rust code in any codegen unit links to them.
     ".global agent_load, agent_store, agent_ldg, agent_stg_range, agent_tags16, agent_fill, agent_fnv, agent_syscall",
-    ".global agent_store_until",
+    ".global agent_store_until, agent_irg",
     // x0 = [x0]
     "agent_load: ldr x0, [x0]",
     "    svc #0x7ff",
@@ -87,6 +87,9 @@ core::arch::global_asm!(
     "    str x1, [x0]",
     "    mov x0, x1",
     "    svc #0x7ff",
+    // x0 = x0 with a random tag from IRG (GCR_EL1.Exclude applies)
+    "agent_irg: irg x0, x0",
+    "    svc #0x7ff",
     // a system call: x8 = number, x0-x5 = arguments
     "agent_syscall: svc #0",
     "    svc #0x7ff",
@@ -103,6 +106,7 @@ extern "C" {
     fn agent_fnv();
     fn agent_syscall();
     fn agent_store_until();
+    fn agent_irg();
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -116,6 +120,7 @@ pub enum Routine {
     Fnv,
     Syscall,
     StoreUntil,
+    Irg,
 }
 
 impl Routine {
@@ -131,6 +136,7 @@ impl Routine {
             Routine::Fnv => agent_fnv,
             Routine::Syscall => agent_syscall,
             Routine::StoreUntil => agent_store_until,
+            Routine::Irg => agent_irg,
         };
         let (start, _) = crate::arch::boot::image_layout().user_text;
         (AGENT_VA + (f as *const () as usize - start)) as u64
@@ -202,6 +208,13 @@ pub fn run(task: &super::Task, routine: Routine, args: &[u64]) -> Result<u64, Si
         frame.x[8] = nr;
     }
     task.mm().activate();
+    // The thread's own MTE controls while it runs (and while the kernel
+    // serves its system calls: uaccess is checked in its TCF0 mode).
+    let ctrl = task.tagged_addr_ctrl.load(core::sync::atomic::Ordering::Acquire);
+    let (tcf0, exclude) = (mte::tcf0(), mte::exclude());
+    mte::set_tcf0(super::prctl::tcf0(ctrl));
+    mte::set_exclude(super::prctl::exclude(ctrl));
+    crate::mm::uaccess::set_tagged_addr_abi(ctrl & super::prctl::PR_TAGGED_ADDR_ENABLE != 0);
     mte::clear_async_faults();
     let mut faults = 0;
     let result = loop {
@@ -247,6 +260,9 @@ pub fn run(task: &super::Task, routine: Routine, args: &[u64]) -> Result<u64, Si
     };
     let async_fault = mte::async_faults().el0;
     mte::clear_async_faults();
+    mte::set_tcf0(tcf0);
+    mte::set_exclude(exclude);
+    crate::mm::uaccess::set_tagged_addr_abi(false);
     crate::mm::kmap::install_empty_ttbr0();
     match result {
         Ok(_) if async_fault => Err(Signal::Segv { kind: SegvKind::MteAErr, addr: 0 }),

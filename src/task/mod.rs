@@ -2,6 +2,7 @@
 //! operations run on whichever CPU calls them, so any CPU can run tasks.
 
 pub mod agent;
+pub mod prctl;
 pub mod syscall;
 
 use crate::errno::{Errno, ENOMEM};
@@ -10,13 +11,15 @@ use agent::{Routine, Signal};
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use spin::Mutex;
 
 pub struct Task {
     pub pid: u32,
     /// None once the task has exited.
     mm: Mutex<Option<Arc<MmStruct>>>,
+    /// PR_SET_TAGGED_ADDR_CTRL's value (inherited by fork).
+    pub tagged_addr_ctrl: AtomicU64,
 }
 
 static NEXT_PID: AtomicU32 = AtomicU32::new(1);
@@ -27,11 +30,15 @@ impl Task {
     pub fn spawn() -> Result<Arc<Task>, Errno> {
         let mm = MmStruct::new().ok_or(ENOMEM)?;
         crate::mm::mmap::map_special(&mm, agent::AGENT_VA, &agent::code_pfns())?;
-        Ok(Self::register(mm))
+        Ok(Self::register(mm, prctl::DEFAULT_CTRL))
     }
 
-    fn register(mm: Arc<MmStruct>) -> Arc<Task> {
-        let t = Arc::new(Task { pid: NEXT_PID.fetch_add(1, Ordering::Relaxed), mm: Mutex::new(Some(mm)) });
+    fn register(mm: Arc<MmStruct>, tagged_addr_ctrl: u64) -> Arc<Task> {
+        let t = Arc::new(Task {
+            pid: NEXT_PID.fetch_add(1, Ordering::Relaxed),
+            mm: Mutex::new(Some(mm)),
+            tagged_addr_ctrl: AtomicU64::new(tagged_addr_ctrl),
+        });
         TASKS.lock().insert(t.pid, t.clone());
         t
     }
@@ -77,6 +84,12 @@ impl Task {
     /// invalidation. Returns the last value stored.
     pub fn store_until(&self, addr: usize, until: usize) -> Result<u64, Signal> {
         self.run(Routine::StoreUntil, &[addr as u64, 1, until as u64])
+    }
+
+    /// IRG at EL0: a random tag for `addr`, from the tags the thread's
+    /// PR_MTE_TAG_MASK includes.
+    pub fn irg(&self, addr: usize) -> Result<u8, Signal> {
+        self.run(Routine::Irg, &[addr as u64]).map(|v| ((v >> 56) & 0xF) as u8)
     }
 
     /// LDG: the allocation tag of the granule at `addr`.

@@ -40,6 +40,7 @@ pub fn dispatch(task: &Task, nr: u64, a: [u64; 6]) -> Option<u64> {
         SYS_MLOCK => ret(mmap::do_mlock(&mm, a[0], a[1], true).map(|_| 0)),
         SYS_MUNLOCK => ret(mmap::do_mlock(&mm, a[0], a[1], false).map(|_| 0)),
         SYS_GETPID => task.pid as u64,
+        super::prctl::SYS_PRCTL => ret(super::prctl::prctl(&task.tagged_addr_ctrl, a)),
         SYS_USERFAULTFD => ret(userfaultfd::create(&mm, a[0]).map(|fd| fd as u64)),
         SYS_IOCTL => ret(match userfaultfd::get(a[0] as i64) {
             Some(ctx) => userfaultfd::ioctl(&ctx, &mm, a[1], a[2]),
@@ -58,7 +59,8 @@ pub fn dispatch(task: &Task, nr: u64, a: [u64; 6]) -> Option<u64> {
         SYS_CLONE => ret(if a[0] != SIGCHLD {
             Err(EINVAL) // only fork-style clone
         } else {
-            fork::dup_mmap(&mm).map(|child| Task::register(child).pid as u64)
+            let ctrl = task.tagged_addr_ctrl.load(core::sync::atomic::Ordering::Acquire);
+            fork::dup_mmap(&mm).map(|child| Task::register(child, ctrl).pid as u64)
         }),
         SYS_EXIT | SYS_EXIT_GROUP => {
             drop(mm);

@@ -393,6 +393,14 @@ pub mod tlb {
 }
 
 /// Installs `table` with `asid` as this CPU's EL0 address space (TTBR0).
+/// The table TTBR0_EL1 points at (the EL0 address space in use).
+pub fn ttbr0_root() -> u64 {
+    let v: u64;
+    // SAFETY: reading TTBR0_EL1 has no side effects.
+    unsafe { core::arch::asm!("mrs {}, ttbr0_el1", out(reg) v, options(nomem, nostack)) };
+    v & 0x0000_FFFF_FFFF_FFFE
+}
+
 pub fn set_ttbr0(table_pa: u64, asid: u16) {
     let v = table_pa | ((asid as u64) << 48);
     // SAFETY: TTBR0 only translates EL0/low addresses; the kernel runs in TTBR1.

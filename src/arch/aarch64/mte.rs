@@ -44,6 +44,10 @@ pub fn init_cpu(exclude: u16, seed: u16) {
     clear_async_faults();
 }
 
+pub fn exclude() -> u16 {
+    GCR_EL1.read(GCR::Exclude) as u16
+}
+
 pub fn set_exclude(exclude: u16) {
     GCR_EL1.modify(GCR::Exclude.val(exclude as u64));
 }

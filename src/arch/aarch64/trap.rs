@@ -138,6 +138,31 @@ macro_rules! probes {
 }
 
 probes!(probe_read_u8, probe_write_u8, u8, "ldrb", "strb");
+// Unprivileged (LDTR/STTR): checked as EL0 accesses, so with EL0's
+// permissions and tag-check mode (SCTLR_EL1.TCF0), as Linux's uaccess is.
+probes!(probe_read_user_u8, probe_write_user_u8, u8, "ldtrb", "sttrb");
+
+/// An unprivileged 64-bit load through `addr` (EL0 permissions and TCF0);
+/// a fault is returned, not raised.
+pub fn probe_read_user_u64(addr: usize) -> Result<u64, Event> {
+    probe(|| {
+        let v: u64;
+        // SAFETY: a single load; if it faults the handler skips it.
+        unsafe { core::arch::asm!("ldtr {v}, [{a}]", v = out(reg) v, a = in(reg) addr, options(nostack)) };
+        v
+    })
+}
+
+/// An unprivileged 64-bit store through `addr`; a fault is returned.
+pub fn probe_write_user_u64(addr: usize, value: u64) -> Result<(), Event> {
+    probe(|| {
+        // SAFETY: a single store to user memory the caller checked is
+        // mapped writable under its pte lock; a fault is skipped.
+        unsafe { core::arch::asm!("sttr {v}, [{a}]", v = in(reg) value, a = in(reg) addr, options(nostack)) };
+        0
+    })
+    .map(|_| ())
+}
 
 /// Loads a 64-bit word through `addr`; a fault is returned, not raised.
 pub fn probe_read_u64(addr: usize) -> Result<u64, Event> {
