@@ -18,6 +18,9 @@ pub const EFAULT: Errno = Errno(14);
 pub const EBUSY: Errno = Errno(16);
 pub const EEXIST: Errno = Errno(17);
 pub const EINVAL: Errno = Errno(22);
+pub const ENOTTY: Errno = Errno(25);
+pub const EOVERFLOW: Errno = Errno(75);
+pub const EOPNOTSUPP: Errno = Errno(95);
 pub const ENOSYS: Errno = Errno(38);
 
 impl Errno {
@@ -35,6 +38,9 @@ impl Errno {
             16 => "EBUSY",
             17 => "EEXIST",
             22 => "EINVAL",
+            25 => "ENOTTY",
+            75 => "EOVERFLOW",
+            95 => "EOPNOTSUPP",
             38 => "ENOSYS",
             _ => "E?",
         }

@@ -23,6 +23,9 @@ pub fn dup_mmap(parent: &Arc<MmStruct>) -> Result<Arc<MmStruct>, Errno> {
     let mut result = Ok(());
     let mut forked_ctxs = Vec::new();
     for v in vmas {
+        if v.flags & VM_DONTCOPY != 0 {
+            continue; // MADV_DONTFORK: the child has nothing there
+        }
         // A new VMA id over the same range. The child's anonymous pages stay
         // in the parent's anon_vma (see rmap); it inherits no userfaultfd.
         let mut c = v.split(v.start, v.end);
@@ -33,6 +36,8 @@ pub fn dup_mmap(parent: &Arc<MmStruct>) -> Result<Arc<MmStruct>, Errno> {
             c.flags &= !(VM_UFFD_MISSING | VM_UFFD_WP);
         }
         c.anon_vma = match v.anon_vma() {
+            // MADV_WIPEONFORK: the child's VMA starts empty, with its own anon_vma.
+            _ if v.flags & VM_WIPEONFORK != 0 => Arc::new(Once::new()),
             Some(av) => {
                 let cell = Once::new();
                 cell.call_once(|| av.clone());
@@ -41,7 +46,7 @@ pub fn dup_mmap(parent: &Arc<MmStruct>) -> Result<Arc<MmStruct>, Errno> {
             None => Arc::new(Once::new()),
         };
         child.vma_link(&mut cmap, c.clone());
-        if result.is_ok() {
+        if result.is_ok() && v.flags & VM_WIPEONFORK == 0 {
             result = copy_page_range(parent, &child, &v, &c);
         }
     }

@@ -17,6 +17,20 @@ pub const VM_WRITE: u64 = 1 << 1;
 pub const VM_EXEC: u64 = 1 << 2;
 pub const VM_SHARED: u64 = 1 << 3;
 pub const VM_LOCKED: u64 = 1 << 13;
+/// MADV_SEQUENTIAL / MADV_RANDOM (read-ahead hints; nothing reads ahead here).
+pub const VM_SEQ_READ: u64 = 1 << 15;
+pub const VM_RAND_READ: u64 = 1 << 16;
+/// MADV_DONTFORK: fork does not copy the VMA.
+pub const VM_DONTCOPY: u64 = 1 << 17;
+/// PROT_BTI: guarded pages (PTE_GP).
+pub const VM_ARM64_BTI: u64 = 1 << 24;
+/// MADV_WIPEONFORK: the child gets the VMA empty.
+pub const VM_WIPEONFORK: u64 = 1 << 25;
+/// MADV_DONTDUMP (no core dumps here: recorded only).
+pub const VM_DONTDUMP: u64 = 1 << 26;
+/// MADV_NOHUGEPAGE or MAP_STACK: never a THP. (Linux's bit is 30, taken
+/// here by VM_SPECIAL.)
+pub const VM_NOHUGEPAGE: u64 = 1 << 31;
 /// MADV_HUGEPAGE: anonymous faults may map a whole order-9 folio.
 pub const VM_HUGEPAGE: u64 = 1 << 29;
 /// Registered with a userfaultfd in MISSING / WP mode.
@@ -84,7 +98,13 @@ impl Vma {
 
     pub fn page_prot(&self) -> pgprot_t {
         let f = self.flags;
-        vm_get_page_prot(f & VM_READ != 0, f & VM_WRITE != 0, f & VM_EXEC != 0, f & VM_SHARED != 0, f & VM_MTE != 0)
+        let p = vm_get_page_prot(f & VM_READ != 0, f & VM_WRITE != 0, f & VM_EXEC != 0, f & VM_SHARED != 0, f & VM_MTE != 0);
+        // arch_vm_get_page_prot: BTI-guarded pages.
+        if f & VM_ARM64_BTI != 0 {
+            pgprot_t(p.0 | super::pte::PTE_GP)
+        } else {
+            p
+        }
     }
 
     /// linear_page_index.

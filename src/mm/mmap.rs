@@ -21,12 +21,40 @@ pub const MAP_SHARED: u64 = 0x01;
 pub const MAP_PRIVATE: u64 = 0x02;
 pub const MAP_FIXED: u64 = 0x10;
 pub const MAP_ANONYMOUS: u64 = 0x20;
+pub const PROT_SEM: u64 = 0x8;
+/// arm64 PROT_BTI (guarded pages: PTE_GP).
+pub const PROT_BTI: u64 = 0x10;
+pub const PROT_GROWSDOWN: u64 = 0x0100_0000;
+pub const PROT_GROWSUP: u64 = 0x0200_0000;
+pub const MAP_SHARED_VALIDATE: u64 = 0x03;
+pub const MAP_TYPE: u64 = 0x0f;
+pub const MAP_DENYWRITE: u64 = 0x0800;
+pub const MAP_EXECUTABLE: u64 = 0x1000;
 pub const MAP_LOCKED: u64 = 0x2000;
+pub const MAP_NORESERVE: u64 = 0x4000;
 pub const MAP_POPULATE: u64 = 0x8000;
+pub const MAP_STACK: u64 = 0x20000;
+pub const MAP_FIXED_NOREPLACE: u64 = 0x100000;
+pub const MADV_NORMAL: u64 = 0;
+pub const MADV_RANDOM: u64 = 1;
+pub const MADV_SEQUENTIAL: u64 = 2;
+pub const MADV_WILLNEED: u64 = 3;
 pub const MADV_DONTNEED: u64 = 4;
+pub const MADV_FREE: u64 = 8;
+pub const MADV_REMOVE: u64 = 9;
+pub const MADV_DONTFORK: u64 = 10;
+pub const MADV_DOFORK: u64 = 11;
 pub const MADV_HUGEPAGE: u64 = 14;
 pub const MADV_NOHUGEPAGE: u64 = 15;
+pub const MADV_DONTDUMP: u64 = 16;
+pub const MADV_DODUMP: u64 = 17;
+pub const MADV_WIPEONFORK: u64 = 18;
+pub const MADV_KEEPONFORK: u64 = 19;
+pub const MADV_COLD: u64 = 20;
 pub const MADV_PAGEOUT: u64 = 21;
+pub const MADV_POPULATE_READ: u64 = 22;
+pub const MADV_POPULATE_WRITE: u64 = 23;
+pub const MADV_DONTNEED_LOCKED: u64 = 24;
 
 /// Where mmap looks for free space when not told.
 pub const MMAP_BASE: usize = 0x10_0000_0000;
@@ -59,10 +87,17 @@ fn range(addr: u64, len: u64) -> Result<(usize, usize), Errno> {
     Ok((addr as usize, end as usize))
 }
 
-fn prot_flags(prot: u64) -> Result<u64, Errno> {
-    if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_MTE) != 0 {
+/// arch_validate_prot (arm64): the prot bits mprotect accepts.
+fn arch_validate_prot(prot: u64) -> Result<(), Errno> {
+    if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM | PROT_BTI | PROT_MTE) != 0 {
         return Err(EINVAL);
     }
+    Ok(())
+}
+
+/// calc_vm_prot_bits: the VMA flags of `prot` (other bits are ignored, as
+/// Linux's mmap ignores them; PROT_SEM means nothing on arm64).
+fn prot_flags(prot: u64) -> u64 {
     let mut f = 0;
     if prot & PROT_READ != 0 {
         f |= VM_READ;
@@ -76,7 +111,10 @@ fn prot_flags(prot: u64) -> Result<u64, Errno> {
     if prot & PROT_MTE != 0 {
         f |= VM_MTE;
     }
-    Ok(f)
+    if prot & PROT_BTI != 0 {
+        f |= VM_ARM64_BTI;
+    }
+    f
 }
 
 /// Makes VMA boundaries at `start` and `end` (splitting the VMAs across them).
@@ -112,20 +150,37 @@ fn get_unmapped_area(map: &MmMap, hint: usize, len: usize) -> Result<usize, Errn
     Ok(at)
 }
 
-/// Faults in every page of `[start, end)` (MAP_POPULATE, mlock).
-fn populate(mm: &Arc<MmStruct>, start: usize, end: usize) -> Result<(), Errno> {
+/// __mm_populate: faults in every page of `[start, end)` (MAP_POPULATE,
+/// mlock, MADV_POPULATE_*), writing if `write` (else as the VMA allows a
+/// private write). EFAULT where a page cannot be faulted in (past the end
+/// of a file, not mapped), ENOMEM when memory runs out.
+fn populate(mm: &Arc<MmStruct>, start: usize, end: usize, write: Option<bool>) -> Result<(), Errno> {
     let map = mm.mmap_lock.read();
     for addr in (start..end).step_by(PAGE_SIZE) {
-        let vma = map.find(addr).ok_or(ENOMEM)?;
-        let write = vma.flags & VM_WRITE != 0 && vma.flags & VM_SHARED == 0;
+        let vma = map.find(addr).ok_or(EFAULT)?;
         if vma.flags & VM_ACCESS_FLAGS == 0 {
             continue;
         }
-        handle_mm_fault(mm, &map, vma, addr, write).map_err(|_| ENOMEM)?;
+        let w = write.unwrap_or(vma.flags & VM_WRITE != 0 && vma.flags & VM_SHARED == 0);
+        if w && vma.flags & VM_WRITE == 0 {
+            return Err(EFAULT);
+        }
+        match handle_mm_fault(mm, &map, vma, addr, w) {
+            Ok(()) => {}
+            Err(super::fault::FaultError::Oom) => return Err(ENOMEM),
+            Err(_) => return Err(EFAULT),
+        }
     }
     Ok(())
 }
 
+/// mmap, with Linux's checks in Linux's order (arm64's sys_mmap, then
+/// ksys_mmap_pgoff, do_mmap and __get_unmapped_area): a misaligned offset,
+/// then the descriptor, then the length, the address range, MAP_TYPE.
+/// Unknown prot bits are ignored as Linux ignores them. Flags this kernel
+/// does not implement are refused with EINVAL (Linux ignores unknown bits;
+/// a deliberate difference, so a test never relies on a flag silently
+/// doing nothing).
 pub fn do_mmap(
     mm: &Arc<MmStruct>,
     addr: u64,
@@ -135,74 +190,93 @@ pub fn do_mmap(
     fd: i64,
     off: u64,
 ) -> Result<usize, Errno> {
-    let known = MAP_SHARED | MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS | MAP_LOCKED | MAP_POPULATE;
+    if !page_aligned(off) {
+        return Err(EINVAL);
+    }
+    let file: Option<Arc<File>> =
+        if flags & MAP_ANONYMOUS != 0 { None } else { Some(filemap::lookup(fd as u32 as i64).ok_or(EBADF)?) };
+    if len == 0 {
+        return Err(EINVAL);
+    }
+    let rounded = len.checked_add(PAGE_SIZE as u64 - 1).ok_or(ENOMEM)? & !(PAGE_SIZE as u64 - 1);
+    let pages = rounded / PAGE_SIZE as u64;
+    if file.is_some() && (off / PAGE_SIZE as u64).checked_add(pages).is_none() {
+        return Err(EOVERFLOW);
+    }
+    if rounded as usize > TASK_SIZE {
+        return Err(ENOMEM);
+    }
+    let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
+    if fixed {
+        if addr.checked_add(rounded).is_none_or(|e| e > TASK_SIZE as u64) {
+            return Err(ENOMEM); // a tagged address too
+        }
+        if !page_aligned(addr) {
+            return Err(EINVAL);
+        }
+    }
+    let shared = match flags & MAP_TYPE {
+        MAP_SHARED => true,
+        MAP_PRIVATE => false,
+        MAP_SHARED_VALIDATE => return Err(EOPNOTSUPP), // nothing here validates extra flags
+        _ => return Err(EINVAL),
+    };
+    let known = MAP_TYPE
+        | MAP_FIXED
+        | MAP_ANONYMOUS
+        | MAP_DENYWRITE
+        | MAP_EXECUTABLE
+        | MAP_LOCKED
+        | MAP_NORESERVE
+        | MAP_POPULATE
+        | MAP_STACK
+        | MAP_FIXED_NOREPLACE;
     if flags & !known != 0 {
         return Err(EINVAL);
     }
-    let shared = match flags & (MAP_SHARED | MAP_PRIVATE) {
-        MAP_SHARED => true,
-        MAP_PRIVATE => false,
-        _ => return Err(EINVAL),
-    };
-    let mut vm_flags = prot_flags(prot)?;
-    if len == 0 || !page_aligned(off) {
-        return Err(EINVAL);
+    let mut vm_flags = prot_flags(prot);
+    match &file {
+        None if shared => return Err(EINVAL), // shared anonymous memory (shmem) is not supported
+        Some(_) if vm_flags & VM_MTE != 0 => return Err(EINVAL), // arch_validate_flags: PROT_MTE only on anon here
+        _ => {}
     }
-    let file: Option<Arc<File>> = if flags & MAP_ANONYMOUS != 0 {
-        if shared {
-            return Err(EINVAL); // shared anonymous memory (shmem) is not supported
-        }
-        None
-    } else {
-        let f = filemap::lookup(fd).ok_or(EBADF)?;
-        if prot & PROT_MTE != 0 {
-            return Err(EINVAL); // PROT_MTE only on anonymous memory here
-        }
-        Some(f)
-    };
     if shared {
         vm_flags |= VM_SHARED;
     }
     if flags & MAP_LOCKED != 0 {
         vm_flags |= VM_LOCKED;
     }
-    let rounded = len.checked_add(PAGE_SIZE as u64 - 1).ok_or(ENOMEM)? & !(PAGE_SIZE as u64 - 1);
-    if rounded as usize > TASK_SIZE {
-        return Err(ENOMEM);
+    if flags & MAP_STACK != 0 {
+        vm_flags |= VM_NOHUGEPAGE; // as Linux since 6.7
     }
     let start = {
         let mut map = mm.mmap_lock.write();
-        let start = if flags & MAP_FIXED != 0 {
-            // A misaligned address is EINVAL; one the range does not fit
-            // below TASK_SIZE from (a tagged one, say) is ENOMEM, as in
-            // Linux's get_unmapped_area.
-            if !page_aligned(addr) {
-                return Err(EINVAL);
+        let (a, end) = (addr as usize, addr as usize + rounded as usize);
+        let start = if flags & MAP_FIXED_NOREPLACE != 0 {
+            if map.overlapping(a, end).next().is_some() {
+                return Err(EEXIST);
             }
-            if addr.checked_add(rounded).is_none_or(|e| e > TASK_SIZE as u64) {
-                return Err(ENOMEM);
-            }
-            let (s, e) = range(addr, len)?;
-            unmap_locked(mm, &mut map, s, e);
-            s
+            a
+        } else if fixed {
+            unmap_locked(mm, &mut map, a, end);
+            a
         } else {
             // An unusable hint (past TASK_SIZE, tagged) is ignored.
-            let hint = (addr as usize) & !(PAGE_SIZE - 1);
+            let hint = a & !(PAGE_SIZE - 1);
             let hint = if hint.checked_add(rounded as usize).is_none_or(|e| e > TASK_SIZE) { 0 } else { hint };
             get_unmapped_area(&map, hint, rounded as usize)?
         };
-        let end = start + rounded as usize;
         let pgoff = match &file {
             Some(_) => off / PAGE_SIZE as u64,
             None => (start / PAGE_SIZE) as u64,
         };
-        mm.vma_link(&mut map, Vma::new(start, end, vm_flags, pgoff, file));
+        mm.vma_link(&mut map, Vma::new(start, start + rounded as usize, vm_flags, pgoff, file));
         start
     };
     if flags & (MAP_POPULATE | MAP_LOCKED) != 0 {
         // As Linux's mm_populate: population is best effort and its failure
         // is not mmap's (the mapping stands; a later access faults as usual).
-        let _ = populate(mm, start, start + rounded as usize);
+        let _ = populate(mm, start, start + rounded as usize, None);
     }
     Ok(start)
 }
@@ -252,26 +326,57 @@ fn uffd_ctxs(map: &MmMap, start: usize, end: usize) -> Vec<Arc<super::userfaultf
     v
 }
 
+/// mprotect in Linux's order (do_mprotect_pkey): a misaligned start is
+/// EINVAL, length 0 is success, a wrapping end ENOMEM, unknown prot bits
+/// EINVAL; then VMA by VMA from start: no VMA at start, or a hole before
+/// the end, is ENOMEM after the VMAs before it were changed, as in Linux.
 pub fn do_mprotect(mm: &Arc<MmStruct>, addr: u64, len: u64, prot: u64) -> Result<(), Errno> {
-    let (start, end) = range(untagged_addr(addr), len)?;
-    let new = prot_flags(prot)?;
-    let mut map = mm.mmap_lock.write();
-    if !map.fully_mapped(start, end) {
-        return Err(ENOMEM);
-    }
-    if map.overlapping(start, end).any(|v| v.flags & VM_SPECIAL != 0 || (new & VM_MTE != 0 && !v.is_anon())) {
+    let start = untagged_addr(addr);
+    let grows = prot & (PROT_GROWSDOWN | PROT_GROWSUP);
+    if grows == PROT_GROWSDOWN | PROT_GROWSUP {
         return Err(EINVAL);
     }
-    split_at(mm, &mut map, start);
-    split_at(mm, &mut map, end);
-    let inside: Vec<usize> = map.overlapping(start, end).map(|v| v.start).collect();
-    for s in inside {
-        let vma = map.vmas.get_mut(&s).expect("VMA vanished under the mmap lock");
+    let prot = prot & !grows;
+    if !page_aligned(start) {
+        return Err(EINVAL);
+    }
+    if len == 0 {
+        return Ok(());
+    }
+    let len = len.wrapping_add(PAGE_SIZE as u64 - 1) & !(PAGE_SIZE as u64 - 1);
+    let end = start.wrapping_add(len);
+    if end <= start {
+        return Err(ENOMEM);
+    }
+    arch_validate_prot(prot)?;
+    let new = prot_flags(prot);
+    let (start, end) = (start as usize, end.min(u64::MAX - PAGE_SIZE as u64) as usize);
+    let mut map = mm.mmap_lock.write();
+    let first = map.overlapping(start, end).next().cloned().ok_or(ENOMEM)?;
+    if first.start > start {
+        return Err(ENOMEM);
+    }
+    if grows != 0 {
+        return Err(EINVAL); // no VM_GROWSDOWN/UP VMAs here
+    }
+    let mut at = start;
+    while at < end {
+        let Some(v) = map.find(at).cloned() else { return Err(ENOMEM) };
+        let flags = (v.flags & !VM_ACCESS_FLAGS & !VM_ARM64_BTI) | new;
+        // arch_validate_flags: VM_MTE only where it is allowed (anon).
+        if v.flags & VM_SPECIAL != 0 || (flags & VM_MTE != 0 && !v.is_anon()) {
+            return Err(EINVAL);
+        }
+        let stop = v.end.min(end);
+        split_at(mm, &mut map, at);
+        split_at(mm, &mut map, stop);
+        let vma = map.vmas.get_mut(&at).expect("VMA split at its start");
         // VM_MTE is sticky: arm64 Linux lets mprotect add PROT_MTE but never
         // clear it (Documentation/arch/arm64/memory-tagging-extension.rst).
-        vma.flags = (vma.flags & !VM_ACCESS_FLAGS) | new;
-        let (vs, ve, prot) = (vma.start, vma.end, vma.page_prot());
-        change_protection(mm, vs, ve, prot);
+        vma.flags = flags;
+        let prot = vma.page_prot();
+        change_protection(mm, at, stop, prot);
+        at = stop;
     }
     Ok(())
 }
@@ -291,53 +396,212 @@ fn change_protection(mm: &MmStruct, start: usize, end: usize, prot: super::pte::
     }
 }
 
+/// madvise in Linux's order (do_madvise): an unknown advice is EINVAL
+/// (the advice is an int), then a misaligned start, an overflowing length
+/// and a wrapping end are EINVAL, length 0 is success; then VMA by VMA
+/// (madvise_walk_vmas): the advice applies to every mapped part, and a
+/// hole in the range makes the call ENOMEM after it has.
 pub fn do_madvise(mm: &Arc<MmStruct>, addr: u64, len: u64, advice: u64) -> Result<(), Errno> {
-    if ![MADV_DONTNEED, MADV_PAGEOUT, MADV_HUGEPAGE, MADV_NOHUGEPAGE].contains(&advice) {
+    let advice = advice as u32 as u64;
+    const VALID: [u64; 20] = [
+        MADV_NORMAL,
+        MADV_RANDOM,
+        MADV_SEQUENTIAL,
+        MADV_WILLNEED,
+        MADV_DONTNEED,
+        MADV_FREE,
+        MADV_REMOVE,
+        MADV_DONTFORK,
+        MADV_DOFORK,
+        MADV_HUGEPAGE,
+        MADV_NOHUGEPAGE,
+        MADV_DONTDUMP,
+        MADV_DODUMP,
+        MADV_WIPEONFORK,
+        MADV_KEEPONFORK,
+        MADV_COLD,
+        MADV_PAGEOUT,
+        MADV_POPULATE_READ,
+        MADV_POPULATE_WRITE,
+        MADV_DONTNEED_LOCKED,
+    ];
+    if !VALID.contains(&advice) {
         return Err(EINVAL);
     }
-    let (start, end) = range(untagged_addr(addr), len)?;
-    if advice == MADV_HUGEPAGE || advice == MADV_NOHUGEPAGE {
-        return change_vma_flags(mm, start, end, |f| {
-            if advice == MADV_HUGEPAGE {
-                f | VM_HUGEPAGE
-            } else {
-                f & !VM_HUGEPAGE
-            }
-        });
-    }
-    let map = mm.mmap_lock.read();
-    if !map.fully_mapped(start, end) {
-        return Err(ENOMEM);
-    }
-    if map.overlapping(start, end).any(|v| v.flags & (VM_LOCKED | VM_SPECIAL) != 0) {
+    let start = untagged_addr(addr);
+    if !page_aligned(start) {
         return Err(EINVAL);
     }
+    let rounded = len.wrapping_add(PAGE_SIZE as u64 - 1) & !(PAGE_SIZE as u64 - 1);
+    if len != 0 && rounded == 0 {
+        return Err(EINVAL);
+    }
+    let end = start.wrapping_add(rounded);
+    if end < start {
+        return Err(EINVAL);
+    }
+    if end == start {
+        return Ok(());
+    }
+    let (start, end) = (start as usize, end as usize);
+    // The mapped parts of [start, end) in order, and whether any of the
+    // range is unmapped.
+    let (parts, hole) = {
+        let map = mm.mmap_lock.read();
+        let parts: Vec<(usize, usize)> =
+            map.overlapping(start, end).map(|v| (v.start.max(start), v.end.min(end))).collect();
+        (parts, !map.fully_mapped(start, end))
+    };
     if advice == MADV_PAGEOUT {
-        drop(map);
-        super::vmscan::reclaim_range(mm, start, end);
-    } else {
-        let ctxs = uffd_ctxs(&map, start, end);
-        drop(map);
-        send_uffd_events(
-            ctxs,
-            super::userfaultfd::UFFD_FEATURE_EVENT_REMOVE,
-            super::userfaultfd::UFFD_EVENT_REMOVE,
-            start,
-            end,
-        );
-        zap_page_range(mm, start, end);
+        super::vmscan::begin_pageout();
+    }
+    for (s, e) in parts {
+        madvise_vma(mm, s, e, advice)?;
+    }
+    if hole {
+        return Err(ENOMEM);
     }
     Ok(())
 }
 
-/// mlock (`on`) or munlock.
+/// One advice over `[start, end)` inside one VMA.
+fn madvise_vma(mm: &Arc<MmStruct>, start: usize, end: usize, advice: u64) -> Result<(), Errno> {
+    let v = mm.mmap_lock.read().find(start).cloned().ok_or(ENOMEM)?;
+    if v.flags & VM_SPECIAL != 0 {
+        return Err(EINVAL); // the EL0 agent's code
+    }
+    let set = |on: u64, off: u64| change_vma_flags(mm, start, end, |f| (f & !off) | on);
+    match advice {
+        MADV_NORMAL => set(0, VM_RAND_READ | VM_SEQ_READ),
+        MADV_RANDOM => set(VM_RAND_READ, VM_SEQ_READ),
+        MADV_SEQUENTIAL => set(VM_SEQ_READ, VM_RAND_READ),
+        MADV_DONTFORK => set(VM_DONTCOPY, 0),
+        MADV_DOFORK => set(0, VM_DONTCOPY),
+        MADV_DONTDUMP => set(VM_DONTDUMP, 0),
+        MADV_DODUMP => set(0, VM_DONTDUMP),
+        MADV_WIPEONFORK if v.file.is_some() || v.flags & VM_SHARED != 0 => Err(EINVAL),
+        MADV_WIPEONFORK => set(VM_WIPEONFORK, 0),
+        MADV_KEEPONFORK => set(0, VM_WIPEONFORK),
+        MADV_HUGEPAGE => set(VM_HUGEPAGE, VM_NOHUGEPAGE),
+        MADV_NOHUGEPAGE => set(VM_NOHUGEPAGE, VM_HUGEPAGE),
+        // No LRU here: COLD has nothing to deactivate, but refuses what Linux refuses.
+        MADV_COLD if v.flags & VM_LOCKED != 0 => Err(EINVAL),
+        MADV_COLD => Ok(()),
+        MADV_WILLNEED => {
+            willneed(mm, start, end);
+            Ok(())
+        }
+        // EFAULT where a page cannot be populated, ENOMEM out of memory.
+        MADV_POPULATE_READ => populate(mm, start, end, Some(false)),
+        MADV_POPULATE_WRITE => populate(mm, start, end, Some(true)),
+        MADV_REMOVE if v.flags & VM_LOCKED != 0 || v.file.is_none() => Err(EINVAL),
+        MADV_REMOVE if v.flags & VM_SHARED == 0 || v.flags & VM_WRITE == 0 => Err(EACCES),
+        MADV_REMOVE => Err(EOPNOTSUPP), // the file has no hole punching (fallocate) here
+        MADV_PAGEOUT if v.flags & VM_LOCKED != 0 => Err(EINVAL),
+        MADV_PAGEOUT => {
+            super::vmscan::reclaim_range(mm, start, end);
+            Ok(())
+        }
+        MADV_FREE if v.file.is_some() || v.flags & VM_SHARED != 0 => Err(EINVAL),
+        MADV_DONTNEED | MADV_FREE if v.flags & VM_LOCKED != 0 => Err(EINVAL),
+        MADV_FREE => {
+            madvise_free(mm, start, end);
+            Ok(())
+        }
+        MADV_DONTNEED | MADV_DONTNEED_LOCKED => {
+            let ctxs = {
+                let map = mm.mmap_lock.read();
+                uffd_ctxs(&map, start, end)
+            };
+            send_uffd_events(
+                ctxs,
+                super::userfaultfd::UFFD_FEATURE_EVENT_REMOVE,
+                super::userfaultfd::UFFD_EVENT_REMOVE,
+                start,
+                end,
+            );
+            zap_page_range(mm, start, end);
+            Ok(())
+        }
+        _ => Err(EINVAL),
+    }
+}
+
+/// MADV_WILLNEED on anonymous memory: swap-in read-ahead, every swapped-out
+/// page of the range read into the swap cache (not mapped).
+fn willneed(mm: &Arc<MmStruct>, start: usize, end: usize) {
+    let mut entries = Vec::new();
+    mm.pgtables.for_each_pte(start, end, |_, pte| {
+        if super::pte::is_swap_pte(pte) && !super::pte::non_swap_entry(super::pte::pte_to_swp_entry(pte)) {
+            entries.push(super::pte::pte_to_swp_entry(pte));
+        }
+    });
+    for e in entries {
+        if super::swapfile::get_swap_device(e).is_some() {
+            let _ = super::swap::swapin_folio(e);
+        }
+    }
+}
+
+/// MADV_FREE: swapped-out pages of the range are dropped (their slots and
+/// tags freed, the ptes cleared), as Linux's madvise_free_pte_range does.
+/// Present pages stay mapped: Linux would only discard them, clean, under
+/// memory pressure, which this kernel does not have (a difference: a later
+/// MADV_PAGEOUT swaps them out instead of discarding them).
+fn madvise_free(mm: &Arc<MmStruct>, start: usize, end: usize) {
+    let mut swapped = Vec::new();
+    mm.pgtables.for_each_pte(start, end, |addr, pte| {
+        if super::pte::is_swap_pte(pte) && !super::pte::non_swap_entry(super::pte::pte_to_swp_entry(pte)) {
+            swapped.push(addr);
+        }
+    });
+    for addr in swapped {
+        let Ok(Some(pt)) = mm.pgtables.lock(addr, false) else { continue };
+        let pte = pt.get(addr);
+        if super::pte::is_swap_pte(pte) && !super::pte::non_swap_entry(super::pte::pte_to_swp_entry(pte)) {
+            pt.clear(addr, mm.asid);
+            super::swap::free_swap_and_cache(super::pte::pte_to_swp_entry(pte));
+            mm.add_rss(MM_SWAPENTS, -1);
+        }
+    }
+}
+
+/// mlock (`on`) or munlock in Linux's order (do_mlock,
+/// apply_vma_lock_flags): the length is widened to whole pages, length 0
+/// is success, a wrapping end EINVAL; VMA by VMA from start, a hole is
+/// ENOMEM after the VMAs before it changed. mlock then populates: a page
+/// that cannot be faulted in is ENOMEM, memory running out EAGAIN
+/// (__mlock_posix_error_return).
 pub fn do_mlock(mm: &Arc<MmStruct>, addr: u64, len: u64, on: bool) -> Result<(), Errno> {
     let addr = untagged_addr(addr);
+    let len = len.wrapping_add(addr % PAGE_SIZE as u64).wrapping_add(PAGE_SIZE as u64 - 1) & !(PAGE_SIZE as u64 - 1);
     let start = addr & !(PAGE_SIZE as u64 - 1);
-    let (start, end) = range(start, len.checked_add(addr - start).ok_or(EINVAL)?)?;
-    change_vma_flags(mm, start, end, |f| if on { f | VM_LOCKED } else { f & !VM_LOCKED })?;
+    let end = start.wrapping_add(len);
+    if end < start {
+        return Err(EINVAL);
+    }
+    if end == start {
+        return Ok(());
+    }
+    let (start, end) = (start as usize, end as usize);
+    {
+        let mut map = mm.mmap_lock.write();
+        if map.find(start).is_none() {
+            return Err(ENOMEM);
+        }
+        let mut at = start;
+        while at < end {
+            let Some(v) = map.find(at).cloned() else { return Err(ENOMEM) };
+            let stop = v.end.min(end);
+            split_at(mm, &mut map, at);
+            split_at(mm, &mut map, stop);
+            let vma = map.vmas.get_mut(&at).expect("VMA split at its start");
+            vma.flags = if on { vma.flags | VM_LOCKED } else { vma.flags & !VM_LOCKED };
+            at = stop;
+        }
+    }
     if on {
-        populate(mm, start, end)?;
+        populate(mm, start, end, None).map_err(|e| if e == ENOMEM { EAGAIN } else { ENOMEM })?;
     }
     Ok(())
 }

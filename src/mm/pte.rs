@@ -33,6 +33,8 @@ pub const PTE_PRESENT_INVALID: u64 = PTE_NG;
 /// DBM doubles as the software write bit.
 pub const PTE_WRITE: u64 = 1 << 51;
 pub const PTE_CONT: u64 = 1 << 52;
+/// Guarded page (FEAT_BTI): indirect branches must land on BTI instructions.
+pub const PTE_GP: u64 = 1 << 50;
 pub const PTE_PXN: u64 = 1 << 53;
 pub const PTE_UXN: u64 = 1 << 54;
 pub const PTE_DIRTY: u64 = 1 << 55;

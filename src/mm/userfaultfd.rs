@@ -70,6 +70,8 @@ struct Msg {
 
 struct State {
     api_done: bool,
+    /// O_NONBLOCK: read() answers EAGAIN instead of waiting for a message.
+    nonblock: bool,
     features: u64,
     msgs: VecDeque<Msg>,
     /// Pages with a thread waiting on a userfault.
@@ -89,10 +91,13 @@ static CTXS: Mutex<BTreeMap<i32, Arc<Uffd>>> = Mutex::new(BTreeMap::new());
 const FIRST_FD: i32 = 1000;
 
 /// userfaultfd(2): a new context for `mm`.
+/// userfaultfd(2); `flags` is an int in Linux's prototype (only its low 32
+/// bits count).
 pub fn create(mm: &Arc<MmStruct>, flags: u64) -> Result<i32, Errno> {
     const O_NONBLOCK: u64 = 0o4000;
     const O_CLOEXEC: u64 = 0o2000000;
     const UFFD_USER_MODE_ONLY: u64 = 1;
+    let flags = flags as u32 as u64;
     if flags & !(O_NONBLOCK | O_CLOEXEC | UFFD_USER_MODE_ONLY) != 0 {
         return Err(EINVAL);
     }
@@ -102,7 +107,13 @@ pub fn create(mm: &Arc<MmStruct>, flags: u64) -> Result<i32, Errno> {
         fd,
         Arc::new(Uffd {
             mm: Arc::downgrade(mm),
-            state: Mutex::new(State { api_done: false, features: 0, msgs: VecDeque::new(), waiting: Vec::new() }),
+            state: Mutex::new(State {
+                api_done: false,
+                nonblock: flags & O_NONBLOCK != 0,
+                features: 0,
+                msgs: VecDeque::new(),
+                waiting: Vec::new(),
+            }),
             mmap_changing: AtomicI32::new(0),
             map_changing_lock: RwLock::new(()),
         }),
@@ -154,6 +165,7 @@ impl Uffd {
 
     fn push(&self, bytes: [u8; 32], event: bool) {
         self.state.lock().msgs.push_back(Msg { bytes, event });
+        crate::arch::cpu::sev(); // a blocking reader on another CPU
     }
 
     /// A non-cooperative event: queued if the handler asked for it, and
@@ -192,8 +204,24 @@ impl Uffd {
     }
 
     /// read(2): the next message, or EAGAIN (the descriptor is non-blocking).
+    /// read(2) of one message: EINVAL before UFFDIO_API, EAGAIN with
+    /// nothing queued on an O_NONBLOCK descriptor, and otherwise it waits
+    /// for a message (a fault or event another CPU raises).
     pub fn read(&self) -> Result<[u8; 32], Errno> {
-        let m = self.state.lock().msgs.pop_front().ok_or(EAGAIN)?;
+        let m = loop {
+            let mut st = self.state.lock();
+            if !st.api_done {
+                return Err(EINVAL);
+            }
+            if let Some(m) = st.msgs.pop_front() {
+                break m;
+            }
+            if st.nonblock {
+                return Err(EAGAIN);
+            }
+            drop(st);
+            crate::arch::cpu::wfe();
+        };
         if m.event {
             let _w = self.map_changing_lock.write();
             self.mmap_changing.fetch_sub(1, Ordering::AcqRel);
@@ -249,19 +277,30 @@ pub fn ioctl(ctx: &Arc<Uffd>, mm: &Arc<MmStruct>, cmd: u64, arg: u64) -> Result<
     }
 }
 
+/// UFFDIO_API in Linux's order: the reply is written first, and only once
+/// it is out does the context take the features (a reply that faults is
+/// EFAULT with the context still uninitialised); a second API is EINVAL.
 fn api(ctx: &Arc<Uffd>, mm: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno> {
     let [api, features, _] = get_words::<3>(mm, arg)?;
+    let refuse = |mm: &Arc<MmStruct>| -> Result<u64, Errno> {
+        // Linux zeroes the whole reply on failure.
+        put_word(mm, arg, 0)?;
+        put_word(mm, arg + 8, 0)?;
+        put_word(mm, arg + 16, 0)?;
+        Err(EINVAL)
+    };
+    if api != UFFD_API || features & !SUPPORTED_FEATURES != 0 {
+        return refuse(mm);
+    }
+    put_word(mm, arg + 8, SUPPORTED_FEATURES)?;
+    put_word(mm, arg + 16, IOCTLS_API)?;
     let mut st = ctx.state.lock();
-    if st.api_done || api != UFFD_API || features & !SUPPORTED_FEATURES != 0 {
+    if st.api_done {
         drop(st);
-        put_word(mm, arg + 8, 0)?; // Linux zeroes features on failure
-        return Err(EINVAL);
+        return refuse(mm);
     }
     st.api_done = true;
     st.features = features;
-    drop(st);
-    put_word(mm, arg + 8, SUPPORTED_FEATURES)?;
-    put_word(mm, arg + 16, IOCTLS_API)?;
     Ok(0)
 }
 

@@ -49,7 +49,7 @@ static LAST: spin::Mutex<ReclaimStats> = spin::Mutex::new(ReclaimStats {
     write_failed: 0,
 });
 
-/// The outcome of the last MADV_PAGEOUT.
+/// The outcome of the last MADV_PAGEOUT (every VMA of its range).
 pub fn last_stats() -> ReclaimStats {
     *LAST.lock()
 }
@@ -84,8 +84,24 @@ pub fn reclaim_range(mm: &Arc<MmStruct>, start: usize, end: usize) -> ReclaimSta
             shrink_folio(&folio, &mut st);
         }
     }
-    *LAST.lock() = st;
+    LAST.lock().add(&st);
     st
+}
+
+impl ReclaimStats {
+    fn add(&mut self, o: &ReclaimStats) {
+        self.reclaimed += o.reclaimed;
+        self.kept_in_swapcache += o.kept_in_swapcache;
+        self.skipped += o.skipped;
+        self.no_swap += o.no_swap;
+        self.tag_save_failed += o.tag_save_failed;
+        self.write_failed += o.write_failed;
+    }
+}
+
+/// Starts a new MADV_PAGEOUT call: last_stats() adds up the VMAs it covers.
+pub fn begin_pageout() {
+    *LAST.lock() = ReclaimStats::default();
 }
 
 fn shrink_folio(folio: &Folio, st: &mut ReclaimStats) {

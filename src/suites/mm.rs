@@ -4,7 +4,8 @@
 //! counters, refcounts and mapcounts, and ends with the invariant checker.
 
 use crate::arch::mte::with_tag;
-use crate::errno::{Errno, EBADF, EFAULT, EINVAL, ENOMEM, ENOSYS};
+use crate::errno::{Errno, EBADF, EEXIST, EFAULT, EINVAL, ENOMEM, ENOSYS, ENOTTY, EOPNOTSUPP};
+use crate::mm::mm_types::VM_LOCKED;
 use crate::harness::{TestResult, Verdict};
 use crate::mm::fault::{is_zero_pfn, set_cow_copy, CowCopy};
 use crate::mm::filemap::initial_byte;
@@ -448,10 +449,9 @@ kernel_test!(mm, fork_shares_file_pages);
 fn mmap_bad_arguments_get_errno() -> TestResult {
     let mut s = Scenario::new();
     let t = s.spawn()?;
-    let cases: [(&str, [u64; 6], Errno); 8] = [
+    let cases: [(&str, [u64; 6], Errno); 7] = [
         ("length 0", [0, 0, RW, ANON, u64::MAX, 0], EINVAL),
         ("MAP_FIXED at a misaligned address", [0x10_0000_0001, 4096, RW, ANON | MAP_FIXED, u64::MAX, 0], EINVAL),
-        ("unknown prot bits", [0, 4096, RW | 0x100, ANON, u64::MAX, 0], EINVAL),
         ("unknown flags", [0, 4096, RW, ANON | 0x4000_0000, u64::MAX, 0], EINVAL),
         ("neither shared nor private", [0, 4096, RW, MAP_ANONYMOUS, u64::MAX, 0], EINVAL),
         ("a file descriptor that is not open", [0, 4096, PROT_READ, MAP_PRIVATE, 77, 0], EBADF),
@@ -971,3 +971,153 @@ fn uaccess_is_tag_checked_in_the_tasks_mode() -> TestResult {
     s.finish()
 }
 kernel_test!(mm, uaccess_is_tag_checked_in_the_tasks_mode);
+
+// --- system-call arguments checked as Linux checks them -------------------------------
+
+/// One call and what Linux answers (the return value or the errno).
+struct Case {
+    what: &'static str,
+    nr: u64,
+    args: [u64; 6],
+    want: Result<u64, Errno>,
+}
+
+fn case(what: &'static str, nr: u64, args: &[u64], want: Result<u64, Errno>) -> Case {
+    let mut a = [0u64; 6];
+    a[..args.len()].copy_from_slice(args);
+    Case { what, nr, args: a, want }
+}
+
+/// A table of calls with arguments Linux checks in a particular order or
+/// answers in a particular way (len 0, wrapping ends, holes, tagged or
+/// 32-bit arguments, advice and flags it accepts), each against Linux's
+/// answer; then the effects Linux leaves behind for the calls that fail
+/// part-way (a hole: the mapped part changed, ENOMEM).
+fn syscall_arguments_are_checked_as_linux_checks_them() -> TestResult {
+    use crate::mm::userfaultfd::{UFFDIO_API, UFFD_API};
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let p = PAGE as u64;
+    let free = 0x70_0000_0000u64;
+    let (fd, _) = s.file(1);
+    let fd = fd as u64;
+    let ro = mmap(&t, 0, PAGE, PROT_READ, ANON, -1)? as u64;
+    let uffd = |flags: u64| sys(&t, SYS_USERFAULTFD, &[flags]);
+    let u = uffd(1 << 32)?.map_err(|e| verdict("userfaultfd with high flag bits", e))?;
+    let argp = mmap(&t, 0, PAGE, RW, ANON, -1)? as u64;
+    // Pages 0, 1 and 3 mapped, page 2 a hole (made last, so nothing else
+    // is placed in it).
+    let a = mmap(&t, 0, 4 * PAGE, RW, ANON, -1)? as u64;
+    sys(&t, SYS_MUNMAP, &[a + 2 * p, p])?.map_err(|e| verdict("munmap", e))?;
+    for (i, w) in [UFFD_API, 0, 0].iter().enumerate() {
+        ok(t.store(argp as usize + 8 * i, *w), "uffdio_api")?;
+    }
+    let pid = t.pid as u64;
+    let rw = RW;
+    let cases = [
+        // mprotect (do_mprotect_pkey)
+        case("mprotect len 0", SYS_MPROTECT, &[a, 0, PROT_READ], Ok(0)),
+        case("mprotect len 0 misaligned", SYS_MPROTECT, &[a + 1, 0, PROT_READ], Err(EINVAL)),
+        case("mprotect wrapping end", SYS_MPROTECT, &[a, u64::MAX, rw], Err(ENOMEM)),
+        case("mprotect past TASK_SIZE", SYS_MPROTECT, &[1 << 48, p, rw], Err(ENOMEM)),
+        case("mprotect with no VMA", SYS_MPROTECT, &[free, p, rw], Err(ENOMEM)),
+        case("mprotect PROT_SEM", SYS_MPROTECT, &[a, p, rw | PROT_SEM], Ok(0)),
+        case("mprotect PROT_BTI", SYS_MPROTECT, &[a, p, rw | PROT_BTI], Ok(0)),
+        case("mprotect unknown prot", SYS_MPROTECT, &[a, p, rw | 0x400], Err(EINVAL)),
+        case("mprotect GROWSDOWN|GROWSUP", SYS_MPROTECT, &[a, p, rw | PROT_GROWSDOWN | PROT_GROWSUP], Err(EINVAL)),
+        case("mprotect GROWSDOWN, no stack", SYS_MPROTECT, &[a, p, rw | PROT_GROWSDOWN], Err(EINVAL)),
+        // madvise (do_madvise)
+        case("madvise unknown advice first", SYS_MADVISE, &[a + 1, p, 12345], Err(EINVAL)),
+        case("madvise advice is an int", SYS_MADVISE, &[a + 3 * p, p, (1 << 32) | MADV_DONTNEED], Ok(0)),
+        case("madvise len 0", SYS_MADVISE, &[a, 0, MADV_DONTNEED], Ok(0)),
+        case("madvise misaligned", SYS_MADVISE, &[a + 1, p, MADV_DONTNEED], Err(EINVAL)),
+        case("madvise overflowing len", SYS_MADVISE, &[a, u64::MAX, MADV_DONTNEED], Err(EINVAL)),
+        case("madvise wrapping end", SYS_MADVISE, &[a, !0xfff, MADV_DONTNEED], Err(EINVAL)),
+        case("madvise with no VMA", SYS_MADVISE, &[free, p, MADV_DONTNEED], Err(ENOMEM)),
+        case("MADV_NORMAL", SYS_MADVISE, &[a, p, MADV_NORMAL], Ok(0)),
+        case("MADV_RANDOM", SYS_MADVISE, &[a, p, MADV_RANDOM], Ok(0)),
+        case("MADV_SEQUENTIAL", SYS_MADVISE, &[a, p, MADV_SEQUENTIAL], Ok(0)),
+        case("MADV_WILLNEED", SYS_MADVISE, &[a, p, MADV_WILLNEED], Ok(0)),
+        case("MADV_FREE", SYS_MADVISE, &[a + 3 * p, p, MADV_FREE], Ok(0)),
+        case("MADV_DONTFORK", SYS_MADVISE, &[a, p, MADV_DONTFORK], Ok(0)),
+        case("MADV_DOFORK", SYS_MADVISE, &[a, p, MADV_DOFORK], Ok(0)),
+        case("MADV_DONTDUMP", SYS_MADVISE, &[a, p, MADV_DONTDUMP], Ok(0)),
+        case("MADV_DODUMP", SYS_MADVISE, &[a, p, MADV_DODUMP], Ok(0)),
+        case("MADV_WIPEONFORK", SYS_MADVISE, &[a, p, MADV_WIPEONFORK], Ok(0)),
+        case("MADV_KEEPONFORK", SYS_MADVISE, &[a, p, MADV_KEEPONFORK], Ok(0)),
+        case("MADV_COLD", SYS_MADVISE, &[a, p, MADV_COLD], Ok(0)),
+        case("MADV_POPULATE_READ", SYS_MADVISE, &[a + 3 * p, p, MADV_POPULATE_READ], Ok(0)),
+        case("MADV_POPULATE_WRITE on read-only", SYS_MADVISE, &[ro, p, MADV_POPULATE_WRITE], Err(EFAULT)),
+        case("MADV_DONTNEED_LOCKED", SYS_MADVISE, &[a + 3 * p, p, MADV_DONTNEED_LOCKED], Ok(0)),
+        case("MADV_REMOVE on anonymous memory", SYS_MADVISE, &[a, p, MADV_REMOVE], Err(EINVAL)),
+        // mlock / munlock (do_mlock, apply_vma_lock_flags)
+        case("mlock len 0", SYS_MLOCK, &[a, 0], Ok(0)),
+        case("munlock len 0", SYS_MUNLOCK, &[a, 0], Ok(0)),
+        case("mlock with no VMA", SYS_MLOCK, &[free, p], Err(ENOMEM)),
+        case("munmap len 0", SYS_MUNMAP, &[a, 0], Err(EINVAL)),
+        // mmap (sys_mmap, ksys_mmap_pgoff, do_mmap, __get_unmapped_area)
+        case("mmap misaligned offset before a bad fd", SYS_MMAP, &[0, p, rw, MAP_PRIVATE, 77, 1], Err(EINVAL)),
+        case("mmap bad fd before len 0", SYS_MMAP, &[0, 0, rw, MAP_PRIVATE, 77, 0], Err(EBADF)),
+        case("mmap len past TASK_SIZE", SYS_MMAP, &[0, 1 << 49, rw, ANON, u64::MAX, 0], Err(ENOMEM)),
+        case("MAP_FIXED past TASK_SIZE", SYS_MMAP, &[(1 << 48) - p, 2 * p, rw, ANON | MAP_FIXED, u64::MAX, 0], Err(ENOMEM)),
+        case("MAP_FIXED_NOREPLACE over a mapping", SYS_MMAP, &[a, p, rw, ANON | MAP_FIXED_NOREPLACE, u64::MAX, 0], Err(EEXIST)),
+        case("MAP_FIXED_NOREPLACE free", SYS_MMAP, &[free, p, rw, ANON | MAP_FIXED_NOREPLACE, u64::MAX, 0], Ok(free)),
+        case("MAP_SHARED_VALIDATE", SYS_MMAP, &[0, p, PROT_READ, MAP_SHARED_VALIDATE, fd, 0], Err(EOPNOTSUPP)),
+        case("mmap fd is an unsigned int", SYS_MMAP, &[free + p, p, PROT_READ, MAP_PRIVATE | MAP_FIXED, (1 << 32) | fd, 0], Ok(free + p)),
+        case("mmap ignores unknown prot", SYS_MMAP, &[free + 2 * p, p, rw | 0x100, ANON | MAP_FIXED, u64::MAX, 0], Ok(free + 2 * p)),
+        // system-call number, descriptors, ioctl cmd: 32-bit ints
+        case("the syscall number is an int", (1 << 32) | SYS_GETPID, &[], Ok(pid)),
+        case("ioctl on a file", SYS_IOCTL, &[fd, UFFDIO_API, argp], Err(ENOTTY)),
+        case("ioctl on no descriptor", SYS_IOCTL, &[999, UFFDIO_API, argp], Err(EBADF)),
+        case("read of a userfaultfd before UFFDIO_API", SYS_READ, &[u, argp + 64, 32], Err(EINVAL)),
+        case("UFFDIO_API with its reply faulting", SYS_IOCTL, &[u, UFFDIO_API, ro], Err(EFAULT)),
+        case("UFFDIO_API after the faulted one, cmd an int", SYS_IOCTL, &[(1 << 32) | u, (1 << 32) | UFFDIO_API, argp], Ok(0)),
+        case("close of a file", SYS_CLOSE, &[fd], Ok(0)),
+        case("close of it again", SYS_CLOSE, &[fd], Err(EBADF)),
+    ];
+    let mut wrong = Vec::new();
+    for c in &cases {
+        let got = sys(&t, c.nr, &c.args)?;
+        if got != c.want {
+            wrong.push(format!("{}: expected {:?}, got {:?}", c.what, c.want, got));
+        }
+    }
+    ensure!(wrong.is_empty(), "{} of {} calls answered unlike Linux: {}", wrong.len(), cases.len(), wrong.join("; "));
+    s.fds.retain(|&f| f as u64 != fd);
+    // Holes: the mapped part changes, then ENOMEM.
+    ok(t.store(a as usize, 1), "write page 0")?;
+    ok(t.store(a as usize + 3 * PAGE, 3), "write page 3")?;
+    expect_errno(sys(&t, SYS_MPROTECT, &[a, 4 * p, PROT_READ]), ENOMEM, "mprotect over a hole")?;
+    ensure!(!pte_write(pte_of(&t, a as usize)), "mprotect over a hole did not change the part before it");
+    sys(&t, SYS_MPROTECT, &[a, 2 * p, rw])?.map_err(|e| verdict("mprotect back", e))?;
+    expect_errno(sys(&t, SYS_MADVISE, &[a, 4 * p, MADV_DONTNEED]), ENOMEM, "MADV_DONTNEED over a hole")?;
+    ensure!(pte_none(pte_of(&t, a as usize)), "MADV_DONTNEED over a hole left the part before it");
+    ensure!(pte_none(pte_of(&t, a as usize + 3 * PAGE)), "MADV_DONTNEED over a hole left the part after it");
+    expect_errno(sys(&t, SYS_MLOCK, &[a, 4 * p]), ENOMEM, "mlock over a hole")?;
+    ensure!(t.mm().mmap_lock.read().find(a as usize).is_some_and(|v| v.flags & VM_LOCKED != 0), "mlock over a hole did not lock the part before it");
+    sys(&t, SYS_MUNLOCK, &[a, 2 * p])?.map_err(|e| verdict("munlock", e))?;
+    sys(&t, SYS_CLOSE, &[u])?.map_err(|e| verdict("close", e))?;
+    s.finish()
+}
+kernel_test!(mm, syscall_arguments_are_checked_as_linux_checks_them);
+
+/// MADV_DONTFORK and MADV_WIPEONFORK as fork sees them: the child has no
+/// VMA at all, or the VMA empty (fresh zero-filled memory).
+fn dontfork_and_wipeonfork() -> TestResult {
+    let mut s = Scenario::new();
+    let p = s.spawn()?;
+    let a = mmap(&p, 0, 2 * PAGE, RW, ANON, -1)?;
+    ok(p.store(a, 0xA), "write")?;
+    ok(p.store(a + PAGE, 0xB), "write")?;
+    sys(&p, SYS_MADVISE, &[a as u64, PAGE as u64, MADV_DONTFORK])?.map_err(|e| verdict("MADV_DONTFORK", e))?;
+    sys(&p, SYS_MADVISE, &[(a + PAGE) as u64, PAGE as u64, MADV_WIPEONFORK])?.map_err(|e| verdict("MADV_WIPEONFORK", e))?;
+    let c = s.fork(&p)?;
+    expect_segv(c.load(a), SegvKind::MapErr, a, "the child's MADV_DONTFORK page")?;
+    ensure_eq!(ok(c.load(a + PAGE), "child read")?, 0, "the child's MADV_WIPEONFORK page reads zero");
+    ensure_eq!(ok(p.load(a + PAGE), "parent read")?, 0xB, "the parent keeps its data");
+    let (fd, _) = s.file(1);
+    let f = mmap(&p, 0, PAGE, RW, MAP_PRIVATE, fd as i64)?;
+    expect_errno(sys(&p, SYS_MADVISE, &[f as u64, PAGE as u64, MADV_WIPEONFORK]), EINVAL, "MADV_WIPEONFORK on a file")?;
+    s.finish()
+}
+kernel_test!(mm, dontfork_and_wipeonfork);

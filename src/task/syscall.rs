@@ -2,8 +2,8 @@
 //! arguments, x0 = result or -errno. Unknown numbers get ENOSYS.
 
 use super::Task;
-use crate::errno::{Errno, EBADF, EINVAL, ENOSYS};
-use crate::mm::{fork, mmap, swap, swapfile, uaccess, userfaultfd};
+use crate::errno::{Errno, EBADF, EINVAL, ENOSYS, ENOTTY};
+use crate::mm::{filemap, fork, mmap, swap, swapfile, uaccess, userfaultfd};
 
 pub const SYS_IOCTL: u64 = 29;
 pub const SYS_CLOSE: u64 = 57;
@@ -29,9 +29,16 @@ fn ret(r: Result<u64, Errno>) -> u64 {
     r.unwrap_or_else(|e| e.to_ret())
 }
 
-/// Handles a system call; None when the task exited.
+/// A file-descriptor argument: an unsigned int, so only the low 32 bits.
+fn fd(a: u64) -> i64 {
+    a as u32 as i64
+}
+
+/// Handles a system call; None when the task exited. The number is an int
+/// on arm64 (el0_svc_common): only the low 32 bits of x8 count.
 pub fn dispatch(task: &Task, nr: u64, a: [u64; 6]) -> Option<u64> {
     let mm = task.mm();
+    let nr = nr as u32 as u64;
     Some(match nr {
         SYS_MMAP => ret(mmap::do_mmap(&mm, a[0], a[1], a[2], a[3], a[4] as i64, a[5]).map(|v| v as u64)),
         SYS_MUNMAP => ret(mmap::do_munmap(&mm, a[0], a[1]).map(|_| 0)),
@@ -42,16 +49,25 @@ pub fn dispatch(task: &Task, nr: u64, a: [u64; 6]) -> Option<u64> {
         SYS_GETPID => task.pid as u64,
         super::prctl::SYS_PRCTL => ret(super::prctl::prctl(&task.tagged_addr_ctrl, a)),
         SYS_USERFAULTFD => ret(userfaultfd::create(&mm, a[0]).map(|fd| fd as u64)),
-        SYS_IOCTL => ret(match userfaultfd::get(a[0] as i64) {
-            Some(ctx) => userfaultfd::ioctl(&ctx, &mm, a[1], a[2]),
+        // fd and cmd are unsigned ints: only their low 32 bits count.
+        SYS_IOCTL => ret(match userfaultfd::get(fd(a[0])) {
+            Some(ctx) => userfaultfd::ioctl(&ctx, &mm, a[1] as u32 as u64, a[2]),
+            None if filemap::lookup(fd(a[0])).is_some() => Err(ENOTTY), // a file: no such ioctl
             None => Err(EBADF),
         }),
-        SYS_READ => ret(match userfaultfd::get(a[0] as i64) {
+        SYS_READ => ret(match userfaultfd::get(fd(a[0])) {
             Some(_) if a[2] < 32 => Err(EINVAL),
             Some(ctx) => ctx.read().and_then(|m| uaccess::copy_to_user(&mm, a[1], &m).map(|_| 32)),
             None => Err(EBADF),
         }),
-        SYS_CLOSE => ret(userfaultfd::close(a[0] as i32).map(|_| 0)),
+        SYS_CLOSE => ret(match userfaultfd::get(fd(a[0])) {
+            Some(_) => userfaultfd::close(fd(a[0]) as i32).map(|_| 0),
+            None if filemap::lookup(fd(a[0])).is_some() => {
+                filemap::close(fd(a[0]) as i32);
+                Ok(0)
+            }
+            None => Err(EBADF),
+        }),
         // The only swap device is the RAM-disk: device number 0 stands for
         // swapon's path, and no flags are supported.
         SYS_SWAPON => ret(if a[0] != 0 || a[1] != 0 { Err(EINVAL) } else { swapfile::swapon().map(|_| 0) }),
