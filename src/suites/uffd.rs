@@ -1396,3 +1396,44 @@ fn lookup_during_a_split_finds_the_folio_frozen() -> TestResult {
     s.finish()
 }
 kernel_test!(uffd, lookup_during_a_split_finds_the_folio_frozen);
+
+/// A userfaultfd opened without O_NONBLOCK: read() waits until a fault on
+/// another CPU queues a message, then returns it.
+fn blocking_read_waits_for_a_fault() -> TestResult {
+    if smp::online() < 2 {
+        skip!("needs two CPUs");
+    }
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let fd = sys(&t, SYS_USERFAULTFD, &[0])?.map_err(|e| verdict("userfaultfd", e))?;
+    let arg = mmap(&t, 0, PAGE, RW, ANON, -1)?;
+    for (i, w) in [UFFD_API, 0, 0].iter().enumerate() {
+        ok(t.store(arg + 8 * i, *w), "uffdio_api")?;
+    }
+    sys(&t, SYS_IOCTL, &[fd, UFFDIO_API, arg as u64])?.map_err(|e| verdict("UFFDIO_API", e))?;
+    let a = mmap(&t, 0, PAGE, RW, ANON, -1)?;
+    for (i, w) in [a as u64, PAGE as u64, UFFDIO_REGISTER_MODE_MISSING, 0].iter().enumerate() {
+        ok(t.store(arg + 8 * i, *w), "uffdio_register")?;
+    }
+    sys(&t, SYS_IOCTL, &[fd, UFFDIO_REGISTER, arg as u64])?.map_err(|e| verdict("UFFDIO_REGISTER", e))?;
+    let (tt, buf) = (t.clone(), arg + 1024);
+    let out = Arc::new(spin::Mutex::new(None));
+    let o = out.clone();
+    let job = smp::start(1, move || *o.lock() = Some(tt.syscall(SYS_READ, &[fd, buf as u64, 32])))
+        .map_err(|e| verdict("start", e))?;
+    // Give the reader time to block; it must still be waiting.
+    let f = crate::arch::cpu::counter_freq().max(1);
+    let until = crate::arch::cpu::counter() + f / 20;
+    while crate::arch::cpu::counter() < until {
+        core::hint::spin_loop();
+    }
+    let early = out.lock().is_some();
+    ensure!(matches!(t.load(a), Err(Signal::UffdWait { .. })), "the access did not wait on the userfault");
+    job.join().map_err(|e| Verdict::Fail(format!("the reader: {}", e.event)))?;
+    ensure!(!early, "read() of a blocking userfaultfd returned before any message");
+    ensure_eq!(out.lock().take(), Some(Ok(32)), "the blocking read's result");
+    ensure_eq!(ok(t.load(buf + 16), "msg")?, a as u64, "the message's fault address");
+    sys(&t, SYS_CLOSE, &[fd])?.map_err(|e| verdict("close", e))?;
+    s.finish()
+}
+kernel_test!(uffd, blocking_read_waits_for_a_fault);
