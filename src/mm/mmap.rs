@@ -383,17 +383,14 @@ pub fn do_mprotect(mm: &Arc<MmStruct>, addr: u64, len: u64, prot: u64) -> Result
 
 /// Rewrites every present pte of `[start, end)` with `prot`.
 fn change_protection(mm: &MmStruct, start: usize, end: usize, prot: super::pte::pgprot_t) {
-    let mut tables: Vec<(usize, usize)> = Vec::new();
-    mm.pgtables.for_each_pte_table(start, end, |lo, hi| tables.push((lo, hi)));
-    for (lo, hi) in tables {
-        let Ok(Some(pt)) = mm.pgtables.lock(lo, false) else { continue };
+    mm.pgtables.for_each_locked_table(start, end, |pt, lo, hi| {
         for addr in (lo..hi).step_by(PAGE_SIZE) {
             let pte = pt.get(addr);
             if pte_present(pte) {
-                set_pte_at(mm, &pt, addr, pte_modify(pte, prot));
+                set_pte_at(mm, pt, addr, pte_modify(pte, prot));
             }
         }
-    }
+    });
 }
 
 /// madvise in Linux's order (do_madvise): an unknown advice is EINVAL
@@ -549,21 +546,17 @@ fn willneed(mm: &Arc<MmStruct>, start: usize, end: usize) {
 /// memory pressure, which this kernel does not have (a difference: a later
 /// MADV_PAGEOUT swaps them out instead of discarding them).
 fn madvise_free(mm: &Arc<MmStruct>, start: usize, end: usize) {
-    let mut swapped = Vec::new();
-    mm.pgtables.for_each_pte(start, end, |addr, pte| {
-        if super::pte::is_swap_pte(pte) && !super::pte::non_swap_entry(super::pte::pte_to_swp_entry(pte)) {
-            swapped.push(addr);
+    use super::pte::{is_swap_pte, non_swap_entry, pte_to_swp_entry};
+    mm.pgtables.for_each_locked_table(start, end, |pt, lo, hi| {
+        for addr in (lo..hi).step_by(PAGE_SIZE) {
+            let pte = pt.get(addr);
+            if is_swap_pte(pte) && !non_swap_entry(pte_to_swp_entry(pte)) {
+                pt.clear(addr, mm.asid);
+                super::swap::free_swap_and_cache(pte_to_swp_entry(pte));
+                mm.add_rss(MM_SWAPENTS, -1);
+            }
         }
     });
-    for addr in swapped {
-        let Ok(Some(pt)) = mm.pgtables.lock(addr, false) else { continue };
-        let pte = pt.get(addr);
-        if super::pte::is_swap_pte(pte) && !super::pte::non_swap_entry(super::pte::pte_to_swp_entry(pte)) {
-            pt.clear(addr, mm.asid);
-            super::swap::free_swap_and_cache(super::pte::pte_to_swp_entry(pte));
-            mm.add_rss(MM_SWAPENTS, -1);
-        }
-    }
 }
 
 /// mlock (`on`) or munlock in Linux's order (do_mlock,

@@ -183,6 +183,18 @@ impl PgTables {
         self.walk_tables(start, end, &mut |_, lo, hi| f(lo, hi));
     }
 
+    /// Calls `f(table, lo, hi)` with each existing pte table that covers
+    /// part `[lo, hi)` of `[start, end)`, locked, in address order.
+    pub fn for_each_locked_table(&self, start: usize, end: usize, mut f: impl FnMut(&PteTable, usize, usize)) {
+        let mut tables: alloc::vec::Vec<(usize, usize)> = alloc::vec::Vec::new();
+        self.for_each_pte_table(start, end, |lo, hi| tables.push((lo, hi)));
+        for (lo, hi) in tables {
+            if let Ok(Some(pt)) = self.lock(lo, false) {
+                f(&pt, lo, hi);
+            }
+        }
+    }
+
     /// Calls `f(addr, pte)` for every non-none pte in `[start, end)`.
     pub fn for_each_pte(&self, start: usize, end: usize, mut f: impl FnMut(usize, pte_t)) {
         self.walk_tables(start, end, &mut |table, lo, hi| {

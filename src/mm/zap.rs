@@ -13,10 +13,7 @@ use alloc::vec::Vec;
 pub fn zap_page_range(mm: &MmStruct, start: usize, end: usize) {
     // One pte table (up to 2 MiB) at a time, under its lock; ranges with
     // no table are skipped without a look.
-    let mut tables: Vec<(usize, usize)> = Vec::new();
-    mm.pgtables.for_each_pte_table(start, end, |lo, hi| tables.push((lo, hi)));
-    for (lo, hi) in tables {
-        let Ok(Some(pt)) = mm.pgtables.lock(lo, false) else { continue };
+    mm.pgtables.for_each_locked_table(start, end, |pt, lo, hi| {
         for a in (lo..hi).step_by(PAGE_SIZE) {
             let pte = pt.get(a);
             if pte_present(pte) {
@@ -40,7 +37,7 @@ pub fn zap_page_range(mm: &MmStruct, start: usize, end: usize) {
                 }
             }
         }
-    }
+    });
 }
 
 /// free_swap_cache: an unmapped swap-cache folio whose slot no swap pte

@@ -857,13 +857,11 @@ fn pageout_skips_none_and_swap_ptes() -> TestResult {
 }
 kernel_test!(swap, pageout_skips_none_and_swap_ptes);
 
-/// The page a parent and child shared through swap, read back by the parent
-/// after the child exited, then written: the write reuses the page and the
-/// swap cache lets go of the slot and its tag-storage entry
-/// (wp_can_reuse_anon_folio freeing the swap cache under the folio lock).
-fn write_after_the_sharer_left_reuses_and_frees_the_slot() -> TestResult {
-    let mut s = SwapScenario::new()?;
-    let (p, a) = tagged_pages(&mut s, 1)?;
+/// A tagged page a parent and child shared, swapped out (one entry, count
+/// 2, not exclusive), then the child exits: the parent, the page's address
+/// and the entry, now with count 1.
+fn swapped_after_the_sharer_left(s: &mut Scenario) -> Result<(Arc<Task>, usize, swp_entry_t), Verdict> {
+    let (p, a) = tagged_pages(s, 1)?;
     let c = s.fork(&p)?;
     pageout(&p, a, PAGE)?;
     let (e, excl, _) = swap_pte(&p, a)?;
@@ -871,6 +869,16 @@ fn write_after_the_sharer_left_reuses_and_frees_the_slot() -> TestResult {
     let _ = c.syscall(SYS_EXIT, &[0]);
     ensure!(!c.alive(), "the child did not exit");
     ensure_eq!(swapfile::swap_count(e), 1, "swap count once the child has gone");
+    Ok((p, a, e))
+}
+
+/// The page a parent and child shared through swap, read back by the parent
+/// after the child exited, then written: the write reuses the page and the
+/// swap cache lets go of the slot and its tag-storage entry
+/// (wp_can_reuse_anon_folio freeing the swap cache under the folio lock).
+fn write_after_the_sharer_left_reuses_and_frees_the_slot() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let (p, a, e) = swapped_after_the_sharer_left(&mut s)?;
     expect_page(&p, a, 0, "read back by the parent")?;
     let (pfn, _, _) = counts(&p, a)?;
     ok(p.store(with_tag(a, tag_of(0)), 0xAB), "write")?;
@@ -890,12 +898,7 @@ kernel_test!(swap, write_after_the_sharer_left_reuses_and_frees_the_slot);
 /// cache's are the only ones, whatever the swap pte's exclusive bit said.
 fn write_swapin_after_the_sharer_left_frees_the_slot() -> TestResult {
     let mut s = SwapScenario::new()?;
-    let (p, a) = tagged_pages(&mut s, 1)?;
-    let c = s.fork(&p)?;
-    pageout(&p, a, PAGE)?;
-    let (e, _, _) = swap_pte(&p, a)?;
-    let _ = c.syscall(SYS_EXIT, &[0]);
-    ensure!(!c.alive(), "the child did not exit");
+    let (p, a, e) = swapped_after_the_sharer_left(&mut s)?;
     ok(p.store(with_tag(a + 16, tag_of(1)), 0xCD), "write fault on the swapped page")?;
     let (_, refs, maps) = counts(&p, a)?;
     ensure_eq!((refs, maps), (1, 1), "the folio left the swap cache");
