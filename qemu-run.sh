@@ -9,6 +9,10 @@
 #
 # Options:
 #   --list            print the selected test names, one per line, and stop
+#   --list-variants   print the known-wrong variants (name | path | breaks |
+#                     reproduces | caught by) and stop
+#   --list-points     print the named schedule points and stop
+#   --list-faults     print the fault-injection attributes and stop
 #   --smp N           number of CPUs (default 2)
 #   --el2             enter the kernel at EL2 (virtualization=on; PSCI over SMC)
 #   --image           boot the raw arm64 Image instead of the ELF
@@ -28,11 +32,14 @@ cd "$(dirname "$0")"
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
-smp=2 el2=0 image=0 timeout=300 memory=512M list=0 install=1 verbose=() bench='' icount=()
+smp=2 el2=0 image=0 timeout=300 memory=512M list=0 hooks='' install=1 verbose=() bench='' icount=()
 filters=() extra=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --list) list=1 ;;
+        --list-variants) list=1; hooks=list-variants ;;
+        --list-points) list=1; hooks=list-points ;;
+        --list-faults) list=1; hooks=list-faults ;;
         --smp) smp=${2:?--smp needs a number}; shift ;;
         --el2) el2=1 ;;
         --image) image=1 ;;
@@ -89,7 +96,11 @@ if [ "$image" = 1 ]; then
 fi
 
 words=(exit=semihosting)
-[ "$list" = 1 ] && words+=(list)
+if [ -n "$hooks" ]; then
+    words+=("$hooks")
+elif [ "$list" = 1 ]; then
+    words+=(list)
+fi
 benchflag=()
 if [ -n "$bench" ]; then
     words+=("bench=$bench")

@@ -113,6 +113,17 @@ contained() {
         [ "$(grep -c '^ok [0-9]* - swap::' "$tap")" = 3 ] || { echo "the leak was not contained"; return 1; }
 }
 step contains-a-leak contained
+# Every declared variant is in README's orderings table.
+variants_in_readme() {
+    local names missing=0
+    names=$(./qemu-run.sh --no-install --list-variants | cut -d' ' -f1) || return 1
+    [ -n "$names" ] || { echo "no variants listed"; return 1; }
+    for n in $names; do
+        grep -qF "| \`$n\` |" README.md || { echo "README's orderings table lacks $n"; missing=1; }
+    done
+    [ "$missing" = 0 ]
+}
+step variants-in-readme variants_in_readme
 step fails-bad-command-line expect_failure fails-bad-command-line "unknown kernel command-line word 'frobnicate'" -- frobnicate
 step fails-unknown-filter expect_failure fails-unknown-filter "no test matches 'no_such_suite'" no_such_suite
 

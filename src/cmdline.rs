@@ -5,6 +5,9 @@
 //!   test=PATTERN[,PATTERN...]  run only matching tests (repeatable; a suite,
 //!                              a `suite::prefix`, or a glob with *)
 //!   list                       print the selected test names and stop
+//!   list-variants              print the declared known-wrong variants and stop
+//!   list-points                print the named schedule points and stop
+//!   list-faults                print the fault-injection attributes and stop
 //!   after=SUITE::TEST          run only the selected tests that come after
 //!                              this one (the host runner resumes a run with
 //!                              it after a panic or a hang)
@@ -35,6 +38,8 @@ pub enum MteMode {
 pub struct Cmdline {
     pub filters: Vec<String>,
     pub list: bool,
+    /// `list-variants`, `list-points` or `list-faults`: what to list instead of running.
+    pub list_hooks: Option<Hooks>,
     pub exit: ExitMethod,
     pub mte: MteMode,
     /// RAM-disk size in bytes (a multiple of 4 KiB).
@@ -43,6 +48,13 @@ pub struct Cmdline {
     pub bench: Option<Bench>,
     /// Resume: skip the selected tests up to and including this one.
     pub after: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hooks {
+    Variants,
+    Points,
+    Faults,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +83,7 @@ impl Default for Cmdline {
         Cmdline {
             filters: Vec::new(),
             list: false,
+            list_hooks: None,
             exit: ExitMethod::Psci,
             mte: MteMode::Sync,
             ramdisk: DEFAULT_RAMDISK,
@@ -89,6 +102,9 @@ pub fn parse(s: &str) -> Result<Cmdline, String> {
         };
         match (key, value) {
             ("list", None) => c.list = true,
+            ("list-variants", None) => c.list_hooks = Some(Hooks::Variants),
+            ("list-points", None) => c.list_hooks = Some(Hooks::Points),
+            ("list-faults", None) => c.list_hooks = Some(Hooks::Faults),
             ("test", Some(v)) => {
                 for p in v.split(',') {
                     if p.is_empty() {
@@ -98,9 +114,7 @@ pub fn parse(s: &str) -> Result<Cmdline, String> {
                 }
             }
             ("after", Some(v)) if v.contains("::") => c.after = Some(String::from(v)),
-            ("after", Some(v)) => {
-                return Err(alloc::format!("after= wants a full test name (suite::test), not '{v}'"))
-            }
+            ("after", Some(v)) => return Err(alloc::format!("after= wants a full test name (suite::test), not '{v}'")),
             ("exit", Some("semihosting")) => c.exit = ExitMethod::Semihosting,
             ("exit", Some("psci")) => c.exit = ExitMethod::Psci,
             ("mte", Some("sync")) => c.mte = MteMode::Sync,
@@ -154,6 +168,14 @@ mod tests {
         assert_eq!(parse("after=swap::x test=swap").unwrap().after.as_deref(), Some("swap::x"));
         assert_eq!(parse("").unwrap().after, None);
         assert!(parse("after=swap").unwrap_err().contains("suite::test"));
+    }
+
+    #[test]
+    fn hook_listing_words() {
+        assert_eq!(parse("list-variants").unwrap().list_hooks, Some(Hooks::Variants));
+        assert_eq!(parse("list-points").unwrap().list_hooks, Some(Hooks::Points));
+        assert_eq!(parse("list-faults").unwrap().list_hooks, Some(Hooks::Faults));
+        assert!(parse("list-nothing").is_err());
     }
 
     #[test]

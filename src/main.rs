@@ -30,10 +30,10 @@ mod errno;
 mod harness;
 mod mm;
 mod platform;
-mod schedpoint;
 mod smp;
 mod suites;
 mod task;
+mod testhooks;
 
 use arch::mmu::{self, phys_to_virt};
 use cmdline::ExitMethod;

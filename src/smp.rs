@@ -157,7 +157,7 @@ impl Job {
 impl Drop for Job {
     fn drop(&mut self) {
         if !self.joined {
-            crate::schedpoint::release_all();
+            crate::testhooks::schedpoint::release_all();
             let _ = self.wait();
         }
     }

@@ -7,6 +7,7 @@
 //! every read of one sector.
 
 use crate::arch::mmu::phys_to_virt;
+use crate::testhooks::fault_inject;
 use spin::Mutex;
 
 pub const SECTOR_SIZE: usize = 512;
@@ -26,16 +27,6 @@ pub enum IoError {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Injection {
-    /// Fail the Nth read from now (1 = the next one).
-    pub fail_nth_read: Option<u64>,
-    /// Fail the Nth write from now.
-    pub fail_nth_write: Option<u64>,
-    /// Fail every read that covers this sector.
-    pub bad_sector: Option<u64>,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     pub reads: u64,
     pub writes: u64,
@@ -47,7 +38,8 @@ pub struct Stats {
 struct Disk {
     base_pa: u64,
     sectors: u64,
-    inject: Injection,
+    /// A sector every read of which fails (bad media), if any.
+    bad_sector: Option<u64>,
     stats: Stats,
 }
 
@@ -55,12 +47,8 @@ static DISK: Mutex<Option<Disk>> = Mutex::new(None);
 
 /// Takes over `[base_pa, base_pa + bytes)`, reserved by the caller for good.
 pub fn init(base_pa: u64, bytes: u64) {
-    *DISK.lock() = Some(Disk {
-        base_pa,
-        sectors: bytes / SECTOR_SIZE as u64,
-        inject: Injection::default(),
-        stats: Stats::default(),
-    });
+    *DISK.lock() =
+        Some(Disk { base_pa, sectors: bytes / SECTOR_SIZE as u64, bad_sector: None, stats: Stats::default() });
 }
 
 pub fn sectors() -> u64 {
@@ -71,15 +59,17 @@ pub fn present() -> bool {
     DISK.lock().is_some()
 }
 
-pub fn inject(i: Injection) {
+/// Makes every read covering `sector` fail, as a bad block would (None:
+/// the media is good again). Unlike the fault attributes this is the
+/// disk's state; the harness resets it after every test.
+pub fn set_bad_sector(sector: Option<u64>) {
     if let Some(d) = DISK.lock().as_mut() {
-        d.inject = i;
+        d.bad_sector = sector;
     }
 }
 
-/// The injection in force (the harness resets it after every test).
-pub fn injection() -> Injection {
-    DISK.lock().as_ref().map_or(Injection::default(), |d| d.inject)
+pub fn bad_sector() -> Option<u64> {
+    DISK.lock().as_ref().and_then(|d| d.bad_sector)
 }
 
 pub fn stats() -> Stats {
@@ -111,20 +101,6 @@ impl Completion {
     }
 }
 
-fn countdown(n: &mut Option<u64>) -> bool {
-    match n {
-        Some(1) => {
-            *n = None;
-            true
-        }
-        Some(k) => {
-            *k -= 1;
-            false
-        }
-        None => false,
-    }
-}
-
 pub fn submit(req: Request) -> Completion {
     let mut guard = DISK.lock();
     let Some(d) = guard.as_mut() else {
@@ -141,10 +117,10 @@ pub fn submit(req: Request) -> Completion {
     }
     let fail = match req.op {
         Op::Read => {
-            let bad = d.inject.bad_sector.is_some_and(|s| s >= req.sector && s < req.sector + count);
-            countdown(&mut d.inject.fail_nth_read) || bad
+            let bad = d.bad_sector.is_some_and(|s| s >= req.sector && s < req.sector + count);
+            fault_inject::RAMDISK_READ.should_fail() || bad
         }
-        Op::Write => countdown(&mut d.inject.fail_nth_write),
+        Op::Write => fault_inject::RAMDISK_WRITE.should_fail(),
     };
     if fail {
         d.stats.errors += 1;

@@ -3,11 +3,8 @@
 //! failure instead of failing every later test through leaked state. What
 //! had to be put back is reported as the test's own failure, naming it.
 
-use crate::mm::fault::{cow_copy, set_cow_copy, CowCopy};
-use crate::mm::swap::{set_swapin_order, swapin_order, SwapInOrder};
-use crate::mm::uffd_move::{self, MoveVariant};
-use crate::mm::{filemap, mteswap, swap, swap_state, swapfile, userfaultfd, vmscan};
-use crate::drivers::ramdisk::{self, Injection};
+use crate::drivers::ramdisk;
+use crate::mm::{filemap, mteswap, swap, swap_state, swapfile, uffd_move, userfaultfd, vmscan};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -15,12 +12,10 @@ use alloc::vec::Vec;
 /// Puts everything back; returns what had been left behind, in words.
 pub fn after_test() -> Vec<String> {
     let mut left = Vec::new();
-    // CPUs parked at a schedule point go first: they may hold locks.
-    if crate::schedpoint::armed() > 0 {
-        left.push(format!("{} schedule point(s) still armed", crate::schedpoint::armed()));
-        crate::schedpoint::release_all();
-    }
-    reset_switches(&mut left);
+    // Test hooks first (CPUs parked at a schedule point may hold locks):
+    // every variant off, every fault attribute disarmed.
+    left.extend(crate::testhooks::reset_all());
+    reset_knobs(&mut left);
     let alive = crate::task::all();
     if !alive.is_empty() {
         left.push(format!("{} task(s) still alive", alive.len()));
@@ -43,20 +38,8 @@ pub fn after_test() -> Vec<String> {
     left
 }
 
-/// Every known-wrong order and fault injection back to the default.
-fn reset_switches(left: &mut Vec<String>) {
-    if cow_copy() != CowCopy::DataAndTags {
-        left.push(format!("COW variant {:?} on", cow_copy()));
-        set_cow_copy(CowCopy::DataAndTags);
-    }
-    if swapin_order() != SwapInOrder::Correct {
-        left.push(format!("swap-in order {:?} on", swapin_order()));
-        set_swapin_order(SwapInOrder::Correct);
-    }
-    if uffd_move::variant() != MoveVariant::Correct {
-        left.push(format!("UFFDIO_MOVE variant {:?} on", uffd_move::variant()));
-        uffd_move::set_variant(MoveVariant::Correct);
-    }
+/// The other settings tests change, back to their defaults.
+fn reset_knobs(left: &mut Vec<String>) {
     if uffd_move::observing() {
         left.push(String::from("the notifier observer on"));
         uffd_move::observe(false);
@@ -65,13 +48,9 @@ fn reset_switches(left: &mut Vec<String>) {
         left.push(String::from("reclaim keeping folios in the swap cache"));
         vmscan::set_keep_in_swapcache(false);
     }
-    if ramdisk::injection() != Injection::default() {
-        left.push(format!("RAM-disk injection {:?}", ramdisk::injection()));
-        ramdisk::inject(Injection::default());
-    }
-    if let Some(n) = mteswap::save_failure_injected() {
-        left.push(format!("tag-save failure injected (in {n})"));
-        mteswap::inject_save_failure(None);
+    if let Some(s) = ramdisk::bad_sector() {
+        left.push(format!("RAM-disk bad sector {s}"));
+        ramdisk::set_bad_sector(None);
     }
     if crate::task::prctl::mte_tcf_preferred() != crate::arch::mte::TcfMode::Async {
         left.push(format!("mte_tcf_preferred {:?}", crate::task::prctl::mte_tcf_preferred()));

@@ -217,6 +217,69 @@ fn run_one(t: &'static TestDesc) -> TestResult {
     Ok(())
 }
 
+/// Prints the declared test hooks, one grep-able line each.
+fn list_hooks(h: crate::cmdline::Hooks) -> usize {
+    use crate::cmdline::Hooks;
+    use crate::testhooks::{fault_inject, points, variants};
+    match h {
+        Hooks::Variants => {
+            for v in variants::ALL {
+                println!(
+                    "VARIANT: {} | {} | breaks: {} | reproduces: {} | caught by: {}",
+                    v.name,
+                    v.path,
+                    v.breaks,
+                    v.reproduces,
+                    v.caught_by.join(", ")
+                );
+            }
+            variants::ALL.len()
+        }
+        Hooks::Points => {
+            for p in points::ALL {
+                println!("POINT: {} | {}", p.name, p.path);
+            }
+            points::ALL.len()
+        }
+        Hooks::Faults => {
+            for f in fault_inject::ALL {
+                println!("FAULT: {} | {}", f.name, f.site);
+            }
+            fault_inject::ALL.len()
+        }
+    }
+}
+
+/// Every declared variant must have been switched on by one of its
+/// catching tests, and that test must have passed. A variant whose
+/// catching tests were all skipped here (too few CPUs, no RAM-disk) is
+/// not checked in this run; one whose catching tests do not exist fails.
+fn every_variant_is_caught(tests: &[&'static TestDesc]) -> Result<(), String> {
+    use crate::testhooks::variants;
+    let mut problems = Vec::new();
+    for v in variants::ALL {
+        if variants::caught(v) {
+            continue;
+        }
+        let existing: Vec<&&str> = v.caught_by.iter().filter(|n| tests.iter().any(|t| full_name(t) == **n)).collect();
+        if existing.is_empty() {
+            problems.push(alloc::format!("{}: no test {:?} exists", v.name, v.caught_by));
+        } else if existing.iter().all(|n| SKIPPED_NAMES.lock().iter().any(|s| s == **n)) {
+            defmt::info!("variant {=str} not checked in this run: its catching tests were skipped", v.name);
+        } else {
+            problems.push(alloc::format!("{}: not caught (by {:?})", v.name, v.caught_by));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// Tests skipped in this run (for the variant check).
+static SKIPPED_NAMES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
 /// Runs the selected tests and prints the report; returns the exit status.
 pub fn run(cmd: &Cmdline, cpus_online: usize) -> u8 {
     *MODE.lock() = cmd.mte;
@@ -241,6 +304,11 @@ pub fn run(cmd: &Cmdline, cpus_online: usize) -> u8 {
             }
         }
     }
+    if let Some(h) = cmd.list_hooks {
+        let n = list_hooks(h);
+        println!("{n} listed");
+        return 0;
+    }
     if cmd.list {
         for t in &selected {
             println!("TEST: {}", full_name(t));
@@ -255,7 +323,9 @@ pub fn run(cmd: &Cmdline, cpus_online: usize) -> u8 {
         // CURRENT stays set until the result line is out, so a panic on any
         // CPU before then reports this test and nothing twice.
         *CURRENT.lock() = Some(t);
-        match run_one(t) {
+        let result = run_one(t);
+        crate::testhooks::variants::note_result(&name, result.is_ok());
+        match result {
             Ok(()) => {
                 PASSED.fetch_add(1, Ordering::Relaxed);
                 println!("PASS: {name}");
@@ -266,10 +336,24 @@ pub fn run(cmd: &Cmdline, cpus_online: usize) -> u8 {
             }
             Err(Verdict::Skip(why)) => {
                 SKIPPED.fetch_add(1, Ordering::Relaxed);
+                SKIPPED_NAMES.lock().push(name.clone());
                 println!("SKIP: {name}: {why}");
             }
         }
         *CURRENT.lock() = None;
+    }
+    // Only a run of every test in one boot can say every variant is caught.
+    if cmd.filters.is_empty() && cmd.after.is_none() {
+        match every_variant_is_caught(&all_tests()) {
+            Ok(()) => {
+                PASSED.fetch_add(1, Ordering::Relaxed);
+                println!("PASS: harness::every_variant_is_caught");
+            }
+            Err(why) => {
+                FAILED.fetch_add(1, Ordering::Relaxed);
+                println!("FAIL: harness::every_variant_is_caught: {why}");
+            }
+        }
     }
     defmt::info!("heap in use at the end of the run: {=usize} bytes", crate::mm::heap::used_bytes());
     summary(0);

@@ -7,7 +7,9 @@
 //! around every pte read-check-write, dropped while allocating or copying,
 //! with the pte rechecked (pte_same) after it is retaken.
 
-use super::folio::{folio_head, pfn_frame, pfn_to_page, Folio, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_MTE_TAGGED, PG_SWAPCACHE};
+use super::folio::{
+    folio_head, pfn_frame, pfn_to_page, Folio, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_MTE_TAGGED, PG_SWAPCACHE,
+};
 use super::mm_types::{
     MmMap, MmStruct, Vma, MM_ANONPAGES, MM_FILEPAGES, VM_ACCESS_FLAGS, VM_EXEC, VM_HUGEPAGE, VM_SHARED, VM_SPECIAL,
     VM_UFFD_MISSING, VM_UFFD_WP, VM_WRITE,
@@ -17,9 +19,9 @@ use super::pte::*;
 use super::rmap::{folio_add_new_anon_rmap, folio_add_rmap_pte, folio_remove_rmap_pte};
 use crate::arch::mmu::{PAGE_SIZE, PMD_SIZE};
 use crate::arch::mte::PAGE_TAG_BYTES;
-use crate::schedpoint::sched_point;
+use crate::testhooks::schedpoint::sched_point;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::Ordering;
 use spin::Once;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,28 +42,6 @@ pub enum FaultError {
     Userfault,
 }
 
-/// How wp_page_copy copies a page: right (data and tags, as arm64's
-/// copy_highpage does) or the known-wrong variant that forgets the tags.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CowCopy {
-    DataAndTags,
-    DataOnly,
-}
-
-static COW_COPY: AtomicU8 = AtomicU8::new(0);
-
-pub fn set_cow_copy(v: CowCopy) {
-    COW_COPY.store(v as u8, Ordering::Release);
-}
-
-pub fn cow_copy() -> CowCopy {
-    if COW_COPY.load(Ordering::Acquire) == CowCopy::DataOnly as u8 {
-        CowCopy::DataOnly
-    } else {
-        CowCopy::DataAndTags
-    }
-}
-
 static ZERO_PFN: Once<u64> = Once::new();
 
 /// The shared zero page (data and tags zero, PG_mte_tagged like arm64's).
@@ -78,11 +58,11 @@ pub fn is_zero_pfn(pfn: u64) -> bool {
 }
 
 /// copy_user_highpage: data, and tags when the source has them (arm64's
-/// copy_highpage), unless the known-wrong variant is selected.
+/// copy_highpage), unless the known-wrong variant cow:data_only is on.
 /// `idx` is the page of `src` (a large folio has many) copied into `dst`.
 fn copy_highpage(dst: &Folio, src: &Folio, idx: usize) {
     dst.frame(0).0.copy_from_slice(&src.frame(idx).0);
-    if src.test(PG_MTE_TAGGED) && cow_copy() == CowCopy::DataAndTags {
+    if src.test(PG_MTE_TAGGED) && !crate::testhooks::variants::COW_DATA_ONLY.is_on() {
         let tags = src.frame(idx).save_tags();
         dst.frame(0).restore_tags(&tags);
         dst.set(PG_MTE_TAGGED);
@@ -180,7 +160,7 @@ fn do_anonymous_page(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, wr
         }
     }
     let folio = Folio::alloc(0).ok_or(FaultError::Oom)?;
-    sched_point("do_anonymous_page:before_ptl");
+    sched_point(&crate::testhooks::points::DO_ANONYMOUS_PAGE_BEFORE_PTL);
     let pt = mm.pgtables.lock(addr, true).map_err(|_| FaultError::Oom)?.ok_or(FaultError::Sigbus)?;
     if !pte_none(pt.get(addr)) {
         return Ok(()); // raced with another fault: theirs stands, ours is freed
@@ -234,7 +214,7 @@ fn file_folio(vma: &Vma, addr: usize) -> Result<Folio, FaultError> {
 /// Maps the page-cache page read-only (shared file or private read).
 fn do_read_fault(mm: &Arc<MmStruct>, vma: &Vma, addr: usize) -> Result<(), FaultError> {
     let folio = file_folio(vma, addr)?;
-    sched_point("do_read_fault:before_ptl");
+    sched_point(&crate::testhooks::points::DO_READ_FAULT_BEFORE_PTL);
     let pt = mm.pgtables.lock(addr, true).map_err(|_| FaultError::Oom)?.ok_or(FaultError::Sigbus)?;
     if !pte_none(pt.get(addr)) {
         return Ok(());
@@ -343,7 +323,7 @@ fn wp_page_copy(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, orig: p
         let Some(src) = Folio::try_get(old_pfn) else { return Ok(()) };
         copy_highpage(&new, &src, src.page_index(old_pfn));
     }
-    sched_point("wp_page_copy:after_copy");
+    sched_point(&crate::testhooks::points::WP_PAGE_COPY_AFTER_COPY);
     let pt = mm.pgtables.lock(addr, true).map_err(|_| FaultError::Oom)?.ok_or(FaultError::Sigbus)?;
     if pt.get(addr) != orig {
         return Ok(()); // someone else resolved it: retry from EL0

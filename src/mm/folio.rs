@@ -141,7 +141,7 @@ pub fn frame_word(pfn: u64, offset: usize) -> &'static core::sync::atomic::Atomi
     // SAFETY: pfn is a RAM frame covered by the linear map and the word is
     // 8-byte aligned inside it; every access through the returned value is
     // atomic, so sharing it with another CPU is not a data race.
-    unsafe { &*((phys_to_virt(pfn * PAGE_SIZE as u64) as usize + offset) as *const core::sync::atomic::AtomicU64) }
+    unsafe { &*((phys_to_virt(pfn * PAGE_SIZE as u64) + offset) as *const core::sync::atomic::AtomicU64) }
 }
 
 /// A reference-counted handle on a folio: holding one is holding a reference.
@@ -164,6 +164,9 @@ impl core::fmt::Debug for Folio {
 impl Folio {
     /// A new folio of 2^order zeroed frames (data and tags), refcount 1.
     pub fn alloc(order: u8) -> Option<Folio> {
+        if crate::testhooks::fault_inject::FOLIO_ALLOC.should_fail() {
+            return None;
+        }
         let n = 1usize << order;
         let pa = frames::alloc_zeroed(n, n)?;
         let pfn = pa / PAGE_SIZE as u64;

@@ -98,7 +98,13 @@ impl Vma {
 
     pub fn page_prot(&self) -> pgprot_t {
         let f = self.flags;
-        let p = vm_get_page_prot(f & VM_READ != 0, f & VM_WRITE != 0, f & VM_EXEC != 0, f & VM_SHARED != 0, f & VM_MTE != 0);
+        let p = vm_get_page_prot(
+            f & VM_READ != 0,
+            f & VM_WRITE != 0,
+            f & VM_EXEC != 0,
+            f & VM_SHARED != 0,
+            f & VM_MTE != 0,
+        );
         // arch_vm_get_page_prot: BTI-guarded pages.
         if f & VM_ARM64_BTI != 0 {
             pgprot_t(p.0 | super::pte::PTE_GP)

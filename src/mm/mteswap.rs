@@ -44,17 +44,10 @@ struct Store {
     bufs: Vec<TagBuf>,
     quarantine: VecDeque<usize>,
     stats: Stats,
-    /// Fail the Nth save from now (for the rollback tests).
-    fail_nth_save: Option<u64>,
 }
 
-static STORE: Mutex<Store> = Mutex::new(Store {
-    index: BTreeMap::new(),
-    bufs: Vec::new(),
-    quarantine: VecDeque::new(),
-    stats: Stats::zero(),
-    fail_nth_save: None,
-});
+static STORE: Mutex<Store> =
+    Mutex::new(Store { index: BTreeMap::new(), bufs: Vec::new(), quarantine: VecDeque::new(), stats: Stats::zero() });
 
 impl Stats {
     const fn zero() -> Stats {
@@ -95,16 +88,6 @@ impl Store {
     }
 }
 
-/// Makes the Nth save from now fail with ENOMEM.
-pub fn inject_save_failure(nth: Option<u64>) {
-    STORE.lock().fail_nth_save = nth;
-}
-
-/// The save failure injected, if any.
-pub fn save_failure_injected() -> Option<u64> {
-    STORE.lock().fail_nth_save
-}
-
 /// Drops every entry (the harness's cleanup after a test that leaked some).
 pub fn invalidate_all() {
     let mut s = STORE.lock();
@@ -125,18 +108,7 @@ pub fn save_folio(folio: &Folio, entry: swp_entry_t) -> Result<(), Errno> {
         let key = swp_entry(swp_type(entry), swp_offset(entry) + i as u64).0;
         let tags = folio.frame(i).save_tags();
         let mut s = STORE.lock();
-        let fail = match &mut s.fail_nth_save {
-            Some(1) => {
-                s.fail_nth_save = None;
-                true
-            }
-            Some(k) => {
-                *k -= 1;
-                false
-            }
-            None => false,
-        };
-        if fail {
+        if crate::testhooks::fault_inject::MTESWAP_SAVE.should_fail() {
             for j in 0..i {
                 s.erase(swp_entry(swp_type(entry), swp_offset(entry) + j as u64).0);
             }

@@ -16,10 +16,10 @@ use super::folio::{
     pfn_to_page, Folio, Mapping, PageInner, PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_HEAD, PG_MTE_TAGGED, PG_SWAPCACHE,
     PG_UPTODATE,
 };
-use super::pte::pte_pfn;
-use super::rmap::rmap_walk;
 use super::mm_types::MmStruct;
 use super::pgtable::PteTable;
+use super::pte::pte_pfn;
+use super::rmap::rmap_walk;
 use crate::errno::{Errno, EAGAIN, EBUSY};
 use alloc::sync::Arc;
 use alloc::vec;
@@ -49,11 +49,11 @@ pub fn split_folio(folio: &Folio) -> Result<(), Errno> {
     if mapped != folio.mapcount() {
         return Err(EAGAIN);
     }
-    crate::schedpoint::sched_point("split_folio:before_freeze");
+    crate::testhooks::schedpoint::sched_point(&crate::testhooks::points::SPLIT_FOLIO_BEFORE_FREEZE);
     if !folio.ref_freeze(mapped + 1) {
         return Err(EAGAIN); // someone else holds a reference
     }
-    crate::schedpoint::sched_point("split_folio:after_freeze");
+    crate::testhooks::schedpoint::sched_point(&crate::testhooks::points::SPLIT_FOLIO_AFTER_FREEZE);
     let (mapping, index) = {
         let inner = head.inner.lock();
         (inner.mapping.clone(), inner.index)

@@ -14,40 +14,46 @@ use super::pte::*;
 use super::rmap::{folio_add_new_anon_rmap, folio_add_rmap_pte};
 use super::{mteswap, page_io, swap_state, swapfile};
 use crate::errno::*;
-use crate::schedpoint::sched_point;
+use crate::testhooks::schedpoint::sched_point;
+use crate::testhooks::variants::{self, Variant};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::Ordering;
 
 /// Where do_swap_page restores tags and frees the slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SwapInOrder {
     /// Restore under the folio lock after pte_same, before swap_free and
     /// before the pte is set.
-    Correct = 0,
+    Correct,
     /// swap_free / folio_free_swap first (c145e0b47c77): the slot and its
     /// tags are freed before the restore finds them.
-    FreeBeforeRestore = 1,
+    FreeBeforeRestore,
     /// The pte is set first, tags restored after (the old set_pte_at hook).
-    RestoreAfterSetPte = 2,
+    RestoreAfterSetPte,
     /// Tag storage read before the folio lock and the rechecks (the T1/T2
     /// race): a concurrent fault can free the buffer in between.
-    RestoreBeforeLock = 3,
+    RestoreBeforeLock,
 }
 
-static ORDER: AtomicU8 = AtomicU8::new(0);
-
-pub fn set_swapin_order(o: SwapInOrder) {
-    ORDER.store(o as u8, Ordering::Release);
-}
-
-pub fn swapin_order() -> SwapInOrder {
-    match ORDER.load(Ordering::Acquire) {
-        1 => SwapInOrder::FreeBeforeRestore,
-        2 => SwapInOrder::RestoreAfterSetPte,
-        3 => SwapInOrder::RestoreBeforeLock,
-        _ => SwapInOrder::Correct,
+impl SwapInOrder {
+    /// The declared variant that selects this order (None: the correct one).
+    pub fn variant(self) -> Option<&'static Variant> {
+        match self {
+            SwapInOrder::Correct => None,
+            SwapInOrder::FreeBeforeRestore => Some(&variants::SWAPIN_FREE_BEFORE_RESTORE),
+            SwapInOrder::RestoreAfterSetPte => Some(&variants::SWAPIN_RESTORE_AFTER_SET_PTE),
+            SwapInOrder::RestoreBeforeLock => Some(&variants::SWAPIN_RESTORE_BEFORE_LOCK),
+        }
     }
+}
+
+/// The order do_swap_page runs now: the wrong one whose variant is on.
+pub fn swapin_order() -> SwapInOrder {
+    [SwapInOrder::FreeBeforeRestore, SwapInOrder::RestoreAfterSetPte, SwapInOrder::RestoreBeforeLock]
+        .into_iter()
+        .find(|o| o.variant().is_some_and(|v| v.is_on()))
+        .unwrap_or(SwapInOrder::Correct)
 }
 
 /// vm_swap_full: more than half the swap space is in use.
@@ -162,15 +168,13 @@ fn swapin_rmap(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, folio: &
 /// may have gone) so that dropping the cache lets the page be reused.
 fn should_try_to_free_swap(folio: &Folio, vma: &Vma, write: bool) -> bool {
     folio.test(PG_SWAPCACHE)
-        && (vm_swap_full()
-            || vma.flags & VM_LOCKED != 0
-            || (write && folio.refcount() == 1 + folio.nr_pages() as i32))
+        && (vm_swap_full() || vma.flags & VM_LOCKED != 0 || (write && folio.refcount() == 1 + folio.nr_pages() as i32))
 }
 
 /// swap_free and, when it is worth it, folio_free_swap.
 fn free_swap(entry: swp_entry_t, folio: &Folio, vma: &Vma, write: bool) {
     swapfile::swap_free(entry);
-    sched_point("do_swap_page:after_swap_free");
+    sched_point(&crate::testhooks::points::DO_SWAP_PAGE_AFTER_SWAP_FREE);
     if should_try_to_free_swap(folio, vma, write) {
         swap_state::folio_free_swap(folio);
     }
@@ -199,12 +203,12 @@ pub fn do_swap_page(
     };
     // The known-wrong order reads tag storage here, unprotected.
     let early = if order == SwapInOrder::RestoreBeforeLock { mteswap::lookup(entry) } else { None };
-    sched_point("do_swap_page:after_swapcache_lookup");
+    sched_point(&crate::testhooks::points::DO_SWAP_PAGE_AFTER_SWAPCACHE_LOOKUP);
     if let Some(h) = early {
         mteswap::restore_from(h, &folio, 0);
     }
     folio.lock();
-    sched_point("do_swap_page:after_folio_lock");
+    sched_point(&crate::testhooks::points::DO_SWAP_PAGE_AFTER_FOLIO_LOCK);
     let Some((first, idx)) = cached_index(&folio, entry) else {
         folio.unlock();
         return Ok(()); // freed or reused meanwhile: refault
@@ -230,7 +234,7 @@ pub fn do_swap_page(
     match order {
         SwapInOrder::Correct | SwapInOrder::RestoreBeforeLock => {
             mteswap::swap_restore(first, &folio);
-            sched_point("do_swap_page:after_restore");
+            sched_point(&crate::testhooks::points::DO_SWAP_PAGE_AFTER_RESTORE);
             free_swap(entry, &folio, vma, write);
         }
         SwapInOrder::FreeBeforeRestore => {
@@ -258,7 +262,7 @@ pub fn do_swap_page(
     swapin_rmap(mm, map, vma, addr, &folio, exclusive);
     set_pte_at(mm, &pt, addr, pte);
     if order == SwapInOrder::RestoreAfterSetPte {
-        sched_point("do_swap_page:after_set_pte");
+        sched_point(&crate::testhooks::points::DO_SWAP_PAGE_AFTER_SET_PTE);
         mteswap::swap_restore(first, &folio);
         free_swap(entry, &folio, vma, write);
     }

@@ -21,10 +21,11 @@ use super::userfaultfd::{validate_range, Uffd};
 use super::{swap_state, swapfile};
 use crate::arch::mmu::{PAGE_SIZE, PMD_SIZE};
 use crate::errno::*;
-use crate::schedpoint::sched_point;
+use crate::testhooks::schedpoint::sched_point;
+use crate::testhooks::variants::{self, Variant};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use spin::Mutex;
 
 pub const UFFDIO_MOVE_MODE_DONTWAKE: u64 = 1 << 0;
@@ -33,32 +34,42 @@ pub const UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES: u64 = 1 << 1;
 /// The known-wrong variants the suite shows are caught.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MoveVariant {
-    Correct = 0,
+    Correct,
     /// A swap-cache folio moves without its anon mapping and index being
     /// retargeted (the February 2025 BUG).
-    SwapCacheNoRetarget = 1,
+    SwapCacheNoRetarget,
     /// The folio's anon mapping changes before the DMA-pin check.
-    RmapBeforePinCheck = 2,
+    RmapBeforePinCheck,
     /// The non-blocking notifier, called under the page-table lock.
-    NotifierUnderPtl = 3,
+    NotifierUnderPtl,
     /// A swap pte moves without the exclusive check.
-    SwapNoExclusiveCheck = 4,
+    SwapNoExclusiveCheck,
 }
 
-static VARIANT: AtomicU8 = AtomicU8::new(0);
-
-pub fn set_variant(v: MoveVariant) {
-    VARIANT.store(v as u8, Ordering::Release);
-}
-
-pub fn variant() -> MoveVariant {
-    match VARIANT.load(Ordering::Acquire) {
-        1 => MoveVariant::SwapCacheNoRetarget,
-        2 => MoveVariant::RmapBeforePinCheck,
-        3 => MoveVariant::NotifierUnderPtl,
-        4 => MoveVariant::SwapNoExclusiveCheck,
-        _ => MoveVariant::Correct,
+impl MoveVariant {
+    /// The declared variant that selects this step order (None: correct).
+    pub fn variant(self) -> Option<&'static Variant> {
+        match self {
+            MoveVariant::Correct => None,
+            MoveVariant::SwapCacheNoRetarget => Some(&variants::MOVE_SWAPCACHE_NO_RETARGET),
+            MoveVariant::RmapBeforePinCheck => Some(&variants::MOVE_RMAP_BEFORE_PIN_CHECK),
+            MoveVariant::NotifierUnderPtl => Some(&variants::MOVE_NOTIFIER_UNDER_PTL),
+            MoveVariant::SwapNoExclusiveCheck => Some(&variants::MOVE_SWAP_NO_EXCLUSIVE_CHECK),
+        }
     }
+}
+
+/// The variant switched on now (Correct when none is).
+pub fn variant() -> MoveVariant {
+    [
+        MoveVariant::SwapCacheNoRetarget,
+        MoveVariant::RmapBeforePinCheck,
+        MoveVariant::NotifierUnderPtl,
+        MoveVariant::SwapNoExclusiveCheck,
+    ]
+    .into_iter()
+    .find(|m| m.variant().is_some_and(|v| v.is_on()))
+    .unwrap_or(MoveVariant::Correct)
 }
 
 // --- the secondary-MMU observer -----------------------------------------------
@@ -223,7 +234,7 @@ pub fn move_pages(
         match step {
             Ok(n) => moved += n,
             Err(EAGAIN) => {
-                sched_point("move_pages:retry");
+                sched_point(&crate::testhooks::points::MOVE_PAGES_RETRY);
                 continue; // retry the same address
             }
             Err(e) => return Err((moved, e)),
@@ -496,7 +507,7 @@ impl Mover<'_> {
         let Some((folio, locked)) = folio_locked else {
             // Another mover holds it (about to split it): no reference
             // taken, nothing held, retry.
-            sched_point("move_pages_pte:large_folio_busy");
+            sched_point(&crate::testhooks::points::MOVE_PAGES_PTE_LARGE_FOLIO_BUSY);
             return Err(EAGAIN);
         };
         if !locked {
@@ -504,7 +515,7 @@ impl Mover<'_> {
             folio.unlock();
             return Err(EAGAIN);
         }
-        sched_point("move_pages_pte:after_folio_lock");
+        sched_point(&crate::testhooks::points::MOVE_PAGES_PTE_AFTER_FOLIO_LOCK);
         if folio.nr_pages() > 1 {
             let r = super::split::split_folio(&folio);
             folio.unlock();
@@ -570,7 +581,7 @@ impl Mover<'_> {
                 return Err(EAGAIN);
             }
         }
-        sched_point("move_swap_pte:before_ptl");
+        sched_point(&crate::testhooks::points::MOVE_SWAP_PTE_BEFORE_PTL);
         let r = (|| {
             if let Some(f) = &folio {
                 // Race 1: freed and reused while we were not holding it.

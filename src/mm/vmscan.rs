@@ -140,7 +140,7 @@ fn shrink_folio(folio: &Folio, st: &mut ReclaimStats) {
         st.skipped += 1;
         return;
     }
-    crate::schedpoint::sched_point("shrink_folio:before_pageout");
+    crate::testhooks::schedpoint::sched_point(&crate::testhooks::points::SHRINK_FOLIO_BEFORE_PAGEOUT);
     // pageout: arch_prepare_to_swap, then the write.
     if mteswap::save_folio(folio, entry).is_err() {
         folio.unlock();

@@ -176,11 +176,10 @@ fn deliberate_leak() -> TestResult {
     let t = crate::task::Task::spawn().map_err(|e| verdict("spawn", e))?;
     let a = mmap(&t, 0, PAGE, RW | PROT_MTE, ANON, -1)?;
     tag_page(&t, a, |g| (g % 15) as u8 + 1)?;
-    sys(&t, SYS_MADVISE, &[a as u64, PAGE as u64, MADV_PAGEOUT])?
-        .map_err(|e| verdict("MADV_PAGEOUT", e))?;
-    crate::mm::swap::set_swapin_order(crate::mm::swap::SwapInOrder::FreeBeforeRestore);
-    crate::mm::mteswap::inject_save_failure(Some(3));
-    core::mem::forget(crate::schedpoint::arm("do_swap_page:after_folio_lock"));
+    sys(&t, SYS_MADVISE, &[a as u64, PAGE as u64, MADV_PAGEOUT])?.map_err(|e| verdict("MADV_PAGEOUT", e))?;
+    core::mem::forget(crate::testhooks::variants::SWAPIN_FREE_BEFORE_RESTORE.enable());
+    core::mem::forget(crate::testhooks::fault_inject::MTESWAP_SAVE.arm(crate::testhooks::fault_inject::Spec::nth(3)));
+    core::mem::forget(crate::testhooks::schedpoint::arm(&crate::testhooks::points::DO_SWAP_PAGE_AFTER_FOLIO_LOCK));
     core::mem::forget(t);
     fail!("deliberate failure part-way, leaving state behind (selftest::deliberate_leak was asked for by name)")
 }

@@ -5,11 +5,11 @@
 
 use crate::arch::mte::with_tag;
 use crate::errno::{Errno, EBADF, EEXIST, EFAULT, EINVAL, ENOMEM, ENOSYS, ENOTTY, EOPNOTSUPP};
-use crate::mm::mm_types::VM_LOCKED;
 use crate::harness::{TestResult, Verdict};
-use crate::mm::fault::{is_zero_pfn, set_cow_copy, CowCopy};
+use crate::mm::fault::is_zero_pfn;
 use crate::mm::filemap::initial_byte;
 use crate::mm::folio::{pfn_to_page, Folio, PG_ANON_EXCLUSIVE, PG_MTE_TAGGED};
+use crate::mm::mm_types::VM_LOCKED;
 use crate::mm::mmap::*;
 use crate::mm::pte::*;
 use crate::mm::rmap::rmap_walk;
@@ -313,9 +313,9 @@ kernel_test!(mm, cow_reuses_page_after_child_exit);
 fn cow_that_drops_tags_is_caught() -> TestResult {
     let mut s = Scenario::new();
     let (_p, c, a) = forked_pair(&mut s)?;
-    set_cow_copy(CowCopy::DataOnly);
+    let wrong = crate::testhooks::variants::COW_DATA_ONLY.enable();
     let w = c.store(with_tag(a + 32, 3), 1);
-    set_cow_copy(CowCopy::DataAndTags);
+    drop(wrong);
     // Tags are lost at the copy, so the very store that triggered it faults
     // when retried on the new page.
     expect_segv(
@@ -545,7 +545,7 @@ fn concurrent_cow_at_a_schedule_point() -> TestResult {
     }
     let mut s = Scenario::new();
     let (p, c, a) = forked_pair(&mut s)?;
-    let bp = crate::schedpoint::arm("wp_page_copy:after_copy");
+    let bp = crate::testhooks::schedpoint::arm(&crate::testhooks::points::WP_PAGE_COPY_AFTER_COPY);
     let child = c.clone();
     let out = Arc::new(spin::Mutex::new(None));
     let o = out.clone();
@@ -835,7 +835,8 @@ use crate::task::prctl::{
 };
 
 fn set_ctrl(t: &Task, ctrl: u64) -> TestResult {
-    sys(t, SYS_PRCTL, &[PR_SET_TAGGED_ADDR_CTRL as u64, ctrl, 0, 0, 0])?.map_err(|e| verdict("PR_SET_TAGGED_ADDR_CTRL", e))?;
+    sys(t, SYS_PRCTL, &[PR_SET_TAGGED_ADDR_CTRL as u64, ctrl, 0, 0, 0])?
+        .map_err(|e| verdict("PR_SET_TAGGED_ADDR_CTRL", e))?;
     Ok(())
 }
 
@@ -902,8 +903,8 @@ fn tag_check_mode_and_irg_mask_are_per_task() -> TestResult {
     for _ in 0..16 {
         ensure_eq!(ok(t.irg(*a), "IRG")?, 7, "IRG with only tag 7 included");
     }
-    let seen: alloc::collections::BTreeSet<u8> = (0..64).map(|_| tasks[0].0.irg(tasks[0].1)).collect::<Result<_, _>>()
-        .map_err(|e| verdict("IRG", e))?;
+    let seen: alloc::collections::BTreeSet<u8> =
+        (0..64).map(|_| tasks[0].0.irg(tasks[0].1)).collect::<Result<_, _>>().map_err(|e| verdict("IRG", e))?;
     ensure!(seen.len() > 1 && !seen.contains(&15), "IRG with tags 0-14 included gave {seen:?}");
     s.finish()
 }
@@ -923,12 +924,17 @@ fn address_space_calls_take_tagged_pointers() -> TestResult {
     sys(&t, SYS_MLOCK, &[ta + PAGE as u64, PAGE as u64])?.map_err(|e| verdict("mlock(tagged)", e))?;
     ensure!(pte_present(pte_of(&t, a + PAGE)), "mlock through a tagged pointer did not populate");
     sys(&t, SYS_MUNLOCK, &[ta + PAGE as u64, PAGE as u64])?.map_err(|e| verdict("munlock(tagged)", e))?;
-    sys(&t, SYS_MADVISE, &[ta + PAGE as u64, PAGE as u64, MADV_DONTNEED])?.map_err(|e| verdict("madvise(tagged)", e))?;
+    sys(&t, SYS_MADVISE, &[ta + PAGE as u64, PAGE as u64, MADV_DONTNEED])?
+        .map_err(|e| verdict("madvise(tagged)", e))?;
     ensure!(pte_none(pte_of(&t, a + PAGE)), "MADV_DONTNEED through a tagged pointer did not zap");
     sys(&t, SYS_MUNMAP, &[ta + 2 * PAGE as u64, PAGE as u64])?.map_err(|e| verdict("munmap(tagged)", e))?;
     ensure!(t.mm().mmap_lock.read().find(a + 2 * PAGE).is_none(), "munmap through a tagged pointer did not unmap");
     let fixed = with_tag(0x30_0000_0000, 5) as u64;
-    expect_errno(sys(&t, SYS_MMAP, &[fixed, PAGE as u64, RW, ANON | MAP_FIXED, u64::MAX, 0]), ENOMEM, "mmap(MAP_FIXED, tagged)")?;
+    expect_errno(
+        sys(&t, SYS_MMAP, &[fixed, PAGE as u64, RW, ANON | MAP_FIXED, u64::MAX, 0]),
+        ENOMEM,
+        "mmap(MAP_FIXED, tagged)",
+    )?;
     let hinted = mmap(&t, with_tag(0x30_0000_0000, 5), PAGE, RW, ANON, -1)?;
     ensure!(hinted >> 56 == 0, "mmap returned a tagged address {hinted:#x}");
     s.finish()
@@ -1059,19 +1065,44 @@ fn syscall_arguments_are_checked_as_linux_checks_them() -> TestResult {
         case("mmap misaligned offset before a bad fd", SYS_MMAP, &[0, p, rw, MAP_PRIVATE, 77, 1], Err(EINVAL)),
         case("mmap bad fd before len 0", SYS_MMAP, &[0, 0, rw, MAP_PRIVATE, 77, 0], Err(EBADF)),
         case("mmap len past TASK_SIZE", SYS_MMAP, &[0, 1 << 49, rw, ANON, u64::MAX, 0], Err(ENOMEM)),
-        case("MAP_FIXED past TASK_SIZE", SYS_MMAP, &[(1 << 48) - p, 2 * p, rw, ANON | MAP_FIXED, u64::MAX, 0], Err(ENOMEM)),
-        case("MAP_FIXED_NOREPLACE over a mapping", SYS_MMAP, &[a, p, rw, ANON | MAP_FIXED_NOREPLACE, u64::MAX, 0], Err(EEXIST)),
+        case(
+            "MAP_FIXED past TASK_SIZE",
+            SYS_MMAP,
+            &[(1 << 48) - p, 2 * p, rw, ANON | MAP_FIXED, u64::MAX, 0],
+            Err(ENOMEM),
+        ),
+        case(
+            "MAP_FIXED_NOREPLACE over a mapping",
+            SYS_MMAP,
+            &[a, p, rw, ANON | MAP_FIXED_NOREPLACE, u64::MAX, 0],
+            Err(EEXIST),
+        ),
         case("MAP_FIXED_NOREPLACE free", SYS_MMAP, &[free, p, rw, ANON | MAP_FIXED_NOREPLACE, u64::MAX, 0], Ok(free)),
         case("MAP_SHARED_VALIDATE", SYS_MMAP, &[0, p, PROT_READ, MAP_SHARED_VALIDATE, fd, 0], Err(EOPNOTSUPP)),
-        case("mmap fd is an unsigned int", SYS_MMAP, &[free + p, p, PROT_READ, MAP_PRIVATE | MAP_FIXED, (1 << 32) | fd, 0], Ok(free + p)),
-        case("mmap ignores unknown prot", SYS_MMAP, &[free + 2 * p, p, rw | 0x100, ANON | MAP_FIXED, u64::MAX, 0], Ok(free + 2 * p)),
+        case(
+            "mmap fd is an unsigned int",
+            SYS_MMAP,
+            &[free + p, p, PROT_READ, MAP_PRIVATE | MAP_FIXED, (1 << 32) | fd, 0],
+            Ok(free + p),
+        ),
+        case(
+            "mmap ignores unknown prot",
+            SYS_MMAP,
+            &[free + 2 * p, p, rw | 0x100, ANON | MAP_FIXED, u64::MAX, 0],
+            Ok(free + 2 * p),
+        ),
         // system-call number, descriptors, ioctl cmd: 32-bit ints
         case("the syscall number is an int", (1 << 32) | SYS_GETPID, &[], Ok(pid)),
         case("ioctl on a file", SYS_IOCTL, &[fd, UFFDIO_API, argp], Err(ENOTTY)),
         case("ioctl on no descriptor", SYS_IOCTL, &[999, UFFDIO_API, argp], Err(EBADF)),
         case("read of a userfaultfd before UFFDIO_API", SYS_READ, &[u, argp + 64, 32], Err(EINVAL)),
         case("UFFDIO_API with its reply faulting", SYS_IOCTL, &[u, UFFDIO_API, ro], Err(EFAULT)),
-        case("UFFDIO_API after the faulted one, cmd an int", SYS_IOCTL, &[(1 << 32) | u, (1 << 32) | UFFDIO_API, argp], Ok(0)),
+        case(
+            "UFFDIO_API after the faulted one, cmd an int",
+            SYS_IOCTL,
+            &[(1 << 32) | u, (1 << 32) | UFFDIO_API, argp],
+            Ok(0),
+        ),
         case("close of a file", SYS_CLOSE, &[fd], Ok(0)),
         case("close of it again", SYS_CLOSE, &[fd], Err(EBADF)),
     ];
@@ -1094,7 +1125,10 @@ fn syscall_arguments_are_checked_as_linux_checks_them() -> TestResult {
     ensure!(pte_none(pte_of(&t, a as usize)), "MADV_DONTNEED over a hole left the part before it");
     ensure!(pte_none(pte_of(&t, a as usize + 3 * PAGE)), "MADV_DONTNEED over a hole left the part after it");
     expect_errno(sys(&t, SYS_MLOCK, &[a, 4 * p]), ENOMEM, "mlock over a hole")?;
-    ensure!(t.mm().mmap_lock.read().find(a as usize).is_some_and(|v| v.flags & VM_LOCKED != 0), "mlock over a hole did not lock the part before it");
+    ensure!(
+        t.mm().mmap_lock.read().find(a as usize).is_some_and(|v| v.flags & VM_LOCKED != 0),
+        "mlock over a hole did not lock the part before it"
+    );
     sys(&t, SYS_MUNLOCK, &[a, 2 * p])?.map_err(|e| verdict("munlock", e))?;
     sys(&t, SYS_CLOSE, &[u])?.map_err(|e| verdict("close", e))?;
     s.finish()
@@ -1110,7 +1144,8 @@ fn dontfork_and_wipeonfork() -> TestResult {
     ok(p.store(a, 0xA), "write")?;
     ok(p.store(a + PAGE, 0xB), "write")?;
     sys(&p, SYS_MADVISE, &[a as u64, PAGE as u64, MADV_DONTFORK])?.map_err(|e| verdict("MADV_DONTFORK", e))?;
-    sys(&p, SYS_MADVISE, &[(a + PAGE) as u64, PAGE as u64, MADV_WIPEONFORK])?.map_err(|e| verdict("MADV_WIPEONFORK", e))?;
+    sys(&p, SYS_MADVISE, &[(a + PAGE) as u64, PAGE as u64, MADV_WIPEONFORK])?
+        .map_err(|e| verdict("MADV_WIPEONFORK", e))?;
     let c = s.fork(&p)?;
     expect_segv(c.load(a), SegvKind::MapErr, a, "the child's MADV_DONTFORK page")?;
     ensure_eq!(ok(c.load(a + PAGE), "child read")?, 0, "the child's MADV_WIPEONFORK page reads zero");
@@ -1121,3 +1156,26 @@ fn dontfork_and_wipeonfork() -> TestResult {
     s.finish()
 }
 kernel_test!(mm, dontfork_and_wipeonfork);
+
+/// A page allocation that fails in a fault (the folio_alloc fault
+/// attribute): the access is killed for lack of memory, nothing is mapped
+/// or leaked, and the next access succeeds.
+fn failed_page_allocation_in_a_fault_loses_nothing() -> TestResult {
+    use crate::testhooks::fault_inject::{Spec, FOLIO_ALLOC};
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let a = mmap(&t, 0, 2 * PAGE, RW | PROT_MTE, ANON, -1)?;
+    ok(t.store(a + PAGE, 1), "a write that makes the page tables")?;
+    let frames = crate::mm::frames::free_frames();
+    let fail = FOLIO_ALLOC.arm(Spec::nth(1));
+    let r = t.store(a, 5);
+    ensure_eq!(FOLIO_ALLOC.failures(), 1, "allocation failures injected");
+    drop(fail);
+    ensure!(matches!(&r, Err(Signal::Killed(why)) if why.contains("out of memory")), "the write with no memory: {r:?}");
+    ensure!(pte_none(pte_of(&t, a)), "a pte was left after the failed fault");
+    ensure_eq!(crate::mm::frames::free_frames(), frames, "free frames after the failed fault");
+    ok(t.store(a, 6), "the write once memory is back")?;
+    ensure_eq!(ok(t.load(a), "read")?, 6, "data");
+    s.finish()
+}
+kernel_test!(mm, failed_page_allocation_in_a_fault_loses_nothing);

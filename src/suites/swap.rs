@@ -5,18 +5,20 @@
 
 use super::scenario::*;
 use crate::arch::mte::with_tag;
-use crate::drivers::ramdisk::{self, Injection};
+use crate::drivers::ramdisk;
 use crate::errno::{EBUSY, EINVAL, EIO};
 use crate::harness::{TestResult, Verdict};
 use crate::mm::folio::{pfn_to_page, Folio, PG_ANON_EXCLUSIVE, PG_MTE_TAGGED, PG_SWAPCACHE};
 use crate::mm::mmap::*;
 use crate::mm::pte::*;
-use crate::mm::swap::{set_swapin_order, SwapInOrder};
+use crate::mm::swap::SwapInOrder;
 use crate::mm::vmscan::{self, ReclaimStats};
 use crate::mm::{mteswap, swap_state, swapfile};
 use crate::task::agent::{SegvKind, Signal};
 use crate::task::syscall::*;
 use crate::task::Task;
+use crate::testhooks::fault_inject::{Spec, MTESWAP_SAVE, RAMDISK_READ, RAMDISK_WRITE};
+use crate::testhooks::points::{self, Point};
 use crate::{ensure, ensure_eq, fail, kernel_test, skip, smp};
 use alloc::format;
 use alloc::string::String;
@@ -63,9 +65,6 @@ impl Drop for SwapScenario {
         self.s.teardown();
         let _ = crate::mm::swap::swapoff(0);
         swapfile::set_slot_limit(0);
-        ramdisk::inject(Injection::default());
-        mteswap::inject_save_failure(None);
-        set_swapin_order(SwapInOrder::Correct);
         vmscan::set_keep_in_swapcache(false);
     }
 }
@@ -393,11 +392,11 @@ fn swapoff_with_read_error_fails_and_keeps_everything() -> TestResult {
     let (t, a) = tagged_pages(&mut s, 2)?;
     pageout(&t, a, 2 * PAGE)?;
     let (e, _, _) = swap_pte(&t, a + PAGE)?;
-    ramdisk::inject(Injection { bad_sector: Some(swapfile::slot_sector(e)), ..Default::default() });
+    ramdisk::set_bad_sector(Some(swapfile::slot_sector(e)));
     expect_errno(sys(&t, SYS_SWAPOFF, &[0]), EIO, "swapoff with an unreadable slot")?;
     ensure!(swapfile::swap_on(0).is_some(), "the device went away after a failed swapoff");
     ensure!(mteswap::lookup(e).is_some(), "tags of the unreadable page were dropped");
-    ramdisk::inject(Injection::default());
+    ramdisk::set_bad_sector(None);
     expect_page(&t, a, 1, "after the failed swapoff")?;
     expect_page(&t, a, 0, "the page swapoff had brought back")?;
     s.finish()
@@ -411,7 +410,7 @@ fn read_error_gives_sigbus_and_loses_nothing() -> TestResult {
     let (t, a) = tagged_pages(&mut s, 1)?;
     pageout(&t, a, PAGE)?;
     let (e, _, _) = swap_pte(&t, a)?;
-    ramdisk::inject(Injection { fail_nth_read: Some(1), ..Default::default() });
+    let _fail = RAMDISK_READ.arm(Spec::nth(1));
     match t.load(with_tag(a, tag_of(0))) {
         Err(Signal::Bus { .. }) => {}
         other => fail!("a failed swap read should give SIGBUS, got {other:?}"),
@@ -427,7 +426,7 @@ kernel_test!(swap, read_error_gives_sigbus_and_loses_nothing);
 fn write_error_keeps_the_folio_in_swapcache() -> TestResult {
     let mut s = SwapScenario::new()?;
     let (t, a) = tagged_pages(&mut s, 2)?;
-    ramdisk::inject(Injection { fail_nth_write: Some(2), ..Default::default() });
+    let _fail = RAMDISK_WRITE.arm(Spec::nth(2));
     let st = pageout(&t, a, 2 * PAGE)?;
     ensure_eq!((st.reclaimed, st.write_failed), (1, 1), "reclaim outcome ({st:?})");
     let (e, _, _) = swap_pte(&t, a + PAGE)?;
@@ -441,8 +440,10 @@ kernel_test!(swap, write_error_keeps_the_folio_in_swapcache);
 fn tag_save_failure_keeps_the_folio() -> TestResult {
     let mut s = SwapScenario::new()?;
     let (t, a) = tagged_pages(&mut s, 1)?;
-    mteswap::inject_save_failure(Some(1));
+    let fail = MTESWAP_SAVE.arm(Spec::nth(1));
     let st = pageout(&t, a, PAGE)?;
+    ensure_eq!(MTESWAP_SAVE.failures(), 1, "failures injected");
+    drop(fail);
     ensure_eq!(st.tag_save_failed, 1, "reclaim outcome ({st:?})");
     ensure_eq!(mteswap::stats().entries, 0, "entries after a failed save");
     expect_page(&t, a, 0, "after a failed tag save")?;
@@ -461,9 +462,9 @@ fn large_folio_tag_save_rolls_back() -> TestResult {
     }
     f.set(PG_MTE_TAGGED);
     let entry = swp_entry(5, 1024); // a type no device uses: storage only
-    mteswap::inject_save_failure(Some(201));
+    let fail = MTESWAP_SAVE.arm(Spec::nth(201));
     let r = mteswap::save_folio(&f, entry);
-    mteswap::inject_save_failure(None);
+    drop(fail);
     ensure!(r.is_err(), "the injected failure was not reported");
     ensure_eq!(mteswap::stats().entries, 0, "entries after the rollback");
     mteswap::save_folio(&f, entry).map_err(|e| verdict("save", e))?;
@@ -546,9 +547,9 @@ fn swapin_with(order: SwapInOrder) -> Result<SwapinOutcome, Verdict> {
     let mut s = SwapScenario::new()?;
     let (t, a) = tagged_pages(&mut s, 1)?;
     pageout(&t, a, PAGE)?;
-    set_swapin_order(order);
+    let wrong = order.variant().map(|v| v.enable());
     let w = t.store(with_tag(a + 32, tag_of(2)), 0xAB);
-    set_swapin_order(SwapInOrder::Correct);
+    drop(wrong);
     let tags = ok(t.page_tags(a), "LDG")?;
     let data = ok(t.load(with_tag(a, tags[0])), "read")?;
     s.finish()?;
@@ -596,17 +597,20 @@ kernel_test!(swap, restore_after_set_pte_is_caught);
 /// A frees the slot although B holds a reference because swap is full (one
 /// usable slot, in use): should_try_to_free_swap then frees whatever the
 /// refcount, as Linux's does when vm_swap_full().
+/// The use-after-free count, the page's tags and thread B's read.
+type RaceOutcome = (u64, [u8; 256], Option<Result<u64, Signal>>);
+
 /// Returns the use-after-free count, the page's tags and thread B's read.
-fn race_t1_t2(order: SwapInOrder) -> Result<(u64, [u8; 256], Option<Result<u64, Signal>>), Verdict> {
+fn race_t1_t2(order: SwapInOrder) -> Result<RaceOutcome, Verdict> {
     if smp::online() < 2 {
         return Err(Verdict::Skip(String::from("needs two CPUs")));
     }
     let mut s = SwapScenario::with_slots(2)?;
     let (t, a) = tagged_pages(&mut s, 1)?;
     pageout(&t, a, PAGE)?;
-    set_swapin_order(order);
+    let wrong = order.variant().map(|v| v.enable());
     let uaf_before = mteswap::stats().use_after_free;
-    let bp = crate::schedpoint::arm("do_swap_page:after_swapcache_lookup");
+    let bp = crate::testhooks::schedpoint::arm(&crate::testhooks::points::DO_SWAP_PAGE_AFTER_SWAPCACHE_LOOKUP);
     let tb = t.clone();
     let out = Arc::new(spin::Mutex::new(None));
     let o = out.clone();
@@ -616,7 +620,7 @@ fn race_t1_t2(order: SwapInOrder) -> Result<(u64, [u8; 256], Option<Result<u64, 
     let wa = t.store(with_tag(a + 16, tag_of(1)), 0x77);
     bp.release();
     job.join().map_err(|u| Verdict::Fail(format!("thread B: {}", u.event)))?;
-    set_swapin_order(SwapInOrder::Correct);
+    drop(wrong);
     ok(wa, "thread A's write fault")?;
     let uaf = mteswap::stats().use_after_free - uaf_before;
     let tags = ok(t.page_tags(a), "LDG")?;
@@ -653,23 +657,27 @@ kernel_test!(swap, t1_t2_race_restore_before_lock_is_caught);
 /// The points of do_swap_page where a second CPU's fault can come in.
 /// Points inside the folio or pte lock need a third CPU to run A while B
 /// holds the lock there.
-const UNLOCKED_POINTS: [&str; 1] = ["do_swap_page:after_swapcache_lookup"];
-const LOCKED_POINTS: [&str; 3] =
-    ["do_swap_page:after_folio_lock", "do_swap_page:after_restore", "do_swap_page:after_swap_free"];
+static UNLOCKED_POINTS: [&Point; 1] = [&points::DO_SWAP_PAGE_AFTER_SWAPCACHE_LOOKUP];
+static LOCKED_POINTS: [&Point; 3] = [
+    &points::DO_SWAP_PAGE_AFTER_FOLIO_LOCK,
+    &points::DO_SWAP_PAGE_AFTER_RESTORE,
+    &points::DO_SWAP_PAGE_AFTER_SWAP_FREE,
+];
 
 /// B (CPU 1) stops at `point`, A runs its fault to the end on `a_cpu`, B
 /// goes on. `shared`: A and B are parent and child (swap count 2), else two
 /// threads of one task. A writes, B reads.
-fn interleave(point: &'static str, a_cpu: usize, shared: bool) -> TestResult {
+fn interleave(point: &'static Point, a_cpu: usize, shared: bool) -> TestResult {
     let name = format!(
-        "[B stopped at {point}, A ran on CPU {a_cpu}, {}]",
+        "[B stopped at {}, A ran on CPU {a_cpu}, {}]",
+        point.name,
         if shared { "fork-shared entry" } else { "one task" }
     );
     let mut s = SwapScenario::new()?;
     let (p, a) = tagged_pages(&mut s, 1)?;
     let b_task = if shared { s.fork(&p)? } else { p.clone() };
     pageout(&p, a, PAGE)?;
-    let bp = crate::schedpoint::arm(point);
+    let bp = crate::testhooks::schedpoint::arm(point);
     let bt = b_task.clone();
     let out_b = Arc::new(spin::Mutex::new(None));
     let ob = out_b.clone();
@@ -717,7 +725,7 @@ fn race_on_one_entry_unlocked_points() -> TestResult {
     if smp::online() < 2 {
         skip!("needs two CPUs");
     }
-    for point in UNLOCKED_POINTS {
+    for point in UNLOCKED_POINTS.iter().copied() {
         for shared in [false, true] {
             interleave(point, 0, shared)?;
         }
@@ -730,7 +738,7 @@ fn race_on_one_entry_locked_points() -> TestResult {
     if smp::online() < 3 {
         skip!("needs three CPUs: B holds a lock at these points, so A runs on a third");
     }
-    for point in LOCKED_POINTS.iter().chain(UNLOCKED_POINTS.iter()) {
+    for point in LOCKED_POINTS.iter().chain(UNLOCKED_POINTS.iter()).copied() {
         for shared in [false, true] {
             interleave(point, 2, shared)?;
         }
@@ -824,7 +832,7 @@ kernel_test!(swap, large_folio_in_swapcache_maps_its_pages);
 fn large_folio_tag_save_failure_in_reclaim_rolls_back() -> TestResult {
     let mut s = SwapScenario::new()?;
     let (t, a, _) = huge_folio(&mut s)?;
-    mteswap::inject_save_failure(Some(300));
+    let _fail = MTESWAP_SAVE.arm(Spec::nth(300));
     let st = pageout(&t, a, 2 << 20)?;
     ensure_eq!(st.tag_save_failed, 1, "reclaim outcome ({st:?})");
     ensure_eq!(mteswap::stats().entries, 0, "the 299 entries saved before the failure were erased");
@@ -937,7 +945,8 @@ fn swapoff_keeps_the_uffd_wp_bit() -> TestResult {
     pageout(&t, a, PAGE)?;
     {
         let mm = t.mm();
-        let pt = mm.pgtables.lock(a, false).map_err(|_| verdict("pte", "oom"))?.ok_or_else(|| verdict("pte", "none"))?;
+        let pt =
+            mm.pgtables.lock(a, false).map_err(|_| verdict("pte", "oom"))?.ok_or_else(|| verdict("pte", "none"))?;
         let pte = pt.get(a);
         pt.set(a, pte_swp_mkuffd_wp(pte), mm.asid);
     }
@@ -985,12 +994,12 @@ fn swapin_holds_the_folio_lock_against_reclaim() -> TestResult {
     expect_page(&p, a, 0, "the parent's swap-in")?;
     let (pfn, _, _) = counts(&p, a)?;
     ensure!(pfn_to_page(pfn).flags.load(Ordering::Acquire) & PG_SWAPCACHE != 0, "not in the swap cache");
-    let bp = crate::schedpoint::arm("do_swap_page:after_folio_lock");
+    let bp = crate::testhooks::schedpoint::arm(&crate::testhooks::points::DO_SWAP_PAGE_AFTER_FOLIO_LOCK);
     let cc = c.clone();
     let out = Arc::new(spin::Mutex::new(None));
     let o = out.clone();
-    let job = smp::start(1, move || *o.lock() = Some(cc.load(with_tag(a, tag_of(0)))))
-        .map_err(|e| verdict("start", e))?;
+    let job =
+        smp::start(1, move || *o.lock() = Some(cc.load(with_tag(a, tag_of(0))))).map_err(|e| verdict("start", e))?;
     bp.wait_reached(5_000_000).map_err(|e| verdict("the child's swap-in", e))?;
     let st = pageout(&p, a, PAGE);
     bp.release();

@@ -650,7 +650,6 @@ impl SwapOn {
 impl Drop for SwapOn {
     fn drop(&mut self) {
         vmscan::set_keep_in_swapcache(false);
-        uffd_move::set_variant(MoveVariant::Correct);
         let _ = crate::mm::swap::swapoff(0);
     }
 }
@@ -720,9 +719,9 @@ fn swapcache_move_with(v: MoveVariant) -> Result<Result<u64, Signal>, Verdict> {
     let (t, u, src, dst) = setup(&mut s, 1)?;
     vmscan::set_keep_in_swapcache(true);
     pageout(&t, src, PAGE)?;
-    uffd_move::set_variant(v);
+    let wrong = v.variant().map(|v| v.enable());
     let (r, _) = u.mv(dst, src, PAGE, 0)?;
-    uffd_move::set_variant(MoveVariant::Correct);
+    drop(wrong);
     r.map_err(|e| verdict("MOVE", e))?;
     let later = t.load(with_tag(dst, tag_of(0)));
     // Clean up what the wrong variant left behind before the checker runs.
@@ -744,9 +743,9 @@ fn swap_move_without_exclusive_check_is_caught() -> TestResult {
     let (t, u, src, dst) = setup(&mut s, 1)?;
     let c = s.fork(&t)?;
     pageout(&t, src, PAGE)?;
-    uffd_move::set_variant(MoveVariant::SwapNoExclusiveCheck);
+    let wrong = MoveVariant::SwapNoExclusiveCheck.variant().map(|v| v.enable());
     let (r, _) = u.mv(dst, src, PAGE, 0)?;
-    uffd_move::set_variant(MoveVariant::Correct);
+    drop(wrong);
     r.map_err(|e| verdict("the wrong MOVE", e))?;
     expect_moved_page(&c, src, 0, "the child swaps the shared page in")?;
     match t.load(with_tag(dst, tag_of(0))) {
@@ -763,9 +762,9 @@ fn rmap_change_before_pin_check_is_caught() -> TestResult {
     let (t, u, src, dst) = setup(&mut s, 1)?;
     let f = Folio::get(pte_pfn(pte_of(&t, src)));
     f.pin();
-    uffd_move::set_variant(MoveVariant::RmapBeforePinCheck);
+    let wrong = MoveVariant::RmapBeforePinCheck.variant().map(|v| v.enable());
     let r = u.mv(dst, src, PAGE, 0)?;
-    uffd_move::set_variant(MoveVariant::Correct);
+    drop(wrong);
     let check = crate::mm::invariants::check();
     // Put the folio back where its pte is, so the scenario can end cleanly.
     {
@@ -813,9 +812,9 @@ fn notifier_under_ptl_is_caught() -> TestResult {
     let mut s = Scenario::new();
     let (_t, u, src, dst) = setup(&mut s, 1)?;
     uffd_move::observe(true);
-    uffd_move::set_variant(MoveVariant::NotifierUnderPtl);
+    let wrong = MoveVariant::NotifierUnderPtl.variant().map(|v| v.enable());
     let r = u.mv(dst, src, PAGE, 0)?;
-    uffd_move::set_variant(MoveVariant::Correct);
+    drop(wrong);
     let calls = uffd_move::observed();
     uffd_move::observe(false);
     ensure!(r.0 == Ok(0), "MOVE: {r:?}");
@@ -922,7 +921,7 @@ fn move_races_a_swapin_of_the_same_entry() -> TestResult {
     let (t, u, src, dst) = setup(&mut s, 1)?;
     pageout(&t, src, PAGE)?;
     // CPU 1 faults at src and stops with the entry's folio in the swap cache.
-    let bp = crate::schedpoint::arm("do_swap_page:after_swapcache_lookup");
+    let bp = crate::testhooks::schedpoint::arm(&crate::testhooks::points::DO_SWAP_PAGE_AFTER_SWAPCACHE_LOOKUP);
     let tt = t.clone();
     let out = Arc::new(spin::Mutex::new(None));
     let o = out.clone();
@@ -952,7 +951,7 @@ fn move_races_reclaim() -> TestResult {
     let (t, u, src, dst) = setup(&mut s, 1)?;
     // CPU 1's move stops holding the folio lock; reclaim on CPU 0 must
     // leave the locked folio alone.
-    let bp = crate::schedpoint::arm("move_pages_pte:after_folio_lock");
+    let bp = crate::testhooks::schedpoint::arm(&crate::testhooks::points::MOVE_PAGES_PTE_AFTER_FOLIO_LOCK);
     let (tt, fd, arg) = (t.clone(), u.fd, u.arg);
     for (i, w) in [dst as u64, src as u64, PAGE as u64, 0].iter().enumerate() {
         ok(t.store(arg + 8 * i, *w), "arg")?;
@@ -1100,7 +1099,7 @@ fn bad_argument_pointer_is_efault() -> TestResult {
     let (t, u, _, _) = setup(&mut s, 1)?;
     expect_errno(sys(&t, SYS_IOCTL, &[u.fd, UFFDIO_MOVE, 0x7000_0000_0000]), EFAULT, "MOVE with an unmapped argument")?;
     expect_errno(sys(&t, SYS_READ, &[u.fd, 0x7000_0000_0000, 32]), EAGAIN, "read with nothing queued")?;
-    ensure!(matches!(t.load(u.arg), Ok(_)), "the task goes on");
+    ensure!(t.load(u.arg).is_ok(), "the task goes on");
     s.finish()
 }
 kernel_test!(uffd, bad_argument_pointer_is_efault);
@@ -1219,7 +1218,14 @@ type MoveResult = Arc<spin::Mutex<Option<Result<u64, Signal>>>>;
 
 /// Starts UFFDIO_MOVE of one page (`src + p` to `dst + p`) on `cpu`, with
 /// its own uffdio_move at slot `slot` of the argument page.
-fn start_move(t: &Arc<Task>, u: &Uffd, cpu: usize, slot: usize, d: usize, sr: usize) -> Result<(smp::Job, MoveResult, usize), Verdict> {
+fn start_move(
+    t: &Arc<Task>,
+    u: &Uffd,
+    cpu: usize,
+    slot: usize,
+    d: usize,
+    sr: usize,
+) -> Result<(smp::Job, MoveResult, usize), Verdict> {
     let arg = u.arg + slot * 64;
     for (i, w) in [d as u64, sr as u64, PAGE as u64, 0, 0x5a5a].iter().enumerate() {
         ok(t.store(arg + 8 * i, *w), "uffdio_move")?;
@@ -1259,18 +1265,23 @@ fn movers_on_one_large_folio(movers: usize) -> TestResult {
         let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
         let (src, dst, head) = thp_with_dst(&t, &u, round, &pages[..movers])?;
         let what = |m: usize| format!("round {round} (window {window}), mover {m} (page {})", pages[m]);
-        let first = if window == 0 { "move_pages_pte:after_folio_lock" } else { "split_folio:before_freeze" };
-        let bp = crate::schedpoint::arm(first);
+        let first = if window == 0 {
+            &crate::testhooks::points::MOVE_PAGES_PTE_AFTER_FOLIO_LOCK
+        } else {
+            &crate::testhooks::points::SPLIT_FOLIO_BEFORE_FREEZE
+        };
+        let bp = crate::testhooks::schedpoint::arm(first);
         let (j1, o1, a1) = start_move(&t, &u, 1, 0, dst + pages[0] * PAGE, src + pages[0] * PAGE)?;
         bp.wait_reached(5_000_000).map_err(|e| verdict(&what(0), e))?;
         let mut others = Vec::new();
         if window == 0 {
             // The others find the folio locked and stop there, holding no
             // reference: mover 1's split must succeed while they wait.
-            let busy: Vec<_> =
-                (1..movers).map(|_| crate::schedpoint::arm("move_pages_pte:large_folio_busy")).collect();
-            for m in 1..movers {
-                others.push(start_move(&t, &u, m + 1, m, dst + pages[m] * PAGE, src + pages[m] * PAGE)?);
+            let busy: Vec<_> = (1..movers)
+                .map(|_| crate::testhooks::schedpoint::arm(&crate::testhooks::points::MOVE_PAGES_PTE_LARGE_FOLIO_BUSY))
+                .collect();
+            for (m, &p) in pages.iter().enumerate().take(movers).skip(1) {
+                others.push(start_move(&t, &u, m + 1, m, dst + p * PAGE, src + p * PAGE)?);
             }
             for b in &busy {
                 b.wait_reached(5_000_000).map_err(|e| verdict("a second mover finding the folio locked", e))?;
@@ -1284,13 +1295,13 @@ fn movers_on_one_large_folio(movers: usize) -> TestResult {
         } else {
             // A transient reference (a lock-free lookup) when mover 1 freezes.
             let transient = Folio::try_get(head).ok_or_else(|| verdict("try_get", "frozen"))?;
-            let retry = crate::schedpoint::arm("move_pages:retry");
+            let retry = crate::testhooks::schedpoint::arm(&crate::testhooks::points::MOVE_PAGES_RETRY);
             bp.release();
             retry.wait_reached(5_000_000).map_err(|e| verdict("mover 1's retry after a failed freeze", e))?;
             ensure_eq!(Folio::get(head).nr_pages(), 512, "mover 1 split a folio someone held a reference on");
             drop(transient);
-            for m in 1..movers {
-                others.push(start_move(&t, &u, m + 1, m, dst + pages[m] * PAGE, src + pages[m] * PAGE)?);
+            for (m, &p) in pages.iter().enumerate().take(movers).skip(1) {
+                others.push(start_move(&t, &u, m + 1, m, dst + p * PAGE, src + p * PAGE)?);
             }
             for (m, (j, o, a)) in others.into_iter().enumerate() {
                 move_done(&t, j, &o, a, &what(m + 1))?;
@@ -1383,7 +1394,7 @@ fn lookup_during_a_split_finds_the_folio_frozen() -> TestResult {
     let t = s.spawn()?;
     let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
     let (src, dst, head) = thp_with_dst(&t, &u, 0, &[5])?;
-    let bp = crate::schedpoint::arm("split_folio:after_freeze");
+    let bp = crate::testhooks::schedpoint::arm(&crate::testhooks::points::SPLIT_FOLIO_AFTER_FREEZE);
     let (j, o, a) = start_move(&t, &u, 1, 0, dst + 5 * PAGE, src + 5 * PAGE)?;
     bp.wait_reached(5_000_000).map_err(|e| verdict("the mover's split", e))?;
     let during: Vec<bool> = [0u64, 5, 300].iter().map(|&p| Folio::try_get(head + p).is_some()).collect();

@@ -18,3 +18,6 @@ pub mod frame_alloc;
 
 #[path = "../../src/mm/pte.rs"]
 pub mod pte;
+
+#[path = "../../src/testhooks/fault_inject.rs"]
+pub mod fault_inject;

@@ -135,8 +135,10 @@ impl Printer {
                         || report::parse_summary(line).is_some()
                         || (self.list && line.starts_with("TEST: "));
                     if self.list {
-                        if let Some(name) = line.strip_prefix("TEST: ") {
-                            let _ = writeln!(out, "{name}");
+                        let listed =
+                            ["TEST: ", "VARIANT: ", "POINT: ", "FAULT: "].iter().find_map(|p| line.strip_prefix(p));
+                        if let Some(item) = listed {
+                            let _ = writeln!(out, "{item}");
                         }
                     } else if !hide {
                         let _ = writeln!(out, "{line}");

@@ -365,7 +365,8 @@ mod tests {
         let all = Report::after_boots(vec![first, second]);
         assert_eq!(all.cases.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["a::x", "a::boom", "b::y"]);
         assert_eq!(all.problems(), Vec::<String>::new(), "the resumed panic is the FAIL line, not a second problem");
-        let alone = Report::after_boots(vec![report(&["RUN  a::boom", "PANIC on CPU 0 at x:1: y", "0 passed, 1 failed"])]);
+        let alone =
+            Report::after_boots(vec![report(&["RUN  a::boom", "PANIC on CPU 0 at x:1: y", "0 passed, 1 failed"])]);
         assert!(alone.panicked && alone.problems().iter().filter(|p| p.contains("panicked")).count() == 1);
         assert_eq!(all.counted(), Summary { passed: 2, failed: 1, skipped: 0 });
         assert!(!all.ok());

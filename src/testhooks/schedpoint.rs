@@ -3,7 +3,7 @@
 //! operation, and let the first continue. This forces the interleavings
 //! behind ordering bugs deterministically, on real vCPUs.
 //!
-//!     let bp = schedpoint::arm("wp_page_copy:after_copy");
+//!     let bp = schedpoint::arm(&points::WP_PAGE_COPY_AFTER_COPY);
 //!     let job = smp::start(1, ...)?;          // CPU 1 runs into the point
 //!     bp.wait_reached(deadline)?;             // ... and stops there
 //!     /* CPU 0 does its operation */
@@ -15,8 +15,10 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use spin::Mutex;
 
+use super::points::Point;
+
 struct Armed {
-    name: &'static str,
+    point: &'static Point,
     /// CPU index + 1 of the CPU stopped here, 0 while none is.
     reached: AtomicUsize,
     released: AtomicBool,
@@ -26,11 +28,12 @@ static ARMED: Mutex<Vec<Arc<Armed>>> = Mutex::new(Vec::new());
 static ANY_ARMED: AtomicUsize = AtomicUsize::new(0);
 
 /// Called by the paths at each named point. Costs one load when nothing is armed.
-pub fn sched_point(name: &'static str) {
+pub fn sched_point(point: &'static Point) {
     if ANY_ARMED.load(Ordering::Acquire) == 0 {
         return;
     }
-    let hit = ARMED.lock().iter().find(|a| a.name == name && a.reached.load(Ordering::Acquire) == 0).cloned();
+    let hit =
+        ARMED.lock().iter().find(|a| core::ptr::eq(a.point, point) && a.reached.load(Ordering::Acquire) == 0).cloned();
     if let Some(a) = hit {
         a.reached.store(crate::arch::cpu::id() + 1, Ordering::Release);
         crate::arch::cpu::sev();
@@ -61,8 +64,8 @@ pub struct Breakpoint {
     a: Arc<Armed>,
 }
 
-pub fn arm(name: &'static str) -> Breakpoint {
-    let a = Arc::new(Armed { name, reached: AtomicUsize::new(0), released: AtomicBool::new(false) });
+pub fn arm(point: &'static Point) -> Breakpoint {
+    let a = Arc::new(Armed { point, reached: AtomicUsize::new(0), released: AtomicBool::new(false) });
     ARMED.lock().push(a.clone());
     ANY_ARMED.fetch_add(1, Ordering::AcqRel);
     Breakpoint { a }

@@ -1,0 +1,164 @@
+//! The known-wrong variants: each a declared switch in one mm path that
+//! makes it do what a real Linux bug did, with the tests that must catch
+//! it. A test switches one on with a guard that switches it off when
+//! dropped; the harness switches every one off after every test; at the
+//! end of a full run the harness checks that each variant was switched on
+//! by one of its catching tests and that test passed (a variant nobody
+//! catches fails the run). `./qemu-run.sh --list-variants` prints them.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+pub struct Variant {
+    pub name: &'static str,
+    /// The path it changes.
+    pub path: &'static str,
+    /// What goes wrong.
+    pub breaks: &'static str,
+    /// The Linux commit or thread it reproduces.
+    pub reproduces: &'static str,
+    /// The tests (suite::name) that must catch it.
+    pub caught_by: &'static [&'static str],
+    on: AtomicBool,
+    /// Switched on during the running test.
+    used: AtomicBool,
+    /// Switched on by a catching test that passed.
+    caught: AtomicBool,
+}
+
+/// Switches its variant off when dropped.
+#[must_use = "the variant is off again as soon as the guard is dropped"]
+pub struct Enabled(&'static Variant);
+
+impl Drop for Enabled {
+    fn drop(&mut self) {
+        self.0.on.store(false, Ordering::Release);
+    }
+}
+
+impl Variant {
+    const fn new(
+        name: &'static str,
+        path: &'static str,
+        breaks: &'static str,
+        reproduces: &'static str,
+        caught_by: &'static [&'static str],
+    ) -> Variant {
+        Variant {
+            name,
+            path,
+            breaks,
+            reproduces,
+            caught_by,
+            on: AtomicBool::new(false),
+            used: AtomicBool::new(false),
+            caught: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the path should take the wrong order now.
+    pub fn is_on(&self) -> bool {
+        self.on.load(Ordering::Acquire)
+    }
+
+    pub fn enable(&'static self) -> Enabled {
+        self.used.store(true, Ordering::Release);
+        self.on.store(true, Ordering::Release);
+        Enabled(self)
+    }
+}
+
+pub static COW_DATA_ONLY: Variant = Variant::new(
+    "cow:data_only",
+    "mm::fault::wp_page_copy (copy_highpage)",
+    "a COW copy gets the data but not the tags",
+    "a copy_user_highpage without arm64's tag copy (what arm64's copy_highpage exists for)",
+    &["mm::cow_that_drops_tags_is_caught"],
+);
+
+pub static SWAPIN_FREE_BEFORE_RESTORE: Variant = Variant::new(
+    "swapin:free_before_restore",
+    "mm::swap::do_swap_page",
+    "swap_free / folio_free_swap run before arch_swap_restore: the slot's tags are gone when restored",
+    "c145e0b47c77 (fixed by 6dca4ac6fc91)",
+    &["swap::free_before_restore_is_caught"],
+);
+
+pub static SWAPIN_RESTORE_AFTER_SET_PTE: Variant = Variant::new(
+    "swapin:restore_after_set_pte",
+    "mm::swap::do_swap_page",
+    "the pte is set before the tags are restored: EL0 sees the page with wrong tags",
+    "the old set_pte_at restore hook (thread of 6dca4ac6fc91, v1)",
+    &["swap::restore_after_set_pte_is_caught"],
+);
+
+pub static SWAPIN_RESTORE_BEFORE_LOCK: Variant = Variant::new(
+    "swapin:restore_before_lock",
+    "mm::swap::do_swap_page",
+    "tag storage is read before the folio lock and rechecks: a concurrent fault frees the buffer (use-after-free)",
+    "the T1/T2 race raised in the 6dca4ac6fc91 thread",
+    &["swap::t1_t2_race_restore_before_lock_is_caught"],
+);
+
+pub static MOVE_SWAPCACHE_NO_RETARGET: Variant = Variant::new(
+    "uffd_move:swapcache_no_retarget",
+    "mm::uffd_move::move_swap",
+    "a swap-cache folio moves without its anon_vma and index retargeted; the next fault's rmap check fails",
+    "\"mm: fix kernel BUG when userfaultfd_move encounters swapcache\" (c50f8e6053b0, Feb 2025)",
+    &["uffd::swapcache_move_without_retarget_is_caught"],
+);
+
+pub static MOVE_RMAP_BEFORE_PIN_CHECK: Variant = Variant::new(
+    "uffd_move:rmap_before_pin_check",
+    "mm::uffd_move::move_present_locked",
+    "the folio's anon mapping changes before the DMA-pin check refuses the move",
+    "\"userfaultfd: change src_folio after ensuring it's unpinned in UFFDIO_MOVE\" (Apr 2024)",
+    &["uffd::rmap_change_before_pin_check_is_caught"],
+);
+
+pub static MOVE_NOTIFIER_UNDER_PTL: Variant = Variant::new(
+    "uffd_move:notifier_under_ptl",
+    "mm::uffd_move::move_present_locked",
+    "the secondary-MMU notifier is called non-blocking under the pte lock",
+    "UFFDIO_MOVE's invalidate_range_start placement (blocking, before any lock; move_pages)",
+    &["uffd::notifier_under_ptl_is_caught"],
+);
+
+pub static MOVE_SWAP_NO_EXCLUSIVE_CHECK: Variant = Variant::new(
+    "uffd_move:swap_no_exclusive_check",
+    "mm::uffd_move::move_swap",
+    "a swap pte moves without the exclusive check: a page shared after fork changes owner",
+    "UFFDIO_MOVE's PTE_SWP_EXCLUSIVE check (move_swap_pte, adef440691ba)",
+    &["uffd::swap_move_without_exclusive_check_is_caught"],
+);
+
+/// Every variant, for listing, resets and the caught check.
+pub static ALL: &[&Variant] = &[
+    &COW_DATA_ONLY,
+    &SWAPIN_FREE_BEFORE_RESTORE,
+    &SWAPIN_RESTORE_AFTER_SET_PTE,
+    &SWAPIN_RESTORE_BEFORE_LOCK,
+    &MOVE_SWAPCACHE_NO_RETARGET,
+    &MOVE_RMAP_BEFORE_PIN_CHECK,
+    &MOVE_NOTIFIER_UNDER_PTL,
+    &MOVE_SWAP_NO_EXCLUSIVE_CHECK,
+];
+
+/// Switches every variant off; the names of those that were on.
+pub fn reset_all() -> alloc::vec::Vec<&'static str> {
+    ALL.iter().filter(|v| v.on.swap(false, Ordering::AcqRel)).map(|v| v.name).collect()
+}
+
+/// After test `name` ended (`passed` or not): the variants it switched on
+/// are caught if it is one of their catching tests and it passed.
+pub fn note_result(name: &str, passed: bool) {
+    for v in ALL {
+        if v.used.swap(false, Ordering::AcqRel) && passed && v.caught_by.contains(&name) {
+            v.caught.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// Whether the variant was caught in this run.
+pub fn caught(v: &Variant) -> bool {
+    v.caught.load(Ordering::Acquire)
+}
