@@ -135,6 +135,36 @@ pub fn start(cpu: usize, f: impl FnOnce() + Send + 'static) -> Result<Job, SmpEr
     Ok(Job { cpu, joined: false })
 }
 
+/// Work on another CPU that returns a value: `join` gives it back.
+pub struct Running<T> {
+    job: Job,
+    out: alloc::sync::Arc<spin::Mutex<Option<T>>>,
+}
+
+/// Starts `f` on CPU `cpu` and keeps its result for `join`.
+pub fn run_on<T: Send + 'static>(cpu: usize, f: impl FnOnce() -> T + Send + 'static) -> Result<Running<T>, SmpError> {
+    let out = alloc::sync::Arc::new(spin::Mutex::new(None));
+    let o = out.clone();
+    let job = start(cpu, move || *o.lock() = Some(f()))?;
+    Ok(Running { job, out })
+}
+
+impl<T> Running<T> {
+    /// Whether the work has finished (its value is ready).
+    pub fn finished(&self) -> bool {
+        self.out.lock().is_some()
+    }
+
+    /// Waits for the work and returns its value; an unexpected exception on
+    /// that CPU comes back as an error.
+    pub fn join(self) -> Result<T, Unexpected> {
+        let out = self.out.clone();
+        self.job.join()?;
+        let v = out.lock().take();
+        Ok(v.expect("work ended without a value"))
+    }
+}
+
 impl Job {
     /// Waits for the work to finish; an unexpected exception on that CPU
     /// comes back as an error.

@@ -516,15 +516,10 @@ fn tasks_run_on_every_cpu() -> TestResult {
     let (p, _c, a) = forked_pair(&mut s)?;
     for cpu in 1..smp::online() {
         let t = p.clone();
-        let out = Arc::new(spin::Mutex::new(None));
-        let o = out.clone();
-        let job = smp::start(cpu, move || {
-            *o.lock() = Some(t.store(with_tag(a + 16 * (cpu + 1), ((cpu + 1) % 14) as u8 + 1), cpu as u64));
-        })
-        .map_err(|e| verdict("start", e))?;
-        job.join().map_err(|u| Verdict::Fail(format!("CPU {cpu}: {}", u.event)))?;
-        let r = out.lock().take();
-        ok(r.unwrap_or(Err(Signal::Killed("the CPU recorded no result".into()))), &format!("store on CPU {cpu}"))?;
+        let job = on_cpu(cpu, &format!("CPU {cpu}"), move || {
+            t.store(with_tag(a + 16 * (cpu + 1), ((cpu + 1) % 14) as u8 + 1), cpu as u64)
+        })?;
+        ok(job.join()?, &format!("store on CPU {cpu}"))?;
         ensure_eq!(
             ok(p.load(with_tag(a + 16 * (cpu + 1), ((cpu + 1) % 14) as u8 + 1)), "read on CPU 0")?,
             cpu as u64,
@@ -547,17 +542,12 @@ fn concurrent_cow_at_a_schedule_point() -> TestResult {
     let (p, c, a) = forked_pair(&mut s)?;
     let bp = crate::testhooks::schedpoint::arm(&crate::testhooks::points::WP_PAGE_COPY_AFTER_COPY);
     let child = c.clone();
-    let out = Arc::new(spin::Mutex::new(None));
-    let o = out.clone();
-    let job = smp::start(1, move || *o.lock() = Some(child.store(with_tag(a + 16, 2), 0x11)))
-        .map_err(|e| verdict("start", e))?;
+    let job = on_cpu(1, "CPU 1", move || child.store(with_tag(a + 16, 2), 0x11))?;
     let stopped = bp.wait_reached(5_000_000).map_err(|e| verdict("schedule point", e))?;
     ensure_eq!(stopped, 1, "CPU stopped at the schedule point");
     ok(p.store(with_tag(a + 16, 2), 0x22), "parent's COW store while the child is stopped")?;
     bp.release();
-    job.join().map_err(|u| Verdict::Fail(format!("CPU 1: {}", u.event)))?;
-    let r = out.lock().take();
-    ok(r.unwrap_or(Err(Signal::Killed("the CPU recorded no result".into()))), "child's COW store on CPU 1")?;
+    ok(job.join()?, "child's COW store on CPU 1")?;
     ensure_eq!(ok(p.load(with_tag(a + 16, 2)), "read")?, 0x22, "parent's data");
     ensure_eq!(ok(c.load(with_tag(a + 16, 2)), "read")?, 0x11, "child's data");
     ensure!(counts(&p, a)?.0 != counts(&c, a)?.0, "parent and child still share the page");
@@ -792,9 +782,7 @@ fn write_after_mprotect_read_only_faults_on_a_running_cpu() -> TestResult {
     ok(t.store(control, 0), "write the control word")?;
     let (target_pfn, control_pfn) = (pte_pfn(pte_of(&t, a)), pte_pfn(pte_of(&t, control)));
     let tt = t.clone();
-    let out = Arc::new(spin::Mutex::new(None));
-    let o = out.clone();
-    let job = smp::start(1, move || *o.lock() = Some(tt.store_until(a, control))).map_err(|e| verdict("start", e))?;
+    let job = on_cpu(1, "CPU 1's store loop", move || tt.store_until(a, control))?;
     let stop = crate::mm::folio::frame_word(control_pfn, 0);
     let target = crate::mm::folio::frame_word(target_pfn, 0);
     let f = crate::arch::cpu::counter_freq().max(1);
@@ -810,9 +798,8 @@ fn write_after_mprotect_read_only_faults_on_a_running_cpu() -> TestResult {
     let r = sys(&t, SYS_MPROTECT, &[a as u64, PAGE as u64, PROT_READ]);
     let at_protect = target.load(Ordering::Acquire);
     stop.store(1, Ordering::Release);
-    job.join().map_err(|u| Verdict::Fail(format!("CPU 1: {}", u.event)))?;
+    let last = job.join()?;
     r?.map_err(|e| verdict("mprotect", e))?;
-    let last = out.lock().take().ok_or_else(|| verdict("CPU 1", "no result"))?;
     match last {
         Err(Signal::Segv { kind: SegvKind::AccErr, addr }) if addr as usize & !0xfff == a => {}
         Ok(v) => fail!(

@@ -82,6 +82,33 @@ impl Drop for Scenario {
     }
 }
 
+/// `f` started on CPU `cpu`; `join` gives its value back (`what` names the
+/// work in failure messages).
+pub struct OnCpu<T> {
+    what: alloc::string::String,
+    running: crate::smp::Running<T>,
+}
+
+pub fn on_cpu<T: Send + 'static>(
+    cpu: usize,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<OnCpu<T>, Verdict> {
+    let running = crate::smp::run_on(cpu, f).map_err(|e| verdict(&format!("starting {what} on CPU {cpu}"), e))?;
+    Ok(OnCpu { what: alloc::string::String::from(what), running })
+}
+
+impl<T> OnCpu<T> {
+    pub fn finished(&self) -> bool {
+        self.running.finished()
+    }
+
+    pub fn join(self) -> Result<T, Verdict> {
+        let what = self.what;
+        self.running.join().map_err(|u| Verdict::Fail(format!("{what}: unexpected exception: {}", u.event)))
+    }
+}
+
 /// A system call that must come back (not kill the task).
 pub fn sys(t: &Task, nr: u64, args: &[u64]) -> Result<Result<u64, Errno>, Verdict> {
     let r = t.syscall(nr, args).map_err(|s| verdict("system call", s))?;

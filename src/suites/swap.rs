@@ -612,19 +612,15 @@ fn race_t1_t2(order: SwapInOrder) -> Result<RaceOutcome, Verdict> {
     let uaf_before = mteswap::stats().use_after_free;
     let bp = crate::testhooks::schedpoint::arm(&crate::testhooks::points::DO_SWAP_PAGE_AFTER_SWAPCACHE_LOOKUP);
     let tb = t.clone();
-    let out = Arc::new(spin::Mutex::new(None));
-    let o = out.clone();
-    let job =
-        smp::start(1, move || *o.lock() = Some(tb.load(with_tag(a, tag_of(0))))).map_err(|e| verdict("start", e))?;
+    let job = on_cpu(1, "thread B", move || tb.load(with_tag(a, tag_of(0))))?;
     bp.wait_reached(5_000_000).map_err(|e| verdict("thread B", e))?;
     let wa = t.store(with_tag(a + 16, tag_of(1)), 0x77);
     bp.release();
-    job.join().map_err(|u| Verdict::Fail(format!("thread B: {}", u.event)))?;
+    let b = Some(job.join()?);
     drop(wrong);
     ok(wa, "thread A's write fault")?;
     let uaf = mteswap::stats().use_after_free - uaf_before;
     let tags = ok(t.page_tags(a), "LDG")?;
-    let b = out.lock().take();
     s.finish()?;
     Ok((uaf, tags, b))
 }
@@ -679,10 +675,7 @@ fn interleave(point: &'static Point, a_cpu: usize, shared: bool) -> TestResult {
     pageout(&p, a, PAGE)?;
     let bp = crate::testhooks::schedpoint::arm(point);
     let bt = b_task.clone();
-    let out_b = Arc::new(spin::Mutex::new(None));
-    let ob = out_b.clone();
-    let job_b =
-        smp::start(1, move || *ob.lock() = Some(bt.load(with_tag(a, tag_of(0))))).map_err(|e| verdict("start B", e))?;
+    let job_b = on_cpu(1, &format!("{name}: B"), move || bt.load(with_tag(a, tag_of(0))))?;
     bp.wait_reached(5_000_000).map_err(|e| Verdict::Fail(format!("{name}: B never reached the point: {e}")))?;
     let ra = if a_cpu == 0 {
         let r = p.store(with_tag(a + 16, tag_of(1)), 0xA);
@@ -690,10 +683,7 @@ fn interleave(point: &'static Point, a_cpu: usize, shared: bool) -> TestResult {
         r
     } else {
         let pa = p.clone();
-        let out_a = Arc::new(spin::Mutex::new(None));
-        let oa = out_a.clone();
-        let job_a = smp::start(a_cpu, move || *oa.lock() = Some(pa.store(with_tag(a + 16, tag_of(1)), 0xA)))
-            .map_err(|e| verdict("start A", e))?;
+        let job_a = on_cpu(a_cpu, &format!("{name}: A"), move || pa.store(with_tag(a + 16, tag_of(1)), 0xA))?;
         // Give A time to run into B's lock, then let B go.
         let f = crate::arch::cpu::counter_freq();
         let until = crate::arch::cpu::counter() + f / 50;
@@ -701,18 +691,11 @@ fn interleave(point: &'static Point, a_cpu: usize, shared: bool) -> TestResult {
             core::hint::spin_loop();
         }
         bp.release();
-        job_a.join().map_err(|u| Verdict::Fail(format!("{name}: A: {}", u.event)))?;
-        let r = out_a.lock().take();
-        r.unwrap_or(Err(Signal::Killed(String::from("A recorded no result"))))
+        job_a.join()?
     };
-    job_b.join().map_err(|u| Verdict::Fail(format!("{name}: B: {}", u.event)))?;
-    let rb = out_b.lock().take();
+    let rb = job_b.join()?;
     ok(ra, &format!("{name}: A's write"))?;
-    ensure_eq!(
-        ok(rb.unwrap_or(Err(Signal::Killed(String::from("no result")))), &format!("{name}: B's read"))?,
-        0x1000,
-        "{name}: B's data"
-    );
+    ensure_eq!(ok(rb, &format!("{name}: B's read"))?, 0x1000, "{name}: B's data");
     expect_tags(&p, a, tag_of, &format!("{name}: A's page"))?;
     expect_tags(&b_task, a, tag_of, &format!("{name}: B's page"))?;
     s.finish().map_err(|v| match v {
@@ -996,17 +979,14 @@ fn swapin_holds_the_folio_lock_against_reclaim() -> TestResult {
     ensure!(pfn_to_page(pfn).flags.load(Ordering::Acquire) & PG_SWAPCACHE != 0, "not in the swap cache");
     let bp = crate::testhooks::schedpoint::arm(&crate::testhooks::points::DO_SWAP_PAGE_AFTER_FOLIO_LOCK);
     let cc = c.clone();
-    let out = Arc::new(spin::Mutex::new(None));
-    let o = out.clone();
-    let job =
-        smp::start(1, move || *o.lock() = Some(cc.load(with_tag(a, tag_of(0))))).map_err(|e| verdict("start", e))?;
+    let job = on_cpu(1, "the child", move || cc.load(with_tag(a, tag_of(0))))?;
     bp.wait_reached(5_000_000).map_err(|e| verdict("the child's swap-in", e))?;
     let st = pageout(&p, a, PAGE);
     bp.release();
-    job.join().map_err(|u| Verdict::Fail(format!("the child: {}", u.event)))?;
+    let read = job.join()?;
     let st = st?;
     ensure_eq!((st.reclaimed, st.skipped), (0, 1), "reclaim of the folio a swap-in holds locked ({st:?})");
-    ensure_eq!(out.lock().take(), Some(Ok(0x1000)), "the child's read");
+    ensure_eq!(read, Ok(0x1000), "the child's read");
     ensure_eq!(pte_pfn(pte_of(&c, a)), pfn, "the child maps the parent's swap-cache folio");
     ensure!(pte_present(pte_of(&p, a)), "the parent's pte was unmapped");
     expect_page(&c, a, 0, "the child after the swap-in")?;

@@ -610,24 +610,19 @@ fn move_waits_for_a_migration_entry() -> TestResult {
     let orig = pte_of(&t, src);
     set_pte(&t, src, swp_entry_to_pte(make_migration_entry(pte_pfn(orig), true, true)))?;
     let (tt, fd, arg) = (t.clone(), u.fd, u.arg);
-    let out = Arc::new(spin::Mutex::new(None));
-    let o = out.clone();
     ok(t.store(arg, dst as u64), "arg")?;
     ok(t.store(arg + 8, src as u64), "arg")?;
     ok(t.store(arg + 16, PAGE as u64), "arg")?;
     ok(t.store(arg + 24, 0), "arg")?;
-    let job = smp::start(1, move || *o.lock() = Some(tt.syscall(SYS_IOCTL, &[fd, UFFDIO_MOVE, arg as u64])))
-        .map_err(|e| verdict("start", e))?;
+    let job = on_cpu(1, "CPU 1's MOVE", move || tt.syscall(SYS_IOCTL, &[fd, UFFDIO_MOVE, arg as u64]))?;
     let until = crate::arch::cpu::counter() + crate::arch::cpu::counter_freq() / 50;
     while crate::arch::cpu::counter() < until {
         core::hint::spin_loop();
     }
-    ensure!(out.lock().is_none(), "MOVE did not wait for the migration entry");
+    ensure!(!job.finished(), "MOVE did not wait for the migration entry");
     set_pte(&t, src, orig)?; // the migration finishes
     crate::arch::cpu::sev();
-    job.join().map_err(|e| Verdict::Fail(format!("CPU 1: {}", e.event)))?;
-    let r = out.lock().take();
-    ensure_eq!(ok(r.unwrap_or(Err(Signal::Killed(String::from("no result")))), "MOVE")?, 0, "MOVE after the migration");
+    ensure_eq!(ok(job.join()?, "MOVE")?, 0, "MOVE after the migration");
     expect_moved_page(&t, dst, 0, "moved after waiting")?;
     s.finish()
 }
@@ -923,20 +918,13 @@ fn move_races_a_swapin_of_the_same_entry() -> TestResult {
     // CPU 1 faults at src and stops with the entry's folio in the swap cache.
     let bp = crate::testhooks::schedpoint::arm(&crate::testhooks::points::DO_SWAP_PAGE_AFTER_SWAPCACHE_LOOKUP);
     let tt = t.clone();
-    let out = Arc::new(spin::Mutex::new(None));
-    let o = out.clone();
-    let job = smp::start(1, move || *o.lock() = Some(tt.load(src))).map_err(|e| verdict("start", e))?;
+    let job = on_cpu(1, "CPU 1's fault", move || tt.load(src))?;
     bp.wait_reached(5_000_000).map_err(|e| verdict("CPU 1", e))?;
     let (r, moved) = u.mv(dst, src, PAGE, 0)?;
     bp.release();
-    job.join().map_err(|e| Verdict::Fail(format!("CPU 1: {}", e.event)))?;
+    let b = job.join()?;
     ensure!(r == Ok(0) && moved == PAGE as i64, "MOVE during the swap-in: {r:?} {moved}");
-    let b = out.lock().take();
-    ensure_eq!(
-        ok(b.unwrap_or(Err(Signal::Killed(String::from("no result")))), "CPU 1's fault")?,
-        0,
-        "the fault at src finds src empty"
-    );
+    ensure_eq!(ok(b, "CPU 1's fault")?, 0, "the fault at src finds src empty");
     expect_moved_page(&t, dst, 0, "the moved entry faulted in at dst")?;
     s.finish()
 }
@@ -956,18 +944,14 @@ fn move_races_reclaim() -> TestResult {
     for (i, w) in [dst as u64, src as u64, PAGE as u64, 0].iter().enumerate() {
         ok(t.store(arg + 8 * i, *w), "arg")?;
     }
-    let out = Arc::new(spin::Mutex::new(None));
-    let o = out.clone();
-    let job = smp::start(1, move || *o.lock() = Some(tt.syscall(SYS_IOCTL, &[fd, UFFDIO_MOVE, arg as u64])))
-        .map_err(|e| verdict("start", e))?;
+    let job = on_cpu(1, "CPU 1's MOVE", move || tt.syscall(SYS_IOCTL, &[fd, UFFDIO_MOVE, arg as u64]))?;
     bp.wait_reached(5_000_000).map_err(|e| verdict("CPU 1", e))?;
     sys(&t, SYS_MADVISE, &[src as u64, PAGE as u64, MADV_PAGEOUT])?.map_err(|e| verdict("MADV_PAGEOUT", e))?;
     let st = vmscan::last_stats();
     bp.release();
-    job.join().map_err(|e| Verdict::Fail(format!("CPU 1: {}", e.event)))?;
+    let r = job.join()?;
     ensure_eq!(st.skipped, 1, "reclaim skips the folio the move holds locked ({st:?})");
-    let r = out.lock().take();
-    ensure_eq!(ok(r.unwrap_or(Err(Signal::Killed(String::from("no result")))), "MOVE")?, 0, "the move");
+    ensure_eq!(ok(r, "MOVE")?, 0, "the move");
     expect_moved_page(&t, dst, 0, "moved while reclaim ran")?;
     pageout(&t, dst, PAGE)?;
     expect_moved_page(&t, dst, 0, "swapped out and in after the move")?;
@@ -1214,34 +1198,25 @@ fn thp_with_dst(t: &Arc<Task>, u: &Uffd, round: usize, pages: &[usize]) -> Resul
     Ok((src, dst, head))
 }
 
-type MoveResult = Arc<spin::Mutex<Option<Result<u64, Signal>>>>;
+/// A UFFDIO_MOVE running on another CPU, and where its uffdio_move is.
+type Mover = (OnCpu<Result<u64, Signal>>, usize);
 
-/// Starts UFFDIO_MOVE of one page (`src + p` to `dst + p`) on `cpu`, with
-/// its own uffdio_move at slot `slot` of the argument page.
-fn start_move(
-    t: &Arc<Task>,
-    u: &Uffd,
-    cpu: usize,
-    slot: usize,
-    d: usize,
-    sr: usize,
-) -> Result<(smp::Job, MoveResult, usize), Verdict> {
+/// Starts UFFDIO_MOVE of one page (`sr` to `d`) on `cpu`, with its own
+/// uffdio_move at slot `slot` of the argument page.
+fn start_move(t: &Arc<Task>, u: &Uffd, cpu: usize, slot: usize, d: usize, sr: usize) -> Result<Mover, Verdict> {
     let arg = u.arg + slot * 64;
     for (i, w) in [d as u64, sr as u64, PAGE as u64, 0, 0x5a5a].iter().enumerate() {
         ok(t.store(arg + 8 * i, *w), "uffdio_move")?;
     }
-    let out: MoveResult = Arc::new(spin::Mutex::new(None));
-    let (o, tt, fd) = (out.clone(), t.clone(), u.fd);
-    let job = smp::start(cpu, move || *o.lock() = Some(tt.syscall(SYS_IOCTL, &[fd, UFFDIO_MOVE, arg as u64])))
-        .map_err(|e| verdict("start", e))?;
-    Ok((job, out, arg))
+    let (tt, fd) = (t.clone(), u.fd);
+    let job =
+        on_cpu(cpu, &format!("the mover on CPU {cpu}"), move || tt.syscall(SYS_IOCTL, &[fd, UFFDIO_MOVE, arg as u64]))?;
+    Ok((job, arg))
 }
 
-/// The ioctl's return and `move` of a finished mover.
-fn move_done(t: &Task, job: smp::Job, out: &MoveResult, arg: usize, what: &str) -> TestResult {
-    job.join().map_err(|e| Verdict::Fail(format!("{what}: {}", e.event)))?;
-    let r = out.lock().take().ok_or_else(|| verdict(what, "no result"))?;
-    let r = ok(r, what)?;
+/// The ioctl's return and `move` of a finished mover: 0 and one page.
+fn move_done(t: &Task, (job, arg): Mover, what: &str) -> TestResult {
+    let r = ok(job.join()?, what)?;
     let moved = ok(t.load(arg + 32), "move field")?;
     ensure!(r == 0 && moved == PAGE as u64, "{what}: expected 0 with move = {PAGE}, got {:#x} move = {:#x}", r, moved);
     Ok(())
@@ -1271,7 +1246,7 @@ fn movers_on_one_large_folio(movers: usize) -> TestResult {
             &crate::testhooks::points::SPLIT_FOLIO_BEFORE_FREEZE
         };
         let bp = crate::testhooks::schedpoint::arm(first);
-        let (j1, o1, a1) = start_move(&t, &u, 1, 0, dst + pages[0] * PAGE, src + pages[0] * PAGE)?;
+        let first_mover = start_move(&t, &u, 1, 0, dst + pages[0] * PAGE, src + pages[0] * PAGE)?;
         bp.wait_reached(5_000_000).map_err(|e| verdict(&what(0), e))?;
         let mut others = Vec::new();
         if window == 0 {
@@ -1287,10 +1262,10 @@ fn movers_on_one_large_folio(movers: usize) -> TestResult {
                 b.wait_reached(5_000_000).map_err(|e| verdict("a second mover finding the folio locked", e))?;
             }
             bp.release();
-            move_done(&t, j1, &o1, a1, &what(0))?;
+            move_done(&t, first_mover, &what(0))?;
             drop(busy);
-            for (m, (j, o, a)) in others.into_iter().enumerate() {
-                move_done(&t, j, &o, a, &what(m + 1))?;
+            for (m, mover) in others.into_iter().enumerate() {
+                move_done(&t, mover, &what(m + 1))?;
             }
         } else {
             // A transient reference (a lock-free lookup) when mover 1 freezes.
@@ -1303,11 +1278,11 @@ fn movers_on_one_large_folio(movers: usize) -> TestResult {
             for (m, &p) in pages.iter().enumerate().take(movers).skip(1) {
                 others.push(start_move(&t, &u, m + 1, m, dst + p * PAGE, src + p * PAGE)?);
             }
-            for (m, (j, o, a)) in others.into_iter().enumerate() {
-                move_done(&t, j, &o, a, &what(m + 1))?;
+            for (m, mover) in others.into_iter().enumerate() {
+                move_done(&t, mover, &what(m + 1))?;
             }
             retry.release();
-            move_done(&t, j1, &o1, a1, &what(0))?;
+            move_done(&t, first_mover, &what(0))?;
         }
         for (m, &p) in pages[..movers].iter().enumerate() {
             ensure_eq!(pte_pfn(pte_of(&t, dst + p * PAGE)), head + p as u64, "{}: the moved frame", what(m));
@@ -1395,11 +1370,11 @@ fn lookup_during_a_split_finds_the_folio_frozen() -> TestResult {
     let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
     let (src, dst, head) = thp_with_dst(&t, &u, 0, &[5])?;
     let bp = crate::testhooks::schedpoint::arm(&crate::testhooks::points::SPLIT_FOLIO_AFTER_FREEZE);
-    let (j, o, a) = start_move(&t, &u, 1, 0, dst + 5 * PAGE, src + 5 * PAGE)?;
+    let mover = start_move(&t, &u, 1, 0, dst + 5 * PAGE, src + 5 * PAGE)?;
     bp.wait_reached(5_000_000).map_err(|e| verdict("the mover's split", e))?;
     let during: Vec<bool> = [0u64, 5, 300].iter().map(|&p| Folio::try_get(head + p).is_some()).collect();
     bp.release();
-    move_done(&t, j, &o, a, "the mover")?;
+    move_done(&t, mover, "the mover")?;
     ensure!(during.iter().all(|&got| !got), "a lookup got a reference during the split: {during:?}");
     ensure!(Folio::try_get(head + 300).is_some_and(|f| f.nr_pages() == 1), "after the split: an order-0 folio");
     expect_moved_page(&t, dst + 5 * PAGE, 5, "moved after the split")?;
@@ -1428,21 +1403,18 @@ fn blocking_read_waits_for_a_fault() -> TestResult {
     }
     sys(&t, SYS_IOCTL, &[fd, UFFDIO_REGISTER, arg as u64])?.map_err(|e| verdict("UFFDIO_REGISTER", e))?;
     let (tt, buf) = (t.clone(), arg + 1024);
-    let out = Arc::new(spin::Mutex::new(None));
-    let o = out.clone();
-    let job = smp::start(1, move || *o.lock() = Some(tt.syscall(SYS_READ, &[fd, buf as u64, 32])))
-        .map_err(|e| verdict("start", e))?;
+    let job = on_cpu(1, "the reader", move || tt.syscall(SYS_READ, &[fd, buf as u64, 32]))?;
     // Give the reader time to block; it must still be waiting.
     let f = crate::arch::cpu::counter_freq().max(1);
     let until = crate::arch::cpu::counter() + f / 20;
     while crate::arch::cpu::counter() < until {
         core::hint::spin_loop();
     }
-    let early = out.lock().is_some();
+    let early = job.finished();
     ensure!(matches!(t.load(a), Err(Signal::UffdWait { .. })), "the access did not wait on the userfault");
-    job.join().map_err(|e| Verdict::Fail(format!("the reader: {}", e.event)))?;
+    let read = job.join()?;
     ensure!(!early, "read() of a blocking userfaultfd returned before any message");
-    ensure_eq!(out.lock().take(), Some(Ok(32)), "the blocking read's result");
+    ensure_eq!(read, Ok(32), "the blocking read's result");
     ensure_eq!(ok(t.load(buf + 16), "msg")?, a as u64, "the message's fault address");
     sys(&t, SYS_CLOSE, &[fd])?.map_err(|e| verdict("close", e))?;
     s.finish()
