@@ -42,19 +42,26 @@ pub struct TestDesc {
     pub line: u32,
     /// Runs only when named in full (for example a deliberately failing test).
     pub explicit_only: bool,
+    /// CPUs the test needs; with fewer online it is skipped, saying so.
+    pub min_cpus: usize,
     pub run: fn() -> TestResult,
 }
 
-/// Registers `fn $name() -> TestResult` as test `$suite::$name`.
+/// Registers `fn $name() -> TestResult` as test `$suite::$name`; with
+/// `cpus = N` it needs N CPUs (the harness skips it with fewer), with
+/// `explicit_only` it runs only when named in full.
 #[macro_export]
 macro_rules! kernel_test {
     ($suite:ident, $name:ident) => {
-        $crate::kernel_test!(@reg $suite, $name, false);
+        $crate::kernel_test!(@reg $suite, $name, false, 1);
+    };
+    ($suite:ident, $name:ident, cpus = $n:expr) => {
+        $crate::kernel_test!(@reg $suite, $name, false, $n);
     };
     ($suite:ident, $name:ident, explicit_only) => {
-        $crate::kernel_test!(@reg $suite, $name, true);
+        $crate::kernel_test!(@reg $suite, $name, true, 1);
     };
-    (@reg $suite:ident, $name:ident, $explicit:expr) => {
+    (@reg $suite:ident, $name:ident, $explicit:expr, $cpus:expr) => {
         const _: () = {
             #[used]
             #[link_section = ".kernel_tests"]
@@ -63,6 +70,7 @@ macro_rules! kernel_test {
                 name: stringify!($name),
                 line: line!(),
                 explicit_only: $explicit,
+                min_cpus: $cpus,
                 run: $name,
             };
         };
@@ -175,6 +183,10 @@ pub fn reset_cpu_state() {
 }
 
 fn run_one(t: &'static TestDesc) -> TestResult {
+    let online = crate::smp::online();
+    if online < t.min_cpus {
+        return Err(Verdict::Skip(alloc::format!("needs {} CPUs, {online} online", t.min_cpus)));
+    }
     reset_cpu_state();
     let frames_before = crate::mm::frames::free_frames();
     let mut result = Ok(());

@@ -321,6 +321,31 @@ impl Folio {
     }
 }
 
+/// A held folio lock, released when dropped: every early return of a path
+/// that holds it unlocks.
+#[must_use = "the folio is unlocked as soon as the guard is dropped"]
+pub struct FolioLock<'a>(&'a Folio);
+
+impl Folio {
+    /// folio_lock, as a guard.
+    pub fn lock_guard(&self) -> FolioLock<'_> {
+        self.lock();
+        FolioLock(self)
+    }
+
+    /// folio_trylock, as a guard.
+    pub fn try_lock_guard(&self) -> Option<FolioLock<'_>> {
+        // Lazily: a guard made for a failed trylock would unlock the holder's lock.
+        self.trylock().then(|| FolioLock(self))
+    }
+}
+
+impl Drop for FolioLock<'_> {
+    fn drop(&mut self) {
+        self.0.unlock();
+    }
+}
+
 impl Clone for Folio {
     fn clone(&self) -> Folio {
         Folio::get(self.pfn)

@@ -207,29 +207,22 @@ pub fn do_swap_page(
     if let Some(h) = early {
         mteswap::restore_from(h, &folio, 0);
     }
-    folio.lock();
+    let locked = folio.lock_guard();
     sched_point(&crate::testhooks::points::DO_SWAP_PAGE_AFTER_FOLIO_LOCK);
     let Some((first, idx)) = cached_index(&folio, entry) else {
-        folio.unlock();
         return Ok(()); // freed or reused meanwhile: refault
     };
     let Ok(Some(pt)) = mm.pgtables.lock(addr, false) else {
-        folio.unlock();
         return Ok(());
     };
     if pt.get(addr) != orig {
-        folio.unlock();
         return Ok(()); // someone else handled it
     }
     if !folio.test(PG_UPTODATE) {
         discard_failed_read(&folio);
-        folio.unlock();
         return Err(FaultError::Sigbus);
     }
-    if let Err(e) = check_anon_rmap(mm, map, vma, addr, &folio, idx) {
-        folio.unlock();
-        return Err(e);
-    }
+    check_anon_rmap(mm, map, vma, addr, &folio, idx)?;
     let exclusive = pte_swp_exclusive(orig);
     match order {
         SwapInOrder::Correct | SwapInOrder::RestoreBeforeLock => {
@@ -267,7 +260,7 @@ pub fn do_swap_page(
         free_swap(entry, &folio, vma, write);
     }
     drop(pt);
-    folio.unlock();
+    drop(locked);
     folio.into_counted(); // the pte's reference
     Ok(())
 }
@@ -388,22 +381,18 @@ fn unuse_pte(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, orig: pte_
             Swapin::Retry => core::hint::spin_loop(),
         }
     };
-    folio.lock();
+    let locked = folio.lock_guard();
     if !folio.test(PG_UPTODATE) {
         discard_failed_read(&folio);
-        folio.unlock();
         return Err(EIO);
     }
     let Ok(Some(pt)) = mm.pgtables.lock(addr, false) else {
-        folio.unlock();
         return Ok(());
     };
     let Some((first, idx)) = cached_index(&folio, entry).filter(|_| pt.get(addr) == orig) else {
-        folio.unlock();
         return Ok(());
     };
     if check_anon_rmap(mm, map, vma, addr, &folio, idx).is_err() {
-        folio.unlock();
         return Err(EFAULT);
     }
     mteswap::swap_restore(first, &folio);
@@ -419,7 +408,7 @@ fn unuse_pte(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, orig: pte_
     swapfile::swap_free(entry);
     drop(pt);
     swap_state::folio_free_swap(&folio);
-    folio.unlock();
+    drop(locked);
     folio.into_counted();
     Ok(())
 }

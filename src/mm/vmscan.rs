@@ -81,7 +81,7 @@ pub fn reclaim_range(mm: &Arc<MmStruct>, start: usize, end: usize) -> ReclaimSta
     let mut st = ReclaimStats::default();
     for folio in folios {
         if folio.is_anon() {
-            shrink_folio(&folio, &mut st);
+            st.count(shrink_folio(&folio));
         }
     }
     LAST.lock().add(&st);
@@ -104,15 +104,33 @@ pub fn begin_pageout() {
     *LAST.lock() = ReclaimStats::default();
 }
 
-fn shrink_folio(folio: &Folio, st: &mut ReclaimStats) {
-    if !folio.trylock() {
-        st.skipped += 1;
-        return;
+/// What shrink_folio did with one folio.
+enum Outcome {
+    Reclaimed,
+    KeptInSwapcache,
+    Skipped,
+    NoSwap,
+    TagSaveFailed,
+    WriteFailed,
+}
+
+impl ReclaimStats {
+    fn count(&mut self, o: Outcome) {
+        match o {
+            Outcome::Reclaimed => self.reclaimed += 1,
+            Outcome::KeptInSwapcache => self.kept_in_swapcache += 1,
+            Outcome::Skipped => self.skipped += 1,
+            Outcome::NoSwap => self.no_swap += 1,
+            Outcome::TagSaveFailed => self.tag_save_failed += 1,
+            Outcome::WriteFailed => self.write_failed += 1,
+        }
     }
+}
+
+fn shrink_folio(folio: &Folio) -> Outcome {
+    let Some(_locked) = folio.try_lock_guard() else { return Outcome::Skipped };
     if folio.page().pincount.load(Ordering::Acquire) > 0 {
-        folio.unlock();
-        st.skipped += 1;
-        return;
+        return Outcome::Skipped;
     }
     let entry = if folio.test(PG_SWAPCACHE) {
         folio.page().inner.lock().swap.expect("swap-cache folio without an entry")
@@ -122,11 +140,7 @@ fn shrink_folio(folio: &Folio, st: &mut ReclaimStats) {
                 swap_state::add_to_swap_cache(folio, e);
                 e
             }
-            Err(_) => {
-                folio.unlock();
-                st.no_swap += 1;
-                return;
-            }
+            Err(_) => return Outcome::NoSwap,
         }
     };
     // The swap ptes remember exclusivity; the folio forgets it once unmapped.
@@ -136,32 +150,24 @@ fn shrink_folio(folio: &Folio, st: &mut ReclaimStats) {
     }
     folio.clear(PG_ANON_EXCLUSIVE);
     if folio.mapcount() > 0 {
-        folio.unlock();
-        st.skipped += 1;
-        return;
+        return Outcome::Skipped;
     }
     crate::testhooks::schedpoint::sched_point(&crate::testhooks::points::SHRINK_FOLIO_BEFORE_PAGEOUT);
-    // pageout: arch_prepare_to_swap, then the write.
+    // pageout: arch_prepare_to_swap, then the write. A failure leaves the
+    // folio in the swap cache.
     if mteswap::save_folio(folio, entry).is_err() {
-        folio.unlock();
-        st.tag_save_failed += 1;
-        return;
+        return Outcome::TagSaveFailed;
     }
     if page_io::swap_writepage(folio, entry).is_err() {
-        folio.unlock();
-        st.write_failed += 1;
-        return;
+        return Outcome::WriteFailed;
     }
     if KEEP_IN_SWAPCACHE.load(Ordering::Acquire) {
-        folio.unlock();
-        st.kept_in_swapcache += 1;
-        return;
+        return Outcome::KeptInSwapcache;
     }
     // __remove_mapping: the folio leaves the swap cache and, with the last
     // reference (ours), memory.
     swap_state::delete_from_swap_cache(folio);
-    folio.unlock();
-    st.reclaimed += 1;
+    Outcome::Reclaimed
 }
 
 /// Replaces the pte mapping `folio` at `addr` with a swap pte for `entry`.

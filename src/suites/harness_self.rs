@@ -72,9 +72,6 @@ fn cpus_from_dtb_online() -> TestResult {
 kernel_test!(smp, cpus_from_dtb_online);
 
 fn every_cpu_runs_work_with_mmu_and_mte() -> TestResult {
-    if smp::online() < 2 {
-        skip!("only one CPU online (run with --smp 2 or more)");
-    }
     let seen: Arc<Mutex<Vec<CpuState>>> = Arc::new(Mutex::new(Vec::new()));
     for c in 1..smp::online() {
         let s = seen.clone();
@@ -100,12 +97,9 @@ fn every_cpu_runs_work_with_mmu_and_mte() -> TestResult {
     }
     Ok(())
 }
-kernel_test!(smp, every_cpu_runs_work_with_mmu_and_mte);
+kernel_test!(smp, every_cpu_runs_work_with_mmu_and_mte, cpus = 2);
 
 fn tag_check_fault_on_every_cpu() -> TestResult {
-    if smp::online() < 2 {
-        skip!("only one CPU online (run with --smp 2 or more)");
-    }
     for c in 1..smp::online() {
         let mut f = Frame::alloc().ok_or_else(|| crate::harness::Verdict::Fail("no frame".into()))?;
         f.page_mut().set_all_tags(0x6);
@@ -129,7 +123,7 @@ fn tag_check_fault_on_every_cpu() -> TestResult {
     }
     Ok(())
 }
-kernel_test!(smp, tag_check_fault_on_every_cpu);
+kernel_test!(smp, tag_check_fault_on_every_cpu, cpus = 2);
 
 fn deliberate_failure() -> TestResult {
     fail!("deliberate failure (selftest::deliberate_failure was asked for by name)")

@@ -16,7 +16,7 @@ use crate::mm::rmap::rmap_walk;
 use crate::task::agent::{fill_byte, fnv, SegvKind, Signal};
 use crate::task::syscall::*;
 use crate::task::Task;
-use crate::{ensure, ensure_eq, fail, kernel_test, skip, smp};
+use crate::{ensure, ensure_eq, fail, kernel_test, smp};
 use alloc::format;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -509,9 +509,6 @@ kernel_test!(mm, segv_is_delivered_and_the_task_goes_on);
 // --- concurrency ------------------------------------------------------------------
 
 fn tasks_run_on_every_cpu() -> TestResult {
-    if smp::online() < 2 {
-        skip!("only one CPU online");
-    }
     let mut s = Scenario::new();
     let (p, _c, a) = forked_pair(&mut s)?;
     for cpu in 1..smp::online() {
@@ -529,15 +526,12 @@ fn tasks_run_on_every_cpu() -> TestResult {
     expect_tags(&p, a, |g| (g % 14) as u8 + 1, "tags after writes from every CPU")?;
     s.finish()
 }
-kernel_test!(mm, tasks_run_on_every_cpu);
+kernel_test!(mm, tasks_run_on_every_cpu, cpus = 2);
 
 /// Parent and child write-fault the same shared page at once: CPU 1 is
 /// stopped after copying, before it retakes the pte lock; CPU 0 does its
 /// own COW meanwhile. Both must end with private copies holding the tags.
 fn concurrent_cow_at_a_schedule_point() -> TestResult {
-    if smp::online() < 2 {
-        skip!("needs two CPUs");
-    }
     let mut s = Scenario::new();
     let (p, c, a) = forked_pair(&mut s)?;
     let bp = crate::testhooks::schedpoint::arm(&crate::testhooks::points::WP_PAGE_COPY_AFTER_COPY);
@@ -555,7 +549,7 @@ fn concurrent_cow_at_a_schedule_point() -> TestResult {
     expect_tags(&c, a, |g| (g % 14) as u8 + 1, "child's tags")?;
     s.finish()
 }
-kernel_test!(mm, concurrent_cow_at_a_schedule_point);
+kernel_test!(mm, concurrent_cow_at_a_schedule_point, cpus = 2);
 
 // --- folios and the checker itself -------------------------------------------------
 
@@ -771,9 +765,6 @@ kernel_test!(mm, huge_untouched_vma_costs_what_is_mapped);
 /// the write-protection faults (SEGV_ACCERR) instead of going through a
 /// stale writable translation.
 fn write_after_mprotect_read_only_faults_on_a_running_cpu() -> TestResult {
-    if smp::online() < 2 {
-        skip!("needs two CPUs");
-    }
     let mut s = Scenario::new();
     let t = s.spawn()?;
     let a = mmap(&t, 0, PAGE, RW, ANON, -1)?;
@@ -812,7 +803,7 @@ fn write_after_mprotect_read_only_faults_on_a_running_cpu() -> TestResult {
     ensure!(after <= at_protect, "the target changed after mprotect returned: {at_protect} then {after}");
     s.finish()
 }
-kernel_test!(mm, write_after_mprotect_read_only_faults_on_a_running_cpu);
+kernel_test!(mm, write_after_mprotect_read_only_faults_on_a_running_cpu, cpus = 2);
 
 // --- the tagged-address ABI and per-thread MTE controls ------------------------------
 

@@ -82,6 +82,35 @@ impl Drop for Scenario {
     }
 }
 
+/// Swap on the RAM-disk while it lives (the test is skipped without a
+/// RAM-disk); off again when dropped, with the slot limit and reclaim's
+/// keep-in-swap-cache setting back to their defaults.
+pub struct SwapOn;
+
+impl SwapOn {
+    pub fn new() -> Result<SwapOn, Verdict> {
+        Self::with_slots(0)
+    }
+
+    /// Swap limited to `slots` slots (0: the whole RAM-disk).
+    pub fn with_slots(slots: u64) -> Result<SwapOn, Verdict> {
+        if !crate::drivers::ramdisk::present() {
+            return Err(Verdict::Skip(alloc::string::String::from("no RAM-disk (ramdisk=0 on the command line)")));
+        }
+        crate::mm::swapfile::set_slot_limit(slots);
+        crate::mm::swapfile::swapon().map_err(|e| verdict("swapon", e))?;
+        Ok(SwapOn)
+    }
+}
+
+impl Drop for SwapOn {
+    fn drop(&mut self) {
+        let _ = crate::mm::swap::swapoff(0);
+        crate::mm::swapfile::set_slot_limit(0);
+        crate::mm::vmscan::set_keep_in_swapcache(false);
+    }
+}
+
 /// `f` started on CPU `cpu`; `join` gives its value back (`what` names the
 /// work in failure messages).
 pub struct OnCpu<T> {

@@ -19,16 +19,16 @@ use crate::task::syscall::*;
 use crate::task::Task;
 use crate::testhooks::fault_inject::{Spec, MTESWAP_SAVE, RAMDISK_READ, RAMDISK_WRITE};
 use crate::testhooks::points::{self, Point};
-use crate::{ensure, ensure_eq, fail, kernel_test, skip, smp};
+use crate::{ensure, ensure_eq, fail, kernel_test, skip};
 use alloc::format;
-use alloc::string::String;
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
-/// A scenario with swap on; every knob goes back to its default and swap
-/// goes off at the end, whatever happens.
+/// A scenario with swap on: its tasks go first, then swap goes off,
+/// whatever happens (the fields drop in this order).
 struct SwapScenario {
     s: Scenario,
+    _swap: SwapOn,
 }
 
 impl SwapScenario {
@@ -38,12 +38,7 @@ impl SwapScenario {
 
     /// Swap limited to `slots` slots (0: the whole RAM-disk).
     fn with_slots(slots: u64) -> Result<SwapScenario, Verdict> {
-        if !ramdisk::present() {
-            return Err(Verdict::Skip(String::from("no RAM-disk (ramdisk=0 on the command line)")));
-        }
-        swapfile::set_slot_limit(slots);
-        swapfile::swapon().map_err(|e| verdict("swapon", e))?;
-        Ok(SwapScenario { s: Scenario::new() })
+        Ok(SwapScenario { _swap: SwapOn::with_slots(slots)?, s: Scenario::new() })
     }
 
     /// Invariants with tasks alive; then every task exits, swap goes off,
@@ -57,15 +52,6 @@ impl SwapScenario {
         ensure_eq!(mteswap::stats().entries, 0, "tag-storage entries after every task exited");
         ensure!(swap_state::cached().is_empty(), "swap cache not empty after every task exited");
         crate::mm::swap::swapoff(0).map_err(|e| verdict("swapoff at the end", e))
-    }
-}
-
-impl Drop for SwapScenario {
-    fn drop(&mut self) {
-        self.s.teardown();
-        let _ = crate::mm::swap::swapoff(0);
-        swapfile::set_slot_limit(0);
-        vmscan::set_keep_in_swapcache(false);
     }
 }
 
@@ -602,9 +588,6 @@ type RaceOutcome = (u64, [u8; 256], Option<Result<u64, Signal>>);
 
 /// Returns the use-after-free count, the page's tags and thread B's read.
 fn race_t1_t2(order: SwapInOrder) -> Result<RaceOutcome, Verdict> {
-    if smp::online() < 2 {
-        return Err(Verdict::Skip(String::from("needs two CPUs")));
-    }
     let mut s = SwapScenario::with_slots(2)?;
     let (t, a) = tagged_pages(&mut s, 1)?;
     pageout(&t, a, PAGE)?;
@@ -634,7 +617,7 @@ fn t1_t2_race_correct_order_is_safe() -> TestResult {
     }
     Ok(())
 }
-kernel_test!(swap, t1_t2_race_correct_order_is_safe);
+kernel_test!(swap, t1_t2_race_correct_order_is_safe, cpus = 2);
 
 fn t1_t2_race_restore_before_lock_is_caught() -> TestResult {
     let (uaf, tags, _) = race_t1_t2(SwapInOrder::RestoreBeforeLock)?;
@@ -646,7 +629,7 @@ fn t1_t2_race_restore_before_lock_is_caught() -> TestResult {
     );
     Ok(())
 }
-kernel_test!(swap, t1_t2_race_restore_before_lock_is_caught);
+kernel_test!(swap, t1_t2_race_restore_before_lock_is_caught, cpus = 2);
 
 // --- two CPUs on one entry, interleaved at each schedule point ------------------------------------------
 
@@ -705,9 +688,6 @@ fn interleave(point: &'static Point, a_cpu: usize, shared: bool) -> TestResult {
 }
 
 fn race_on_one_entry_unlocked_points() -> TestResult {
-    if smp::online() < 2 {
-        skip!("needs two CPUs");
-    }
     for point in UNLOCKED_POINTS.iter().copied() {
         for shared in [false, true] {
             interleave(point, 0, shared)?;
@@ -715,12 +695,9 @@ fn race_on_one_entry_unlocked_points() -> TestResult {
     }
     Ok(())
 }
-kernel_test!(swap, race_on_one_entry_unlocked_points);
+kernel_test!(swap, race_on_one_entry_unlocked_points, cpus = 2);
 
 fn race_on_one_entry_locked_points() -> TestResult {
-    if smp::online() < 3 {
-        skip!("needs three CPUs: B holds a lock at these points, so A runs on a third");
-    }
     for point in LOCKED_POINTS.iter().chain(UNLOCKED_POINTS.iter()).copied() {
         for shared in [false, true] {
             interleave(point, 2, shared)?;
@@ -728,7 +705,7 @@ fn race_on_one_entry_locked_points() -> TestResult {
     }
     Ok(())
 }
-kernel_test!(swap, race_on_one_entry_locked_points);
+kernel_test!(swap, race_on_one_entry_locked_points, cpus = 3);
 
 // --- the tag storage's cost -----------------------------------------------------------------------
 
@@ -967,9 +944,6 @@ kernel_test!(swap, swapoff_of_a_huge_vma_walks_only_its_tables);
 /// another CPU must skip that folio rather than unmap the parent's pte and
 /// take the folio out of the swap cache under the child's feet.
 fn swapin_holds_the_folio_lock_against_reclaim() -> TestResult {
-    if smp::online() < 2 {
-        skip!("needs two CPUs");
-    }
     let mut s = SwapScenario::new()?;
     let (p, a) = tagged_pages(&mut s, 1)?;
     let c = s.fork(&p)?;
@@ -992,4 +966,4 @@ fn swapin_holds_the_folio_lock_against_reclaim() -> TestResult {
     expect_page(&c, a, 0, "the child after the swap-in")?;
     s.finish()
 }
-kernel_test!(swap, swapin_holds_the_folio_lock_against_reclaim);
+kernel_test!(swap, swapin_holds_the_folio_lock_against_reclaim, cpus = 2);

@@ -18,9 +18,8 @@ use crate::mm::{mteswap, swap_state, swapfile, vmscan};
 use crate::task::agent::Signal;
 use crate::task::syscall::*;
 use crate::task::Task;
-use crate::{ensure, ensure_eq, fail, kernel_test, skip, smp};
+use crate::{ensure, ensure_eq, fail, kernel_test, smp};
 use alloc::format;
-use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
@@ -602,9 +601,6 @@ fn move_of_poison_and_markers_is_efault() -> TestResult {
 kernel_test!(uffd, move_of_poison_and_markers_is_efault);
 
 fn move_waits_for_a_migration_entry() -> TestResult {
-    if smp::online() < 2 {
-        skip!("needs two CPUs (one waits on the migration entry, one finishes the migration)");
-    }
     let mut s = Scenario::new();
     let (t, u, src, dst) = setup(&mut s, 1)?;
     let orig = pte_of(&t, src);
@@ -626,28 +622,9 @@ fn move_waits_for_a_migration_entry() -> TestResult {
     expect_moved_page(&t, dst, 0, "moved after waiting")?;
     s.finish()
 }
-kernel_test!(uffd, move_waits_for_a_migration_entry);
+kernel_test!(uffd, move_waits_for_a_migration_entry, cpus = 2);
 
 // --- swap entries ---------------------------------------------------------------------------------
-
-struct SwapOn;
-
-impl SwapOn {
-    fn new() -> Result<SwapOn, Verdict> {
-        if !crate::drivers::ramdisk::present() {
-            return Err(Verdict::Skip(String::from("no RAM-disk")));
-        }
-        swapfile::swapon().map_err(|e| verdict("swapon", e))?;
-        Ok(SwapOn)
-    }
-}
-
-impl Drop for SwapOn {
-    fn drop(&mut self) {
-        vmscan::set_keep_in_swapcache(false);
-        let _ = crate::mm::swap::swapoff(0);
-    }
-}
 
 fn pageout(t: &Task, a: usize, len: usize) -> TestResult {
     sys(t, SYS_MADVISE, &[a as u64, len as u64, MADV_PAGEOUT])?.map_err(|e| verdict("MADV_PAGEOUT", e))?;
@@ -859,9 +836,6 @@ kernel_test!(uffd, dontwake_leaves_the_waiter_asleep);
 // --- races on real vCPUs ---------------------------------------------------------------------
 
 fn opposite_moves_through_the_same_tables_do_not_deadlock() -> TestResult {
-    if smp::online() < 2 {
-        skip!("needs two CPUs");
-    }
     let mut s = Scenario::new();
     let t = s.spawn()?;
     let n = 16;
@@ -905,12 +879,9 @@ fn opposite_moves_through_the_same_tables_do_not_deadlock() -> TestResult {
     }
     s.finish()
 }
-kernel_test!(uffd, opposite_moves_through_the_same_tables_do_not_deadlock);
+kernel_test!(uffd, opposite_moves_through_the_same_tables_do_not_deadlock, cpus = 2);
 
 fn move_races_a_swapin_of_the_same_entry() -> TestResult {
-    if smp::online() < 2 {
-        skip!("needs two CPUs");
-    }
     let _swap = SwapOn::new()?;
     let mut s = Scenario::new();
     let (t, u, src, dst) = setup(&mut s, 1)?;
@@ -928,12 +899,9 @@ fn move_races_a_swapin_of_the_same_entry() -> TestResult {
     expect_moved_page(&t, dst, 0, "the moved entry faulted in at dst")?;
     s.finish()
 }
-kernel_test!(uffd, move_races_a_swapin_of_the_same_entry);
+kernel_test!(uffd, move_races_a_swapin_of_the_same_entry, cpus = 2);
 
 fn move_races_reclaim() -> TestResult {
-    if smp::online() < 2 {
-        skip!("needs two CPUs");
-    }
     let _swap = SwapOn::new()?;
     let mut s = Scenario::new();
     let (t, u, src, dst) = setup(&mut s, 1)?;
@@ -957,7 +925,7 @@ fn move_races_reclaim() -> TestResult {
     expect_moved_page(&t, dst, 0, "swapped out and in after the move")?;
     s.finish()
 }
-kernel_test!(uffd, move_races_reclaim);
+kernel_test!(uffd, move_races_reclaim, cpus = 2);
 
 fn moves_never_leak_or_duplicate_tag_entries() -> TestResult {
     let swap = SwapOn::new()?;
@@ -1229,9 +1197,6 @@ fn move_done(t: &Task, (job, arg): Mover, what: &str) -> TestResult {
 /// the refcount freeze while someone holds a transient reference, so the
 /// freeze fails and mover 1 retries while the others split and move.
 fn movers_on_one_large_folio(movers: usize) -> TestResult {
-    if smp::online() < movers + 1 {
-        return Err(Verdict::Skip(format!("needs {} CPUs", movers + 1)));
-    }
     let pages = [5usize, 100, 300];
     for round in 0..8 {
         let window = round % 2;
@@ -1302,12 +1267,12 @@ fn movers_on_one_large_folio(movers: usize) -> TestResult {
 fn two_movers_on_one_large_folio_both_succeed() -> TestResult {
     movers_on_one_large_folio(2)
 }
-kernel_test!(uffd, two_movers_on_one_large_folio_both_succeed);
+kernel_test!(uffd, two_movers_on_one_large_folio_both_succeed, cpus = 3);
 
 fn three_movers_on_one_large_folio_all_succeed() -> TestResult {
     movers_on_one_large_folio(3)
 }
-kernel_test!(uffd, three_movers_on_one_large_folio_all_succeed);
+kernel_test!(uffd, three_movers_on_one_large_folio_all_succeed, cpus = 4);
 
 /// A reference on a large folio held for good (not a mapping, not a pin):
 /// MOVE must split it and cannot. Linux retries inside the ioctl until the
@@ -1362,9 +1327,6 @@ kernel_test!(uffd, thp_with_a_zapped_pte_moves_by_ptes);
 /// page of the folio fails (and would retry) instead of taking a reference
 /// on a folio whose pages are being rewritten.
 fn lookup_during_a_split_finds_the_folio_frozen() -> TestResult {
-    if smp::online() < 2 {
-        skip!("needs two CPUs");
-    }
     let mut s = Scenario::new();
     let t = s.spawn()?;
     let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
@@ -1381,14 +1343,11 @@ fn lookup_during_a_split_finds_the_folio_frozen() -> TestResult {
     drop(u);
     s.finish()
 }
-kernel_test!(uffd, lookup_during_a_split_finds_the_folio_frozen);
+kernel_test!(uffd, lookup_during_a_split_finds_the_folio_frozen, cpus = 2);
 
 /// A userfaultfd opened without O_NONBLOCK: read() waits until a fault on
 /// another CPU queues a message, then returns it.
 fn blocking_read_waits_for_a_fault() -> TestResult {
-    if smp::online() < 2 {
-        skip!("needs two CPUs");
-    }
     let mut s = Scenario::new();
     let t = s.spawn()?;
     let fd = sys(&t, SYS_USERFAULTFD, &[0])?.map_err(|e| verdict("userfaultfd", e))?;
@@ -1419,4 +1378,4 @@ fn blocking_read_waits_for_a_fault() -> TestResult {
     sys(&t, SYS_CLOSE, &[fd])?.map_err(|e| verdict("close", e))?;
     s.finish()
 }
-kernel_test!(uffd, blocking_read_waits_for_a_fault);
+kernel_test!(uffd, blocking_read_waits_for_a_fault, cpus = 2);
