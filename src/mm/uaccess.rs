@@ -87,35 +87,44 @@ fn access(mm: &Arc<MmStruct>, uaddr: u64, mut buf: Buf<'_>) -> Result<(), Errno>
     Ok(())
 }
 
-/// LDTR through the user's pointer (with its tag): a tag-check or any
-/// other fault is EFAULT.
+/// LDTR through the user's pointer (with its tag): whole aligned words in
+/// one block probe, bytes at the ends; a tag-check or any other fault is
+/// EFAULT.
 fn copy_in_unprivileged(user: usize, buf: &mut [u8]) -> Result<(), Errno> {
-    let mut i = 0;
-    while i < buf.len() {
-        if (user + i).is_multiple_of(8) && buf.len() - i >= 8 {
-            let v = trap::probe_read_user_u64(user + i).map_err(|_| EFAULT)?;
-            buf[i..i + 8].copy_from_slice(&v.to_le_bytes());
-            i += 8;
-        } else {
-            buf[i] = trap::probe_read_user_u8(user + i).map_err(|_| EFAULT)?;
-            i += 1;
+    let head = (user.next_multiple_of(8) - user).min(buf.len());
+    let words = (buf.len() - head) / 8;
+    let tail = head + 8 * words;
+    for (i, b) in buf.iter_mut().enumerate().take(head) {
+        *b = trap::probe_read_user_u8(user + i).map_err(|_| EFAULT)?;
+    }
+    if words > 0 {
+        let mut w = alloc::vec![0u64; words];
+        trap::probe_read_user_words(user + head, &mut w).map_err(|_| EFAULT)?;
+        for (chunk, v) in buf[head..tail].chunks_exact_mut(8).zip(&w) {
+            chunk.copy_from_slice(&v.to_le_bytes());
         }
+    }
+    for (i, b) in buf.iter_mut().enumerate().skip(tail) {
+        *b = trap::probe_read_user_u8(user + i).map_err(|_| EFAULT)?;
     }
     Ok(())
 }
 
-/// STTR through the user's pointer.
+/// STTR through the user's pointer, as copy_in_unprivileged reads.
 fn copy_out_unprivileged(user: usize, buf: &[u8]) -> Result<(), Errno> {
-    let mut i = 0;
-    while i < buf.len() {
-        if (user + i).is_multiple_of(8) && buf.len() - i >= 8 {
-            let v = u64::from_le_bytes(core::array::from_fn(|k| buf[i + k]));
-            trap::probe_write_user_u64(user + i, v).map_err(|_| EFAULT)?;
-            i += 8;
-        } else {
-            trap::probe_write_user_u8(user + i, buf[i]).map_err(|_| EFAULT)?;
-            i += 1;
-        }
+    let head = (user.next_multiple_of(8) - user).min(buf.len());
+    let words = (buf.len() - head) / 8;
+    let tail = head + 8 * words;
+    for (i, &b) in buf.iter().enumerate().take(head) {
+        trap::probe_write_user_u8(user + i, b).map_err(|_| EFAULT)?;
+    }
+    if words > 0 {
+        let w: alloc::vec::Vec<u64> =
+            buf[head..tail].chunks_exact(8).map(|c| u64::from_le_bytes(core::array::from_fn(|j| c[j]))).collect();
+        trap::probe_write_user_words(user + head, &w).map_err(|_| EFAULT)?;
+    }
+    for (i, &b) in buf.iter().enumerate().skip(tail) {
+        trap::probe_write_user_u8(user + i, b).map_err(|_| EFAULT)?;
     }
     Ok(())
 }

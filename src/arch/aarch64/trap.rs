@@ -82,9 +82,12 @@ extern "C" fn handle_exception(frame: &mut TrapFrame, kind: u64) {
             return;
         }
     } else if t.probe_armed && matches!(event, Event::Abort { instruction: false, .. }) {
-        t.probe_armed = false;
-        t.probe_event = Some(event);
-        frame.elr += 4; // skip the single probing instruction
+        // Skip the faulting access; the first fault is the probe's answer
+        // (a block probe may fault again before it ends).
+        if t.probe_event.is_none() {
+            t.probe_event = Some(event);
+        }
+        frame.elr += 4;
         return;
     } else if let Some(ctx) = t.guard {
         t.guard_event = Some((event, frame.elr));
@@ -142,23 +145,58 @@ probes!(probe_read_u8, probe_write_u8, u8, "ldrb", "strb");
 // permissions and tag-check mode (SCTLR_EL1.TCF0), as Linux's uaccess is.
 probes!(probe_read_user_u8, probe_write_user_u8, u8, "ldtrb", "sttrb");
 
-/// An unprivileged 64-bit load through `addr` (EL0 permissions and TCF0);
-/// a fault is returned, not raised.
-pub fn probe_read_user_u64(addr: usize) -> Result<u64, Event> {
+/// Unprivileged loads (LDTR) of `dst.len()` words from `src` (8-byte
+/// aligned) in one probe: EL0 permissions and tag checks (TCF0) apply;
+/// the first fault is returned (what was copied is then meaningless).
+pub fn probe_read_user_words(src: usize, dst: &mut [u64]) -> Result<(), Event> {
     probe(|| {
-        let v: u64;
-        // SAFETY: a single load; if it faults the handler skips it.
-        unsafe { core::arch::asm!("ldtr {v}, [{a}]", v = out(reg) v, a = in(reg) addr, options(nostack)) };
-        v
+        // SAFETY: the loop writes exactly dst.len() words into dst, which
+        // this function borrows mutably; a faulting LDTR is skipped by the
+        // handler and its register keeps a stale value, reported as a fault.
+        unsafe {
+            core::arch::asm!(
+                "2: cbz {n}, 3f",
+                "ldtr {t}, [{s}]",
+                "str {t}, [{d}], #8",
+                "add {s}, {s}, #8",
+                "sub {n}, {n}, #1",
+                "b 2b",
+                "3:",
+                n = inout(reg) dst.len() => _,
+                s = inout(reg) src => _,
+                d = inout(reg) dst.as_mut_ptr() => _,
+                t = out(reg) _,
+                options(nostack)
+            )
+        };
+        0
     })
+    .map(|_| ())
 }
 
-/// An unprivileged 64-bit store through `addr`; a fault is returned.
-pub fn probe_write_user_u64(addr: usize, value: u64) -> Result<(), Event> {
+/// Unprivileged stores (STTR) of `src`'s words to `dst` (8-byte aligned)
+/// in one probe; the first fault is returned.
+pub fn probe_write_user_words(dst: usize, src: &[u64]) -> Result<(), Event> {
     probe(|| {
-        // SAFETY: a single store to user memory the caller checked is
-        // mapped writable under its pte lock; a fault is skipped.
-        unsafe { core::arch::asm!("sttr {v}, [{a}]", v = in(reg) value, a = in(reg) addr, options(nostack)) };
+        // SAFETY: reads exactly src.len() words from src; the stores go to
+        // user memory the caller checked is mapped writable under its pte
+        // lock, with EL0 permissions; a fault is skipped and reported.
+        unsafe {
+            core::arch::asm!(
+                "2: cbz {n}, 3f",
+                "ldr {t}, [{s}], #8",
+                "sttr {t}, [{d}]",
+                "add {d}, {d}, #8",
+                "sub {n}, {n}, #1",
+                "b 2b",
+                "3:",
+                n = inout(reg) src.len() => _,
+                s = inout(reg) src.as_ptr() => _,
+                d = inout(reg) dst => _,
+                t = out(reg) _,
+                options(nostack)
+            )
+        };
         0
     })
     .map(|_| ())
