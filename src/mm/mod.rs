@@ -25,6 +25,7 @@ pub mod swap_state;
 pub mod swapfile;
 pub mod uaccess;
 pub mod uffd_move;
+pub mod uffd_uapi;
 pub mod userfaultfd;
 pub mod vmscan;
 pub mod zap;

@@ -137,11 +137,19 @@ pub fn copy_to_user(mm: &Arc<MmStruct>, addr: u64, buf: &[u8]) -> Result<(), Err
     access(mm, addr, Buf::Out(buf))
 }
 
-/// Reads `N` little-endian u64 words at `addr`.
-pub fn get_words<const N: usize>(mm: &Arc<MmStruct>, addr: u64) -> Result<[u64; N], Errno> {
-    let mut b = [0u8; 64];
-    copy_from_user(mm, addr, &mut b[..N * 8])?;
-    Ok(core::array::from_fn(|i| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"))))
+/// Reads a uAPI structure at `addr` (copy_from_user of its words).
+pub fn get_user<T: super::uffd_uapi::Words>(mm: &Arc<MmStruct>, addr: u64) -> Result<T, Errno> {
+    let mut b = alloc::vec![0u8; T::WORDS * 8];
+    copy_from_user(mm, addr, &mut b)?;
+    let w: alloc::vec::Vec<u64> =
+        b.chunks_exact(8).map(|c| u64::from_le_bytes(core::array::from_fn(|i| c[i]))).collect();
+    Ok(T::from_words(&w))
+}
+
+/// Writes a uAPI structure at `addr`.
+pub fn put_user<T: super::uffd_uapi::Words>(mm: &Arc<MmStruct>, addr: u64, v: &T) -> Result<(), Errno> {
+    let b: alloc::vec::Vec<u8> = v.to_words().iter().flat_map(|w| w.to_le_bytes()).collect();
+    copy_to_user(mm, addr, &b)
 }
 
 /// Writes one u64 at `addr`.

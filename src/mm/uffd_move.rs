@@ -154,12 +154,14 @@ impl Drop for DoublePt {
 /// ioctl(UFFDIO_MOVE): reads struct uffdio_move at `arg`, moves, writes
 /// `move` back.
 pub fn ioctl_move(ctx: &Arc<Uffd>, mm: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno> {
-    use super::uaccess::{get_words, put_word};
+    use super::uaccess::{get_user, put_word};
+    use super::uffd_uapi::UffdioMove;
+    let moved_at = arg + core::mem::offset_of!(UffdioMove, moved) as u64;
     if ctx.mmap_changing.load(Ordering::Acquire) != 0 {
-        put_word(mm, arg + 32, EAGAIN.to_ret())?;
+        put_word(mm, moved_at, EAGAIN.to_ret())?;
         return Err(EAGAIN);
     }
-    let [dst, src, len, mode] = get_words::<4>(mm, arg)?;
+    let UffdioMove { dst, src, len, mode, .. } = get_user(mm, arg)?;
     let owner = ctx.mm.upgrade().ok_or(EINVAL)?;
     if !Arc::ptr_eq(&owner, mm) {
         return Err(EINVAL);
@@ -179,15 +181,15 @@ pub fn ioctl_move(ctx: &Arc<Uffd>, mm: &Arc<MmStruct>, arg: u64) -> Result<u64, 
     }
     match err {
         None => {
-            put_word(mm, arg + 32, moved as u64)?;
+            put_word(mm, moved_at, moved as u64)?;
             Ok(0)
         }
         Some(e) if moved == 0 => {
-            put_word(mm, arg + 32, e.to_ret())?;
+            put_word(mm, moved_at, e.to_ret())?;
             Err(e)
         }
         Some(_) => {
-            put_word(mm, arg + 32, moved as u64)?;
+            put_word(mm, moved_at, moved as u64)?;
             Err(EAGAIN)
         }
     }

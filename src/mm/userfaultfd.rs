@@ -16,7 +16,7 @@ use super::folio::{Folio, PG_MTE_TAGGED};
 use super::mm_types::*;
 use super::pte::*;
 use super::rmap::folio_add_new_anon_rmap;
-use super::uaccess::{copy_from_user, get_words, put_word};
+use super::uaccess::{copy_from_user, get_user, put_user, put_word};
 use crate::arch::mmu::PAGE_SIZE;
 use crate::errno::*;
 use alloc::collections::{BTreeMap, VecDeque};
@@ -33,14 +33,11 @@ pub const UFFD_FEATURE_MOVE: u64 = 1 << 16;
 pub const SUPPORTED_FEATURES: u64 =
     UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_MOVE;
 
-pub const UFFDIO_API: u64 = 0xc018_aa3f;
-pub const UFFDIO_REGISTER: u64 = 0xc020_aa00;
-pub const UFFDIO_UNREGISTER: u64 = 0x8010_aa01;
-pub const UFFDIO_WAKE: u64 = 0x8010_aa02;
-pub const UFFDIO_COPY: u64 = 0xc028_aa03;
-pub const UFFDIO_ZEROPAGE: u64 = 0xc020_aa04;
-pub const UFFDIO_MOVE: u64 = 0xc028_aa05;
-pub const UFFDIO_WRITEPROTECT: u64 = 0xc018_aa06;
+use super::uffd_uapi::*;
+pub use super::uffd_uapi::{
+    UFFDIO_API, UFFDIO_COPY, UFFDIO_MOVE, UFFDIO_REGISTER, UFFDIO_UNREGISTER, UFFDIO_WAKE, UFFDIO_WRITEPROTECT,
+    UFFDIO_ZEROPAGE,
+};
 
 pub const UFFDIO_REGISTER_MODE_MISSING: u64 = 1 << 0;
 pub const UFFDIO_REGISTER_MODE_WP: u64 = 1 << 1;
@@ -264,8 +261,8 @@ pub fn ioctl(ctx: &Arc<Uffd>, mm: &Arc<MmStruct>, cmd: u64, arg: u64) -> Result<
         UFFDIO_REGISTER => register(ctx, mm, arg),
         UFFDIO_UNREGISTER => unregister(ctx, mm, arg),
         UFFDIO_WAKE => {
-            let [start, len] = get_words::<2>(mm, arg)?; // read in the caller's memory
-            let (s, e) = validate_range(start, len)?;
+            let r: UffdioRange = get_user(mm, arg)?; // read in the caller's memory
+            let (s, e) = validate_range(r.start, r.len)?;
             ctx.wake(s, e);
             Ok(0)
         }
@@ -281,19 +278,15 @@ pub fn ioctl(ctx: &Arc<Uffd>, mm: &Arc<MmStruct>, cmd: u64, arg: u64) -> Result<
 /// it is out does the context take the features (a reply that faults is
 /// EFAULT with the context still uninitialised); a second API is EINVAL.
 fn api(ctx: &Arc<Uffd>, mm: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno> {
-    let [api, features, _] = get_words::<3>(mm, arg)?;
+    let UffdioApi { api, features, .. } = get_user(mm, arg)?;
     let refuse = |mm: &Arc<MmStruct>| -> Result<u64, Errno> {
-        // Linux zeroes the whole reply on failure.
-        put_word(mm, arg, 0)?;
-        put_word(mm, arg + 8, 0)?;
-        put_word(mm, arg + 16, 0)?;
+        put_user(mm, arg, &UffdioApi::default())?; // Linux zeroes the whole reply on failure
         Err(EINVAL)
     };
     if api != UFFD_API || features & !SUPPORTED_FEATURES != 0 {
         return refuse(mm);
     }
-    put_word(mm, arg + 8, SUPPORTED_FEATURES)?;
-    put_word(mm, arg + 16, IOCTLS_API)?;
+    put_user(mm, arg, &UffdioApi { api, features: SUPPORTED_FEATURES, ioctls: IOCTLS_API })?;
     let mut st = ctx.state.lock();
     if st.api_done {
         drop(st);
@@ -306,7 +299,7 @@ fn api(ctx: &Arc<Uffd>, mm: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno> {
 
 fn register(ctx: &Arc<Uffd>, caller: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno> {
     let mm = &target_mm(ctx)?;
-    let [start, len, mode, _] = get_words::<4>(caller, arg)?;
+    let UffdioRegister { start, len, mode, .. } = get_user(caller, arg)?;
     if mode == 0 || mode & !(UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP) != 0 {
         return Err(EINVAL);
     }
@@ -339,13 +332,13 @@ fn register(ctx: &Arc<Uffd>, caller: &Arc<MmStruct>, arg: u64) -> Result<u64, Er
             v.uffd = Some(ctx.clone());
         }
     }
-    put_word(caller, arg + 24, IOCTLS_RANGE)?;
+    put_word(caller, arg + core::mem::offset_of!(UffdioRegister, ioctls) as u64, IOCTLS_RANGE)?;
     Ok(0)
 }
 
 fn unregister(ctx: &Arc<Uffd>, caller: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno> {
     let mm = &target_mm(ctx)?;
-    let [start, len] = get_words::<2>(caller, arg)?;
+    let UffdioRange { start, len } = get_user(caller, arg)?;
     let (s, e) = validate_range(start, len)?;
     let mut map = mm.mmap_lock.write();
     if !map.fully_mapped(s, e) {
@@ -444,7 +437,7 @@ fn finish(mm: &Arc<MmStruct>, field: u64, r: Result<usize, (usize, Errno)>) -> R
 
 fn copy(ctx: &Arc<Uffd>, caller: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno> {
     let mm = &target_mm(ctx)?;
-    let [dst, src, len, mode] = get_words::<4>(caller, arg)?;
+    let UffdioCopy { dst, src, len, mode, .. } = get_user(caller, arg)?;
     if mode & !(UFFDIO_COPY_MODE_DONTWAKE | UFFDIO_COPY_MODE_WP) != 0 {
         return Err(EINVAL);
     }
@@ -467,12 +460,12 @@ fn copy(ctx: &Arc<Uffd>, caller: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno>
     if mode & UFFDIO_COPY_MODE_DONTWAKE == 0 && n > 0 {
         ctx.wake(s, s + n);
     }
-    finish(caller, arg + 32, r)
+    finish(caller, arg + core::mem::offset_of!(UffdioCopy, copy) as u64, r)
 }
 
 fn zeropage(ctx: &Arc<Uffd>, caller: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno> {
     let mm = &target_mm(ctx)?;
-    let [start, len, mode] = get_words::<3>(caller, arg)?;
+    let UffdioZeropage { start, len, mode, .. } = get_user(caller, arg)?;
     if mode & !UFFDIO_ZEROPAGE_MODE_DONTWAKE != 0 {
         return Err(EINVAL);
     }
@@ -490,12 +483,12 @@ fn zeropage(ctx: &Arc<Uffd>, caller: &Arc<MmStruct>, arg: u64) -> Result<u64, Er
     if mode & UFFDIO_ZEROPAGE_MODE_DONTWAKE == 0 && n > 0 {
         ctx.wake(s, s + n);
     }
-    finish(caller, arg + 24, r)
+    finish(caller, arg + core::mem::offset_of!(UffdioZeropage, zeropage) as u64, r)
 }
 
 fn writeprotect(ctx: &Arc<Uffd>, caller: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno> {
     let mm = &target_mm(ctx)?;
-    let [start, len, mode] = get_words::<3>(caller, arg)?;
+    let UffdioWriteprotect { start, len, mode } = get_user(caller, arg)?;
     if mode & !(UFFDIO_WRITEPROTECT_MODE_WP | UFFDIO_WRITEPROTECT_MODE_DONTWAKE) != 0 {
         return Err(EINVAL);
     }

@@ -13,6 +13,7 @@ use crate::mm::folio::{Folio, Mapping};
 use crate::mm::mmap::*;
 use crate::mm::pte::*;
 use crate::mm::uffd_move::{self, MoveVariant, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, UFFDIO_MOVE_MODE_DONTWAKE};
+use crate::mm::uffd_uapi::{UffdioMove, UffdioRegister, Words};
 use crate::mm::userfaultfd::*;
 use crate::mm::{mteswap, swap_state, swapfile, vmscan};
 use crate::task::agent::Signal;
@@ -54,16 +55,26 @@ impl Uffd {
         ok(self.t.load(self.arg + 8 * word), "reading an ioctl result")
     }
 
+    /// Writes the uAPI structure `v` at the argument page, issues `cmd`, and
+    /// reads the structure back as the kernel left it.
+    fn ioctl_struct<T: Words>(&self, cmd: u64, v: &T) -> Result<(Result<u64, Errno>, T), Verdict> {
+        let r = self.ioctl(cmd, &v.to_words())?;
+        let back: Vec<u64> = (0..T::WORDS).map(|i| self.out(i)).collect::<Result<_, _>>()?;
+        Ok((r, T::from_words(&back)))
+    }
+
     fn register(&self, start: usize, len: usize, mode: u64) -> TestResult {
-        self.ioctl(UFFDIO_REGISTER, &[start as u64, len as u64, mode, 0])?
-            .map_err(|e| verdict("UFFDIO_REGISTER", e))?;
+        let reg = UffdioRegister { start: start as u64, len: len as u64, mode, ioctls: 0 };
+        self.ioctl_struct(UFFDIO_REGISTER, &reg)?.0.map_err(|e| verdict("UFFDIO_REGISTER", e))?;
         Ok(())
     }
 
-    /// UFFDIO_MOVE: the ioctl's result and the `move` field.
+    /// UFFDIO_MOVE: the ioctl's result and the `move` field (0x5a5a if the
+    /// kernel left it unwritten).
     fn mv(&self, dst: usize, src: usize, len: usize, mode: u64) -> Result<(Result<u64, Errno>, i64), Verdict> {
-        let r = self.ioctl(UFFDIO_MOVE, &[dst as u64, src as u64, len as u64, mode, 0x5a5a])?;
-        Ok((r, self.out(4)? as i64))
+        let m = UffdioMove { dst: dst as u64, src: src as u64, len: len as u64, mode, moved: 0x5a5a };
+        let (r, back) = self.ioctl_struct(UFFDIO_MOVE, &m)?;
+        Ok((r, back.moved))
     }
 
     /// Reads one message: (event, flags/arg0, address/arg1).
@@ -1173,7 +1184,8 @@ type Mover = (OnCpu<Result<u64, Signal>>, usize);
 /// uffdio_move at slot `slot` of the argument page.
 fn start_move(t: &Arc<Task>, u: &Uffd, cpu: usize, slot: usize, d: usize, sr: usize) -> Result<Mover, Verdict> {
     let arg = u.arg + slot * 64;
-    for (i, w) in [d as u64, sr as u64, PAGE as u64, 0, 0x5a5a].iter().enumerate() {
+    let m = UffdioMove { dst: d as u64, src: sr as u64, len: PAGE as u64, mode: 0, moved: 0x5a5a };
+    for (i, w) in m.to_words().iter().enumerate() {
         ok(t.store(arg + 8 * i, *w), "uffdio_move")?;
     }
     let (tt, fd) = (t.clone(), u.fd);
@@ -1185,7 +1197,7 @@ fn start_move(t: &Arc<Task>, u: &Uffd, cpu: usize, slot: usize, d: usize, sr: us
 /// The ioctl's return and `move` of a finished mover: 0 and one page.
 fn move_done(t: &Task, (job, arg): Mover, what: &str) -> TestResult {
     let r = ok(job.join()?, what)?;
-    let moved = ok(t.load(arg + 32), "move field")?;
+    let moved = ok(t.load(arg + core::mem::offset_of!(UffdioMove, moved)), "move field")?;
     ensure!(r == 0 && moved == PAGE as u64, "{what}: expected 0 with move = {PAGE}, got {:#x} move = {:#x}", r, moved);
     Ok(())
 }

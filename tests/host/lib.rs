@@ -21,3 +21,6 @@ pub mod pte;
 
 #[path = "../../src/testhooks/fault_inject.rs"]
 pub mod fault_inject;
+
+#[path = "../../src/mm/uffd_uapi.rs"]
+pub mod uffd_uapi;
