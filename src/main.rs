@@ -2,10 +2,15 @@
 //! with real MTE tags, whether memory-management paths keep tags intact.
 //!
 //! Layout (dependencies point down the list):
-//! - `suites/`: the on-target test suites (`mte_hw`, ...), scenarios only.
-//! - `harness/`: test registration, selection, running and reporting.
-//! - `mm/`: frames, heap, the kernel address space; the mm paths to come.
-//! - `drivers/`, `console`: the PL011 and the serial report/log channel.
+//! - `suites/`: the on-target test suites (`mte_hw`, `mm`, `swap`, `uffd`,
+//!   `mmu`, `smp`, `harness`, `selftest`), scenarios only; `bench/`.
+//! - `harness/`: test registration, selection, running, cleanup, reporting.
+//! - `task/`: EL0 tasks, the EL0 agent, the system calls, prctl.
+//! - `mm/`: frames, heap, the kernel address space; the mm core and paths
+//!   (faults, fork, swap, mteswap, userfaultfd and UFFDIO_MOVE, split).
+//! - `testhooks/`: what tests switch inside the paths (known-wrong
+//!   variants, fault attributes, schedule points); depends on nothing.
+//! - `drivers/`, `console`: the PL011, the RAM-disk, the serial channel.
 //! - `platform`, `smp`: board facts from the DTB; secondary CPUs.
 //! - `arch/`: AArch64 only: boot glue, registers, MMU, MTE, exceptions.
 //! - `boot/` (top level): the assembly those modules assemble.

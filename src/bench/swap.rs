@@ -5,7 +5,7 @@
 //! beside ours.
 
 use super::measure;
-use crate::arch::mte::{with_tag, Page};
+use crate::arch::mte::{with_tag, PageData};
 use crate::mm::folio::pfn_frame;
 use crate::mm::mmap::{MADV_PAGEOUT, MAP_ANONYMOUS, MAP_PRIVATE, PROT_MTE, PROT_READ, PROT_WRITE};
 use crate::mm::pte::{pte_pfn, pte_present};
@@ -52,18 +52,18 @@ fn one_size(pages: usize) -> bool {
     for p in 0..pages {
         let pte = mm.pgtables.peek(a + p * PAGE);
         if pte_present(pte) {
-            let frame: &mut Page = pfn_frame(pte_pfn(pte));
+            let frame: &mut PageData = pfn_frame(pte_pfn(pte));
             frame.restore_tags(&tag_pattern(p));
         }
     }
     drop(mm);
     let _ = t.syscall(SYS_MUNLOCK, &[a as u64, len]);
-    let free_before = swapfile::swap_on(0).map_or(0, |si| si.free_slots());
+    let free_before = swapfile::swap_info(0).map_or(0, |si| si.free_slots());
 
     let (out, c_out) = measure(|| t.syscall(SYS_MADVISE, &[a as u64, len, MADV_PAGEOUT]));
     let st = crate::mm::vmscan::last_stats();
     let tag_bytes = mteswap::stats().bytes;
-    let used = free_before - swapfile::swap_on(0).map_or(0, |si| si.free_slots());
+    let used = free_before - swapfile::swap_info(0).map_or(0, |si| si.free_slots());
 
     // The EL0 round trip alone, on a page that stays present.
     let probe = a; // page 0 is swapped in first by the loop below, then reused

@@ -66,7 +66,7 @@ fn reset_knobs(left: &mut Vec<String>) {
 /// use, a tag-storage entry or a swap-cache folio is a leak. Swap goes off
 /// cleanly if it can, or is discarded.
 fn release_swap(left: &mut Vec<String>) {
-    if swapfile::swap_on(0).is_some() {
+    if swapfile::swap_info(0).is_some() {
         left.push(String::from("swap on"));
         if let Err(e) = swap::swapoff(0) {
             left.push(format!("swapoff failing with {e}"));
@@ -82,7 +82,7 @@ fn release_swap(left: &mut Vec<String>) {
             slots.first()
         ));
     }
-    if swapfile::swap_on(0).is_some() || !slots.is_empty() || entries > 0 || cached > 0 {
+    if swapfile::swap_info(0).is_some() || !slots.is_empty() || entries > 0 || cached > 0 {
         swap::discard_all();
     }
 }

@@ -13,7 +13,7 @@
 use super::frames;
 use super::pte::swp_entry_t;
 use crate::arch::mmu::{phys_to_virt, PAGE_SIZE};
-use crate::arch::mte::Page as FramePage;
+use crate::arch::mte::PageData;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use spin::{Mutex, Once};
@@ -128,10 +128,10 @@ pub fn folio_head(pfn: u64) -> u64 {
 
 /// The frame `pfn` through the linear map. Callers hold a reference or a
 /// lock that keeps the frame theirs (as Linux's kmap of a page they hold).
-pub fn pfn_frame(pfn: u64) -> &'static mut FramePage {
+pub fn pfn_frame(pfn: u64) -> &'static mut PageData {
     // SAFETY: pfn is a RAM frame (it has a Page); the linear map covers RAM.
     // Concurrent users coordinate through the folio and page-table locks.
-    unsafe { &mut *(phys_to_virt(pfn * PAGE_SIZE as u64) as *mut FramePage) }
+    unsafe { &mut *(phys_to_virt(pfn * PAGE_SIZE as u64) as *mut PageData) }
 }
 
 /// The 8-byte word at `offset` of frame `pfn`, for reading and writing
@@ -315,7 +315,7 @@ impl Folio {
     }
 
     /// The 4 KiB frame `i` of the folio, through the linear map.
-    pub fn frame(&self, i: usize) -> &'static mut FramePage {
+    pub fn frame(&self, i: usize) -> &'static mut PageData {
         assert!(i < self.nr_pages());
         pfn_frame(self.pfn + i as u64)
     }

@@ -2,7 +2,7 @@
 
 use super::frame_alloc::{FrameAllocator, FreeError};
 use crate::arch::mmu::{phys_to_virt, FrameSource, PAGE_SIZE};
-use crate::arch::mte::Page;
+use crate::arch::mte::PageData;
 use spin::Mutex;
 
 /// Bitmap storage for up to 4 GiB of RAM (in .bss).
@@ -50,10 +50,10 @@ pub fn free(pa: u64, count: usize) -> Result<(), FreeError> {
     with(|fa| if count == 1 { fa.free(pa) } else { fa.free_contig(pa, count) })
 }
 
-fn page_at(pa: u64) -> &'static mut Page {
+fn page_at(pa: u64) -> &'static mut PageData {
     // SAFETY: callers pass frames they own; the linear map covers all RAM as
     // Tagged Normal, so the page is valid for reads and writes.
-    unsafe { &mut *(phys_to_virt(pa) as *mut Page) }
+    unsafe { &mut *(phys_to_virt(pa) as *mut PageData) }
 }
 
 /// Zeroes a frame's data and its tags (DC GZVA with tag 0).
@@ -90,11 +90,11 @@ impl Frame {
         self.pa
     }
 
-    pub fn page(&self) -> &Page {
+    pub fn page(&self) -> &PageData {
         page_at(self.pa)
     }
 
-    pub fn page_mut(&mut self) -> &mut Page {
+    pub fn page_mut(&mut self) -> &mut PageData {
         page_at(self.pa)
     }
 

@@ -1,7 +1,9 @@
 //! Memory management: physical frames, the kernel heap and address space,
 //! and the Linux-style mm core: pte encodings, folios and rmap, mm/VMAs,
-//! the fault path, fork and unmapping. Paths to come (swap, uffd,
-//! khugepaged) get a module each.
+//! the fault path, fork and unmapping; swap (swapfile, swap_state,
+//! page_io, mteswap, vmscan, swap), userfaultfd (userfaultfd, uffd_move,
+//! uffd_uapi) and split. Paths to come (khugepaged, zap_details,
+//! migration) get a module each, as in Linux's flat mm/.
 
 pub mod fault;
 pub mod filemap;

@@ -58,7 +58,7 @@ pub fn swapin_order() -> SwapInOrder {
 
 /// vm_swap_full: more than half the swap space is in use.
 fn vm_swap_full() -> bool {
-    swapfile::swap_on(0).is_some_and(|si| si.free_slots() * 2 < si.slots)
+    swapfile::swap_info(0).is_some_and(|si| si.free_slots() * 2 < si.slots)
 }
 
 pub enum Swapin {
@@ -302,7 +302,7 @@ pub fn free_swap_and_cache(entry: swp_entry_t) {
 /// the device and its tag storage. A read error stops it with EIO and
 /// leaves the device on.
 pub fn swapoff(ty: u8) -> Result<(), Errno> {
-    let si = swapfile::swap_on(ty).ok_or(EINVAL)?;
+    let si = swapfile::swap_info(ty).ok_or(EINVAL)?;
     si.writeok.store(false, Ordering::Release);
     let r = unuse_all(ty);
     if r.is_err() {
@@ -346,7 +346,7 @@ pub fn discard_all() {
         }
     }
     for ty in 0..MAX_SWAPFILES {
-        if swapfile::swap_on(ty).is_some() {
+        if swapfile::swap_info(ty).is_some() {
             swapfile::remove(ty);
         }
     }

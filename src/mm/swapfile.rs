@@ -95,7 +95,8 @@ pub(super) fn remove(ty: u8) {
     super::mteswap::invalidate_area(ty);
 }
 
-pub fn swap_on(ty: u8) -> Option<Arc<SwapInfo>> {
+/// The device of swap type `ty` while it is on (Linux's swap_info[type]).
+pub fn swap_info(ty: u8) -> Option<Arc<SwapInfo>> {
     SWAP_INFO.lock().get(ty as usize).cloned().flatten()
 }
 
@@ -108,7 +109,7 @@ impl SwapInfo {
 /// Allocates `nr` contiguous slots (aligned to `nr`) for a folio, marked
 /// SWAP_HAS_CACHE. ENOSPC is reported as ENOMEM (the device is full).
 pub fn folio_alloc_swap(folio: &Folio) -> Result<swp_entry_t, Errno> {
-    let si = swap_on(0).ok_or(ENOMEM)?;
+    let si = swap_info(0).ok_or(ENOMEM)?;
     if !si.writeok.load(Ordering::Acquire) {
         return Err(ENOMEM);
     }

@@ -329,7 +329,7 @@ fn stzgm_zeroes_data_and_tags() -> TestResult {
 }
 
 /// Every byte of `p` is zero and every granule carries `tag`.
-fn zeroed_with_tag(p: &mte::Page, tag: u8, op: &str) -> TestResult {
+fn zeroed_with_tag(p: &mte::PageData, tag: u8, op: &str) -> TestResult {
     let bs = mte::zva_block_size();
     ensure!(p.0.iter().all(|&b| b == 0), "{op} ({bs}-byte blocks) left non-zero data");
     for g in 0..GRANULES {

@@ -380,7 +380,7 @@ fn swapoff_with_read_error_fails_and_keeps_everything() -> TestResult {
     let (e, _, _) = swap_pte(&t, a + PAGE)?;
     ramdisk::set_bad_sector(Some(swapfile::slot_sector(e)));
     expect_errno(sys(&t, SYS_SWAPOFF, &[0]), EIO, "swapoff with an unreadable slot")?;
-    ensure!(swapfile::swap_on(0).is_some(), "the device went away after a failed swapoff");
+    ensure!(swapfile::swap_info(0).is_some(), "the device went away after a failed swapoff");
     ensure!(mteswap::lookup(e).is_some(), "tags of the unreadable page were dropped");
     ramdisk::set_bad_sector(None);
     expect_page(&t, a, 1, "after the failed swapoff")?;
@@ -475,7 +475,7 @@ fn full_swap_device() -> TestResult {
     let (t, a) = tagged_pages(&mut s, 12)?;
     let st = pageout(&t, a, 12 * PAGE)?;
     ensure_eq!((st.reclaimed, st.no_swap), (8, 4), "reclaim on a device with 8 slots ({st:?})");
-    ensure_eq!(swapfile::swap_on(0).map(|si| si.free_slots()), Some(0), "free slots");
+    ensure_eq!(swapfile::swap_info(0).map(|si| si.free_slots()), Some(0), "free slots");
     for p in 0..12 {
         expect_page(&t, a, p, "with the device full")?;
     }

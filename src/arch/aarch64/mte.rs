@@ -195,15 +195,16 @@ pub fn gmi(addr: usize, exclude: u16) -> u16 {
 
 // --- tag memory ------------------------------------------------------------
 
-/// A 4 KiB page of tagged memory owned by the caller. The tag operations
+/// The bytes of a 4 KiB frame of tagged memory owned by the caller (not
+/// the mm's `struct page`, which is `mm::folio::Page`). The tag operations
 /// take `&mut self` because they change what accesses through tagged
 /// pointers may do.
 #[repr(C, align(4096))]
-pub struct Page(pub [u8; PAGE_SIZE]);
+pub struct PageData(pub [u8; PAGE_SIZE]);
 
-impl Page {
+impl PageData {
     pub fn addr(&self) -> usize {
-        self as *const Page as usize
+        self as *const PageData as usize
     }
 
     /// The address of granule `g` carrying `tag`.
