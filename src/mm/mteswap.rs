@@ -99,7 +99,7 @@ pub fn invalidate_all() {
 
 /// arch_prepare_to_swap: saves the tags of each tagged page of `folio`
 /// under `entry + i`. On a failure the entries saved so far are erased.
-pub fn save_folio(folio: &Folio, entry: swp_entry_t) -> Result<(), Errno> {
+pub fn arch_prepare_to_swap(folio: &Folio, entry: swp_entry_t) -> Result<(), Errno> {
     if !folio.test(PG_MTE_TAGGED) {
         return Ok(()); // never an entry for an untagged page
     }
@@ -153,7 +153,7 @@ pub fn restore_from(h: Handle, folio: &Folio, i: usize) {
 /// its tags are already initialised (restore is idempotent). Must be called
 /// with the folio locked, after the pte was verified, before the slot can
 /// be freed.
-pub fn swap_restore(entry: swp_entry_t, folio: &Folio) {
+pub fn arch_swap_restore(entry: swp_entry_t, folio: &Folio) {
     if folio.test(PG_MTE_TAGGED) {
         return;
     }
@@ -166,12 +166,12 @@ pub fn swap_restore(entry: swp_entry_t, folio: &Folio) {
 }
 
 /// arch_swap_invalidate_page: the slot is free; so is its tag buffer.
-pub fn invalidate(entry: swp_entry_t) {
+pub fn arch_swap_invalidate_page(entry: swp_entry_t) {
     STORE.lock().erase(entry.0);
 }
 
 /// arch_swap_invalidate_area: every entry of swap type `ty`.
-pub fn invalidate_area(ty: u8) {
+pub fn arch_swap_invalidate_area(ty: u8) {
     let mut s = STORE.lock();
     let keys: Vec<u64> = s.index.keys().copied().filter(|&k| swp_type(swp_entry_t(k)) == ty).collect();
     for k in keys {

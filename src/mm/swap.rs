@@ -226,13 +226,13 @@ pub fn do_swap_page(
     let exclusive = pte_swp_exclusive(orig);
     match order {
         SwapInOrder::Correct | SwapInOrder::RestoreBeforeLock => {
-            mteswap::swap_restore(first, &folio);
+            mteswap::arch_swap_restore(first, &folio);
             sched_point(&crate::testhooks::points::DO_SWAP_PAGE_AFTER_RESTORE);
             free_swap(entry, &folio, vma, write);
         }
         SwapInOrder::FreeBeforeRestore => {
             free_swap(entry, &folio, vma, write);
-            mteswap::swap_restore(first, &folio);
+            mteswap::arch_swap_restore(first, &folio);
         }
         SwapInOrder::RestoreAfterSetPte => {}
     }
@@ -256,7 +256,7 @@ pub fn do_swap_page(
     set_pte_at(mm, &pt, addr, pte);
     if order == SwapInOrder::RestoreAfterSetPte {
         sched_point(&crate::testhooks::points::DO_SWAP_PAGE_AFTER_SET_PTE);
-        mteswap::swap_restore(first, &folio);
+        mteswap::arch_swap_restore(first, &folio);
         free_swap(entry, &folio, vma, write);
     }
     drop(pt);
@@ -395,7 +395,7 @@ fn unuse_pte(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, orig: pte_
     if check_anon_rmap(mm, map, vma, addr, &folio, idx).is_err() {
         return Err(EFAULT);
     }
-    mteswap::swap_restore(first, &folio);
+    mteswap::arch_swap_restore(first, &folio);
     let exclusive = pte_swp_exclusive(orig);
     swapin_rmap(mm, map, vma, addr, &folio, exclusive);
     mm.add_rss(MM_ANONPAGES, 1);

@@ -92,7 +92,7 @@ pub(super) fn remove(ty: u8) {
     if let Some(slot) = SWAP_INFO.lock().get_mut(ty as usize) {
         *slot = None;
     }
-    super::mteswap::invalidate_area(ty);
+    super::mteswap::arch_swap_invalidate_area(ty);
 }
 
 /// The device of swap type `ty` while it is on (Linux's swap_info[type]).
@@ -138,7 +138,7 @@ pub fn folio_alloc_swap(folio: &Folio) -> Result<swp_entry_t, Errno> {
 /// Frees slots whose count and cache pin are both gone.
 fn swap_range_free(m: &mut SwapMap, ty: u8, off: u64) {
     m.inuse -= 1;
-    super::mteswap::invalidate(swp_entry(ty, off));
+    super::mteswap::arch_swap_invalidate_page(swp_entry(ty, off));
 }
 
 fn with_slot<R>(entry: swp_entry_t, f: impl FnOnce(&mut SwapMap, usize) -> R) -> Option<R> {

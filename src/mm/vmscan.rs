@@ -155,7 +155,7 @@ fn shrink_folio(folio: &Folio) -> Outcome {
     crate::testhooks::schedpoint::sched_point(&crate::testhooks::points::SHRINK_FOLIO_BEFORE_PAGEOUT);
     // pageout: arch_prepare_to_swap, then the write. A failure leaves the
     // folio in the swap cache.
-    if mteswap::save_folio(folio, entry).is_err() {
+    if mteswap::arch_prepare_to_swap(folio, entry).is_err() {
         return Outcome::TagSaveFailed;
     }
     if page_io::swap_writepage(folio, entry).is_err() {

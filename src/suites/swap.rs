@@ -449,18 +449,18 @@ fn large_folio_tag_save_rolls_back() -> TestResult {
     f.set(PG_MTE_TAGGED);
     let entry = swp_entry(5, 1024); // a type no device uses: storage only
     let fail = MTESWAP_SAVE.arm(Spec::nth(201));
-    let r = mteswap::save_folio(&f, entry);
+    let r = mteswap::arch_prepare_to_swap(&f, entry);
     drop(fail);
     ensure!(r.is_err(), "the injected failure was not reported");
     ensure_eq!(mteswap::stats().entries, 0, "entries after the rollback");
-    mteswap::save_folio(&f, entry).map_err(|e| verdict("save", e))?;
+    mteswap::arch_prepare_to_swap(&f, entry).map_err(|e| verdict("save", e))?;
     ensure_eq!(mteswap::stats().entries, 512, "entries after a full save");
     let g = Folio::alloc(9).ok_or_else(|| verdict("order-9 folio", "out of memory"))?;
-    mteswap::swap_restore(entry, &g);
+    mteswap::arch_swap_restore(entry, &g);
     for i in [0usize, 1, 200, 511] {
         ensure_eq!(g.frame(i).save_tags(), f.frame(i).save_tags(), "restored tags of page {i}");
     }
-    mteswap::invalidate_area(5);
+    mteswap::arch_swap_invalidate_area(5);
     ensure_eq!(mteswap::stats().entries, 0, "entries after invalidating the area");
     for i in 0..512 {
         f.frame(i).set_all_tags(0);

@@ -124,7 +124,7 @@ pub static RAMDISK_READ: FaultAttr =
 pub static RAMDISK_WRITE: FaultAttr =
     FaultAttr::new("ramdisk_write", "drivers::ramdisk::submit: a write request completes with an I/O error");
 pub static MTESWAP_SAVE: FaultAttr =
-    FaultAttr::new("mteswap_save", "mm::mteswap::save_folio: saving one page's tags fails with ENOMEM");
+    FaultAttr::new("mteswap_save", "mm::mteswap::arch_prepare_to_swap: saving one page's tags fails with ENOMEM");
 pub static FOLIO_ALLOC: FaultAttr =
     FaultAttr::new("folio_alloc", "mm::folio::Folio::alloc: the page allocation fails (out of memory)");
 
