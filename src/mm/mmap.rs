@@ -350,10 +350,9 @@ pub fn do_mprotect(mm: &Arc<MmStruct>, addr: u64, len: u64, prot: u64) -> Result
     }
     arch_validate_prot(prot)?;
     let new = prot_flags(prot);
-    let (start, end) = (start as usize, end.min(u64::MAX - PAGE_SIZE as u64) as usize);
+    let (start, end) = (start as usize, end as usize);
     let mut map = mm.mmap_lock.write();
-    let first = map.overlapping(start, end).next().cloned().ok_or(ENOMEM)?;
-    if first.start > start {
+    if map.find(start).is_none() {
         return Err(ENOMEM);
     }
     if grows != 0 {

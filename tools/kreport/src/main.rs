@@ -233,7 +233,7 @@ fn pump(o: &Options, command: &[String], p: &mut Printer) -> Result<(Option<i32>
 /// The command with `after=NAME` added to the kernel command line (QEMU's
 /// -append), to boot a fresh kernel for the tests after NAME. None if the
 /// command has no -append to extend.
-fn resume_after(command: &[String], name: &str) -> Option<Vec<String>> {
+fn with_after_word(command: &[String], name: &str) -> Option<Vec<String>> {
     let i = command.iter().position(|a| a == "-append")?;
     let mut c = command.to_vec();
     let words = c.get_mut(i + 1)?;
@@ -270,7 +270,7 @@ fn run() -> Result<bool> {
         // test in its own guest).
         let next = match (r.resume_after(), o.list || o.bench) {
             (Some(name), false) if boots.len() + 1 < MAX_BOOTS => {
-                resume_after(&command, name).map(|c| (name.to_string(), c))
+                with_after_word(&command, name).map(|c| (name.to_string(), c))
             }
             _ => None,
         };
