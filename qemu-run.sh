@@ -13,6 +13,7 @@
 #                     reproduces | caught by) and stop
 #   --list-points     print the named schedule points and stop
 #   --list-faults     print the fault-injection attributes and stop
+#   --list-knobs      print the test knobs (settings a test changes) and stop
 #   --smp N           number of CPUs (default 2)
 #   --el2             enter the kernel at EL2 (virtualization=on; PSCI over SMC)
 #   --image           boot the raw arm64 Image instead of the ELF
@@ -40,6 +41,7 @@ while [ $# -gt 0 ]; do
         --list-variants) list=1; hooks=list-variants ;;
         --list-points) list=1; hooks=list-points ;;
         --list-faults) list=1; hooks=list-faults ;;
+        --list-knobs) list=1; hooks=list-knobs ;;
         --smp) smp=${2:?--smp needs a number}; shift ;;
         --el2) el2=1 ;;
         --image) image=1 ;;

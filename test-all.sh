@@ -99,7 +99,7 @@ step isolates-a-panic isolated isolates-a-panic selftest::deliberate_panic smp::
 step isolates-a-hang isolated isolates-a-hang selftest::deliberate_hang smp::tag_check_fault_on_every_cpu \
     --timeout 5 mte_hw::tag_check selftest::deliberate_hang smp
 # A test that fails part-way leaving swap on, a page swapped out, a wrong
-# order, an injection, an armed point and a live task fails alone: the
+# order, an injection, an armed point, a knob set and a live task fails alone: the
 # harness puts it all back and the swap tests after it pass.
 contained() {
     if ./qemu-run.sh --no-install selftest::deliberate_leak swap::pageout_installs swap::swapin_write_frees \
@@ -109,7 +109,7 @@ contained() {
     cat "$logs/contains-a-leak.out"
     local tap=target/reports/report.tap
     grep -q "^not ok 1 - selftest::deliberate_leak\$" "$tap" &&
-        grep -q "left behind (and put back):.*swap on" "$tap" &&
+        grep -q "left behind (and put back):.*knob vmscan:keep_in_swapcache set.*swap on" "$tap" &&
         [ "$(grep -c '^ok [0-9]* - swap::' "$tap")" = 3 ] || { echo "the leak was not contained"; return 1; }
 }
 step contains-a-leak contained

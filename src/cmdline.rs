@@ -8,6 +8,7 @@
 //!   list-variants              print the declared known-wrong variants and stop
 //!   list-points                print the named schedule points and stop
 //!   list-faults                print the fault-injection attributes and stop
+//!   list-knobs                 print the test knobs with their defaults and stop
 //!   after=SUITE::TEST          run only the selected tests that come after
 //!                              this one (the host runner resumes a run with
 //!                              it after a panic or a hang)
@@ -55,6 +56,7 @@ pub enum Hooks {
     Variants,
     Points,
     Faults,
+    Knobs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +107,7 @@ pub fn parse(s: &str) -> Result<Cmdline, String> {
             ("list-variants", None) => c.list_hooks = Some(Hooks::Variants),
             ("list-points", None) => c.list_hooks = Some(Hooks::Points),
             ("list-faults", None) => c.list_hooks = Some(Hooks::Faults),
+            ("list-knobs", None) => c.list_hooks = Some(Hooks::Knobs),
             ("test", Some(v)) => {
                 for p in v.split(',') {
                     if p.is_empty() {
@@ -175,6 +178,7 @@ mod tests {
         assert_eq!(parse("list-variants").unwrap().list_hooks, Some(Hooks::Variants));
         assert_eq!(parse("list-points").unwrap().list_hooks, Some(Hooks::Points));
         assert_eq!(parse("list-faults").unwrap().list_hooks, Some(Hooks::Faults));
+        assert_eq!(parse("list-knobs").unwrap().list_hooks, Some(Hooks::Knobs));
         assert!(parse("list-nothing").is_err());
     }
 

@@ -61,7 +61,7 @@ fn one_size(pages: usize) -> bool {
     let free_before = swapfile::swap_info(0).map_or(0, |si| si.free_slots());
 
     let (out, c_out) = measure(|| t.syscall(SYS_MADVISE, &[a as u64, len, MADV_PAGEOUT]));
-    let st = crate::mm::vmscan::last_stats();
+    let reclaimed = (0..pages).filter(|p| crate::mm::pte::is_swap_pte(t.mm().pgtables.peek(a + p * PAGE))).count();
     let tag_bytes = mteswap::stats().bytes;
     let used = free_before - swapfile::swap_info(0).map_or(0, |si| si.free_slots());
 
@@ -109,10 +109,10 @@ fn one_size(pages: usize) -> bool {
         ti,
         tns / 1000,
         tns % 1000 / 100,
-        st.reclaimed,
+        reclaimed,
         used,
         tag_bytes,
-        tag_bytes / st.reclaimed.max(1)
+        tag_bytes / reclaimed.max(1)
     );
     true
 }

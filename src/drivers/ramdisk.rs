@@ -38,8 +38,6 @@ pub struct Stats {
 struct Disk {
     base_pa: u64,
     sectors: u64,
-    /// A sector every read of which fails (bad media), if any.
-    bad_sector: Option<u64>,
     stats: Stats,
 }
 
@@ -48,7 +46,7 @@ static DISK: Mutex<Option<Disk>> = Mutex::new(None);
 /// Takes over `[base_pa, base_pa + bytes)`, reserved by the caller for good.
 pub fn init(base_pa: u64, bytes: u64) {
     *DISK.lock() =
-        Some(Disk { base_pa, sectors: bytes / SECTOR_SIZE as u64, bad_sector: None, stats: Stats::default() });
+        Some(Disk { base_pa, sectors: bytes / SECTOR_SIZE as u64, stats: Stats::default() });
 }
 
 pub fn sectors() -> u64 {
@@ -57,19 +55,6 @@ pub fn sectors() -> u64 {
 
 pub fn present() -> bool {
     DISK.lock().is_some()
-}
-
-/// Makes every read covering `sector` fail, as a bad block would (None:
-/// the media is good again). Unlike the fault attributes this is the
-/// disk's state; the harness resets it after every test.
-pub fn set_bad_sector(sector: Option<u64>) {
-    if let Some(d) = DISK.lock().as_mut() {
-        d.bad_sector = sector;
-    }
-}
-
-pub fn bad_sector() -> Option<u64> {
-    DISK.lock().as_ref().and_then(|d| d.bad_sector)
 }
 
 pub fn stats() -> Stats {
@@ -117,7 +102,8 @@ pub fn submit(req: Request) -> Completion {
     }
     let fail = match req.op {
         Op::Read => {
-            let bad = d.bad_sector.is_some_and(|s| s >= req.sector && s < req.sector + count);
+            let bad = crate::testhooks::knobs::RAMDISK_BAD_SECTOR.get();
+            let bad = bad >= req.sector && bad < req.sector + count;
             fault_inject::RAMDISK_READ.should_fail() || bad
         }
         Op::Write => fault_inject::RAMDISK_WRITE.should_fail(),

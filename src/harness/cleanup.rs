@@ -3,8 +3,7 @@
 //! failure instead of failing every later test through leaked state. What
 //! had to be put back is reported as the test's own failure, naming it.
 
-use crate::drivers::ramdisk;
-use crate::mm::{filemap, mteswap, swap, swap_state, swapfile, uffd_move, userfaultfd, vmscan};
+use crate::mm::{filemap, mteswap, swap, swap_state, swapfile, userfaultfd};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -40,25 +39,9 @@ pub fn after_test() -> Vec<String> {
 
 /// The other settings tests change, back to their defaults.
 fn reset_knobs(left: &mut Vec<String>) {
-    if uffd_move::observing() {
-        left.push(String::from("the notifier observer on"));
-        uffd_move::observe(false);
-    }
-    if vmscan::keep_in_swapcache() {
-        left.push(String::from("reclaim keeping folios in the swap cache"));
-        vmscan::set_keep_in_swapcache(false);
-    }
-    if let Some(s) = ramdisk::bad_sector() {
-        left.push(format!("RAM-disk bad sector {s}"));
-        ramdisk::set_bad_sector(None);
-    }
     if crate::task::prctl::mte_tcf_preferred() != crate::arch::mte::TcfMode::Async {
         left.push(format!("mte_tcf_preferred {:?}", crate::task::prctl::mte_tcf_preferred()));
         crate::task::prctl::set_mte_tcf_preferred(crate::arch::mte::TcfMode::Async);
-    }
-    if swapfile::slot_limit() != 0 {
-        left.push(format!("swap slot limit {}", swapfile::slot_limit()));
-        swapfile::set_slot_limit(0);
     }
 }
 

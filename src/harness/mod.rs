@@ -253,6 +253,13 @@ fn list_hooks(h: crate::cmdline::Hooks) -> usize {
             }
             points::ALL.len()
         }
+        Hooks::Knobs => {
+            use crate::testhooks::knobs;
+            for k in knobs::ALL {
+                println!("KNOB: {} | {} | default {} | {}", k.name, k.path, k.default, k.what);
+            }
+            knobs::ALL.len()
+        }
         Hooks::Faults => {
             for f in fault_inject::ALL {
                 println!("FAULT: {} | {}", f.name, f.site);

@@ -6,6 +6,7 @@ use super::fault::{handle_mm_fault, set_pte_at};
 use super::filemap::{self, File};
 use super::mm_types::*;
 use super::pte::{pfn_pte, pte_mkspecial, pte_modify, pte_present};
+use super::vmscan::ReclaimStats;
 use super::zap::zap_page_range;
 use crate::arch::mmu::PAGE_SIZE;
 use crate::errno::*;
@@ -397,7 +398,10 @@ fn change_protection(mm: &MmStruct, start: usize, end: usize, prot: super::pte::
 /// and a wrapping end are EINVAL, length 0 is success; then VMA by VMA
 /// (madvise_walk_vmas): the advice applies to every mapped part, and a
 /// hole in the range makes the call ENOMEM after it has.
-pub fn do_madvise(mm: &Arc<MmStruct>, addr: u64, len: u64, advice: u64) -> Result<(), Errno> {
+///
+/// Returns what reclaim did when the advice is MADV_PAGEOUT (all zero for
+/// any other advice): the system call drops it, a test reads it.
+pub fn do_madvise(mm: &Arc<MmStruct>, addr: u64, len: u64, advice: u64) -> Result<ReclaimStats, Errno> {
     let advice = advice as u32 as u64;
     const VALID: [u64; 20] = [
         MADV_NORMAL,
@@ -436,8 +440,9 @@ pub fn do_madvise(mm: &Arc<MmStruct>, addr: u64, len: u64, advice: u64) -> Resul
     if end < start {
         return Err(EINVAL);
     }
+    let mut reclaim = ReclaimStats::default();
     if end == start {
-        return Ok(());
+        return Ok(reclaim);
     }
     let (start, end) = (start as usize, end as usize);
     // The mapped parts of [start, end) in order, and whether any of the
@@ -448,20 +453,23 @@ pub fn do_madvise(mm: &Arc<MmStruct>, addr: u64, len: u64, advice: u64) -> Resul
             map.overlapping(start, end).map(|v| (v.start.max(start), v.end.min(end))).collect();
         (parts, !map.fully_mapped(start, end))
     };
-    if advice == MADV_PAGEOUT {
-        super::vmscan::begin_pageout();
-    }
     for (s, e) in parts {
-        madvise_vma(mm, s, e, advice)?;
+        madvise_vma(mm, s, e, advice, &mut reclaim)?;
     }
     if hole {
         return Err(ENOMEM);
     }
-    Ok(())
+    Ok(reclaim)
 }
 
 /// One advice over `[start, end)` inside one VMA.
-fn madvise_vma(mm: &Arc<MmStruct>, start: usize, end: usize, advice: u64) -> Result<(), Errno> {
+fn madvise_vma(
+    mm: &Arc<MmStruct>,
+    start: usize,
+    end: usize,
+    advice: u64,
+    reclaim: &mut ReclaimStats,
+) -> Result<(), Errno> {
     let v = mm.mmap_lock.read().find(start).cloned().ok_or(ENOMEM)?;
     if v.flags & VM_SPECIAL != 0 {
         return Err(EINVAL); // the EL0 agent's code
@@ -495,7 +503,7 @@ fn madvise_vma(mm: &Arc<MmStruct>, start: usize, end: usize, advice: u64) -> Res
         MADV_REMOVE => Err(EOPNOTSUPP), // the file has no hole punching (fallocate) here
         MADV_PAGEOUT if v.flags & VM_LOCKED != 0 => Err(EINVAL),
         MADV_PAGEOUT => {
-            super::vmscan::reclaim_range(mm, start, end);
+            reclaim.add(&super::vmscan::reclaim_range(mm, start, end));
             Ok(())
         }
         MADV_FREE if v.file.is_some() || v.flags & VM_SHARED != 0 => Err(EINVAL),

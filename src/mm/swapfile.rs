@@ -36,18 +36,6 @@ pub struct SwapInfo {
 }
 
 static SWAP_INFO: Mutex<Vec<Option<Arc<SwapInfo>>>> = Mutex::new(Vec::new());
-/// The next swapon uses at most this many slots (0: the whole disk), so a
-/// test can have a small device that fills up.
-static SLOT_LIMIT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-
-pub fn set_slot_limit(slots: u64) {
-    SLOT_LIMIT.store(slots, Ordering::Release);
-}
-
-pub fn slot_limit() -> u64 {
-    SLOT_LIMIT.load(Ordering::Acquire)
-}
-
 /// The device for `entry`'s type, if it is on (get_swap_device).
 pub fn get_swap_device(entry: swp_entry_t) -> Option<Arc<SwapInfo>> {
     SWAP_INFO.lock().get(swp_type(entry) as usize).cloned().flatten()
@@ -64,7 +52,7 @@ pub fn swapon() -> Result<u8, Errno> {
         return Err(EBUSY);
     }
     let mut slots = ramdisk::sectors() / SECTORS_PER_PAGE;
-    let limit = SLOT_LIMIT.load(Ordering::Acquire);
+    let limit = crate::testhooks::knobs::SWAP_SLOT_LIMIT.get();
     if limit > 0 {
         slots = slots.min(limit);
     }

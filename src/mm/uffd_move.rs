@@ -25,7 +25,7 @@ use crate::testhooks::schedpoint::sched_point;
 use crate::testhooks::variants::{self, Variant};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 use spin::Mutex;
 
 pub const UFFDIO_MOVE_MODE_DONTWAKE: u64 = 1 << 0;
@@ -87,19 +87,18 @@ pub struct NotifierCall {
 }
 
 static OBSERVER: Mutex<Vec<NotifierCall>> = Mutex::new(Vec::new());
-static OBSERVING: AtomicBool = AtomicBool::new(false);
 /// Page-table locks each CPU holds inside move_pages (for the observer).
 static PTL_HELD: [AtomicUsize; crate::arch::boot::MAX_CPUS] =
     [const { AtomicUsize::new(0) }; crate::arch::boot::MAX_CPUS];
 
-/// Starts recording notifier calls (and forgets earlier ones).
-pub fn observe(on: bool) {
+/// Records notifier calls while the guard lives (earlier ones forgotten).
+pub fn observe() -> crate::testhooks::knobs::Set {
     OBSERVER.lock().clear();
-    OBSERVING.store(on, Ordering::Release);
+    crate::testhooks::knobs::OBSERVE_NOTIFIER.set(1)
 }
 
-pub fn observing() -> bool {
-    OBSERVING.load(Ordering::Acquire)
+fn observing() -> bool {
+    crate::testhooks::knobs::OBSERVE_NOTIFIER.get() != 0
 }
 
 pub fn observed() -> Vec<NotifierCall> {
@@ -107,7 +106,7 @@ pub fn observed() -> Vec<NotifierCall> {
 }
 
 fn notify(start: usize, end: usize, is_start: bool, blocking: bool) {
-    if OBSERVING.load(Ordering::Acquire) {
+    if observing() {
         let held = PTL_HELD[crate::arch::cpu::id()].load(Ordering::Acquire);
         OBSERVER.lock().push(NotifierCall { start, end, is_start, blocking, ptl_held: held });
     }

@@ -11,19 +11,7 @@ use super::rmap::{folio_remove_rmap_pte, rmap_walk};
 use super::{mteswap, page_io, swap_state, swapfile};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
-
-static KEEP_IN_SWAPCACHE: AtomicBool = AtomicBool::new(false);
-
-/// Whether reclaimed folios stay in the swap cache after writeback instead
-/// of being freed.
-pub fn set_keep_in_swapcache(keep: bool) {
-    KEEP_IN_SWAPCACHE.store(keep, Ordering::Release);
-}
-
-pub fn keep_in_swapcache() -> bool {
-    KEEP_IN_SWAPCACHE.load(Ordering::Acquire)
-}
+use core::sync::atomic::Ordering;
 
 /// What reclaim did with the folios of a range.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -38,20 +26,6 @@ pub struct ReclaimStats {
     pub tag_save_failed: usize,
     /// The RAM-disk write failed: the folio stays in the swap cache.
     pub write_failed: usize,
-}
-
-static LAST: spin::Mutex<ReclaimStats> = spin::Mutex::new(ReclaimStats {
-    reclaimed: 0,
-    kept_in_swapcache: 0,
-    skipped: 0,
-    no_swap: 0,
-    tag_save_failed: 0,
-    write_failed: 0,
-});
-
-/// The outcome of the last MADV_PAGEOUT (every VMA of its range).
-pub fn last_stats() -> ReclaimStats {
-    *LAST.lock()
 }
 
 /// Reclaims the anonymous folios mapped in `[start, end)` of `mm`.
@@ -84,12 +58,11 @@ pub fn reclaim_range(mm: &Arc<MmStruct>, start: usize, end: usize) -> ReclaimSta
             st.count(shrink_folio(&folio));
         }
     }
-    LAST.lock().add(&st);
     st
 }
 
 impl ReclaimStats {
-    fn add(&mut self, o: &ReclaimStats) {
+    pub fn add(&mut self, o: &ReclaimStats) {
         self.reclaimed += o.reclaimed;
         self.kept_in_swapcache += o.kept_in_swapcache;
         self.skipped += o.skipped;
@@ -97,11 +70,6 @@ impl ReclaimStats {
         self.tag_save_failed += o.tag_save_failed;
         self.write_failed += o.write_failed;
     }
-}
-
-/// Starts a new MADV_PAGEOUT call: last_stats() adds up the VMAs it covers.
-pub fn begin_pageout() {
-    *LAST.lock() = ReclaimStats::default();
 }
 
 /// What shrink_folio did with one folio.
@@ -161,7 +129,7 @@ fn shrink_folio(folio: &Folio) -> Outcome {
     if page_io::swap_writepage(folio, entry).is_err() {
         return Outcome::WriteFailed;
     }
-    if KEEP_IN_SWAPCACHE.load(Ordering::Acquire) {
+    if crate::testhooks::knobs::KEEP_IN_SWAPCACHE.get() != 0 {
         return Outcome::KeptInSwapcache;
     }
     // __remove_mapping: the folio leaves the swap cache and, with the last

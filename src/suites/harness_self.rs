@@ -174,6 +174,7 @@ fn deliberate_leak() -> TestResult {
     core::mem::forget(crate::testhooks::variants::SWAPIN_FREE_BEFORE_RESTORE.enable());
     core::mem::forget(crate::testhooks::fault_inject::MTESWAP_SAVE.arm(crate::testhooks::fault_inject::Spec::nth(3)));
     core::mem::forget(crate::testhooks::schedpoint::arm(&crate::testhooks::points::DO_SWAP_PAGE_AFTER_FOLIO_LOCK));
+    core::mem::forget(crate::testhooks::knobs::KEEP_IN_SWAPCACHE.set(1));
     core::mem::forget(t);
     fail!("deliberate failure part-way, leaving state behind (selftest::deliberate_leak was asked for by name)")
 }

@@ -83,9 +83,10 @@ impl Drop for Scenario {
 }
 
 /// Swap on the RAM-disk while it lives (the test is skipped without a
-/// RAM-disk); off again when dropped, with the slot limit and reclaim's
-/// keep-in-swap-cache setting back to their defaults.
-pub struct SwapOn;
+/// RAM-disk); off again when dropped, with the slot limit put back.
+pub struct SwapOn {
+    _slots: Option<crate::testhooks::knobs::Set>,
+}
 
 impl SwapOn {
     pub fn new() -> Result<SwapOn, Verdict> {
@@ -97,17 +98,15 @@ impl SwapOn {
         if !crate::drivers::ramdisk::present() {
             return Err(Verdict::Skip(alloc::string::String::from("no RAM-disk (ramdisk=0 on the command line)")));
         }
-        crate::mm::swapfile::set_slot_limit(slots);
+        let slots = (slots > 0).then(|| crate::testhooks::knobs::SWAP_SLOT_LIMIT.set(slots));
         crate::mm::swapfile::swapon().map_err(|e| verdict("swapon", e))?;
-        Ok(SwapOn)
+        Ok(SwapOn { _slots: slots })
     }
 }
 
 impl Drop for SwapOn {
     fn drop(&mut self) {
         let _ = crate::mm::swap::swapoff(0);
-        crate::mm::swapfile::set_slot_limit(0);
-        crate::mm::vmscan::set_keep_in_swapcache(false);
     }
 }
 

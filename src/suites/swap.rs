@@ -12,7 +12,8 @@ use crate::mm::folio::{pfn_to_page, Folio, PG_ANON_EXCLUSIVE, PG_MTE_TAGGED, PG_
 use crate::mm::mmap::*;
 use crate::mm::pte::*;
 use crate::mm::swap::SwapInOrder;
-use crate::mm::vmscan::{self, ReclaimStats};
+use crate::mm::vmscan::ReclaimStats;
+use crate::testhooks::knobs::{KEEP_IN_SWAPCACHE, RAMDISK_BAD_SECTOR};
 use crate::mm::{mteswap, swap_state, swapfile};
 use crate::task::agent::{SegvKind, Signal};
 use crate::task::syscall::*;
@@ -68,9 +69,11 @@ impl core::ops::DerefMut for SwapScenario {
     }
 }
 
+/// MADV_PAGEOUT over the range, and what reclaim did (the system call
+/// itself has no way to say: this calls its kernel side, do_madvise, on
+/// the task's mm).
 fn pageout(t: &Task, addr: usize, len: usize) -> Result<ReclaimStats, Verdict> {
-    sys(t, SYS_MADVISE, &[addr as u64, len as u64, MADV_PAGEOUT])?.map_err(|e| verdict("MADV_PAGEOUT", e))?;
-    Ok(vmscan::last_stats())
+    do_madvise(&t.mm(), addr as u64, len as u64, MADV_PAGEOUT).map_err(|e| verdict("MADV_PAGEOUT", e))
 }
 
 /// The swap pte at `addr`: its entry, exclusive and uffd-wp bits.
@@ -319,7 +322,7 @@ kernel_test!(swap, prot_none_while_swapped_out);
 fn kept_in_swapcache_then_hit_without_io() -> TestResult {
     let mut s = SwapScenario::new()?;
     let (t, a) = tagged_pages(&mut s, 1)?;
-    vmscan::set_keep_in_swapcache(true);
+    let _keep = KEEP_IN_SWAPCACHE.set(1);
     let st = pageout(&t, a, PAGE)?;
     ensure_eq!(st.kept_in_swapcache, 1, "kept ({st:?})");
     let (e, _, _) = swap_pte(&t, a)?;
@@ -337,7 +340,7 @@ fn swapcache_folio_keeps_its_anon_rmap() -> TestResult {
     let mut s = SwapScenario::new()?;
     let (p, a) = tagged_pages(&mut s, 1)?;
     let c = s.fork(&p)?;
-    vmscan::set_keep_in_swapcache(true);
+    let _keep = KEEP_IN_SWAPCACHE.set(1);
     pageout(&p, a, PAGE)?;
     expect_page(&c, a, 0, "child from the swap cache")?;
     let (pfn, _, _) = counts(&c, a)?;
@@ -378,11 +381,11 @@ fn swapoff_with_read_error_fails_and_keeps_everything() -> TestResult {
     let (t, a) = tagged_pages(&mut s, 2)?;
     pageout(&t, a, 2 * PAGE)?;
     let (e, _, _) = swap_pte(&t, a + PAGE)?;
-    ramdisk::set_bad_sector(Some(swapfile::slot_sector(e)));
+    let bad = RAMDISK_BAD_SECTOR.set(swapfile::slot_sector(e));
     expect_errno(sys(&t, SYS_SWAPOFF, &[0]), EIO, "swapoff with an unreadable slot")?;
     ensure!(swapfile::swap_info(0).is_some(), "the device went away after a failed swapoff");
     ensure!(mteswap::lookup(e).is_some(), "tags of the unreadable page were dropped");
-    ramdisk::set_bad_sector(None);
+    drop(bad);
     expect_page(&t, a, 1, "after the failed swapoff")?;
     expect_page(&t, a, 0, "the page swapoff had brought back")?;
     s.finish()
@@ -777,7 +780,7 @@ kernel_test!(swap, large_folio_swaps_out_whole);
 fn large_folio_in_swapcache_maps_its_pages() -> TestResult {
     let mut s = SwapScenario::new()?;
     let (t, a, head) = huge_folio(&mut s)?;
-    vmscan::set_keep_in_swapcache(true);
+    let _keep = KEEP_IN_SWAPCACHE.set(1);
     pageout(&t, a, 2 << 20)?;
     expect_page(&t, a, 100, "page 100 from the swap cache")?;
     ensure_eq!(pte_pfn(pte_of(&t, a + 100 * PAGE)), head + 100, "page 100 maps the folio's page 100");

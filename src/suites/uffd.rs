@@ -15,8 +15,9 @@ use crate::mm::pte::*;
 use crate::mm::uffd_move::{self, MoveVariant, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, UFFDIO_MOVE_MODE_DONTWAKE};
 use crate::mm::uffd_uapi::{UffdioMove, UffdioRegister, Words};
 use crate::mm::userfaultfd::*;
-use crate::mm::{mteswap, swap_state, swapfile, vmscan};
+use crate::mm::{mteswap, swap_state, swapfile};
 use crate::task::agent::Signal;
+use crate::testhooks::knobs::KEEP_IN_SWAPCACHE;
 use crate::task::syscall::*;
 use crate::task::Task;
 use crate::{ensure, ensure_eq, fail, kernel_test, smp};
@@ -680,7 +681,7 @@ fn move_retargets_a_swapcache_folio() -> TestResult {
     let _swap = SwapOn::new()?;
     let mut s = Scenario::new();
     let (t, u, src, dst) = setup(&mut s, 1)?;
-    vmscan::set_keep_in_swapcache(true);
+    let _keep = KEEP_IN_SWAPCACHE.set(1);
     pageout(&t, src, PAGE)?;
     let entry = pte_to_swp_entry(pte_of(&t, src));
     let (r, _) = u.mv(dst, src, PAGE, 0)?;
@@ -700,7 +701,7 @@ fn swapcache_move_with(v: MoveVariant) -> Result<Result<u64, Signal>, Verdict> {
     let _swap = SwapOn::new()?;
     let mut s = Scenario::new();
     let (t, u, src, dst) = setup(&mut s, 1)?;
-    vmscan::set_keep_in_swapcache(true);
+    let _keep = KEEP_IN_SWAPCACHE.set(1);
     pageout(&t, src, PAGE)?;
     let wrong = v.variant().map(|v| v.enable());
     let (r, _) = u.mv(dst, src, PAGE, 0)?;
@@ -772,10 +773,10 @@ kernel_test!(uffd, rmap_change_before_pin_check_is_caught);
 fn notifier_is_called_blocking_before_any_lock() -> TestResult {
     let mut s = Scenario::new();
     let (_t, u, src, dst) = setup(&mut s, 2)?;
-    uffd_move::observe(true);
+    let observing = uffd_move::observe();
     let r = u.mv(dst, src, 2 * PAGE, 0)?;
     let calls = uffd_move::observed();
-    uffd_move::observe(false);
+    drop(observing);
     ensure!(r.0 == Ok(0), "MOVE: {r:?}");
     let starts: Vec<_> = calls.iter().filter(|c| c.is_start).collect();
     ensure_eq!(starts.len(), 2, "invalidate_range_start calls (one per page)");
@@ -794,12 +795,12 @@ kernel_test!(uffd, notifier_is_called_blocking_before_any_lock);
 fn notifier_under_ptl_is_caught() -> TestResult {
     let mut s = Scenario::new();
     let (_t, u, src, dst) = setup(&mut s, 1)?;
-    uffd_move::observe(true);
+    let observing = uffd_move::observe();
     let wrong = MoveVariant::NotifierUnderPtl.variant().map(|v| v.enable());
     let r = u.mv(dst, src, PAGE, 0)?;
     drop(wrong);
     let calls = uffd_move::observed();
-    uffd_move::observe(false);
+    drop(observing);
     ensure!(r.0 == Ok(0), "MOVE: {r:?}");
     ensure!(
         calls.iter().any(|c| c.is_start && (!c.blocking || c.ptl_held > 0)),
@@ -925,8 +926,7 @@ fn move_races_reclaim() -> TestResult {
     }
     let job = on_cpu(1, "CPU 1's MOVE", move || tt.syscall(SYS_IOCTL, &[fd, UFFDIO_MOVE, arg as u64]))?;
     bp.wait_reached(5_000_000).map_err(|e| verdict("CPU 1", e))?;
-    sys(&t, SYS_MADVISE, &[src as u64, PAGE as u64, MADV_PAGEOUT])?.map_err(|e| verdict("MADV_PAGEOUT", e))?;
-    let st = vmscan::last_stats();
+    let st = do_madvise(&t.mm(), src as u64, PAGE as u64, MADV_PAGEOUT).map_err(|e| verdict("MADV_PAGEOUT", e))?;
     bp.release();
     let r = job.join()?;
     ensure_eq!(st.skipped, 1, "reclaim skips the folio the move holds locked ({st:?})");
@@ -1020,10 +1020,10 @@ fn aligned_thp_moves_as_one_pmd() -> TestResult {
     ensure_eq!(mmap(&t, dst, 2 << 20, RW | PROT_MTE, ANON | MAP_FIXED, -1)?, dst, "dst");
     let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
     u.register(dst, 2 << 20, UFFDIO_REGISTER_MODE_MISSING)?;
-    uffd_move::observe(true);
+    let observing = uffd_move::observe();
     let (r, moved) = u.mv(dst, src, 2 << 20, 0)?;
     let calls = uffd_move::observed();
-    uffd_move::observe(false);
+    drop(observing);
     ensure!(r == Ok(0) && moved == 2 << 20, "PMD move: {r:?} {moved}");
     ensure_eq!(t.mm().pgtables.table_of(dst), table, "dst's pmd points at the table that mapped src");
     ensure_eq!(t.mm().pgtables.table_of(src), None, "src's pmd is empty");

@@ -7,12 +7,15 @@
 //!   tests that must catch it), switched on through scoped guards.
 //! - `fault_inject`: Linux-style fault attributes (interval, times,
 //!   probability) with one `should_fail()` at each injection site.
+//! - `knobs`: settings a test changes for its duration (a small swap
+//!   device, a bad sector), set through guards.
 //! - `schedpoint`: named points in the paths where a test stops a CPU to
 //!   force an interleaving; the names are constants (`points`).
 //!
 //! The mm paths and drivers call into here; nothing here calls them.
 
 pub mod fault_inject;
+pub mod knobs;
 pub mod points;
 pub mod schedpoint;
 pub mod variants;
@@ -30,6 +33,9 @@ pub fn reset_all() -> alloc::vec::Vec<alloc::string::String> {
     }
     for f in fault_inject::reset_all() {
         left.push(alloc::format!("fault injection {f} armed"));
+    }
+    for k in knobs::reset_all() {
+        left.push(alloc::format!("knob {k} set"));
     }
     left
 }

@@ -136,7 +136,7 @@ impl Printer {
                         || (self.list && line.starts_with("TEST: "));
                     if self.list {
                         let listed =
-                            ["TEST: ", "VARIANT: ", "POINT: ", "FAULT: "].iter().find_map(|p| line.strip_prefix(p));
+                            ["TEST: ", "VARIANT: ", "POINT: ", "FAULT: ", "KNOB: "].iter().find_map(|p| line.strip_prefix(p));
                         if let Some(item) = listed {
                             let _ = writeln!(out, "{item}");
                         }
