@@ -11,7 +11,6 @@ use crate::mm::mmap::{MADV_PAGEOUT, MAP_ANONYMOUS, MAP_PRIVATE, PROT_MTE, PROT_R
 use crate::mm::pte::{pte_pfn, pte_present};
 use crate::mm::{mteswap, swapfile};
 use crate::println;
-use crate::task::syscall::{SYS_EXIT, SYS_MADVISE, SYS_MLOCK, SYS_MMAP, SYS_MUNLOCK};
 use crate::task::Task;
 
 const PAGE: usize = 4096;
@@ -30,22 +29,20 @@ fn one_size(pages: usize) -> bool {
             return false;
         }
     };
-    let len = (pages * PAGE) as u64;
-    let a = match t
-        .syscall(SYS_MMAP, &[0, len, PROT_READ | PROT_WRITE | PROT_MTE, MAP_PRIVATE | MAP_ANONYMOUS, u64::MAX, 0])
-    {
-        Ok(a) if crate::errno::Errno::from_ret(a).is_none() => a as usize,
+    let len = pages * PAGE;
+    let a = match t.mmap(0, len, PROT_READ | PROT_WRITE | PROT_MTE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) {
+        Ok(Ok(a)) => a,
         other => {
             println!("bench: mmap of {pages} pages failed: {other:?}");
-            let _ = t.syscall(SYS_EXIT, &[0]);
+            let _ = t.exit(0);
             return false;
         }
     };
     // Populate and tag every page from the kernel: setup, not measured.
-    let populated = t.syscall(SYS_MLOCK, &[a as u64, len]);
-    if populated.as_ref().map_or(true, |&r| r != 0) {
+    let populated = t.mlock(a, len);
+    if populated != Ok(Ok(())) {
         println!("bench: populating {pages} pages failed ({populated:?}): give QEMU more memory (-m)");
-        let _ = t.syscall(SYS_EXIT, &[0]);
+        let _ = t.exit(0);
         return false;
     }
     let mm = t.mm();
@@ -57,10 +54,10 @@ fn one_size(pages: usize) -> bool {
         }
     }
     drop(mm);
-    let _ = t.syscall(SYS_MUNLOCK, &[a as u64, len]);
+    let _ = t.munlock(a, len);
     let free_before = swapfile::swap_info(0).map_or(0, |si| si.free_slots());
 
-    let (out, c_out) = measure(|| t.syscall(SYS_MADVISE, &[a as u64, len, MADV_PAGEOUT]));
+    let (out, c_out) = measure(|| t.madvise(a, len, MADV_PAGEOUT));
     let reclaimed = (0..pages).filter(|p| crate::mm::pte::is_swap_pte(t.mm().pgtables.peek(a + p * PAGE))).count();
     let tag_bytes = mteswap::stats().bytes;
     let used = free_before - swapfile::swap_info(0).map_or(0, |si| si.free_slots());
@@ -85,8 +82,8 @@ fn one_size(pages: usize) -> bool {
             let _ = t.load(with_tag(probe, tag0));
         }
     });
-    let _ = t.syscall(SYS_EXIT, &[0]);
-    if out.as_ref().map_or(true, |&r| r != 0) {
+    let _ = t.exit(0);
+    if out != Ok(Ok(())) {
         println!("bench: MADV_PAGEOUT failed: {out:?}");
         return false;
     }

@@ -3,15 +3,16 @@
 //! figures from the same QEMU (platform-notes) beside ours.
 
 use super::measure;
-use crate::errno::Errno;
+use crate::errno::{Errno, EFAULT};
 use crate::mm::mmap::{
     MADV_HUGEPAGE, MADV_PAGEOUT, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_MTE, PROT_READ, PROT_WRITE,
 };
+use crate::mm::uffd_uapi::{UffdioApi, UffdioCopy, UffdioMove, UffdioRegister, Words};
 use crate::mm::userfaultfd::{
     UFFDIO_API, UFFDIO_COPY, UFFDIO_MOVE, UFFDIO_REGISTER, UFFDIO_REGISTER_MODE_MISSING, UFFD_API, UFFD_FEATURE_MOVE,
 };
 use crate::println;
-use crate::task::syscall::{SYS_EXIT, SYS_IOCTL, SYS_MADVISE, SYS_MLOCK, SYS_MMAP, SYS_MUNLOCK, SYS_USERFAULTFD};
+use crate::task::usys::SysResult;
 use crate::task::Task;
 use alloc::sync::Arc;
 
@@ -24,49 +25,43 @@ struct Bench {
     arg: usize,
 }
 
-fn sys(t: &Task, nr: u64, a: &[u64]) -> Result<u64, Errno> {
-    match t.syscall(nr, a) {
-        Ok(r) => Errno::from_ret(r).map_or(Ok(r), Err),
-        Err(_) => Err(crate::errno::EFAULT),
-    }
+/// A step's errno; a signal (which no step should get) counts as EFAULT.
+fn step<T>(r: SysResult<T>) -> Result<T, Errno> {
+    r.unwrap_or(Err(EFAULT))
 }
 
 impl Bench {
     fn new() -> Result<Bench, Errno> {
         let t = Task::spawn()?;
-        let fd = sys(&t, SYS_USERFAULTFD, &[0o4000])?;
-        let arg =
-            sys(&t, SYS_MMAP, &[0, PAGE as u64, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, u64::MAX, 0])?
-                as usize;
+        let fd = step(t.userfaultfd(0o4000))?;
+        let arg = step(t.mmap(0, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))?;
         let b = Bench { t, fd, arg };
-        b.ioctl(UFFDIO_API, &[UFFD_API, UFFD_FEATURE_MOVE, 0])?;
+        b.ioctl(UFFDIO_API, &UffdioApi { api: UFFD_API, features: UFFD_FEATURE_MOVE, ioctls: 0 })?;
         Ok(b)
     }
 
+    /// The structure at the argument page (written, never read back, so
+    /// a measured call costs what a program's would).
     fn set_args(&self, words: &[u64]) {
         for (i, &w) in words.iter().enumerate() {
             let _ = self.t.store(self.arg + 8 * i, w);
         }
     }
 
-    fn ioctl(&self, cmd: u64, words: &[u64]) -> Result<u64, Errno> {
-        self.set_args(words);
-        sys(&self.t, SYS_IOCTL, &[self.fd, cmd, self.arg as u64])
+    fn ioctl<T: Words>(&self, cmd: u64, v: &T) -> Result<u64, Errno> {
+        self.set_args(&v.to_words());
+        step(self.t.ioctl(self.fd, cmd, self.arg))
     }
 
     /// A populated PROT_MTE region of N pages at `at` (MAP_FIXED when not 0).
     fn region(&self, at: usize, huge: bool) -> Result<usize, Errno> {
         let flags = MAP_PRIVATE | MAP_ANONYMOUS | if at != 0 { MAP_FIXED } else { 0 };
-        let a = sys(
-            &self.t,
-            SYS_MMAP,
-            &[at as u64, (N * PAGE) as u64, PROT_READ | PROT_WRITE | PROT_MTE, flags, u64::MAX, 0],
-        )? as usize;
+        let a = step(self.t.mmap(at, N * PAGE, PROT_READ | PROT_WRITE | PROT_MTE, flags, -1, 0))?;
         if huge {
-            sys(&self.t, SYS_MADVISE, &[a as u64, (N * PAGE) as u64, MADV_HUGEPAGE])?;
+            step(self.t.madvise(a, N * PAGE, MADV_HUGEPAGE))?;
         }
-        sys(&self.t, SYS_MLOCK, &[a as u64, (N * PAGE) as u64])?;
-        sys(&self.t, SYS_MUNLOCK, &[a as u64, (N * PAGE) as u64])?;
+        step(self.t.mlock(a, N * PAGE))?;
+        step(self.t.munlock(a, N * PAGE))?;
         Ok(a)
     }
 
@@ -74,14 +69,24 @@ impl Bench {
     /// `at` with MAP_FIXED when not 0).
     fn dst_at(&self, at: usize) -> Result<usize, Errno> {
         let flags = MAP_PRIVATE | MAP_ANONYMOUS | if at != 0 { MAP_FIXED } else { 0 };
-        let prot = PROT_READ | PROT_WRITE | PROT_MTE;
-        let a = sys(&self.t, SYS_MMAP, &[at as u64, (N * PAGE) as u64, prot, flags, u64::MAX, 0])? as usize;
-        self.ioctl(UFFDIO_REGISTER, &[a as u64, (N * PAGE) as u64, UFFDIO_REGISTER_MODE_MISSING, 0])?;
+        let a = step(self.t.mmap(at, N * PAGE, PROT_READ | PROT_WRITE | PROT_MTE, flags, -1, 0))?;
+        let reg = UffdioRegister { start: a as u64, len: (N * PAGE) as u64, mode: UFFDIO_REGISTER_MODE_MISSING, ioctls: 0 };
+        self.ioctl(UFFDIO_REGISTER, &reg)?;
         Ok(a)
     }
 
     fn dst(&self) -> Result<usize, Errno> {
         self.dst_at(0)
+    }
+}
+
+/// The uffdio_move or uffdio_copy for `len` bytes from `src` to `dst`.
+fn range_args(cmd: u64, dst: usize, src: usize, len: usize) -> alloc::vec::Vec<u64> {
+    let (dst, src, len) = (dst as u64, src as u64, len as u64);
+    if cmd == UFFDIO_MOVE {
+        UffdioMove { dst, src, len, mode: 0, moved: 0 }.to_words()
+    } else {
+        UffdioCopy { dst, src, len, mode: 0, copy: 0 }.to_words()
     }
 }
 
@@ -99,8 +104,8 @@ fn show(what: &str, c: super::Cost, pages: u64) {
 impl Bench {
     /// One ioctl `cmd` over the whole 2 MiB from `src` to `dst`, measured.
     fn whole(&self, cmd: u64, src: usize, dst: usize) -> Result<super::Cost, Errno> {
-        self.set_args(&[dst as u64, src as u64, (N * PAGE) as u64, 0, 0]);
-        let (r, c) = measure(|| sys(&self.t, SYS_IOCTL, &[self.fd, cmd, self.arg as u64]));
+        self.set_args(&range_args(cmd, dst, src, N * PAGE));
+        let (r, c) = measure(|| step(self.t.ioctl(self.fd, cmd, self.arg)));
         r.map(|_| c)
     }
 }
@@ -114,7 +119,8 @@ fn run_cases() -> Result<(), Errno> {
     let dst = b.dst()?;
     let (r, c) = measure(|| -> Result<(), Errno> {
         for p in 0..N {
-            b.ioctl(UFFDIO_MOVE, &[(dst + p * PAGE) as u64, (src + p * PAGE) as u64, PAGE as u64, 0, 0])?;
+            b.set_args(&range_args(UFFDIO_MOVE, dst + p * PAGE, src + p * PAGE, PAGE));
+            step(b.t.ioctl(b.fd, UFFDIO_MOVE, b.arg))?;
         }
         Ok(())
     });
@@ -123,7 +129,7 @@ fn run_cases() -> Result<(), Errno> {
     show("COPY, one 2 MiB call", b.whole(UFFDIO_COPY, b.region(0, false)?, b.dst()?)?, n);
     if crate::mm::swapfile::swapon().is_ok() {
         let src = b.region(0, false)?;
-        sys(&b.t, SYS_MADVISE, &[src as u64, (N * PAGE) as u64, MADV_PAGEOUT])?;
+        step(b.t.madvise(src, N * PAGE, MADV_PAGEOUT))?;
         show("MOVE swapped-out, one 2 MiB call", b.whole(UFFDIO_MOVE, src, b.dst()?)?, n);
     } else {
         println!("bench: no swap (ramdisk=0?): swapped-out MOVE not measured");
@@ -134,7 +140,7 @@ fn run_cases() -> Result<(), Errno> {
     show("MOVE aligned THP (one PMD)", c, n);
     let c = b.whole(UFFDIO_MOVE, b.region(0x70_0000_0000, true)?, b.dst_at(0x80_0000_1000)?)?;
     show("MOVE THP, unaligned dst (split)", c, n);
-    let _ = b.t.syscall(SYS_EXIT, &[0]);
+    let _ = b.t.exit(0);
     let _ = crate::mm::swap::swapoff(0);
     Ok(())
 }

@@ -161,8 +161,7 @@ kernel_test!(selftest, deliberate_hang, explicit_only);
 /// the tests after it pass.
 fn deliberate_leak() -> TestResult {
     use crate::mm::mmap::{MADV_PAGEOUT, PROT_MTE};
-    use crate::suites::scenario::{mmap, sys, tag_page, verdict, ANON, PAGE, RW};
-    use crate::task::syscall::SYS_MADVISE;
+    use crate::suites::scenario::{mmap, must, tag_page, verdict, ANON, PAGE, RW};
     if !crate::drivers::ramdisk::present() {
         skip!("no RAM-disk");
     }
@@ -170,7 +169,7 @@ fn deliberate_leak() -> TestResult {
     let t = crate::task::Task::spawn().map_err(|e| verdict("spawn", e))?;
     let a = mmap(&t, 0, PAGE, RW | PROT_MTE, ANON, -1)?;
     tag_page(&t, a, |g| (g % 15) as u8 + 1)?;
-    sys(&t, SYS_MADVISE, &[a as u64, PAGE as u64, MADV_PAGEOUT])?.map_err(|e| verdict("MADV_PAGEOUT", e))?;
+    must(t.madvise(a, PAGE, MADV_PAGEOUT), "MADV_PAGEOUT")?;
     core::mem::forget(crate::testhooks::variants::SWAPIN_FREE_BEFORE_RESTORE.enable());
     core::mem::forget(crate::testhooks::fault_inject::MTESWAP_SAVE.arm(crate::testhooks::fault_inject::Spec::nth(3)));
     core::mem::forget(crate::testhooks::schedpoint::arm(&crate::testhooks::points::DO_SWAP_PAGE_AFTER_FOLIO_LOCK));

@@ -13,6 +13,7 @@ use crate::mm::mm_types::VM_LOCKED;
 use crate::mm::mmap::*;
 use crate::mm::pte::*;
 use crate::mm::rmap::rmap_walk;
+use crate::mm::uffd_uapi::{UffdioApi, Words};
 use crate::task::agent::{fill_byte, fnv, SegvKind, Signal};
 use crate::task::syscall::*;
 use crate::task::Task;
@@ -124,11 +125,11 @@ fn mprotect_none_and_back_keeps_data_and_tags() -> TestResult {
     let a = mmap(&t, 0, PAGE, RW | PROT_MTE, ANON, -1)?;
     tag_page(&t, a, |_| 6)?;
     ok(t.fill(with_tag(a, 6), PAGE, 41), "fill")?;
-    sys(&t, SYS_MPROTECT, &[a as u64, PAGE as u64, 0])?.map_err(|e| verdict("mprotect(PROT_NONE)", e))?;
+    must(t.mprotect(a, PAGE, 0), "mprotect(PROT_NONE)")?;
     let pte = pte_of(&t, a);
     ensure!(pte_protnone(pte) && pte_present(pte) && !pte_valid(pte), "PROT_NONE pte is not present-invalid: {pte:?}");
     expect_segv(t.load(with_tag(a, 6)), SegvKind::AccErr, with_tag(a, 6), "read under PROT_NONE")?;
-    sys(&t, SYS_MPROTECT, &[a as u64, PAGE as u64, RW | PROT_MTE])?.map_err(|e| verdict("mprotect back", e))?;
+    must(t.mprotect(a, PAGE, RW | PROT_MTE), "mprotect back")?;
     ensure_eq!(page_hash(&t, a, 6)?, fill_hash(41), "data after PROT_NONE and back");
     expect_tags(&t, a, |_| 6, "tags after PROT_NONE and back")?;
     ok(t.store(with_tag(a, 6), 1), "write after mprotect back (exclusive page reused)")?;
@@ -142,7 +143,7 @@ fn mprotect_read_only_refuses_writes() -> TestResult {
     let t = s.spawn()?;
     let a = mmap(&t, 0, 2 * PAGE, RW, ANON, -1)?;
     ok(t.store(a + PAGE, 2), "write")?;
-    sys(&t, SYS_MPROTECT, &[(a + PAGE) as u64, PAGE as u64, PROT_READ])?.map_err(|e| verdict("mprotect", e))?;
+    must(t.mprotect(a + PAGE, PAGE, PROT_READ), "mprotect")?;
     expect_segv(t.store(a + PAGE, 3), SegvKind::AccErr, a + PAGE, "write to a read-only page")?;
     ensure_eq!(ok(t.load(a + PAGE), "read")?, 2, "data after the refused write");
     ok(t.store(a, 4), "write to the other half, still writable")?;
@@ -160,7 +161,7 @@ fn munmap_middle_splits_the_vma() -> TestResult {
         ok(t.store(with_tag(a + i * PAGE, i as u8 + 1), i as u64 + 10), "write")?;
     }
     expect_rss(&t, 3, 0, "three pages written")?;
-    sys(&t, SYS_MUNMAP, &[(a + PAGE) as u64, PAGE as u64])?.map_err(|e| verdict("munmap", e))?;
+    must(t.munmap(a + PAGE, PAGE), "munmap")?;
     expect_segv(t.load(a + PAGE), SegvKind::MapErr, a + PAGE, "read of the unmapped middle")?;
     ensure_eq!(ok(t.load(with_tag(a, 1)), "read")?, 10, "first page");
     ensure_eq!(ok(t.load(with_tag(a + 2 * PAGE, 3)), "read")?, 12, "last page");
@@ -180,7 +181,7 @@ fn munmap_frees_the_pages() -> TestResult {
         ok(t.store(a + i * PAGE, 1), "write")?;
     }
     let before = crate::mm::frames::free_frames();
-    sys(&t, SYS_MUNMAP, &[a as u64, (8 * PAGE) as u64])?.map_err(|e| verdict("munmap", e))?;
+    must(t.munmap(a, 8 * PAGE), "munmap")?;
     ensure_eq!(crate::mm::frames::free_frames(), before + 8, "frames freed by munmap");
     expect_rss(&t, 0, 0, "after munmap")?;
     s.finish()
@@ -193,7 +194,7 @@ fn madvise_dontneed_drops_anon_pages() -> TestResult {
     let a = mmap(&t, 0, 2 * PAGE, RW | PROT_MTE, ANON, -1)?;
     tag_page(&t, a, |_| 3)?;
     ok(t.store(with_tag(a, 3), 99), "write")?;
-    sys(&t, SYS_MADVISE, &[a as u64, (2 * PAGE) as u64, MADV_DONTNEED])?.map_err(|e| verdict("madvise", e))?;
+    must(t.madvise(a, 2 * PAGE, MADV_DONTNEED), "madvise")?;
     expect_rss(&t, 0, 0, "after MADV_DONTNEED")?;
     ensure_eq!(ok(t.load(a), "read")?, 0, "anonymous memory after MADV_DONTNEED reads zero");
     expect_tags(&t, a, |_| 0, "tags after MADV_DONTNEED (the zero page)")?;
@@ -205,15 +206,15 @@ fn mlock_populates_and_refuses_dontneed() -> TestResult {
     let mut s = Scenario::new();
     let t = s.spawn()?;
     let a = mmap(&t, 0, 4 * PAGE, RW, ANON, -1)?;
-    sys(&t, SYS_MLOCK, &[a as u64, (4 * PAGE) as u64])?.map_err(|e| verdict("mlock", e))?;
+    must(t.mlock(a, 4 * PAGE), "mlock")?;
     expect_rss(&t, 4, 0, "mlock populates every page")?;
     expect_errno(
-        sys(&t, SYS_MADVISE, &[a as u64, PAGE as u64, MADV_DONTNEED]),
+        t.madvise(a, PAGE, MADV_DONTNEED),
         EINVAL,
         "MADV_DONTNEED on locked memory",
     )?;
-    sys(&t, SYS_MUNLOCK, &[a as u64, (4 * PAGE) as u64])?.map_err(|e| verdict("munlock", e))?;
-    sys(&t, SYS_MADVISE, &[a as u64, PAGE as u64, MADV_DONTNEED])?.map_err(|e| verdict("madvise after munlock", e))?;
+    must(t.munlock(a, 4 * PAGE), "munlock")?;
+    must(t.madvise(a, PAGE, MADV_DONTNEED), "madvise after munlock")?;
     expect_rss(&t, 3, 0, "after munlock and MADV_DONTNEED of one page")?;
     let b = mmap(&t, 0, 2 * PAGE, RW, ANON | MAP_LOCKED, -1)?;
     ensure!(pte_present(pte_of(&t, b + PAGE)), "MAP_LOCKED did not populate");
@@ -290,7 +291,7 @@ fn cow_reuses_page_after_child_exit() -> TestResult {
     let mut s = Scenario::new();
     let (p, c, a) = forked_pair(&mut s)?;
     let (pfn, _, _) = counts(&p, a)?;
-    ensure!(matches!(c.syscall(SYS_EXIT, &[0]), Err(Signal::Exited(0))), "child exit");
+    ensure!(matches!(c.exit(0), Err(Signal::Exited(0))), "child exit");
     let (_, refs, maps) = counts(&p, a)?;
     ensure_eq!((refs, maps), (1, 1), "parent's page once the child is gone");
     ok(p.store(with_tag(a, 1), 7), "write")?;
@@ -459,7 +460,7 @@ fn mmap_bad_arguments_get_errno() -> TestResult {
         ("MAP_FIXED past the user half", [0xFFFF_FFFF_F000, 0x2000, RW, ANON | MAP_FIXED, u64::MAX, 0], ENOMEM),
     ];
     for (what, args, want) in cases {
-        expect_errno(sys(&t, SYS_MMAP, &args), want, &format!("mmap with {what}"))?;
+        expect_errno(t.sys(SYS_MMAP, &args), want, &format!("mmap with {what}"))?;
     }
     ensure_eq!(t.mm().mmap_lock.read().vmas.len(), 1, "VMAs after refused mmaps (only the agent's)");
     s.finish()
@@ -471,19 +472,19 @@ fn munmap_mprotect_madvise_bad_arguments() -> TestResult {
     let t = s.spawn()?;
     let a = mmap(&t, 0, 2 * PAGE, RW, ANON, -1)?;
     ok(t.store(a, 42), "write")?;
-    expect_errno(sys(&t, SYS_MUNMAP, &[(a + 1) as u64, PAGE as u64]), EINVAL, "munmap of a misaligned address")?;
-    expect_errno(sys(&t, SYS_MUNMAP, &[a as u64, 0]), EINVAL, "munmap of length 0")?;
-    expect_errno(sys(&t, SYS_MUNMAP, &[a as u64, u64::MAX]), EINVAL, "munmap with an overflowing length")?;
+    expect_errno(t.munmap(a + 1, PAGE), EINVAL, "munmap of a misaligned address")?;
+    expect_errno(t.munmap(a, 0), EINVAL, "munmap of length 0")?;
+    expect_errno(t.sys(SYS_MUNMAP, &[a as u64, u64::MAX]), EINVAL, "munmap with an overflowing length")?;
     expect_errno(
-        sys(&t, SYS_MPROTECT, &[a as u64, (4 * PAGE) as u64, PROT_READ]),
+        t.mprotect(a, 4 * PAGE, PROT_READ),
         ENOMEM,
         "mprotect over an unmapped hole",
     )?;
-    expect_errno(sys(&t, SYS_MPROTECT, &[a as u64, PAGE as u64, 0x400]), EINVAL, "mprotect with unknown bits")?;
-    expect_errno(sys(&t, SYS_MADVISE, &[a as u64, PAGE as u64, 12345]), EINVAL, "madvise with unknown advice")?;
-    expect_errno(sys(&t, SYS_MADVISE, &[0x1000, PAGE as u64, MADV_DONTNEED]), ENOMEM, "madvise of unmapped memory")?;
-    expect_errno(sys(&t, SYS_CLONE, &[0x100, 0]), EINVAL, "clone with thread flags")?;
-    expect_errno(sys(&t, 4000, &[]), ENOSYS, "an unknown system call")?;
+    expect_errno(t.mprotect(a, PAGE, 0x400), EINVAL, "mprotect with unknown bits")?;
+    expect_errno(t.madvise(a, PAGE, 12345), EINVAL, "madvise with unknown advice")?;
+    expect_errno(t.madvise(0x1000, PAGE, MADV_DONTNEED), ENOMEM, "madvise of unmapped memory")?;
+    expect_errno(t.sys(SYS_CLONE, &[0x100, 0]), EINVAL, "clone with thread flags")?;
+    expect_errno(t.sys(4000, &[]), ENOSYS, "an unknown system call")?;
     ensure_eq!(ok(t.load(a), "read")?, 42, "data after the refused calls");
     s.finish()
 }
@@ -606,7 +607,7 @@ pub(super) fn thp_mapping(t: &Task) -> Result<usize, Verdict> {
     let a = 0x20_0000_0000usize;
     let got = mmap(t, a, 2 << 20, RW | PROT_MTE, ANON | MAP_FIXED, -1)?;
     ensure_eq!(got, a, "MAP_FIXED address");
-    sys(t, SYS_MADVISE, &[a as u64, 2 << 20, MADV_HUGEPAGE])?.map_err(|e| verdict("MADV_HUGEPAGE", e))?;
+    must(t.madvise(a, 2 << 20, MADV_HUGEPAGE), "MADV_HUGEPAGE")?;
     Ok(a)
 }
 
@@ -628,7 +629,7 @@ fn thp_fault_maps_512_ptes_of_one_folio() -> TestResult {
     expect_rss(&t, 512, 0, "after one fault")?;
     expect_tags(&t, a + 511 * PAGE, |_| 0, "last page of a new PROT_MTE huge folio")?;
     ensure_eq!(ok(t.load(a + 3 * PAGE), "read")?, 33, "data");
-    sys(&t, SYS_MUNMAP, &[a as u64, 1 << 20])?.map_err(|e| verdict("munmap of half", e))?;
+    must(t.munmap(a, 1 << 20), "munmap of half")?;
     let f = Folio::get(head + 300);
     ensure_eq!((f.refcount(), f.mapcount()), (257, 256), "after unmapping half");
     drop(f);
@@ -671,7 +672,7 @@ fn mprotect_cannot_clear_prot_mte() -> TestResult {
     let a = mmap(&t, 0, 2 * PAGE, RW | PROT_MTE, ANON, -1)?;
     tag_page(&t, a, |g| (g % 13) as u8 + 2)?;
     ok(t.store(with_tag(a, 2), 77), "write")?;
-    sys(&t, SYS_MPROTECT, &[a as u64, 2 * PAGE as u64, RW])?.map_err(|e| verdict("mprotect(RW)", e))?;
+    must(t.mprotect(a, 2 * PAGE, RW), "mprotect(RW)")?;
     ensure!(pte_tagged(pte_of(&t, a)), "mprotect without PROT_MTE mapped the page untagged: {:?}", pte_of(&t, a));
     expect_tags(&t, a, |g| (g % 13) as u8 + 2, "tags after mprotect without PROT_MTE")?;
     ensure_eq!(ok(t.load(with_tag(a, 2)), "read")?, 77, "data");
@@ -748,12 +749,12 @@ fn huge_untouched_vma_costs_what_is_mapped() -> TestResult {
     let far = a + len - PAGE;
     tag_page(&t, far, |_| 4)?;
     ok(t.store(with_tag(far, 4), 0x7e57), "write at the far end")?;
-    sys(&t, SYS_MPROTECT, &[a as u64, len as u64, PROT_READ | PROT_MTE])?.map_err(|e| verdict("mprotect", e))?;
+    must(t.mprotect(a, len, PROT_READ | PROT_MTE), "mprotect")?;
     ensure!(!pte_write(pte_of(&t, far)), "mprotect(PROT_READ) left the far page writable");
     let c = s.fork(&t)?;
     ensure_eq!(ok(c.load(with_tag(far, 4)), "child read")?, 0x7e57, "the child sees the far page");
     expect_tags(&c, far, |_| 4, "the child's far page")?;
-    sys(&t, SYS_MUNMAP, &[a as u64, len as u64])?.map_err(|e| verdict("munmap", e))?;
+    must(t.munmap(a, len), "munmap")?;
     expect_rss(&t, 0, 0, "after munmap of the whole VMA")?;
     s.finish()
 }
@@ -786,7 +787,7 @@ fn write_after_mprotect_read_only_faults_on_a_running_cpu() -> TestResult {
         }
         core::hint::spin_loop();
     }
-    let r = sys(&t, SYS_MPROTECT, &[a as u64, PAGE as u64, PROT_READ]);
+    let r = t.mprotect(a, PAGE, PROT_READ);
     let at_protect = target.load(Ordering::Acquire);
     stop.store(1, Ordering::Release);
     let last = job.join()?;
@@ -813,8 +814,7 @@ use crate::task::prctl::{
 };
 
 fn set_ctrl(t: &Task, ctrl: u64) -> TestResult {
-    sys(t, SYS_PRCTL, &[PR_SET_TAGGED_ADDR_CTRL as u64, ctrl, 0, 0, 0])?
-        .map_err(|e| verdict("PR_SET_TAGGED_ADDR_CTRL", e))?;
+    must(t.prctl(PR_SET_TAGGED_ADDR_CTRL, ctrl, 0, 0, 0), "PR_SET_TAGGED_ADDR_CTRL")?;
     Ok(())
 }
 
@@ -822,17 +822,17 @@ fn set_ctrl(t: &Task, ctrl: u64) -> TestResult {
 fn prctl_tagged_addr_ctrl_checks_and_is_inherited() -> TestResult {
     let mut s = Scenario::new();
     let t = s.spawn()?;
-    let get = |t: &Task| sys(t, SYS_PRCTL, &[PR_GET_TAGGED_ADDR_CTRL as u64, 0, 0, 0, 0]);
+    let get = |t: &Task| t.prctl(PR_GET_TAGGED_ADDR_CTRL, 0, 0, 0, 0);
     ensure_eq!(get(&t)?, Ok(DEFAULT_CTRL), "a new task's controls");
     let set = PR_SET_TAGGED_ADDR_CTRL as u64;
-    expect_errno(sys(&t, SYS_PRCTL, &[set, 1 << 19, 0, 0, 0]), EINVAL, "an unknown control bit")?;
-    expect_errno(sys(&t, SYS_PRCTL, &[set, PR_TAGGED_ADDR_ENABLE, 1, 0, 0]), EINVAL, "arg3 not 0")?;
-    expect_errno(sys(&t, SYS_PRCTL, &[PR_GET_TAGGED_ADDR_CTRL as u64, 1, 0, 0, 0]), EINVAL, "GET with arg2")?;
-    expect_errno(sys(&t, SYS_PRCTL, &[9999, 0, 0, 0, 0]), EINVAL, "an unknown option")?;
+    expect_errno(t.sys(SYS_PRCTL, &[set, 1 << 19, 0, 0, 0]), EINVAL, "an unknown control bit")?;
+    expect_errno(t.sys(SYS_PRCTL, &[set, PR_TAGGED_ADDR_ENABLE, 1, 0, 0]), EINVAL, "arg3 not 0")?;
+    expect_errno(t.prctl(PR_GET_TAGGED_ADDR_CTRL, 1, 0, 0, 0), EINVAL, "GET with arg2")?;
+    expect_errno(t.sys(SYS_PRCTL, &[9999, 0, 0, 0, 0]), EINVAL, "an unknown option")?;
     ensure_eq!(get(&t)?, Ok(DEFAULT_CTRL), "the refused calls changed nothing");
     // The option is an int: only its low 32 bits count.
     let ctrl = PR_TAGGED_ADDR_ENABLE | PR_MTE_TCF_ASYNC | (0x0f00 << PR_MTE_TAG_SHIFT);
-    sys(&t, SYS_PRCTL, &[(1 << 32) | set, ctrl, 0, 0, 0])?.map_err(|e| verdict("SET with high option bits", e))?;
+    must(t.sys(SYS_PRCTL, &[(1 << 32) | set, ctrl, 0, 0, 0]), "SET with high option bits")?;
     ensure_eq!(get(&t)?, Ok(ctrl), "the controls just set");
     let c = s.fork(&t)?;
     ensure_eq!(get(&c)?, Ok(ctrl), "a forked child's controls");
@@ -896,23 +896,18 @@ fn address_space_calls_take_tagged_pointers() -> TestResult {
     let t = s.spawn()?;
     let a = mmap(&t, 0, 3 * PAGE, RW | PROT_MTE, ANON, -1)?;
     ok(t.store(a, 1), "write")?;
-    let ta = with_tag(a, 5) as u64;
-    sys(&t, SYS_MPROTECT, &[ta, PAGE as u64, PROT_READ | PROT_MTE])?.map_err(|e| verdict("mprotect(tagged)", e))?;
+    let ta = with_tag(a, 5);
+    must(t.mprotect(ta, PAGE, PROT_READ | PROT_MTE), "mprotect(tagged)")?;
     ensure!(!pte_write(pte_of(&t, a)), "mprotect through a tagged pointer did not apply");
-    sys(&t, SYS_MLOCK, &[ta + PAGE as u64, PAGE as u64])?.map_err(|e| verdict("mlock(tagged)", e))?;
+    must(t.mlock(ta + PAGE, PAGE), "mlock(tagged)")?;
     ensure!(pte_present(pte_of(&t, a + PAGE)), "mlock through a tagged pointer did not populate");
-    sys(&t, SYS_MUNLOCK, &[ta + PAGE as u64, PAGE as u64])?.map_err(|e| verdict("munlock(tagged)", e))?;
-    sys(&t, SYS_MADVISE, &[ta + PAGE as u64, PAGE as u64, MADV_DONTNEED])?
-        .map_err(|e| verdict("madvise(tagged)", e))?;
+    must(t.munlock(ta + PAGE, PAGE), "munlock(tagged)")?;
+    must(t.madvise(ta + PAGE, PAGE, MADV_DONTNEED), "madvise(tagged)")?;
     ensure!(pte_none(pte_of(&t, a + PAGE)), "MADV_DONTNEED through a tagged pointer did not zap");
-    sys(&t, SYS_MUNMAP, &[ta + 2 * PAGE as u64, PAGE as u64])?.map_err(|e| verdict("munmap(tagged)", e))?;
+    must(t.munmap(ta + 2 * PAGE, PAGE), "munmap(tagged)")?;
     ensure!(t.mm().mmap_lock.read().find(a + 2 * PAGE).is_none(), "munmap through a tagged pointer did not unmap");
-    let fixed = with_tag(0x30_0000_0000, 5) as u64;
-    expect_errno(
-        sys(&t, SYS_MMAP, &[fixed, PAGE as u64, RW, ANON | MAP_FIXED, u64::MAX, 0]),
-        ENOMEM,
-        "mmap(MAP_FIXED, tagged)",
-    )?;
+    let fixed = with_tag(0x30_0000_0000, 5);
+    expect_errno(t.mmap(fixed, PAGE, RW, ANON | MAP_FIXED, -1, 0), ENOMEM, "mmap(MAP_FIXED, tagged)")?;
     let hinted = mmap(&t, with_tag(0x30_0000_0000, 5), PAGE, RW, ANON, -1)?;
     ensure!(hinted >> 56 == 0, "mmap returned a tagged address {hinted:#x}");
     s.finish()
@@ -932,12 +927,12 @@ fn uaccess_is_tag_checked_in_the_tasks_mode() -> TestResult {
     let arg = mmap(&t, 0, PAGE, RW | PROT_MTE, ANON, -1)?;
     tag_page(&t, arg, |_| 3)?;
     let api = |ptr: usize| -> Result<Result<u64, Signal>, Verdict> {
-        let fd = sys(&t, SYS_USERFAULTFD, &[0])?.map_err(|e| verdict("userfaultfd", e))?;
-        for (i, w) in [UFFD_API, 0, 0].iter().enumerate() {
+        let fd = must(t.userfaultfd(0), "userfaultfd")?;
+        for (i, w) in (UffdioApi { api: UFFD_API, features: 0, ioctls: 0 }).to_words().iter().enumerate() {
             ok(t.store(with_tag(arg + 8 * i, 3), *w), "uffdio_api")?;
         }
         let r = t.syscall(SYS_IOCTL, &[fd, UFFDIO_API, ptr as u64]);
-        sys(&t, SYS_CLOSE, &[fd])?.map_err(|e| verdict("close", e))?;
+        must(t.close(fd), "close")?;
         Ok(r)
     };
     let efault = EFAULT.to_ret();
@@ -986,14 +981,14 @@ fn syscall_arguments_are_checked_as_linux_checks_them() -> TestResult {
     let (fd, _) = s.file(1);
     let fd = fd as u64;
     let ro = mmap(&t, 0, PAGE, PROT_READ, ANON, -1)? as u64;
-    let uffd = |flags: u64| sys(&t, SYS_USERFAULTFD, &[flags]);
+    let uffd = |flags: u64| t.userfaultfd(flags);
     let u = uffd(1 << 32)?.map_err(|e| verdict("userfaultfd with high flag bits", e))?;
     let argp = mmap(&t, 0, PAGE, RW, ANON, -1)? as u64;
     // Pages 0, 1 and 3 mapped, page 2 a hole (made last, so nothing else
     // is placed in it).
     let a = mmap(&t, 0, 4 * PAGE, RW, ANON, -1)? as u64;
-    sys(&t, SYS_MUNMAP, &[a + 2 * p, p])?.map_err(|e| verdict("munmap", e))?;
-    for (i, w) in [UFFD_API, 0, 0].iter().enumerate() {
+    must(t.sys(SYS_MUNMAP, &[a + 2 * p, p]), "munmap")?;
+    for (i, w) in (UffdioApi { api: UFFD_API, features: 0, ioctls: 0 }).to_words().iter().enumerate() {
         ok(t.store(argp as usize + 8 * i, *w), "uffdio_api")?;
     }
     let pid = t.pid as u64;
@@ -1086,7 +1081,7 @@ fn syscall_arguments_are_checked_as_linux_checks_them() -> TestResult {
     ];
     let mut wrong = Vec::new();
     for c in &cases {
-        let got = sys(&t, c.nr, &c.args)?;
+        let got = returned(t.sys(c.nr, &c.args), "system call")?;
         if got != c.want {
             wrong.push(format!("{}: expected {:?}, got {:?}", c.what, c.want, got));
         }
@@ -1096,19 +1091,19 @@ fn syscall_arguments_are_checked_as_linux_checks_them() -> TestResult {
     // Holes: the mapped part changes, then ENOMEM.
     ok(t.store(a as usize, 1), "write page 0")?;
     ok(t.store(a as usize + 3 * PAGE, 3), "write page 3")?;
-    expect_errno(sys(&t, SYS_MPROTECT, &[a, 4 * p, PROT_READ]), ENOMEM, "mprotect over a hole")?;
+    expect_errno(t.sys(SYS_MPROTECT, &[a, 4 * p, PROT_READ]), ENOMEM, "mprotect over a hole")?;
     ensure!(!pte_write(pte_of(&t, a as usize)), "mprotect over a hole did not change the part before it");
-    sys(&t, SYS_MPROTECT, &[a, 2 * p, rw])?.map_err(|e| verdict("mprotect back", e))?;
-    expect_errno(sys(&t, SYS_MADVISE, &[a, 4 * p, MADV_DONTNEED]), ENOMEM, "MADV_DONTNEED over a hole")?;
+    must(t.sys(SYS_MPROTECT, &[a, 2 * p, rw]), "mprotect back")?;
+    expect_errno(t.sys(SYS_MADVISE, &[a, 4 * p, MADV_DONTNEED]), ENOMEM, "MADV_DONTNEED over a hole")?;
     ensure!(pte_none(pte_of(&t, a as usize)), "MADV_DONTNEED over a hole left the part before it");
     ensure!(pte_none(pte_of(&t, a as usize + 3 * PAGE)), "MADV_DONTNEED over a hole left the part after it");
-    expect_errno(sys(&t, SYS_MLOCK, &[a, 4 * p]), ENOMEM, "mlock over a hole")?;
+    expect_errno(t.sys(SYS_MLOCK, &[a, 4 * p]), ENOMEM, "mlock over a hole")?;
     ensure!(
         t.mm().mmap_lock.read().find(a as usize).is_some_and(|v| v.flags & VM_LOCKED != 0),
         "mlock over a hole did not lock the part before it"
     );
-    sys(&t, SYS_MUNLOCK, &[a, 2 * p])?.map_err(|e| verdict("munlock", e))?;
-    sys(&t, SYS_CLOSE, &[u])?.map_err(|e| verdict("close", e))?;
+    must(t.sys(SYS_MUNLOCK, &[a, 2 * p]), "munlock")?;
+    must(t.close(u), "close")?;
     s.finish()
 }
 kernel_test!(mm, syscall_arguments_are_checked_as_linux_checks_them);
@@ -1121,16 +1116,15 @@ fn dontfork_and_wipeonfork() -> TestResult {
     let a = mmap(&p, 0, 2 * PAGE, RW, ANON, -1)?;
     ok(p.store(a, 0xA), "write")?;
     ok(p.store(a + PAGE, 0xB), "write")?;
-    sys(&p, SYS_MADVISE, &[a as u64, PAGE as u64, MADV_DONTFORK])?.map_err(|e| verdict("MADV_DONTFORK", e))?;
-    sys(&p, SYS_MADVISE, &[(a + PAGE) as u64, PAGE as u64, MADV_WIPEONFORK])?
-        .map_err(|e| verdict("MADV_WIPEONFORK", e))?;
+    must(p.madvise(a, PAGE, MADV_DONTFORK), "MADV_DONTFORK")?;
+    must(p.madvise(a + PAGE, PAGE, MADV_WIPEONFORK), "MADV_WIPEONFORK")?;
     let c = s.fork(&p)?;
     expect_segv(c.load(a), SegvKind::MapErr, a, "the child's MADV_DONTFORK page")?;
     ensure_eq!(ok(c.load(a + PAGE), "child read")?, 0, "the child's MADV_WIPEONFORK page reads zero");
     ensure_eq!(ok(p.load(a + PAGE), "parent read")?, 0xB, "the parent keeps its data");
     let (fd, _) = s.file(1);
     let f = mmap(&p, 0, PAGE, RW, MAP_PRIVATE, fd as i64)?;
-    expect_errno(sys(&p, SYS_MADVISE, &[f as u64, PAGE as u64, MADV_WIPEONFORK]), EINVAL, "MADV_WIPEONFORK on a file")?;
+    expect_errno(p.madvise(f, PAGE, MADV_WIPEONFORK), EINVAL, "MADV_WIPEONFORK on a file")?;
     s.finish()
 }
 kernel_test!(mm, dontfork_and_wipeonfork);

@@ -10,7 +10,7 @@ use crate::mm::folio::pfn_to_page;
 use crate::mm::mm_types::{MM_ANONPAGES, MM_FILEPAGES};
 use crate::mm::pte::*;
 use crate::task::agent::{fill_byte, fnv, SegvKind, Signal};
-use crate::task::syscall::*;
+use crate::task::usys::SysResult;
 use crate::task::Task;
 use crate::{ensure, ensure_eq, fail};
 use alloc::format;
@@ -44,8 +44,8 @@ impl Scenario {
     }
 
     pub fn fork(&mut self, parent: &Task) -> Result<Arc<Task>, Verdict> {
-        let pid = sys(parent, SYS_CLONE, &[SIGCHLD])?.map_err(|e| verdict("fork", e))?;
-        let child = Task::get(pid as u32).ok_or_else(|| verdict("fork returned an unknown pid", pid))?;
+        let pid = must(parent.fork(), "fork")?;
+        let child = Task::get(pid).ok_or_else(|| verdict("fork returned an unknown pid", pid))?;
         self.tasks.push(child.clone());
         Ok(child)
     }
@@ -66,7 +66,7 @@ impl Scenario {
     pub fn teardown(&mut self) {
         for t in self.tasks.drain(..) {
             if t.alive() {
-                let _ = t.syscall(SYS_EXIT, &[0]);
+                let _ = t.exit(0);
             }
         }
         for fd in self.fds.drain(..) {
@@ -137,19 +137,26 @@ impl<T> OnCpu<T> {
     }
 }
 
-/// A system call that must come back (not kill the task).
-pub fn sys(t: &Task, nr: u64, args: &[u64]) -> Result<Result<u64, Errno>, Verdict> {
-    let r = t.syscall(nr, args).map_err(|s| verdict("system call", s))?;
-    Ok(match Errno::from_ret(r) {
-        Some(e) => Err(e),
-        None => Ok(r),
-    })
+/// A signal where a call should have returned fails the test (`?` on a
+/// task's call); `ok`, `must` and `returned` also name the call.
+impl From<Signal> for Verdict {
+    fn from(s: Signal) -> Verdict {
+        Verdict::Fail(format!("the task got {s:?}"))
+    }
+}
+
+/// A system call that must come back (not kill the task): what it returned.
+pub fn returned<T>(r: SysResult<T>, what: &str) -> Result<Result<T, Errno>, Verdict> {
+    r.map_err(|s| Verdict::Fail(format!("{what}: the task got {s:?}")))
+}
+
+/// A system call that must succeed.
+pub fn must<T>(r: SysResult<T>, what: &str) -> Result<T, Verdict> {
+    returned(r, what)?.map_err(|e| verdict(what, e))
 }
 
 pub fn mmap(t: &Task, addr: usize, len: usize, prot: u64, flags: u64, fd: i64) -> Result<usize, Verdict> {
-    sys(t, SYS_MMAP, &[addr as u64, len as u64, prot, flags, fd as u64, 0])?
-        .map(|a| a as usize)
-        .map_err(|e| verdict("mmap", e))
+    must(t.mmap(addr, len, prot, flags, fd, 0), "mmap")
 }
 
 pub fn ok<T>(r: Result<T, Signal>, what: &str) -> Result<T, Verdict> {
@@ -166,8 +173,8 @@ pub fn expect_segv<T: core::fmt::Debug>(r: Result<T, Signal>, kind: SegvKind, ad
     }
 }
 
-pub fn expect_errno(r: Result<Result<u64, Errno>, Verdict>, want: Errno, what: &str) -> TestResult {
-    match r? {
+pub fn expect_errno<T: core::fmt::Debug>(r: SysResult<T>, want: Errno, what: &str) -> TestResult {
+    match returned(r, what)? {
         Err(e) if e == want => Ok(()),
         other => fail!("{what}: expected {want}, got {other:?}"),
     }

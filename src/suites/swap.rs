@@ -16,7 +16,6 @@ use crate::mm::vmscan::ReclaimStats;
 use crate::testhooks::knobs::{KEEP_IN_SWAPCACHE, RAMDISK_BAD_SECTOR};
 use crate::mm::{mteswap, swap_state, swapfile};
 use crate::task::agent::{SegvKind, Signal};
-use crate::task::syscall::*;
 use crate::task::Task;
 use crate::testhooks::fault_inject::{Spec, MTESWAP_SAVE, RAMDISK_READ, RAMDISK_WRITE};
 use crate::testhooks::points::{self, Point};
@@ -112,13 +111,13 @@ fn swapon_swapoff_syscalls() -> TestResult {
     }
     let mut s = Scenario::new();
     let t = s.spawn()?;
-    sys(&t, SYS_SWAPON, &[0, 0])?.map_err(|e| verdict("swapon", e))?;
-    expect_errno(sys(&t, SYS_SWAPON, &[0, 0]), EBUSY, "a second swapon")?;
-    expect_errno(sys(&t, SYS_SWAPOFF, &[1]), EINVAL, "swapoff of a device that does not exist")?;
-    sys(&t, SYS_SWAPOFF, &[0])?.map_err(|e| verdict("swapoff", e))?;
-    expect_errno(sys(&t, SYS_SWAPOFF, &[0]), EINVAL, "swapoff of a device that is off")?;
-    expect_errno(sys(&t, SYS_SWAPON, &[0, 0x8000]), EINVAL, "swapon with flags")?;
-    expect_errno(sys(&t, SYS_SWAPON, &[3, 0]), EINVAL, "swapon of another device")?;
+    must(t.swapon(0, 0), "swapon")?;
+    expect_errno(t.swapon(0, 0), EBUSY, "a second swapon")?;
+    expect_errno(t.swapoff(1), EINVAL, "swapoff of a device that does not exist")?;
+    must(t.swapoff(0), "swapoff")?;
+    expect_errno(t.swapoff(0), EINVAL, "swapoff of a device that is off")?;
+    expect_errno(t.swapon(0, 0x8000), EINVAL, "swapon with flags")?;
+    expect_errno(t.swapon(3, 0), EINVAL, "swapon of another device")?;
     s.finish()
 }
 kernel_test!(swap, swapon_swapoff_syscalls);
@@ -213,7 +212,7 @@ fn untagged_page_swapped_into_prot_mte_gets_zero_tags() -> TestResult {
     let a = mmap(&t, 0, PAGE, RW, ANON, -1)?;
     ok(t.store(a, 0x55), "write")?;
     pageout(&t, a, PAGE)?;
-    sys(&t, SYS_MPROTECT, &[a as u64, PAGE as u64, RW | PROT_MTE])?.map_err(|e| verdict("mprotect(PROT_MTE)", e))?;
+    must(t.mprotect(a, PAGE, RW | PROT_MTE), "mprotect(PROT_MTE)")?;
     ensure_eq!(ok(t.load(a), "read with tag 0")?, 0x55, "data");
     expect_tags(&t, a, |_| 0, "an untagged page mapped PROT_MTE at swap-in")?;
     s.finish()
@@ -227,7 +226,7 @@ fn swapped_page_after_mprotect_without_prot_mte_keeps_its_tags() -> TestResult {
     let mut s = SwapScenario::new()?;
     let (t, a) = tagged_pages(&mut s, 1)?;
     pageout(&t, a, PAGE)?;
-    sys(&t, SYS_MPROTECT, &[a as u64, PAGE as u64, RW])?.map_err(|e| verdict("mprotect(no PROT_MTE)", e))?;
+    must(t.mprotect(a, PAGE, RW), "mprotect(no PROT_MTE)")?;
     expect_page(&t, a, 0, "swapped in after mprotect without PROT_MTE")?;
     ensure!(pte_tagged(pte_of(&t, a)), "swapped in untagged although VM_MTE cannot be cleared");
     s.finish()
@@ -293,11 +292,11 @@ fn munmap_of_swapped_page_frees_slot_and_tags() -> TestResult {
     let (t, a) = tagged_pages(&mut s, 2)?;
     pageout(&t, a, 2 * PAGE)?;
     let (e, _, _) = swap_pte(&t, a)?;
-    sys(&t, SYS_MUNMAP, &[a as u64, PAGE as u64])?.map_err(|e| verdict("munmap", e))?;
+    must(t.munmap(a, PAGE), "munmap")?;
     ensure_eq!(swapfile::swap_map(e), 0, "slot after munmap");
     ensure!(mteswap::lookup(e).is_none(), "tags after munmap");
     ensure_eq!(t.mm().rss(crate::mm::mm_types::MM_SWAPENTS), 1, "MM_SWAPENTS");
-    sys(&t, SYS_MADVISE, &[(a + PAGE) as u64, PAGE as u64, MADV_DONTNEED])?.map_err(|e| verdict("MADV_DONTNEED", e))?;
+    must(t.madvise(a + PAGE, PAGE, MADV_DONTNEED), "MADV_DONTNEED")?;
     ensure_eq!(t.mm().rss(crate::mm::mm_types::MM_SWAPENTS), 0, "MM_SWAPENTS after MADV_DONTNEED");
     ensure_eq!(ok(t.load(a + PAGE), "read")?, 0, "MADV_DONTNEED dropped the swapped page");
     s.finish()
@@ -308,10 +307,10 @@ fn prot_none_while_swapped_out() -> TestResult {
     let mut s = SwapScenario::new()?;
     let (t, a) = tagged_pages(&mut s, 1)?;
     pageout(&t, a, PAGE)?;
-    sys(&t, SYS_MPROTECT, &[a as u64, PAGE as u64, 0])?.map_err(|e| verdict("mprotect", e))?;
+    must(t.mprotect(a, PAGE, 0), "mprotect")?;
     expect_segv(t.load(a), SegvKind::AccErr, a, "access under PROT_NONE")?;
     ensure!(swap_pte(&t, a).is_ok(), "the refused access swapped the page in");
-    sys(&t, SYS_MPROTECT, &[a as u64, PAGE as u64, RW | PROT_MTE])?.map_err(|e| verdict("mprotect back", e))?;
+    must(t.mprotect(a, PAGE, RW | PROT_MTE), "mprotect back")?;
     expect_page(&t, a, 0, "after PROT_NONE")?;
     s.finish()
 }
@@ -361,7 +360,7 @@ fn swapoff_brings_tagged_pages_back() -> TestResult {
     let c = s.fork(&p)?;
     pageout(&p, a, 6 * PAGE)?;
     ensure_eq!(mteswap::stats().entries, 6, "tag-storage entries before swapoff");
-    sys(&p, SYS_SWAPOFF, &[0])?.map_err(|e| verdict("swapoff", e))?;
+    must(p.swapoff(0), "swapoff")?;
     ensure_eq!(mteswap::stats().entries, 0, "tag storage after swapoff (area invalidated)");
     for t in [&p, &c] {
         for i in 0..6 {
@@ -382,7 +381,7 @@ fn swapoff_with_read_error_fails_and_keeps_everything() -> TestResult {
     pageout(&t, a, 2 * PAGE)?;
     let (e, _, _) = swap_pte(&t, a + PAGE)?;
     let bad = RAMDISK_BAD_SECTOR.set(swapfile::slot_sector(e));
-    expect_errno(sys(&t, SYS_SWAPOFF, &[0]), EIO, "swapoff with an unreadable slot")?;
+    expect_errno(t.swapoff(0), EIO, "swapoff with an unreadable slot")?;
     ensure!(swapfile::swap_info(0).is_some(), "the device went away after a failed swapoff");
     ensure!(mteswap::lookup(e).is_some(), "tags of the unreadable page were dropped");
     drop(bad);
@@ -837,7 +836,7 @@ fn swapped_after_the_sharer_left(s: &mut Scenario) -> Result<(Arc<Task>, usize, 
     pageout(&p, a, PAGE)?;
     let (e, excl, _) = swap_pte(&p, a)?;
     ensure!(!excl, "a fork-shared swap pte is not exclusive");
-    let _ = c.syscall(SYS_EXIT, &[0]);
+    let _ = c.exit(0);
     ensure!(!c.alive(), "the child did not exit");
     ensure_eq!(swapfile::swap_count(e), 1, "swap count once the child has gone");
     Ok((p, a, e))
@@ -892,7 +891,7 @@ fn swapoff_brings_back_a_cowed_page_of_a_private_file_mapping() -> TestResult {
     let st = pageout(&t, a, PAGE)?;
     ensure_eq!(st.reclaimed, 1, "the COWed page was reclaimed ({st:?})");
     swap_pte(&t, a)?;
-    sys(&t, SYS_SWAPOFF, &[0])?.map_err(|e| verdict("swapoff", e))?;
+    must(t.swapoff(0), "swapoff")?;
     ensure!(pte_present(pte_of(&t, a)), "the COWed page is not present after swapoff");
     ensure_eq!(ok(t.load(a + 8), "read")?, 0xF11E, "the COWed data after swapoff");
     swapfile::swapon().map_err(|e| verdict("swapon again", e))?;
@@ -913,7 +912,7 @@ fn swapoff_keeps_the_uffd_wp_bit() -> TestResult {
         let pte = pt.get(a);
         pt.set(a, pte_swp_mkuffd_wp(pte), mm.asid);
     }
-    sys(&t, SYS_SWAPOFF, &[0])?.map_err(|e| verdict("swapoff", e))?;
+    must(t.swapoff(0), "swapoff")?;
     let pte = pte_of(&t, a);
     ensure!(pte_present(pte), "not present after swapoff: {pte:?}");
     ensure!(pte_uffd_wp(pte) && !pte_write(pte), "swapoff dropped the uffd-wp bit or mapped writable: {pte:?}");
@@ -934,7 +933,7 @@ fn swapoff_of_a_huge_vma_walks_only_its_tables() -> TestResult {
     tag_page(&t, far, tag_of)?;
     ok(t.store(with_tag(far, tag_of(0)), 0x1000), "write")?;
     pageout(&t, far, PAGE)?;
-    sys(&t, SYS_SWAPOFF, &[0])?.map_err(|e| verdict("swapoff", e))?;
+    must(t.swapoff(0), "swapoff")?;
     expect_page(&t, far, 0, "the far page after swapoff")?;
     swapfile::swapon().map_err(|e| verdict("swapon again", e))?;
     s.finish()

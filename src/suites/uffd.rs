@@ -13,14 +13,14 @@ use crate::mm::folio::{Folio, Mapping};
 use crate::mm::mmap::*;
 use crate::mm::pte::*;
 use crate::mm::uffd_move::{self, MoveVariant, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, UFFDIO_MOVE_MODE_DONTWAKE};
-use crate::mm::uffd_uapi::{UffdioMove, UffdioRegister, Words};
+use crate::mm::uffd_uapi::*;
 use crate::mm::userfaultfd::*;
 use crate::mm::{mteswap, swap_state, swapfile};
 use crate::task::agent::Signal;
 use crate::testhooks::knobs::KEEP_IN_SWAPCACHE;
-use crate::task::syscall::*;
+use crate::task::usys::SysResult;
 use crate::task::Task;
-use crate::{ensure, ensure_eq, fail, kernel_test, smp};
+use crate::{ensure, ensure_eq, fail, kernel_test};
 use alloc::format;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -29,6 +29,7 @@ use core::sync::atomic::Ordering;
 const O_NONBLOCK: u64 = 0o4000;
 
 /// A task's userfaultfd with an argument page for the ioctl structures.
+#[derive(Clone)]
 struct Uffd {
     t: Arc<Task>,
     fd: u64,
@@ -37,51 +38,82 @@ struct Uffd {
 
 impl Uffd {
     fn new(t: &Arc<Task>, features: u64) -> Result<Uffd, Verdict> {
-        let fd = sys(t, SYS_USERFAULTFD, &[O_NONBLOCK])?.map_err(|e| verdict("userfaultfd", e))?;
+        let fd = must(t.userfaultfd(O_NONBLOCK), "userfaultfd")?;
         let arg = mmap(t, 0, PAGE, RW, ANON, -1)?;
         let u = Uffd { t: t.clone(), fd, arg };
-        u.ioctl(UFFDIO_API, &[UFFD_API, features, 0])?.map_err(|e| verdict("UFFDIO_API", e))?;
+        must(u.api(UFFD_API, features), "UFFDIO_API")?;
         Ok(u)
     }
 
-    /// Writes `words` at the argument page and issues the ioctl.
-    fn ioctl(&self, cmd: u64, words: &[u64]) -> Result<Result<u64, Errno>, Verdict> {
-        for (i, &w) in words.iter().enumerate() {
-            ok(self.t.store(self.arg + 8 * i, w), "writing an ioctl argument")?;
-        }
-        sys(&self.t, SYS_IOCTL, &[self.fd, cmd, self.arg as u64])
-    }
-
-    fn out(&self, word: usize) -> Result<u64, Verdict> {
-        ok(self.t.load(self.arg + 8 * word), "reading an ioctl result")
-    }
-
     /// Writes the uAPI structure `v` at the argument page, issues `cmd`, and
-    /// reads the structure back as the kernel left it.
-    fn ioctl_struct<T: Words>(&self, cmd: u64, v: &T) -> Result<(Result<u64, Errno>, T), Verdict> {
-        let r = self.ioctl(cmd, &v.to_words())?;
-        let back: Vec<u64> = (0..T::WORDS).map(|i| self.out(i)).collect::<Result<_, _>>()?;
-        Ok((r, T::from_words(&back)))
+    /// gives the result and the structure as the kernel left it.
+    fn call<T: Words>(&self, cmd: u64, v: &T) -> Result<(Result<u64, Errno>, T), Signal> {
+        self.t.ioctl_struct(self.fd, cmd, self.arg, v)
+    }
+
+    fn result<T: Words>(&self, cmd: u64, v: &T) -> SysResult<u64> {
+        self.call(cmd, v).map(|(r, _)| r)
+    }
+
+    fn api(&self, api: u64, features: u64) -> SysResult<u64> {
+        self.result(UFFDIO_API, &UffdioApi { api, features, ioctls: 0 })
+    }
+
+    fn try_register(&self, start: usize, len: usize, mode: u64) -> SysResult<u64> {
+        self.result(UFFDIO_REGISTER, &UffdioRegister { start: start as u64, len: len as u64, mode, ioctls: 0 })
     }
 
     fn register(&self, start: usize, len: usize, mode: u64) -> TestResult {
-        let reg = UffdioRegister { start: start as u64, len: len as u64, mode, ioctls: 0 };
-        self.ioctl_struct(UFFDIO_REGISTER, &reg)?.0.map_err(|e| verdict("UFFDIO_REGISTER", e))?;
-        Ok(())
+        must(self.try_register(start, len, mode), "UFFDIO_REGISTER").map(|_| ())
+    }
+
+    fn unregister(&self, start: usize, len: usize) -> SysResult<u64> {
+        self.result(UFFDIO_UNREGISTER, &UffdioRange { start: start as u64, len: len as u64 })
+    }
+
+    fn wake(&self, start: usize, len: usize) -> SysResult<u64> {
+        self.result(UFFDIO_WAKE, &UffdioRange { start: start as u64, len: len as u64 })
+    }
+
+    fn copy(&self, dst: usize, src: usize, len: usize, mode: u64) -> SysResult<u64> {
+        self.result(UFFDIO_COPY, &UffdioCopy { dst: dst as u64, src: src as u64, len: len as u64, mode, copy: 0 })
+    }
+
+    fn zeropage(&self, start: usize, len: usize, mode: u64) -> SysResult<u64> {
+        self.result(UFFDIO_ZEROPAGE, &UffdioZeropage { start: start as u64, len: len as u64, mode, zeropage: 0 })
+    }
+
+    fn writeprotect(&self, start: usize, len: usize, mode: u64) -> SysResult<u64> {
+        self.result(UFFDIO_WRITEPROTECT, &UffdioWriteprotect { start: start as u64, len: len as u64, mode })
     }
 
     /// UFFDIO_MOVE: the ioctl's result and the `move` field (0x5a5a if the
     /// kernel left it unwritten).
     fn mv(&self, dst: usize, src: usize, len: usize, mode: u64) -> Result<(Result<u64, Errno>, i64), Verdict> {
         let m = UffdioMove { dst: dst as u64, src: src as u64, len: len as u64, mode, moved: 0x5a5a };
-        let (r, back) = self.ioctl_struct(UFFDIO_MOVE, &m)?;
+        let (r, back) = ok(self.call(UFFDIO_MOVE, &m), "UFFDIO_MOVE")?;
         Ok((r, back.moved))
+    }
+
+    /// The same descriptor with its ioctl structures at 64-byte slot `slot`
+    /// of the argument page, for a call made on another CPU meanwhile.
+    fn slot(&self, slot: usize) -> Uffd {
+        assert!(slot < 2048 / 64, "argument slot {slot} overlaps the message buffer");
+        Uffd { t: self.t.clone(), fd: self.fd, arg: self.arg + slot * 64 }
+    }
+
+    /// UFFDIO_MOVE of `len` bytes from `src` to `dst` started on `cpu`,
+    /// its uffdio_move at argument slot `slot`.
+    fn start_move(&self, cpu: usize, slot: usize, dst: usize, src: usize, len: usize) -> Result<Mover, Verdict> {
+        let u = self.slot(slot);
+        let m = UffdioMove { dst: dst as u64, src: src as u64, len: len as u64, mode: 0, moved: 0x5a5a };
+        on_cpu(cpu, &format!("the mover on CPU {cpu}"), move || u.call(UFFDIO_MOVE, &m))
     }
 
     /// Reads one message: (event, flags/arg0, address/arg1).
     fn read(&self) -> Result<Option<(u8, u64, u64)>, Verdict> {
         let buf = self.arg + 2048;
-        match sys(&self.t, SYS_READ, &[self.fd, buf as u64, 32])? {
+        match returned(self.t.read(self.fd, buf, 32), "read(uffd)")? {
             Ok(32) => {
                 let w0 = ok(self.t.load(buf), "msg")?;
                 Ok(Some(((w0 & 0xff) as u8, ok(self.t.load(buf + 8), "msg")?, ok(self.t.load(buf + 16), "msg")?)))
@@ -143,18 +175,19 @@ fn set_pte(t: &Task, addr: usize, pte: pte_t) -> TestResult {
 fn api_negotiates_move() -> TestResult {
     let mut s = Scenario::new();
     let t = s.spawn()?;
-    let fd = sys(&t, SYS_USERFAULTFD, &[O_NONBLOCK])?.map_err(|e| verdict("userfaultfd", e))?;
+    let fd = must(t.userfaultfd(O_NONBLOCK), "userfaultfd")?;
     let arg = mmap(&t, 0, PAGE, RW, ANON, -1)?;
     let u = Uffd { t: t.clone(), fd, arg };
-    expect_errno(u.ioctl(UFFDIO_REGISTER, &[0, PAGE as u64, 1, 0]), EINVAL, "REGISTER before API")?;
-    expect_errno(u.ioctl(UFFDIO_API, &[0xAB, 0, 0]), EINVAL, "API with a wrong version")?;
-    expect_errno(u.ioctl(UFFDIO_API, &[UFFD_API, 1 << 40, 0]), EINVAL, "API with an unknown feature")?;
-    u.ioctl(UFFDIO_API, &[UFFD_API, UFFD_FEATURE_MOVE, 0])?.map_err(|e| verdict("API", e))?;
-    ensure!(u.out(1)? & UFFD_FEATURE_MOVE != 0, "UFFD_FEATURE_MOVE not offered: features {:#x}", u.out(1)?);
-    ensure_eq!(u.out(2)?, (1 << 0x3f) | 3, "ioctls of the descriptor");
-    expect_errno(u.ioctl(UFFDIO_API, &[UFFD_API, 0, 0]), EINVAL, "a second API")?;
-    expect_errno(sys(&t, SYS_USERFAULTFD, &[0x8]), EINVAL, "userfaultfd with unknown flags")?;
-    expect_errno(sys(&t, SYS_IOCTL, &[77, UFFDIO_API, arg as u64]), EBADF, "ioctl on a descriptor that is not open")?;
+    expect_errno(u.try_register(0, PAGE, 1), EINVAL, "REGISTER before API")?;
+    expect_errno(u.api(0xAB, 0), EINVAL, "API with a wrong version")?;
+    expect_errno(u.api(UFFD_API, 1 << 40), EINVAL, "API with an unknown feature")?;
+    let (r, api) = ok(u.call(UFFDIO_API, &UffdioApi { api: UFFD_API, features: UFFD_FEATURE_MOVE, ioctls: 0 }), "API")?;
+    r.map_err(|e| verdict("API", e))?;
+    ensure!(api.features & UFFD_FEATURE_MOVE != 0, "UFFD_FEATURE_MOVE not offered: features {:#x}", api.features);
+    ensure_eq!(api.ioctls, (1 << 0x3f) | 3, "ioctls of the descriptor");
+    expect_errno(u.api(UFFD_API, 0), EINVAL, "a second API")?;
+    expect_errno(t.userfaultfd(0x8), EINVAL, "userfaultfd with unknown flags")?;
+    expect_errno(t.ioctl(77, UFFDIO_API, arg), EBADF, "ioctl on a descriptor that is not open")?;
     s.finish()
 }
 kernel_test!(uffd, api_negotiates_move);
@@ -165,19 +198,21 @@ fn register_validates_and_reports_ioctls() -> TestResult {
     let a = mmap(&t, 0, 4 * PAGE, RW, ANON, -1)?;
     let u = Uffd::new(&t, 0)?;
     let m = UFFDIO_REGISTER_MODE_MISSING;
-    expect_errno(u.ioctl(UFFDIO_REGISTER, &[a as u64 + 1, PAGE as u64, m, 0]), EINVAL, "misaligned start")?;
-    expect_errno(u.ioctl(UFFDIO_REGISTER, &[a as u64, 0, m, 0]), EINVAL, "length 0")?;
-    expect_errno(u.ioctl(UFFDIO_REGISTER, &[a as u64, !0xfff, m, 0]), EINVAL, "a length past the user half")?;
-    expect_errno(u.ioctl(UFFDIO_REGISTER, &[a as u64, PAGE as u64, 0, 0]), EINVAL, "mode 0")?;
-    expect_errno(u.ioctl(UFFDIO_REGISTER, &[a as u64, PAGE as u64, 1 << 5, 0]), EINVAL, "an unknown mode")?;
-    expect_errno(u.ioctl(UFFDIO_REGISTER, &[0x30_0000_0000, PAGE as u64, m, 0]), EINVAL, "an unmapped range")?;
+    expect_errno(u.try_register(a + 1, PAGE, m), EINVAL, "misaligned start")?;
+    expect_errno(u.try_register(a, 0, m), EINVAL, "length 0")?;
+    expect_errno(u.try_register(a, !0xfff, m), EINVAL, "a length past the user half")?;
+    expect_errno(u.try_register(a, PAGE, 0), EINVAL, "mode 0")?;
+    expect_errno(u.try_register(a, PAGE, 1 << 5), EINVAL, "an unknown mode")?;
+    expect_errno(u.try_register(0x30_0000_0000, PAGE, m), EINVAL, "an unmapped range")?;
     let (fd, _) = s.file(1);
     let f = mmap(&t, 0, PAGE, PROT_READ, MAP_PRIVATE, fd as i64)?;
-    expect_errno(u.ioctl(UFFDIO_REGISTER, &[f as u64, PAGE as u64, m, 0]), EINVAL, "a file mapping")?;
-    u.register(a, 2 * PAGE, m)?;
-    ensure_eq!(u.out(3)?, 0x7c, "ioctls of the range (WAKE, COPY, ZEROPAGE, MOVE, WRITEPROTECT)");
+    expect_errno(u.try_register(f, PAGE, m), EINVAL, "a file mapping")?;
+    let reg = UffdioRegister { start: a as u64, len: 2 * PAGE as u64, mode: m, ioctls: 0 };
+    let (r, reg) = ok(u.call(UFFDIO_REGISTER, &reg), "REGISTER")?;
+    r.map_err(|e| verdict("REGISTER", e))?;
+    ensure_eq!(reg.ioctls, 0x7c, "ioctls of the range (WAKE, COPY, ZEROPAGE, MOVE, WRITEPROTECT)");
     let other = Uffd::new(&t, 0)?;
-    expect_errno(other.ioctl(UFFDIO_REGISTER, &[a as u64, PAGE as u64, m, 0]), EBUSY, "a range another context holds")?;
+    expect_errno(other.try_register(a, PAGE, m), EBUSY, "a range another context holds")?;
     ensure_eq!(t.mm().mmap_lock.read().vmas.len(), 6, "VMAs: agent, args x2, registered + rest, file");
     s.finish()
 }
@@ -198,8 +233,10 @@ fn missing_fault_resolved_by_copy() -> TestResult {
     ensure_eq!(u.read()?, Some((UFFD_EVENT_PAGEFAULT, UFFD_PAGEFAULT_FLAG_WRITE, (a + PAGE) as u64)), "the message");
     ensure_eq!(u.read()?, None, "a second message");
     ensure!(u.ctx()?.is_waiting(a + PAGE), "the fault is not waiting");
-    u.ioctl(UFFDIO_COPY, &[(a + PAGE) as u64, srcbuf as u64, PAGE as u64, 0, 0])?.map_err(|e| verdict("COPY", e))?;
-    ensure_eq!(u.out(4)?, PAGE as u64, "copy result");
+    let cp = UffdioCopy { dst: (a + PAGE) as u64, src: srcbuf as u64, len: PAGE as u64, mode: 0, copy: 0 };
+    let (r, cp) = ok(u.call(UFFDIO_COPY, &cp), "COPY")?;
+    r.map_err(|e| verdict("COPY", e))?;
+    ensure_eq!(cp.copy, PAGE as i64, "copy result");
     ensure!(!u.ctx()?.is_waiting(a + PAGE), "COPY without DONTWAKE did not wake the waiter");
     ok(t.store(a + PAGE + 8, 1), "the access resumes")?;
     ensure_eq!(
@@ -231,23 +268,16 @@ fn copy_dontwake_then_wake() -> TestResult {
     let u = Uffd::new(&t, 0)?;
     u.register(a, PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
     ensure!(matches!(t.load(a), Err(Signal::UffdWait { .. })), "no userfault");
-    u.ioctl(UFFDIO_COPY, &[a as u64, srcbuf as u64, PAGE as u64, UFFDIO_COPY_MODE_DONTWAKE, 0])?
-        .map_err(|e| verdict("COPY", e))?;
+    must(u.copy(a, srcbuf, PAGE, UFFDIO_COPY_MODE_DONTWAKE), "COPY")?;
     ensure!(u.ctx()?.is_waiting(a), "DONTWAKE woke the waiter");
-    expect_errno(
-        u.ioctl(UFFDIO_COPY, &[a as u64, srcbuf as u64, PAGE as u64, 0, 0]),
-        EEXIST,
-        "COPY onto a present page",
-    )?;
-    ensure_eq!(u.out(4)? as i64, -17, "copy field after EEXIST");
-    u.ioctl(UFFDIO_WAKE, &[a as u64, PAGE as u64])?.map_err(|e| verdict("WAKE", e))?;
+    let cp = UffdioCopy { dst: a as u64, src: srcbuf as u64, len: PAGE as u64, mode: 0, copy: 0 };
+    let (r, cp) = ok(u.call(UFFDIO_COPY, &cp), "COPY")?;
+    ensure_eq!(r, Err(EEXIST), "COPY onto a present page");
+    ensure_eq!(cp.copy, -17, "copy field after EEXIST");
+    must(u.wake(a, PAGE), "WAKE")?;
     ensure!(!u.ctx()?.is_waiting(a), "WAKE did not wake");
-    expect_errno(u.ioctl(UFFDIO_WAKE, &[a as u64 + 5, PAGE as u64]), EINVAL, "WAKE of a misaligned range")?;
-    expect_errno(
-        u.ioctl(UFFDIO_COPY, &[a as u64, srcbuf as u64, PAGE as u64, 1 << 7, 0]),
-        EINVAL,
-        "COPY with an unknown mode",
-    )?;
+    expect_errno(u.wake(a + 5, PAGE), EINVAL, "WAKE of a misaligned range")?;
+    expect_errno(u.copy(a, srcbuf, PAGE, 1 << 7), EINVAL, "COPY with an unknown mode")?;
     s.finish()
 }
 kernel_test!(uffd, copy_dontwake_then_wake);
@@ -259,11 +289,13 @@ fn zeropage_resolves_a_missing_fault() -> TestResult {
     let u = Uffd::new(&t, 0)?;
     u.register(a, 2 * PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
     ensure!(matches!(t.load(a), Err(Signal::UffdWait { .. })), "no userfault");
-    u.ioctl(UFFDIO_ZEROPAGE, &[a as u64, 2 * PAGE as u64, 0, 0])?.map_err(|e| verdict("ZEROPAGE", e))?;
-    ensure_eq!(u.out(3)?, 2 * PAGE as u64, "zeropage result");
+    let zp = UffdioZeropage { start: a as u64, len: 2 * PAGE as u64, mode: 0, zeropage: 0 };
+    let (r, zp) = ok(u.call(UFFDIO_ZEROPAGE, &zp), "ZEROPAGE")?;
+    r.map_err(|e| verdict("ZEROPAGE", e))?;
+    ensure_eq!(zp.zeropage, 2 * PAGE as i64, "zeropage result");
     ensure_eq!(ok(t.load(a + PAGE), "read")?, 0, "zero page");
     ensure!(crate::mm::fault::is_zero_pfn(pte_pfn(pte_of(&t, a))), "not the zero page");
-    expect_errno(u.ioctl(UFFDIO_ZEROPAGE, &[a as u64, PAGE as u64, 0, 0]), EEXIST, "ZEROPAGE onto a mapped page")?;
+    expect_errno(u.zeropage(a, PAGE, 0), EEXIST, "ZEROPAGE onto a mapped page")?;
     s.finish()
 }
 kernel_test!(uffd, zeropage_resolves_a_missing_fault);
@@ -275,13 +307,12 @@ fn writeprotect_faults_and_release() -> TestResult {
     tag_page(&t, a, tag_of)?;
     let u = Uffd::new(&t, 0)?;
     expect_errno(
-        u.ioctl(UFFDIO_WRITEPROTECT, &[a as u64, PAGE as u64, UFFDIO_WRITEPROTECT_MODE_WP]),
+        u.writeprotect(a, PAGE, UFFDIO_WRITEPROTECT_MODE_WP),
         ENOENT,
         "WRITEPROTECT of an unregistered range",
     )?;
     u.register(a, PAGE, UFFDIO_REGISTER_MODE_WP)?;
-    u.ioctl(UFFDIO_WRITEPROTECT, &[a as u64, PAGE as u64, UFFDIO_WRITEPROTECT_MODE_WP])?
-        .map_err(|e| verdict("WP", e))?;
+    must(u.writeprotect(a, PAGE, UFFDIO_WRITEPROTECT_MODE_WP), "WP")?;
     ensure!(pte_uffd_wp(pte_of(&t, a)) && !pte_write(pte_of(&t, a)), "pte not uffd-wp");
     match t.store(with_tag(a, tag_of(0)), 9) {
         Err(Signal::UffdWait { .. }) => {}
@@ -295,14 +326,11 @@ fn writeprotect_faults_and_release() -> TestResult {
     );
     ensure_eq!(ok(t.load(with_tag(a, tag_of(0))), "read")?, 0, "reads go on");
     expect_errno(
-        u.ioctl(
-            UFFDIO_WRITEPROTECT,
-            &[a as u64, PAGE as u64, UFFDIO_WRITEPROTECT_MODE_WP | UFFDIO_WRITEPROTECT_MODE_DONTWAKE],
-        ),
+        u.writeprotect(a, PAGE, UFFDIO_WRITEPROTECT_MODE_WP | UFFDIO_WRITEPROTECT_MODE_DONTWAKE),
         EINVAL,
         "WP together with DONTWAKE",
     )?;
-    u.ioctl(UFFDIO_WRITEPROTECT, &[a as u64, PAGE as u64, 0])?.map_err(|e| verdict("un-WP", e))?;
+    must(u.writeprotect(a, PAGE, 0), "un-WP")?;
     ensure!(!u.ctx()?.is_waiting(a), "un-write-protect did not wake");
     ok(t.store(with_tag(a, tag_of(0)), 9), "the write resumes")?;
     expect_tags(&t, a, tag_of, "after write-protect and release")?;
@@ -317,12 +345,12 @@ fn mmap_changing_blocks_move_and_copy_until_event_read() -> TestResult {
     let spare = mmap(&t, 0, PAGE, RW | PROT_MTE, ANON, -1)?;
     u2.register(spare, PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
     let _ = u;
-    sys(&t, SYS_MADVISE, &[spare as u64, PAGE as u64, MADV_DONTNEED])?.map_err(|e| verdict("madvise", e))?;
+    must(t.madvise(spare, PAGE, MADV_DONTNEED), "madvise")?;
     ensure_eq!(u2.ctx()?.mmap_changing.load(Ordering::Acquire), 1, "mmap_changing after a REMOVE event");
     let _ = dst;
     expect_errno_mv(u2.mv(spare, src, PAGE, 0)?, EAGAIN, "MOVE while mmap_changing")?;
     expect_errno(
-        u2.ioctl(UFFDIO_COPY, &[spare as u64, src as u64, PAGE as u64, 0, 0]),
+        u2.copy(spare, src, PAGE, 0),
         EAGAIN,
         "COPY while mmap_changing",
     )?;
@@ -356,11 +384,11 @@ fn unregister_stops_userfaults() -> TestResult {
     let u = Uffd::new(&t, 0)?;
     u.register(a, PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
     ensure!(matches!(t.load(a), Err(Signal::UffdWait { .. })), "no userfault");
-    u.ioctl(UFFDIO_UNREGISTER, &[a as u64, PAGE as u64])?.map_err(|e| verdict("UNREGISTER", e))?;
+    must(u.unregister(a, PAGE), "UNREGISTER")?;
     ensure!(!u.ctx()?.is_waiting(a), "unregister did not wake");
     ensure_eq!(ok(t.load(a), "read")?, 0, "an unregistered range faults normally");
-    sys(&t, SYS_CLOSE, &[u.fd])?.map_err(|e| verdict("close", e))?;
-    expect_errno(sys(&t, SYS_CLOSE, &[u.fd]), EBADF, "a second close")?;
+    must(t.close(u.fd), "close")?;
+    expect_errno(t.close(u.fd), EBADF, "a second close")?;
     s.finish()
 }
 kernel_test!(uffd, unregister_stops_userfaults);
@@ -421,7 +449,7 @@ fn move_validation_errnos() -> TestResult {
     let oa = mmap(&other, 0, p, RW | PROT_MTE, ANON, -1)?;
     o.register(oa, p, UFFDIO_REGISTER_MODE_MISSING)?;
     let fd2 = o.fd;
-    let cross = sys(&t, SYS_IOCTL, &[fd2, UFFDIO_MOVE, u.arg as u64]);
+    let cross = t.ioctl(fd2, UFFDIO_MOVE, u.arg);
     expect_errno(cross, EINVAL, "a context of another mm")?;
     for i in 0..4 {
         expect_moved_page(&t, src + i * p, i, "src untouched by the refused moves")?;
@@ -477,7 +505,7 @@ kernel_test!(uffd, move_back_and_forth);
 fn move_into_occupied_dst_is_eexist() -> TestResult {
     let mut s = Scenario::new();
     let (t, u, src, dst) = setup(&mut s, 2)?;
-    u.ioctl(UFFDIO_ZEROPAGE, &[dst as u64, PAGE as u64, 0, 0])?.map_err(|e| verdict("ZEROPAGE", e))?;
+    must(u.zeropage(dst, PAGE, 0), "ZEROPAGE")?;
     expect_errno_mv(u.mv(dst, src, PAGE, 0)?, EEXIST, "dst maps the zero page")?;
     set_pte(&t, dst + PAGE, make_pte_marker(PTE_MARKER_UFFD_WP))?;
     expect_errno_mv(u.mv(dst + PAGE, src + PAGE, PAGE, 0)?, EEXIST, "a uffd-wp marker in dst")?;
@@ -490,7 +518,7 @@ kernel_test!(uffd, move_into_occupied_dst_is_eexist);
 fn move_src_holes() -> TestResult {
     let mut s = Scenario::new();
     let (t, u, src, dst) = setup(&mut s, 4)?;
-    sys(&t, SYS_MADVISE, &[(src + 2 * PAGE) as u64, PAGE as u64, MADV_DONTNEED])?.map_err(|e| verdict("madvise", e))?;
+    must(t.madvise(src + 2 * PAGE, PAGE, MADV_DONTNEED), "madvise")?;
     let (r, moved) = u.mv(dst, src, 4 * PAGE, 0)?;
     ensure!(
         r == Err(EAGAIN) && moved == 2 * PAGE as i64,
@@ -601,7 +629,7 @@ kernel_test!(uffd, move_splits_a_large_folio);
 fn move_of_poison_and_markers_is_efault() -> TestResult {
     let mut s = Scenario::new();
     let (t, u, src, dst) = setup(&mut s, 2)?;
-    sys(&t, SYS_MADVISE, &[src as u64, 2 * PAGE as u64, MADV_DONTNEED])?.map_err(|e| verdict("madvise", e))?;
+    must(t.madvise(src, 2 * PAGE, MADV_DONTNEED), "madvise")?;
     set_pte(&t, src, swp_entry_to_pte(make_hwpoison_entry(0x1234)))?;
     set_pte(&t, src + PAGE, make_pte_marker(PTE_MARKER_UFFD_WP))?;
     expect_errno_mv(u.mv(dst, src, PAGE, 0)?, EFAULT, "a hwpoison entry")?;
@@ -617,12 +645,7 @@ fn move_waits_for_a_migration_entry() -> TestResult {
     let (t, u, src, dst) = setup(&mut s, 1)?;
     let orig = pte_of(&t, src);
     set_pte(&t, src, swp_entry_to_pte(make_migration_entry(pte_pfn(orig), true, true)))?;
-    let (tt, fd, arg) = (t.clone(), u.fd, u.arg);
-    ok(t.store(arg, dst as u64), "arg")?;
-    ok(t.store(arg + 8, src as u64), "arg")?;
-    ok(t.store(arg + 16, PAGE as u64), "arg")?;
-    ok(t.store(arg + 24, 0), "arg")?;
-    let job = on_cpu(1, "CPU 1's MOVE", move || tt.syscall(SYS_IOCTL, &[fd, UFFDIO_MOVE, arg as u64]))?;
+    let job = u.start_move(1, 0, dst, src, PAGE)?;
     let until = crate::arch::cpu::counter() + crate::arch::cpu::counter_freq() / 50;
     while crate::arch::cpu::counter() < until {
         core::hint::spin_loop();
@@ -630,7 +653,7 @@ fn move_waits_for_a_migration_entry() -> TestResult {
     ensure!(!job.finished(), "MOVE did not wait for the migration entry");
     set_pte(&t, src, orig)?; // the migration finishes
     crate::arch::cpu::sev();
-    ensure_eq!(ok(job.join()?, "MOVE")?, 0, "MOVE after the migration");
+    move_done(job, PAGE, "MOVE after the migration")?;
     expect_moved_page(&t, dst, 0, "moved after waiting")?;
     s.finish()
 }
@@ -639,7 +662,7 @@ kernel_test!(uffd, move_waits_for_a_migration_entry, cpus = 2);
 // --- swap entries ---------------------------------------------------------------------------------
 
 fn pageout(t: &Task, a: usize, len: usize) -> TestResult {
-    sys(t, SYS_MADVISE, &[a as u64, len as u64, MADV_PAGEOUT])?.map_err(|e| verdict("MADV_PAGEOUT", e))?;
+    must(t.madvise(a, len, MADV_PAGEOUT), "MADV_PAGEOUT")?;
     ensure!(is_swap_pte(pte_of(t, a)), "not swapped out");
     Ok(())
 }
@@ -815,12 +838,12 @@ fn copy_gives_zero_tags_move_keeps_them() -> TestResult {
     let (t, u, src, dst) = setup(&mut s, 2)?;
     // The source's granules carry different tags, so the kernel's
     // tag-checked read of it (as Linux's copy_from_user) needs TCF0 off.
-    use crate::task::prctl::{DEFAULT_CTRL, PR_SET_TAGGED_ADDR_CTRL, PR_TAGGED_ADDR_ENABLE, SYS_PRCTL};
-    let checked = u.ioctl(UFFDIO_COPY, &[dst as u64, src as u64, PAGE as u64, 0, 0])?;
+    use crate::task::prctl::{DEFAULT_CTRL, PR_SET_TAGGED_ADDR_CTRL, PR_TAGGED_ADDR_ENABLE};
+    let checked = returned(u.copy(dst, src, PAGE, 0), "UFFDIO_COPY")?;
     ensure_eq!(checked, Err(EFAULT), "COPY from a tagged page through an untagged pointer, sync checks");
-    let prctl = |ctrl: u64| sys(&t, SYS_PRCTL, &[PR_SET_TAGGED_ADDR_CTRL as u64, ctrl, 0, 0, 0]);
+    let prctl = |ctrl: u64| t.prctl(PR_SET_TAGGED_ADDR_CTRL, ctrl, 0, 0, 0);
     prctl(PR_TAGGED_ADDR_ENABLE)?.map_err(|e| verdict("prctl", e))?;
-    let r = u.ioctl(UFFDIO_COPY, &[dst as u64, src as u64, PAGE as u64, 0, 0])?;
+    let r = returned(u.copy(dst, src, PAGE, 0), "UFFDIO_COPY")?;
     prctl(DEFAULT_CTRL)?.map_err(|e| verdict("prctl", e))?;
     r.map_err(|e| verdict("COPY with TCF0 none", e))?;
     expect_tags(&t, dst, |_| 0, "COPY (data only)")?;
@@ -838,7 +861,7 @@ fn dontwake_leaves_the_waiter_asleep() -> TestResult {
     let (r, _) = u.mv(dst, src, PAGE, UFFDIO_MOVE_MODE_DONTWAKE)?;
     r.map_err(|e| verdict("MOVE", e))?;
     ensure!(u.ctx()?.is_waiting(dst), "DONTWAKE woke the waiter");
-    u.ioctl(UFFDIO_WAKE, &[dst as u64, PAGE as u64])?.map_err(|e| verdict("WAKE", e))?;
+    must(u.wake(dst, PAGE), "WAKE")?;
     ensure!(!u.ctx()?.is_waiting(dst), "WAKE");
     expect_moved_page(&t, dst, 0, "the waiter's page")?;
     s.finish()
@@ -864,26 +887,16 @@ fn opposite_moves_through_the_same_tables_do_not_deadlock() -> TestResult {
     u.register(y, 2 * n * PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
     // CPU 1 moves x[0..n] up to y[0..n] page by page while CPU 0 moves
     // y[n..2n] down to x[n..2n]: both take the x and y pte locks each step.
-    let (tt, fd) = (t.clone(), u.fd);
-    let arg1 = mmap(&t, 0, PAGE, RW, ANON, -1)?;
-    let out = Arc::new(spin::Mutex::new(Vec::new()));
-    let o = out.clone();
-    let job = smp::start(1, move || {
-        for p in 0..n {
-            for (i, w) in [(y + p * PAGE) as u64, (x + p * PAGE) as u64, PAGE as u64, 0].iter().enumerate() {
-                let _ = tt.store(arg1 + 8 * i, *w);
-            }
-            o.lock().push(tt.syscall(SYS_IOCTL, &[fd, UFFDIO_MOVE, arg1 as u64]));
-        }
-    })
-    .map_err(|e| verdict("start", e))?;
+    let u1 = u.slot(1);
+    let job = on_cpu(1, "CPU 1's moves", move || {
+        (0..n).map(|p| u1.mv(y + p * PAGE, x + p * PAGE, PAGE, 0)).collect::<Vec<_>>()
+    })?;
     for p in 0..n {
         let (r, _) = u.mv(x + (n + p) * PAGE, y + (n + p) * PAGE, PAGE, 0)?;
         r.map_err(|e| verdict("CPU 0's move", e))?;
     }
-    job.join().map_err(|e| Verdict::Fail(format!("CPU 1: {}", e.event)))?;
-    for (i, r) in out.lock().iter().enumerate() {
-        ensure_eq!(r.clone(), Ok(0), "CPU 1's move {i}");
+    for (i, r) in job.join()?.into_iter().enumerate() {
+        ensure_eq!(r?, (Ok(0), PAGE as i64), "CPU 1's move {i}");
     }
     for p in 0..n {
         expect_moved_page(&t, y + p * PAGE, p, "moved up by CPU 1")?;
@@ -920,17 +933,13 @@ fn move_races_reclaim() -> TestResult {
     // CPU 1's move stops holding the folio lock; reclaim on CPU 0 must
     // leave the locked folio alone.
     let bp = crate::testhooks::schedpoint::arm(&crate::testhooks::points::MOVE_PAGES_PTE_AFTER_FOLIO_LOCK);
-    let (tt, fd, arg) = (t.clone(), u.fd, u.arg);
-    for (i, w) in [dst as u64, src as u64, PAGE as u64, 0].iter().enumerate() {
-        ok(t.store(arg + 8 * i, *w), "arg")?;
-    }
-    let job = on_cpu(1, "CPU 1's MOVE", move || tt.syscall(SYS_IOCTL, &[fd, UFFDIO_MOVE, arg as u64]))?;
+    let job = u.start_move(1, 0, dst, src, PAGE)?;
     bp.wait_reached(5_000_000).map_err(|e| verdict("CPU 1", e))?;
     let st = do_madvise(&t.mm(), src as u64, PAGE as u64, MADV_PAGEOUT).map_err(|e| verdict("MADV_PAGEOUT", e))?;
     bp.release();
-    let r = job.join()?;
+    let r = move_done(job, PAGE, "the move");
     ensure_eq!(st.skipped, 1, "reclaim skips the folio the move holds locked ({st:?})");
-    ensure_eq!(ok(r, "MOVE")?, 0, "the move");
+    r?;
     expect_moved_page(&t, dst, 0, "moved while reclaim ran")?;
     pageout(&t, dst, PAGE)?;
     expect_moved_page(&t, dst, 0, "swapped out and in after the move")?;
@@ -948,7 +957,7 @@ fn moves_never_leak_or_duplicate_tag_entries() -> TestResult {
         u.mv(dst + i * PAGE, src + i * PAGE, PAGE, 0)?.0.map_err(|e| verdict("MOVE", e))?;
     }
     ensure_eq!(mteswap::stats().entries, 4, "entries after moving the swap ptes");
-    sys(&t, SYS_MUNMAP, &[(dst + 3 * PAGE) as u64, PAGE as u64])?.map_err(|e| verdict("munmap", e))?;
+    must(t.munmap(dst + 3 * PAGE, PAGE), "munmap")?;
     ensure_eq!(mteswap::stats().entries, 3, "entries after unmapping one moved entry");
     crate::mm::swap::swapoff(0).map_err(|e| verdict("swapoff", e))?;
     ensure_eq!(mteswap::stats().entries, 0, "entries after swapoff");
@@ -1060,8 +1069,8 @@ kernel_test!(uffd, shared_thp_pmd_move_is_ebusy_without_split);
 fn bad_argument_pointer_is_efault() -> TestResult {
     let mut s = Scenario::new();
     let (t, u, _, _) = setup(&mut s, 1)?;
-    expect_errno(sys(&t, SYS_IOCTL, &[u.fd, UFFDIO_MOVE, 0x7000_0000_0000]), EFAULT, "MOVE with an unmapped argument")?;
-    expect_errno(sys(&t, SYS_READ, &[u.fd, 0x7000_0000_0000, 32]), EAGAIN, "read with nothing queued")?;
+    expect_errno(t.ioctl(u.fd, UFFDIO_MOVE, 0x7000_0000_0000), EFAULT, "MOVE with an unmapped argument")?;
+    expect_errno(t.read(u.fd, 0x7000_0000_0000, 32), EAGAIN, "read with nothing queued")?;
     ensure!(t.load(u.arg).is_ok(), "the task goes on");
     s.finish()
 }
@@ -1081,9 +1090,7 @@ fn a_handler_task_resolves_another_tasks_fault() -> TestResult {
     let handler = Uffd { t: h.clone(), fd: u.fd, arg: hbuf };
     ensure!(matches!(f.load(a + 16), Err(Signal::UffdWait { .. })), "no userfault");
     ensure_eq!(handler.read()?, Some((UFFD_EVENT_PAGEFAULT, 0, a as u64)), "the handler reads the fault");
-    handler
-        .ioctl(UFFDIO_COPY, &[a as u64, hsrc as u64, PAGE as u64, 0, 0])?
-        .map_err(|e| verdict("handler's COPY", e))?;
+    must(handler.copy(a, hsrc, PAGE, 0), "handler's COPY")?;
     ensure!(!u.ctx()?.is_waiting(a), "the faulting task was not woken");
     ensure_eq!(page_hash(&f, a, 0)?, fill_hash(99), "the faulting task sees the handler's data");
     expect_rss(&h, 2, 0, "the handler's own pages (its argument page and its source page) stay its own")?;
@@ -1102,21 +1109,19 @@ fn ranges_below_mmap_min_addr_are_einval() -> TestResult {
     let (t, u, src, dst) = setup(&mut s, 1)?;
     let low = 0x4000usize;
     ensure_eq!(mmap(&t, low, PAGE, RW | PROT_MTE, ANON | MAP_FIXED, -1)?, low, "MAP_FIXED below mmap_min_addr");
-    let buf = src as u64;
-    for at in [0u64, low as u64] {
-        let p = PAGE as u64;
-        let cases: [(&str, u64, Vec<u64>); 6] = [
-            ("REGISTER", UFFDIO_REGISTER, alloc::vec![at, p, UFFDIO_REGISTER_MODE_MISSING, 0]),
-            ("UNREGISTER", UFFDIO_UNREGISTER, alloc::vec![at, p]),
-            ("WAKE", UFFDIO_WAKE, alloc::vec![at, p]),
-            ("COPY", UFFDIO_COPY, alloc::vec![at, buf, p, 0, 0]),
-            ("ZEROPAGE", UFFDIO_ZEROPAGE, alloc::vec![at, p, 0, 0]),
-            ("WRITEPROTECT", UFFDIO_WRITEPROTECT, alloc::vec![at, p, UFFDIO_WRITEPROTECT_MODE_WP]),
+    for at in [0usize, low] {
+        let cases: [(&str, SysResult<u64>); 6] = [
+            ("REGISTER", u.try_register(at, PAGE, UFFDIO_REGISTER_MODE_MISSING)),
+            ("UNREGISTER", u.unregister(at, PAGE)),
+            ("WAKE", u.wake(at, PAGE)),
+            ("COPY", u.copy(at, src, PAGE, 0)),
+            ("ZEROPAGE", u.zeropage(at, PAGE, 0)),
+            ("WRITEPROTECT", u.writeprotect(at, PAGE, UFFDIO_WRITEPROTECT_MODE_WP)),
         ];
-        for (what, cmd, words) in cases {
-            expect_errno(u.ioctl(cmd, &words), EINVAL, &format!("{what} at {at:#x}"))?;
+        for (what, r) in cases {
+            expect_errno(r, EINVAL, &format!("{what} at {at:#x}"))?;
         }
-        for (what, d, sr) in [("dst", at as usize, src), ("src", dst, at as usize)] {
+        for (what, d, sr) in [("dst", at, src), ("src", dst, at)] {
             let (r, moved) = u.mv(d, sr, PAGE, 0)?;
             ensure!(
                 r == Err(EINVAL) && moved == 0x5a5a,
@@ -1135,7 +1140,7 @@ fn move_onto_a_swapped_out_dst_is_eexist() -> TestResult {
     let _swap = SwapOn::new()?;
     let mut s = Scenario::new();
     let (t, u, src, dst) = setup(&mut s, 1)?;
-    u.ioctl(UFFDIO_UNREGISTER, &[dst as u64, PAGE as u64])?.map_err(|e| verdict("UNREGISTER", e))?;
+    must(u.unregister(dst, PAGE), "UNREGISTER")?;
     tag_page(&t, dst, |g| tag_of(g + 1))?;
     ok(t.store(with_tag(dst, tag_of(1)), 0xD57), "write dst")?;
     pageout(&t, dst, PAGE)?;
@@ -1164,7 +1169,7 @@ fn thp_with_dst(t: &Arc<Task>, u: &Uffd, round: usize, pages: &[usize]) -> Resul
     let src = 0x40_0000_0000usize + round * (4 << 20);
     let dst = 0x50_0000_0000usize + round * (4 << 20);
     ensure_eq!(mmap(t, src, 2 << 20, RW | PROT_MTE, ANON | MAP_FIXED, -1)?, src, "src");
-    sys(t, SYS_MADVISE, &[src as u64, 2 << 20, MADV_HUGEPAGE])?.map_err(|e| verdict("MADV_HUGEPAGE", e))?;
+    must(t.madvise(src, 2 << 20, MADV_HUGEPAGE), "MADV_HUGEPAGE")?;
     ok(t.store(src, 0), "fault in the huge folio")?;
     for &p in pages {
         tag_page(t, src + p * PAGE, tag_of)?;
@@ -1177,28 +1182,18 @@ fn thp_with_dst(t: &Arc<Task>, u: &Uffd, round: usize, pages: &[usize]) -> Resul
     Ok((src, dst, head))
 }
 
-/// A UFFDIO_MOVE running on another CPU, and where its uffdio_move is.
-type Mover = (OnCpu<Result<u64, Signal>>, usize);
+/// A UFFDIO_MOVE running on another CPU: the ioctl's result and the
+/// uffdio_move as the kernel left it.
+type Mover = OnCpu<Result<(Result<u64, Errno>, UffdioMove), Signal>>;
 
-/// Starts UFFDIO_MOVE of one page (`sr` to `d`) on `cpu`, with its own
-/// uffdio_move at slot `slot` of the argument page.
-fn start_move(t: &Arc<Task>, u: &Uffd, cpu: usize, slot: usize, d: usize, sr: usize) -> Result<Mover, Verdict> {
-    let arg = u.arg + slot * 64;
-    let m = UffdioMove { dst: d as u64, src: sr as u64, len: PAGE as u64, mode: 0, moved: 0x5a5a };
-    for (i, w) in m.to_words().iter().enumerate() {
-        ok(t.store(arg + 8 * i, *w), "uffdio_move")?;
-    }
-    let (tt, fd) = (t.clone(), u.fd);
-    let job =
-        on_cpu(cpu, &format!("the mover on CPU {cpu}"), move || tt.syscall(SYS_IOCTL, &[fd, UFFDIO_MOVE, arg as u64]))?;
-    Ok((job, arg))
-}
-
-/// The ioctl's return and `move` of a finished mover: 0 and one page.
-fn move_done(t: &Task, (job, arg): Mover, what: &str) -> TestResult {
-    let r = ok(job.join()?, what)?;
-    let moved = ok(t.load(arg + core::mem::offset_of!(UffdioMove, moved)), "move field")?;
-    ensure!(r == 0 && moved == PAGE as u64, "{what}: expected 0 with move = {PAGE}, got {:#x} move = {:#x}", r, moved);
+/// A finished mover moved `len` bytes: 0 and `move` = len.
+fn move_done(mover: Mover, len: usize, what: &str) -> TestResult {
+    let (r, m) = ok(mover.join()?, what)?;
+    ensure!(
+        r == Ok(0) && m.moved == len as i64,
+        "{what}: expected 0 with move = {len}, got {r:?} move = {:#x}",
+        m.moved
+    );
     Ok(())
 }
 
@@ -1223,7 +1218,7 @@ fn movers_on_one_large_folio(movers: usize) -> TestResult {
             &crate::testhooks::points::SPLIT_FOLIO_BEFORE_FREEZE
         };
         let bp = crate::testhooks::schedpoint::arm(first);
-        let first_mover = start_move(&t, &u, 1, 0, dst + pages[0] * PAGE, src + pages[0] * PAGE)?;
+        let first_mover = u.start_move(1, 0, dst + pages[0] * PAGE, src + pages[0] * PAGE, PAGE)?;
         bp.wait_reached(5_000_000).map_err(|e| verdict(&what(0), e))?;
         let mut others = Vec::new();
         if window == 0 {
@@ -1233,16 +1228,16 @@ fn movers_on_one_large_folio(movers: usize) -> TestResult {
                 .map(|_| crate::testhooks::schedpoint::arm(&crate::testhooks::points::MOVE_PAGES_PTE_LARGE_FOLIO_BUSY))
                 .collect();
             for (m, &p) in pages.iter().enumerate().take(movers).skip(1) {
-                others.push(start_move(&t, &u, m + 1, m, dst + p * PAGE, src + p * PAGE)?);
+                others.push(u.start_move(m + 1, m, dst + p * PAGE, src + p * PAGE, PAGE)?);
             }
             for b in &busy {
                 b.wait_reached(5_000_000).map_err(|e| verdict("a second mover finding the folio locked", e))?;
             }
             bp.release();
-            move_done(&t, first_mover, &what(0))?;
+            move_done(first_mover, PAGE, &what(0))?;
             drop(busy);
             for (m, mover) in others.into_iter().enumerate() {
-                move_done(&t, mover, &what(m + 1))?;
+                move_done(mover, PAGE, &what(m + 1))?;
             }
         } else {
             // A transient reference (a lock-free lookup) when mover 1 freezes.
@@ -1253,13 +1248,13 @@ fn movers_on_one_large_folio(movers: usize) -> TestResult {
             ensure_eq!(Folio::get(head).nr_pages(), 512, "mover 1 split a folio someone held a reference on");
             drop(transient);
             for (m, &p) in pages.iter().enumerate().take(movers).skip(1) {
-                others.push(start_move(&t, &u, m + 1, m, dst + p * PAGE, src + p * PAGE)?);
+                others.push(u.start_move(m + 1, m, dst + p * PAGE, src + p * PAGE, PAGE)?);
             }
             for (m, mover) in others.into_iter().enumerate() {
-                move_done(&t, mover, &what(m + 1))?;
+                move_done(mover, PAGE, &what(m + 1))?;
             }
             retry.release();
-            move_done(&t, first_mover, &what(0))?;
+            move_done(first_mover, PAGE, &what(0))?;
         }
         for (m, &p) in pages[..movers].iter().enumerate() {
             ensure_eq!(pte_pfn(pte_of(&t, dst + p * PAGE)), head + p as u64, "{}: the moved frame", what(m));
@@ -1321,8 +1316,7 @@ fn thp_with_a_zapped_pte_moves_by_ptes() -> TestResult {
     let t = s.spawn()?;
     let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
     let (src, dst, head) = thp_with_dst(&t, &u, 0, &[0, 6, 8, 511])?;
-    sys(&t, SYS_MADVISE, &[(src + 7 * PAGE) as u64, PAGE as u64, MADV_DONTNEED])?
-        .map_err(|e| verdict("MADV_DONTNEED", e))?;
+    must(t.madvise(src + 7 * PAGE, PAGE, MADV_DONTNEED), "MADV_DONTNEED")?;
     let (r, moved) = u.mv(dst, src, 2 << 20, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES)?;
     ensure!(r == Ok(0) && moved == 2 << 20, "MOVE of a THP range with a hole: {r:?} {moved}");
     ensure!(pte_none(pte_of(&t, dst + 7 * PAGE)), "the hole was filled at dst");
@@ -1344,11 +1338,11 @@ fn lookup_during_a_split_finds_the_folio_frozen() -> TestResult {
     let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
     let (src, dst, head) = thp_with_dst(&t, &u, 0, &[5])?;
     let bp = crate::testhooks::schedpoint::arm(&crate::testhooks::points::SPLIT_FOLIO_AFTER_FREEZE);
-    let mover = start_move(&t, &u, 1, 0, dst + 5 * PAGE, src + 5 * PAGE)?;
+    let mover = u.start_move(1, 0, dst + 5 * PAGE, src + 5 * PAGE, PAGE)?;
     bp.wait_reached(5_000_000).map_err(|e| verdict("the mover's split", e))?;
     let during: Vec<bool> = [0u64, 5, 300].iter().map(|&p| Folio::try_get(head + p).is_some()).collect();
     bp.release();
-    move_done(&t, mover, "the mover")?;
+    move_done(mover, PAGE, "the mover")?;
     ensure!(during.iter().all(|&got| !got), "a lookup got a reference during the split: {during:?}");
     ensure!(Folio::try_get(head + 300).is_some_and(|f| f.nr_pages() == 1), "after the split: an order-0 folio");
     expect_moved_page(&t, dst + 5 * PAGE, 5, "moved after the split")?;
@@ -1362,19 +1356,14 @@ kernel_test!(uffd, lookup_during_a_split_finds_the_folio_frozen, cpus = 2);
 fn blocking_read_waits_for_a_fault() -> TestResult {
     let mut s = Scenario::new();
     let t = s.spawn()?;
-    let fd = sys(&t, SYS_USERFAULTFD, &[0])?.map_err(|e| verdict("userfaultfd", e))?;
+    let fd = must(t.userfaultfd(0), "userfaultfd")?;
     let arg = mmap(&t, 0, PAGE, RW, ANON, -1)?;
-    for (i, w) in [UFFD_API, 0, 0].iter().enumerate() {
-        ok(t.store(arg + 8 * i, *w), "uffdio_api")?;
-    }
-    sys(&t, SYS_IOCTL, &[fd, UFFDIO_API, arg as u64])?.map_err(|e| verdict("UFFDIO_API", e))?;
+    let u = Uffd { t: t.clone(), fd, arg };
+    must(u.api(UFFD_API, 0), "UFFDIO_API")?;
     let a = mmap(&t, 0, PAGE, RW, ANON, -1)?;
-    for (i, w) in [a as u64, PAGE as u64, UFFDIO_REGISTER_MODE_MISSING, 0].iter().enumerate() {
-        ok(t.store(arg + 8 * i, *w), "uffdio_register")?;
-    }
-    sys(&t, SYS_IOCTL, &[fd, UFFDIO_REGISTER, arg as u64])?.map_err(|e| verdict("UFFDIO_REGISTER", e))?;
+    u.register(a, PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
     let (tt, buf) = (t.clone(), arg + 1024);
-    let job = on_cpu(1, "the reader", move || tt.syscall(SYS_READ, &[fd, buf as u64, 32]))?;
+    let job = on_cpu(1, "the reader", move || tt.read(fd, buf, 32))?;
     // Give the reader time to block; it must still be waiting.
     let f = crate::arch::cpu::counter_freq().max(1);
     let until = crate::arch::cpu::counter() + f / 20;
@@ -1385,9 +1374,9 @@ fn blocking_read_waits_for_a_fault() -> TestResult {
     ensure!(matches!(t.load(a), Err(Signal::UffdWait { .. })), "the access did not wait on the userfault");
     let read = job.join()?;
     ensure!(!early, "read() of a blocking userfaultfd returned before any message");
-    ensure_eq!(read, Ok(32), "the blocking read's result");
+    ensure_eq!(read, Ok(Ok(32)), "the blocking read's result");
     ensure_eq!(ok(t.load(buf + 16), "msg")?, a as u64, "the message's fault address");
-    sys(&t, SYS_CLOSE, &[fd])?.map_err(|e| verdict("close", e))?;
+    must(t.close(fd), "close")?;
     s.finish()
 }
 kernel_test!(uffd, blocking_read_waits_for_a_fault, cpus = 2);

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod prctl;
 pub mod syscall;
+pub mod usys;
 
 use crate::errno::{Errno, ENOMEM};
 use crate::mm::mm_types::MmStruct;
