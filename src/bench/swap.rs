@@ -13,7 +13,7 @@ use crate::mm::{mteswap, swapfile};
 use crate::println;
 use crate::task::Task;
 
-const PAGE: usize = 4096;
+const PAGE: usize = crate::arch::mmu::PAGE_SIZE;
 const SIZES: [usize; 3] = [1024, 16 * 1024, 64 * 1024];
 
 fn tag_pattern(p: usize) -> [u8; 128] {

@@ -16,7 +16,7 @@ use crate::task::usys::SysResult;
 use crate::task::Task;
 use alloc::sync::Arc;
 
-const PAGE: usize = 4096;
+const PAGE: usize = crate::arch::mmu::PAGE_SIZE;
 const N: usize = 512; // 2 MiB
 
 struct Bench {

@@ -17,7 +17,7 @@ use super::mm_types::{
 use super::pgtable::PteTable;
 use super::pte::*;
 use super::rmap::{folio_add_new_anon_rmap, folio_add_rmap_pte, folio_remove_rmap_pte};
-use crate::arch::mmu::{PAGE_SIZE, PMD_SIZE};
+use crate::arch::mmu::{PAGE_MASK, PAGE_SIZE, PMD_MASK, PMD_SIZE};
 use crate::arch::mte::PAGE_TAG_BYTES;
 use crate::testhooks::schedpoint::sched_point;
 use alloc::sync::Arc;
@@ -101,7 +101,7 @@ pub fn do_page_fault(mm: &Arc<MmStruct>, addr: usize, write: bool, exec: bool) -
     if !allowed || vma.flags & VM_SPECIAL != 0 {
         return Err(FaultError::Segv(SegvCode::AccErr));
     }
-    handle_mm_fault(mm, &map, vma, addr & !(PAGE_SIZE - 1), write)
+    handle_mm_fault(mm, &map, vma, addr & PAGE_MASK, write)
 }
 
 /// Resolves a fault the VMA allows.
@@ -182,7 +182,7 @@ fn do_anonymous_huge_page(
     addr: usize,
     anon_vma: &Arc<super::rmap::AnonVma>,
 ) -> Option<Result<(), FaultError>> {
-    let start = addr & !(PMD_SIZE - 1);
+    let start = addr & PMD_MASK;
     if start < vma.start || start + PMD_SIZE > vma.end {
         return None;
     }
@@ -192,12 +192,12 @@ fn do_anonymous_huge_page(
         Ok(None) => return None,
         Err(()) => return Some(Err(FaultError::Oom)),
     };
-    if (0..512).any(|i| !pte_none(pt.get(start + i * PAGE_SIZE))) {
+    if (0..HPAGE_PMD_NR as usize).any(|i| !pte_none(pt.get(start + i * PAGE_SIZE))) {
         return None; // partly mapped already
     }
-    folio_add_new_anon_rmap(&folio, anon_vma, vma.pgoff_of(start), 512);
-    mm.add_rss(MM_ANONPAGES, 512);
-    for i in 0..512 {
+    folio_add_new_anon_rmap(&folio, anon_vma, vma.pgoff_of(start), HPAGE_PMD_NR as i32);
+    mm.add_rss(MM_ANONPAGES, HPAGE_PMD_NR as isize);
+    for i in 0..HPAGE_PMD_NR as usize {
         let pte = pte_mkdirty(pte_mkwrite(pfn_pte(folio.pfn() + i as u64, vma.page_prot())));
         set_pte_at(mm, &pt, start + i * PAGE_SIZE, pte);
         folio.clone().into_counted(); // each pte holds a reference
@@ -289,7 +289,7 @@ fn do_wp_page(
         // the slot and its tag-storage entry.
         let reuse = folio.test(PG_ANON_EXCLUSIVE) || {
             // Under the folio lock, so the count cannot grow under us.
-            folio.trylock() && {
+            folio.try_lock_guard().is_some_and(|_locked| {
                 if folio.test(PG_SWAPCACHE) {
                     super::swap_state::folio_free_swap(&folio);
                 }
@@ -297,9 +297,8 @@ fn do_wp_page(
                 if only_us {
                     folio.set(PG_ANON_EXCLUSIVE);
                 }
-                folio.unlock();
                 only_us
-            }
+            })
         };
         if reuse {
             set_pte_at(mm, &pt, addr, pte_mkyoung(pte_mkdirty(pte_mkwrite(orig))));

@@ -293,18 +293,21 @@ impl Folio {
         drop(Folio::from_counted(self.pfn)); // the pin's reference
     }
 
-    pub fn trylock(&self) -> bool {
+    /// folio_trylock without a guard, for a caller that must decide what
+    /// to do under another lock before it holds a reference (move_present);
+    /// it then takes the guard with `adopt_lock`.
+    pub fn trylock_raw(&self) -> bool {
         self.page().flags.fetch_or(PG_LOCKED, Ordering::Acquire) & PG_LOCKED == 0
     }
 
     /// folio_lock: waits (WFE; no sleeping here) until the lock is ours.
-    pub fn lock(&self) {
-        while !self.trylock() {
+    fn lock(&self) {
+        while !self.trylock_raw() {
             crate::arch::cpu::wfe();
         }
     }
 
-    pub fn unlock(&self) {
+    fn unlock(&self) {
         let old = self.page().flags.fetch_and(!PG_LOCKED, Ordering::Release);
         assert!(old & PG_LOCKED != 0, "folio_unlock of an unlocked {self:?}");
         crate::arch::cpu::sev(); // wake folio_lock waiters
@@ -336,7 +339,13 @@ impl Folio {
     /// folio_trylock, as a guard.
     pub fn try_lock_guard(&self) -> Option<FolioLock<'_>> {
         // Lazily: a guard made for a failed trylock would unlock the holder's lock.
-        self.trylock().then(|| FolioLock(self))
+        self.trylock_raw().then(|| FolioLock(self))
+    }
+
+    /// The guard for a lock this caller took with `trylock_raw`.
+    pub fn adopt_lock(&self) -> FolioLock<'_> {
+        assert!(self.test(PG_LOCKED), "adopt_lock of an unlocked {self:?}");
+        FolioLock(self)
     }
 }
 

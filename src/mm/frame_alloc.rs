@@ -3,7 +3,7 @@
 //! Boot marks RAM free from the DTB, then reserves the image, the DTB and
 //! everything else that must never be handed out.
 
-pub const FRAME_SIZE: u64 = 4096;
+pub const FRAME_SIZE: u64 = crate::arch::pgtable_hwdef::PAGE_SIZE as u64;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum FreeError {

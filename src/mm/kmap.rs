@@ -4,7 +4,7 @@
 
 use super::frames::{self, GlobalFrames};
 use crate::arch::boot::image_layout;
-use crate::arch::mmu::{self, phys_to_virt, Attrs, MapError, MemType, PageTable, Perm, PAGE_SIZE};
+use crate::arch::mmu::{self, phys_to_virt, Attrs, MapError, MemType, PageTable, Perm, PAGE_MASK, PAGE_SIZE};
 use crate::platform::Platform;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -44,7 +44,7 @@ pub fn switch_to_final_tables(p: &Platform) -> Result<u64, &'static str> {
         t.map_range(phys_to_virt(r.0), r.0, r.1 as usize, rw, true, fs).map_err(map_err("linear map of RAM"))?;
     }
     let dev = Attrs::new(MemType::Device, Perm::KernelRw);
-    let uart = p.uart & !(PAGE_SIZE as u64 - 1);
+    let uart = p.uart & PAGE_MASK as u64;
     t.map_range(phys_to_virt(uart), uart, PAGE_SIZE, dev, false, fs).map_err(map_err("UART"))?;
 
     let l = image_layout();

@@ -8,7 +8,7 @@ use super::mm_types::*;
 use super::pte::{pfn_pte, pte_mkspecial, pte_modify, pte_present};
 use super::vmscan::ReclaimStats;
 use super::zap::zap_page_range;
-use crate::arch::mmu::PAGE_SIZE;
+use crate::arch::pgtable_hwdef::{page_align, page_aligned, PAGE_MASK, PAGE_SIZE};
 use crate::errno::*;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -68,9 +68,6 @@ pub fn untagged_addr(addr: u64) -> u64 {
     (((addr << 8) as i64) >> 8) as u64
 }
 
-fn page_aligned(x: u64) -> bool {
-    x.is_multiple_of(PAGE_SIZE as u64)
-}
 
 /// The page-rounded end of `[addr, addr + len)` inside the user half.
 fn range(addr: u64, len: u64) -> Result<(usize, usize), Errno> {
@@ -80,7 +77,7 @@ fn range(addr: u64, len: u64) -> Result<(usize, usize), Errno> {
     if len == 0 {
         return Err(EINVAL);
     }
-    let len = len.checked_add(PAGE_SIZE as u64 - 1).ok_or(EINVAL)? & !(PAGE_SIZE as u64 - 1);
+    let len = page_align(len).ok_or(EINVAL)?;
     let end = addr.checked_add(len).ok_or(EINVAL)?;
     if end > TASK_SIZE as u64 {
         return Err(EINVAL);
@@ -199,7 +196,7 @@ pub fn do_mmap(
     if len == 0 {
         return Err(EINVAL);
     }
-    let rounded = len.checked_add(PAGE_SIZE as u64 - 1).ok_or(ENOMEM)? & !(PAGE_SIZE as u64 - 1);
+    let rounded = page_align(len).ok_or(ENOMEM)?;
     let pages = rounded / PAGE_SIZE as u64;
     if file.is_some() && (off / PAGE_SIZE as u64).checked_add(pages).is_none() {
         return Err(EOVERFLOW);
@@ -263,7 +260,7 @@ pub fn do_mmap(
             a
         } else {
             // An unusable hint (past TASK_SIZE, tagged) is ignored.
-            let hint = a & !(PAGE_SIZE - 1);
+            let hint = a & PAGE_MASK;
             let hint = if hint.checked_add(rounded as usize).is_none_or(|e| e > TASK_SIZE) { 0 } else { hint };
             get_unmapped_area(&map, hint, rounded as usize)?
         };
@@ -344,7 +341,7 @@ pub fn do_mprotect(mm: &Arc<MmStruct>, addr: u64, len: u64, prot: u64) -> Result
     if len == 0 {
         return Ok(());
     }
-    let len = len.wrapping_add(PAGE_SIZE as u64 - 1) & !(PAGE_SIZE as u64 - 1);
+    let len = page_align(len).unwrap_or(0);
     let end = start.wrapping_add(len);
     if end <= start {
         return Err(ENOMEM);
@@ -432,7 +429,7 @@ pub fn do_madvise(mm: &Arc<MmStruct>, addr: u64, len: u64, advice: u64) -> Resul
     if !page_aligned(start) {
         return Err(EINVAL);
     }
-    let rounded = len.wrapping_add(PAGE_SIZE as u64 - 1) & !(PAGE_SIZE as u64 - 1);
+    let rounded = page_align(len).unwrap_or(0);
     if len != 0 && rounded == 0 {
         return Err(EINVAL);
     }
@@ -574,8 +571,8 @@ fn madvise_free(mm: &Arc<MmStruct>, start: usize, end: usize) {
 /// (__mlock_posix_error_return).
 pub fn do_mlock(mm: &Arc<MmStruct>, addr: u64, len: u64, on: bool) -> Result<(), Errno> {
     let addr = untagged_addr(addr);
-    let len = len.wrapping_add(addr % PAGE_SIZE as u64).wrapping_add(PAGE_SIZE as u64 - 1) & !(PAGE_SIZE as u64 - 1);
-    let start = addr & !(PAGE_SIZE as u64 - 1);
+    let len = page_align(len.wrapping_add(addr % PAGE_SIZE as u64)).unwrap_or(0);
+    let start = addr & PAGE_MASK as u64;
     let end = start.wrapping_add(len);
     if end < start {
         return Err(EINVAL);

@@ -8,7 +8,7 @@
 //! the May 2023 thread) reads poison and is counted as a use-after-free.
 
 use super::folio::{Folio, PG_MTE_TAGGED};
-use super::pte::{swp_entry, swp_entry_t, swp_offset, swp_type};
+use super::pte::{swp_entry_nth, swp_entry_t, swp_type};
 use crate::arch::mte::PAGE_TAG_BYTES;
 use crate::errno::{Errno, ENOMEM};
 use alloc::collections::{BTreeMap, VecDeque};
@@ -105,12 +105,12 @@ pub fn arch_prepare_to_swap(folio: &Folio, entry: swp_entry_t) -> Result<(), Err
     }
     let n = folio.nr_pages();
     for i in 0..n {
-        let key = swp_entry(swp_type(entry), swp_offset(entry) + i as u64).0;
+        let key = swp_entry_nth(entry, i as u64).0;
         let tags = folio.frame(i).save_tags();
         let mut s = STORE.lock();
         if crate::testhooks::fault_inject::MTESWAP_SAVE.should_fail() {
             for j in 0..i {
-                s.erase(swp_entry(swp_type(entry), swp_offset(entry) + j as u64).0);
+                s.erase(swp_entry_nth(entry, j as u64).0);
             }
             return Err(ENOMEM);
         }
@@ -158,7 +158,7 @@ pub fn arch_swap_restore(entry: swp_entry_t, folio: &Folio) {
         return;
     }
     for i in 0..folio.nr_pages() {
-        let e = swp_entry(swp_type(entry), swp_offset(entry) + i as u64);
+        let e = swp_entry_nth(entry, i as u64);
         if let Some(h) = lookup(e) {
             restore_from(h, folio, i);
         }

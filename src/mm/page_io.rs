@@ -1,7 +1,7 @@
 //! Swap I/O: folios to and from their RAM-disk slots.
 
 use super::folio::Folio;
-use super::pte::{swp_entry, swp_entry_t, swp_offset, swp_type};
+use super::pte::{swp_entry_nth, swp_entry_t};
 use super::swapfile::slot_sector;
 use crate::drivers::ramdisk::{self, IoError, Op, Request, RequestBuf};
 
@@ -9,7 +9,7 @@ use crate::drivers::ramdisk::{self, IoError, Op, Request, RequestBuf};
 /// the caller through arch_prepare_to_swap).
 pub fn swap_writepage(folio: &Folio, entry: swp_entry_t) -> Result<(), IoError> {
     for i in 0..folio.nr_pages() {
-        let e = swp_entry(swp_type(entry), swp_offset(entry) + i as u64);
+        let e = swp_entry_nth(entry, i as u64);
         let req = Request { op: Op::Write, sector: slot_sector(e), buf: RequestBuf::Write(&folio.frame(i).0) };
         ramdisk::submit(req).wait()?;
     }
@@ -19,7 +19,7 @@ pub fn swap_writepage(folio: &Folio, entry: swp_entry_t) -> Result<(), IoError> 
 /// swap_read_folio: the slots into the folio.
 pub fn swap_read_folio(folio: &Folio, entry: swp_entry_t) -> Result<(), IoError> {
     for i in 0..folio.nr_pages() {
-        let e = swp_entry(swp_type(entry), swp_offset(entry) + i as u64);
+        let e = swp_entry_nth(entry, i as u64);
         let req = Request { op: Op::Read, sector: slot_sector(e), buf: RequestBuf::Read(&mut folio.frame(i).0) };
         ramdisk::submit(req).wait()?;
     }

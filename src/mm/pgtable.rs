@@ -4,7 +4,7 @@
 use super::folio::{pfn_to_page, PG_TABLE};
 use super::frames;
 use super::pte::{pte_t, pte_valid};
-use crate::arch::mmu::{phys_to_virt, tlb, PAGE_SIZE};
+use crate::arch::mmu::{phys_to_virt, tlb, PAGE_MASK, PAGE_SIZE, PTRS_PER_PTE};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use spin::MutexGuard;
 
@@ -12,7 +12,7 @@ const TABLE: u64 = 3; // valid table descriptor
 const ADDR: u64 = 0x0000_FFFF_FFFF_F000;
 
 fn entry(table_pa: u64, i: usize) -> &'static AtomicU64 {
-    assert!(i < 512);
+    assert!(i < PTRS_PER_PTE);
     // SAFETY: table_pa is a page-table page owned by an mm (it stays
     // allocated until exit_mmap frees it), reached through the linear map;
     // entries are 8-byte aligned u64s and only accessed atomically.
@@ -212,7 +212,7 @@ impl PgTables {
     fn walk_tables(&self, start: usize, end: usize, f: &mut dyn FnMut(u64, usize, usize)) {
         fn walk(table: u64, level: usize, base: usize, start: usize, end: usize, f: &mut dyn FnMut(u64, usize, usize)) {
             let span = 1usize << (12 + 9 * (3 - level));
-            for i in 0..512 {
+            for i in 0..PTRS_PER_PTE {
                 let lo = base + i * span;
                 if lo >= end || lo + span <= start {
                     continue;
@@ -222,7 +222,7 @@ impl PgTables {
                     continue;
                 }
                 if level == 2 {
-                    let (a, b) = (lo.max(start) & !(PAGE_SIZE - 1), (lo + span).min(end));
+                    let (a, b) = (lo.max(start) & PAGE_MASK, (lo + span).min(end));
                     f(d & ADDR, a, b);
                 } else {
                     walk(d & ADDR, level + 1, lo, start, end, f);
@@ -237,7 +237,7 @@ impl PgTables {
         fn walk(table: u64, level: usize) -> usize {
             let mut n = 1;
             if level < 3 {
-                for i in 0..512 {
+                for i in 0..PTRS_PER_PTE {
                     let d = entry(table, i).load(Ordering::Acquire);
                     if d & TABLE == TABLE {
                         n += walk(d & ADDR, level + 1);
@@ -245,7 +245,7 @@ impl PgTables {
                 }
             } else {
                 assert!(
-                    (0..512).all(|i| entry(table, i).load(Ordering::Acquire) == 0),
+                    (0..PTRS_PER_PTE).all(|i| entry(table, i).load(Ordering::Acquire) == 0),
                     "freeing a pte table that still maps something"
                 );
             }

@@ -42,7 +42,7 @@ pub const PTE_SPECIAL: u64 = 1 << 56;
 pub const PTE_UFFD_WP: u64 = 1 << 58;
 /// Output address bits 47:12.
 pub const PTE_ADDR_MASK: u64 = 0x0000_FFFF_FFFF_F000;
-pub const PAGE_SHIFT: u32 = 12;
+pub use crate::arch::pgtable_hwdef::{PAGE_SHIFT, PMD_SHIFT};
 
 /// Memory types (AttrIndx) in this kernel's MAIR.
 pub const MT_NORMAL_TAGGED: u64 = 0;
@@ -278,6 +278,12 @@ pub const fn swp_offset(e: swp_entry_t) -> u64 {
     (e.0 >> SWP_OFFSET_SHIFT) & SWP_OFFSET_MASK
 }
 
+/// The entry `i` slots after `e` on the same device: page `i` of a large
+/// folio whose first page is in `e` (a folio's slots are contiguous).
+pub const fn swp_entry_nth(e: swp_entry_t, i: u64) -> swp_entry_t {
+    swp_entry(swp_type(e), swp_offset(e) + i)
+}
+
 /// The swap entry a swap pte holds, without the pte-only flags.
 pub const fn pte_to_swp_entry(p: pte_t) -> swp_entry_t {
     swp_entry_t(p.0 & !(PTE_SWP_EXCLUSIVE | PTE_SWP_UFFD_WP))
@@ -383,7 +389,6 @@ pub const fn pte_marker_uffd_wp(p: pte_t) -> bool {
 #[repr(transparent)]
 pub struct pmd_t(pub u64);
 
-pub const PMD_SHIFT: u32 = 21;
 pub const HPAGE_PMD_NR: u64 = 1 << (PMD_SHIFT - PAGE_SHIFT);
 
 /// Arm64 Linux implements pmd helpers through the pte ones.

@@ -12,6 +12,7 @@
 use super::folio::{Folio, Mapping};
 use super::mm_types::MmStruct;
 use super::pte::{pte_pfn, pte_present, pte_special};
+use crate::arch::mmu::PAGE_SIZE;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -85,13 +86,13 @@ pub fn rmap_walk(folio: &Folio) -> Vec<RmapHit> {
     let nr = folio.nr_pages() as u64;
     for v in anchor.vmas.read().iter() {
         let Some(mm) = v.mm.upgrade() else { continue };
-        let pages = ((v.end - v.start) / 4096) as u64;
+        let pages = ((v.end - v.start) / PAGE_SIZE) as u64;
         for i in 0..nr {
             let idx = index + i;
             if idx < v.pgoff || idx >= v.pgoff + pages {
                 continue;
             }
-            let addr = v.start + ((idx - v.pgoff) as usize) * 4096;
+            let addr = v.start + ((idx - v.pgoff) as usize) * PAGE_SIZE;
             let pte = mm.pgtables.peek(addr);
             if pte_present(pte) && !pte_special(pte) && pte_pfn(pte) == folio.pfn() + i {
                 hits.push(RmapHit { mm: mm.clone(), addr });

@@ -84,12 +84,13 @@ pub fn swapin_folio(entry: swp_entry_t) -> Result<Swapin, Errno> {
         return Err(ENOMEM);
     };
     folio.clear(PG_UPTODATE);
-    assert!(folio.trylock(), "a new folio is locked by someone");
-    swap_state::add_to_swap_cache(&folio, entry);
-    if page_io::swap_read_folio(&folio, entry).is_ok() {
-        folio.set(PG_UPTODATE);
+    {
+        let _locked = folio.try_lock_guard().expect("a new folio is locked by someone");
+        swap_state::add_to_swap_cache(&folio, entry);
+        if page_io::swap_read_folio(&folio, entry).is_ok() {
+            folio.set(PG_UPTODATE);
+        }
     }
-    folio.unlock();
     Ok(Swapin::Folio(folio))
 }
 
@@ -290,9 +291,8 @@ pub fn free_swap_and_cache(entry: swp_entry_t) {
     swapfile::swap_free(entry);
     if swapfile::swap_count(entry) == 0 {
         if let Some(f) = swap_state::lookup(entry) {
-            if f.trylock() {
+            if let Some(_locked) = f.try_lock_guard() {
                 swap_state::folio_free_swap(&f);
-                f.unlock();
             }
         }
     }
@@ -315,9 +315,8 @@ pub fn swapoff(ty: u8) -> Result<(), Errno> {
             continue;
         }
         if let Some(f) = swap_state::lookup(entry) {
-            f.lock();
+            let _locked = f.lock_guard();
             swap_state::folio_free_swap(&f);
-            f.unlock();
         }
     }
     if si.lock.lock().inuse != 0 {
@@ -337,11 +336,10 @@ pub fn swapoff(ty: u8) -> Result<(), Errno> {
 pub fn discard_all() {
     for (entry, _) in swap_state::cached() {
         if let Some(f) = swap_state::lookup(entry) {
-            if f.trylock() {
+            if let Some(_locked) = f.try_lock_guard() {
                 if f.test(PG_SWAPCACHE) {
                     swap_state::delete_from_swap_cache(&f);
                 }
-                f.unlock();
             }
         }
     }

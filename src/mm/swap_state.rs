@@ -4,7 +4,7 @@
 //! SWAP_HAS_CACHE pins.
 
 use super::folio::{Folio, PG_SWAPCACHE};
-use super::pte::{swp_entry, swp_entry_t, swp_offset, swp_type};
+use super::pte::{swp_entry_nth, swp_entry_t};
 use super::swapfile;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -12,18 +12,14 @@ use spin::Mutex;
 
 static CACHE: Mutex<BTreeMap<u64, u64>> = Mutex::new(BTreeMap::new());
 
-fn entry_at(e: swp_entry_t, i: usize) -> swp_entry_t {
-    swp_entry(swp_type(e), swp_offset(e) + i as u64)
-}
-
 /// Adds the (locked) folio under `entry`; the slots must be pinned with
 /// SWAP_HAS_CACHE already.
 pub fn add_to_swap_cache(folio: &Folio, entry: swp_entry_t) {
     let n = folio.nr_pages();
     let mut c = CACHE.lock();
     for i in 0..n {
-        let old = c.insert(entry_at(entry, i).0, folio.pfn());
-        assert!(old.is_none(), "swap cache already holds {:?}", entry_at(entry, i));
+        let old = c.insert(swp_entry_nth(entry, i as u64).0, folio.pfn());
+        assert!(old.is_none(), "swap cache already holds {:?}", swp_entry_nth(entry, i as u64));
     }
     folio.page().inner.lock().swap = Some(entry);
     folio.set(PG_SWAPCACHE);
@@ -40,12 +36,12 @@ pub fn delete_from_swap_cache(folio: &Folio) {
     {
         let mut c = CACHE.lock();
         for i in 0..n {
-            c.remove(&entry_at(entry, i).0);
+            c.remove(&swp_entry_nth(entry, i as u64).0);
         }
     }
     folio.clear(PG_SWAPCACHE);
     for i in 0..n {
-        swapfile::put_swap_cache(entry_at(entry, i));
+        swapfile::put_swap_cache(swp_entry_nth(entry, i as u64));
         drop(Folio::from_counted(folio.pfn())); // the cache's reference
     }
 }
@@ -60,7 +56,7 @@ pub fn lookup(entry: swp_entry_t) -> Option<Folio> {
 /// pte refers to it any more. Returns whether it did.
 pub fn folio_free_swap(folio: &Folio) -> bool {
     let Some(entry) = folio.page().inner.lock().swap else { return false };
-    if (0..folio.nr_pages()).any(|i| swapfile::swap_count(entry_at(entry, i)) > 0) {
+    if (0..folio.nr_pages()).any(|i| swapfile::swap_count(swp_entry_nth(entry, i as u64)) > 0) {
         return false;
     }
     delete_from_swap_cache(folio);

@@ -18,7 +18,7 @@ use super::folio::pfn_frame;
 use super::mm_types::{MmStruct, TASK_SIZE};
 use super::pte::{pte_pfn, pte_present, pte_valid, pte_write};
 use crate::arch::boot::MAX_CPUS;
-use crate::arch::mmu::{self, PAGE_SIZE};
+use crate::arch::mmu::{self, PAGE_MASK, PAGE_SIZE};
 use crate::arch::trap;
 use crate::errno::{Errno, EFAULT};
 use alloc::sync::Arc;
@@ -56,7 +56,7 @@ fn access(mm: &Arc<MmStruct>, uaddr: u64, mut buf: Buf<'_>) -> Result<(), Errno>
     let mut done = 0;
     while done < len {
         let a = addr + done;
-        let (page, off) = (a & !(PAGE_SIZE - 1), a % PAGE_SIZE);
+        let (page, off) = (a & PAGE_MASK, a % PAGE_SIZE);
         let n = (PAGE_SIZE - off).min(len - done);
         let mut tries = 0;
         loop {

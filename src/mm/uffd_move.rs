@@ -112,9 +112,28 @@ fn notify(start: usize, end: usize, is_start: bool, blocking: bool) {
     }
 }
 
+/// Counts a page-table lock this CPU holds inside move_pages while it
+/// lives (what the notifier observer reports).
+struct PtlHeld;
+
+impl PtlHeld {
+    fn new() -> PtlHeld {
+        PTL_HELD[crate::arch::cpu::id()].fetch_add(1, Ordering::AcqRel);
+        PtlHeld
+    }
+}
+
+impl Drop for PtlHeld {
+    fn drop(&mut self) {
+        PTL_HELD[crate::arch::cpu::id()].fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Both pte locks, lower lock address first, taken once if shared
 /// (double_pt_lock).
 struct DoublePt {
+    // Declared first, so dropped first: uncounted before the unlocks.
+    _held: PtlHeld,
     dst: PteTable,
     src: Option<PteTable>,
 }
@@ -123,30 +142,21 @@ impl DoublePt {
     fn lock(mm: &MmStruct, dst: usize, src: usize) -> Result<DoublePt, Errno> {
         let (d_table, s_table) = (mm.pgtables.table_of(dst), mm.pgtables.table_of(src));
         let (d_table, s_table) = (d_table.ok_or(EAGAIN)?, s_table.ok_or(EAGAIN)?);
-        let cpu = crate::arch::cpu::id();
-        let r = if d_table == s_table {
-            DoublePt { dst: mm.pgtables.lock(dst, false).map_err(|_| ENOMEM)?.ok_or(EAGAIN)?, src: None }
+        let lock = |a: usize| mm.pgtables.lock(a, false).map_err(|_| ENOMEM)?.ok_or(EAGAIN);
+        let (dst, src) = if d_table == s_table {
+            (lock(dst)?, None)
         } else if d_table < s_table {
-            let d = mm.pgtables.lock(dst, false).map_err(|_| ENOMEM)?.ok_or(EAGAIN)?;
-            let s = mm.pgtables.lock(src, false).map_err(|_| ENOMEM)?.ok_or(EAGAIN)?;
-            DoublePt { dst: d, src: Some(s) }
+            let d = lock(dst)?;
+            (d, Some(lock(src)?))
         } else {
-            let s = mm.pgtables.lock(src, false).map_err(|_| ENOMEM)?.ok_or(EAGAIN)?;
-            let d = mm.pgtables.lock(dst, false).map_err(|_| ENOMEM)?.ok_or(EAGAIN)?;
-            DoublePt { dst: d, src: Some(s) }
+            let s = lock(src)?;
+            (lock(dst)?, Some(s))
         };
-        PTL_HELD[cpu].fetch_add(1, Ordering::AcqRel);
-        Ok(r)
+        Ok(DoublePt { _held: PtlHeld::new(), dst, src })
     }
 
     fn src(&self) -> &PteTable {
         self.src.as_ref().unwrap_or(&self.dst)
-    }
-}
-
-impl Drop for DoublePt {
-    fn drop(&mut self) {
-        PTL_HELD[crate::arch::cpu::id()].fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -394,7 +404,7 @@ impl Mover<'_> {
                 return None;
             }
             let folio = Folio::get(pte_pfn(first)); // safe under the pte lock
-            if folio.nr_pages() != 512 || pte_pfn(first) != folio.pfn() || !folio.is_anon() {
+            if folio.nr_pages() != HPAGE_PMD_NR as usize || pte_pfn(first) != folio.pfn() || !folio.is_anon() {
                 return None;
             }
             if !maps_whole_folio(&pt, s, &folio) {
@@ -407,39 +417,31 @@ impl Mover<'_> {
         }
         notify(s, s + PMD_SIZE, true, true); // blocking, before any lock
         let r = (|| {
-            if !folio.trylock() {
+            let Some(_locked) = folio.try_lock_guard() else {
                 return Err(EAGAIN); // never block on a large folio
+            };
+            let pt = mm.pgtables.lock(s, false).map_err(|_| ENOMEM)?.ok_or(EAGAIN)?;
+            let _held = PtlHeld::new();
+            if !maps_whole_folio(&pt, s, &folio) {
+                return Err(EAGAIN); // changed since we looked: look again
             }
-            let r = (|| {
-                let pt = mm.pgtables.lock(s, false).map_err(|_| ENOMEM)?.ok_or(EAGAIN)?;
-                PTL_HELD[crate::arch::cpu::id()].fetch_add(1, Ordering::AcqRel);
-                let r = (|| {
-                    if !maps_whole_folio(&pt, s, &folio) {
-                        return Err(EAGAIN); // changed since we looked: look again
-                    }
-                    if folio.page().pincount.load(Ordering::Acquire) > 0 || !folio.test(PG_ANON_EXCLUSIVE) {
-                        return Err(EBUSY);
-                    }
-                    // Like the new pmd: dirty and writable, no uffd-wp.
-                    for i in 0..512 {
-                        let a = s + i * PAGE_SIZE;
-                        let p = pte_mkdirty(pte_mkwrite(pte_clear_uffd_wp(pt.get(a))));
-                        pt.set(a, p, mm.asid);
-                    }
-                    match mm.pgtables.move_pte_table(&pt, s, d, mm.asid) {
-                        Ok(true) => {
-                            retarget(&folio, dst_anon_vma, dst_vma.pgoff_of(d));
-                            Ok(PMD_SIZE)
-                        }
-                        Ok(false) => Err(EAGAIN),
-                        Err(()) => Err(ENOMEM),
-                    }
-                })();
-                PTL_HELD[crate::arch::cpu::id()].fetch_sub(1, Ordering::AcqRel);
-                r
-            })();
-            folio.unlock();
-            r
+            if folio.page().pincount.load(Ordering::Acquire) > 0 || !folio.test(PG_ANON_EXCLUSIVE) {
+                return Err(EBUSY);
+            }
+            // Like the new pmd: dirty and writable, no uffd-wp.
+            for i in 0..HPAGE_PMD_NR as usize {
+                let a = s + i * PAGE_SIZE;
+                let p = pte_mkdirty(pte_mkwrite(pte_clear_uffd_wp(pt.get(a))));
+                pt.set(a, p, mm.asid);
+            }
+            match mm.pgtables.move_pte_table(&pt, s, d, mm.asid) {
+                Ok(true) => {
+                    retarget(&folio, dst_anon_vma, dst_vma.pgoff_of(d));
+                    Ok(PMD_SIZE)
+                }
+                Ok(false) => Err(EAGAIN),
+                Err(()) => Err(ENOMEM),
+            }
         })();
         notify(s, s + PMD_SIZE, false, true);
         Some(r)
@@ -460,7 +462,7 @@ impl Mover<'_> {
 /// Whether the 512 ptes from `s` in the locked table map `folio`'s pages
 /// in order.
 fn maps_whole_folio(pt: &PteTable, s: usize, folio: &Folio) -> bool {
-    (0..512).all(|i| {
+    (0..HPAGE_PMD_NR as usize).all(|i| {
         let p = pt.get(s + i * PAGE_SIZE);
         pte_present(p) && !pte_special(p) && pte_pfn(p) == folio.pfn() + i as u64
     })
@@ -498,7 +500,7 @@ impl Mover<'_> {
             if !view.is_anon() || !view.test(PG_ANON_EXCLUSIVE) {
                 return Err(EBUSY);
             }
-            let locked = view.trylock();
+            let locked = view.trylock_raw();
             if !locked && view.nr_pages() > 1 {
                 None
             } else {
@@ -512,22 +514,18 @@ impl Mover<'_> {
             return Err(EAGAIN);
         };
         if !locked {
-            folio.lock(); // a small folio: wait for it, then start again
-            folio.unlock();
+            drop(folio.lock_guard()); // a small folio: wait for it, then start again
             return Err(EAGAIN);
         }
+        let _locked = folio.adopt_lock();
         sched_point(&crate::testhooks::points::MOVE_PAGES_PTE_AFTER_FOLIO_LOCK);
         if folio.nr_pages() > 1 {
-            let r = super::split::split_folio(&folio);
-            folio.unlock();
-            return match r {
+            return match super::split::split_folio(&folio) {
                 Ok(()) => Err(EAGAIN), // split: retry on a small folio
                 Err(e) => Err(e),      // EAGAIN (a reference is held): retried too
             };
         }
-        let r = self.move_present_locked(d, s, orig, &folio);
-        folio.unlock();
-        r
+        self.move_present_locked(d, s, orig, &folio)
     }
 
     fn move_present_locked(&self, d: usize, s: usize, orig: pte_t, folio: &Folio) -> Result<usize, Errno> {
@@ -572,49 +570,44 @@ impl Mover<'_> {
             return Err(EAGAIN);
         }
         let folio = swap_state::lookup(entry);
+        let _locked = match &folio {
+            Some(f) if f.nr_pages() > 1 => return Err(EBUSY), // moving a large swap-cache folio is unsupported
+            Some(f) => match f.try_lock_guard() {
+                Some(g) => Some(g),
+                None => {
+                    drop(f.lock_guard()); // wait for it, then start again
+                    return Err(EAGAIN);
+                }
+            },
+            None => None,
+        };
+        sched_point(&crate::testhooks::points::MOVE_SWAP_PTE_BEFORE_PTL);
         if let Some(f) = &folio {
-            if f.nr_pages() > 1 {
-                return Err(EBUSY); // moving a large swap-cache folio is unsupported
-            }
-            if !f.trylock() {
-                f.lock();
-                f.unlock();
+            // Race 1: freed and reused while we were not holding it.
+            let still = f.test(PG_SWAPCACHE) && f.page().inner.lock().swap == Some(entry);
+            if !still {
                 return Err(EAGAIN);
             }
         }
-        sched_point(&crate::testhooks::points::MOVE_SWAP_PTE_BEFORE_PTL);
-        let r = (|| {
-            if let Some(f) = &folio {
-                // Race 1: freed and reused while we were not holding it.
-                let still = f.test(PG_SWAPCACHE) && f.page().inner.lock().swap == Some(entry);
-                if !still {
+        let pts = DoublePt::lock(mm, d, s)?;
+        if pts.src().get(s) != orig || !pte_none(pts.dst.get(d)) {
+            return Err(EAGAIN);
+        }
+        match &folio {
+            Some(f) => {
+                if wrong != MoveVariant::SwapCacheNoRetarget {
+                    retarget(f, dst_anon_vma, dst_vma.pgoff_of(d));
+                }
+            }
+            // Race 2: a swap-cache folio appeared after our lookup.
+            None => {
+                if swap_state::lookup(entry).is_some() {
                     return Err(EAGAIN);
                 }
             }
-            let pts = DoublePt::lock(mm, d, s)?;
-            if pts.src().get(s) != orig || !pte_none(pts.dst.get(d)) {
-                return Err(EAGAIN);
-            }
-            match &folio {
-                Some(f) => {
-                    if wrong != MoveVariant::SwapCacheNoRetarget {
-                        retarget(f, dst_anon_vma, dst_vma.pgoff_of(d));
-                    }
-                }
-                // Race 2: a swap-cache folio appeared after our lookup.
-                None => {
-                    if swap_state::lookup(entry).is_some() {
-                        return Err(EAGAIN);
-                    }
-                }
-            }
-            pts.src().clear(s, mm.asid);
-            pts.dst.set(d, orig, mm.asid); // verbatim: exclusive and uffd-wp bits kept
-            Ok(PAGE_SIZE)
-        })();
-        if let Some(f) = &folio {
-            f.unlock();
         }
-        r
+        pts.src().clear(s, mm.asid);
+        pts.dst.set(d, orig, mm.asid); // verbatim: exclusive and uffd-wp bits kept
+        Ok(PAGE_SIZE)
     }
 }

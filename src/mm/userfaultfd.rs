@@ -17,7 +17,7 @@ use super::mm_types::*;
 use super::pte::*;
 use super::rmap::folio_add_new_anon_rmap;
 use super::uaccess::{copy_from_user, get_user, put_user, put_word};
-use crate::arch::mmu::PAGE_SIZE;
+use crate::arch::mmu::{PAGE_MASK, PAGE_SIZE};
 use crate::errno::*;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::{Arc, Weak};
@@ -157,7 +157,7 @@ impl Uffd {
     }
 
     pub fn is_waiting(&self, addr: usize) -> bool {
-        self.state.lock().waiting.contains(&(addr & !(PAGE_SIZE - 1)))
+        self.state.lock().waiting.contains(&(addr & PAGE_MASK))
     }
 
     fn push(&self, bytes: [u8; 32], event: bool) {
@@ -182,7 +182,7 @@ impl Uffd {
 
     /// handle_userfault: queue the message and mark the page as waited on.
     pub fn fault(&self, addr: usize, write: bool, wp: bool) {
-        let page = addr & !(PAGE_SIZE - 1);
+        let page = addr & PAGE_MASK;
         let mut st = self.state.lock();
         if !st.waiting.contains(&page) {
             st.waiting.push(page);

@@ -147,7 +147,7 @@ fn try_to_unmap_one(mm: &Arc<MmStruct>, addr: usize, folio: &Folio, entry: swp_e
         return;
     }
     // Page i of the folio goes to slot entry + i.
-    let entry = swp_entry(swp_type(entry), swp_offset(entry) + (pte_pfn(pte) - folio.pfn()));
+    let entry = swp_entry_nth(entry, pte_pfn(pte) - folio.pfn());
     if swapfile::swap_duplicate(entry).is_err() {
         return;
     }

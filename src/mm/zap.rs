@@ -43,9 +43,10 @@ pub fn zap_page_range(mm: &MmStruct, start: usize, end: usize) {
 /// free_swap_cache: an unmapped swap-cache folio whose slot no swap pte
 /// needs any more leaves the swap cache (and so can be freed).
 fn free_swap_cache(folio: &Folio) {
-    if folio.test(PG_SWAPCACHE) && folio.mapcount() == 0 && folio.trylock() {
-        super::swap_state::folio_free_swap(folio);
-        folio.unlock();
+    if folio.test(PG_SWAPCACHE) && folio.mapcount() == 0 {
+        if let Some(_locked) = folio.try_lock_guard() {
+            super::swap_state::folio_free_swap(folio);
+        }
     }
 }
 

@@ -562,8 +562,10 @@ fn order9_folio_alloc_and_free() -> TestResult {
     ensure_eq!((f.refcount(), f.mapcount()), (1, 0), "new folio counts");
     ensure_eq!(crate::mm::frames::free_frames(), before - 512, "frames taken");
     ensure!(f.frame(511).0.iter().all(|&b| b == 0), "last frame of the folio not zeroed");
-    ensure!(f.trylock() && !f.trylock(), "folio lock: the second trylock must fail");
-    f.unlock();
+    let locked = f.try_lock_guard();
+    ensure!(locked.is_some() && f.try_lock_guard().is_none(), "folio lock: the second trylock must fail");
+    drop(locked);
+    ensure!(f.try_lock_guard().is_some(), "folio lock: free again once the guard is dropped");
     drop(f);
     ensure_eq!(crate::mm::frames::free_frames(), before, "frames after the last reference went");
     Ok(())

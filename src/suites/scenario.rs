@@ -18,7 +18,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
-pub const PAGE: usize = 4096;
+pub const PAGE: usize = crate::arch::mmu::PAGE_SIZE;
 pub const RW: u64 = crate::mm::mmap::PROT_READ | crate::mm::mmap::PROT_WRITE;
 pub const ANON: u64 = crate::mm::mmap::MAP_PRIVATE | crate::mm::mmap::MAP_ANONYMOUS;
 

@@ -4,6 +4,7 @@
 //! drive them, so every access, fault and system call is real.
 
 use crate::arch::esr::{Event, FaultStatus};
+use crate::arch::mmu::{PAGE_SHIFT, PAGE_SIZE};
 use crate::arch::mte;
 use crate::arch::trap::{self, TrapFrame, SPSR_EL0T};
 use crate::mm::fault::{do_page_fault, FaultError, SegvCode};
@@ -146,7 +147,7 @@ impl Routine {
 /// Physical frames of the agent's code (the image's .text.user section).
 pub fn code_pfns() -> alloc::vec::Vec<u64> {
     let (start, end) = crate::arch::boot::image_layout().user_text;
-    (start..end).step_by(4096).map(|va| crate::arch::mmu::virt_to_phys(va) / 4096).collect()
+    (start..end).step_by(PAGE_SIZE).map(|va| crate::arch::mmu::virt_to_phys(va) >> PAGE_SHIFT).collect()
 }
 
 /// The byte `fill` writes at offset `i` with `seed`.

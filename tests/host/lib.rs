@@ -16,6 +16,14 @@ pub mod esr;
 #[path = "../../src/mm/frame_alloc.rs"]
 pub mod frame_alloc;
 
+#[path = "../../src/arch/aarch64/pgtable_hwdef.rs"]
+pub mod pgtable_hwdef;
+
+/// The kernel's `crate::arch` path for the modules above.
+pub mod arch {
+    pub use super::pgtable_hwdef;
+}
+
 #[path = "../../src/mm/pte.rs"]
 pub mod pte;
 

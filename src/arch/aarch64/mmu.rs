@@ -11,12 +11,10 @@ use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 use tock_registers::register_bitfields;
 use tock_registers::registers::InMemoryRegister;
 
-pub const PAGE_SIZE: usize = 4096;
-pub const PAGE_SHIFT: u32 = 12;
-pub const PMD_SIZE: usize = 2 << 20;
+pub use super::pgtable_hwdef::{PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PMD_MASK, PMD_SIZE, PTRS_PER_PTE};
 /// Base of the linear map of physical memory in the TTBR1 half.
 pub const PAGE_OFFSET: u64 = 0xFFFF_0000_0000_0000;
-const ENTRIES: usize = 512;
+const ENTRIES: usize = PTRS_PER_PTE;
 
 register_bitfields! {u64,
     /// A stage-1 descriptor at any level (table, block or page).
@@ -216,7 +214,7 @@ fn entries(table_pa: u64) -> *mut u64 {
 }
 
 fn index(va: usize, level: usize) -> usize {
-    (va >> (12 + 9 * (3 - level))) & (ENTRIES - 1)
+    (va >> (PAGE_SHIFT as usize + 9 * (3 - level))) & (ENTRIES - 1)
 }
 
 fn read_entry(table_pa: u64, i: usize) -> u64 {
@@ -356,7 +354,7 @@ pub fn lookup(root: u64, va: usize) -> Option<Leaf> {
         } else {
             let mut leaf = decode_leaf(desc, level);
             let span = 1u64 << (12 + 9 * (3 - level));
-            leaf.pa += va as u64 & (span - 1) & !(PAGE_SIZE as u64 - 1);
+            leaf.pa += va as u64 & (span - 1) & PAGE_MASK as u64;
             return Some(leaf);
         }
     }

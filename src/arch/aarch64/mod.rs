@@ -7,6 +7,7 @@ pub mod cpu;
 pub mod esr;
 pub mod mmu;
 pub mod mte;
+pub mod pgtable_hwdef;
 pub mod psci;
 pub mod semihosting;
 pub mod sysreg;
