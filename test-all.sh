@@ -74,6 +74,13 @@ suite el1-image-smp4 --image --smp 4
 suite el2-image-smp4 --image --el2 --smp 4
 suite el1-elf-smp2-async --smp 2 -- mte=async
 suite el1-elf-smp2-asymm --smp 2 -- mte=asymm
+# Without a RAM-disk every swap test is skipped, saying why; one that uses
+# swap without declaring `ramdisk` fails here.
+no_ramdisk() {
+    ./qemu-run.sh --no-install --smp 2 -- ramdisk=0 || return 1
+    grep -q "# SKIP needs the swap RAM-disk" target/reports/report.tap || { echo "no test was skipped for the RAM-disk"; return 1; }
+}
+step el1-elf-smp2-no-ramdisk no_ramdisk
 
 step fails-deliberate-failure expect_failure fails-deliberate-failure 'not ok 1 - selftest::deliberate_failure' selftest::deliberate_failure
 step fails-panic-with-location expect_failure fails-panic-with-location 'PANIC on CPU 0 at src/suites/harness_self.rs:[0-9]+: deliberate panic' selftest::deliberate_panic

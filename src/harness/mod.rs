@@ -44,24 +44,36 @@ pub struct TestDesc {
     pub explicit_only: bool,
     /// CPUs the test needs; with fewer online it is skipped, saying so.
     pub min_cpus: usize,
+    /// Needs the swap RAM-disk; without one (ramdisk=0) it is skipped.
+    pub needs_ramdisk: bool,
     pub run: fn() -> TestResult,
 }
 
 /// Registers `fn $name() -> TestResult` as test `$suite::$name`; with
-/// `cpus = N` it needs N CPUs (the harness skips it with fewer), with
-/// `explicit_only` it runs only when named in full.
+/// `cpus = N` it needs N CPUs and with `ramdisk` the swap RAM-disk (the
+/// harness skips it, saying why, without them); with `explicit_only` it
+/// runs only when named in full.
 #[macro_export]
 macro_rules! kernel_test {
     ($suite:ident, $name:ident) => {
-        $crate::kernel_test!(@reg $suite, $name, false, 1);
+        $crate::kernel_test!(@reg $suite, $name, false, 1, false);
     };
     ($suite:ident, $name:ident, cpus = $n:expr) => {
-        $crate::kernel_test!(@reg $suite, $name, false, $n);
+        $crate::kernel_test!(@reg $suite, $name, false, $n, false);
+    };
+    ($suite:ident, $name:ident, ramdisk) => {
+        $crate::kernel_test!(@reg $suite, $name, false, 1, true);
+    };
+    ($suite:ident, $name:ident, cpus = $n:expr, ramdisk) => {
+        $crate::kernel_test!(@reg $suite, $name, false, $n, true);
     };
     ($suite:ident, $name:ident, explicit_only) => {
-        $crate::kernel_test!(@reg $suite, $name, true, 1);
+        $crate::kernel_test!(@reg $suite, $name, true, 1, false);
     };
-    (@reg $suite:ident, $name:ident, $explicit:expr, $cpus:expr) => {
+    ($suite:ident, $name:ident, ramdisk, explicit_only) => {
+        $crate::kernel_test!(@reg $suite, $name, true, 1, true);
+    };
+    (@reg $suite:ident, $name:ident, $explicit:expr, $cpus:expr, $ramdisk:expr) => {
         const _: () = {
             #[used]
             #[link_section = ".kernel_tests"]
@@ -71,6 +83,7 @@ macro_rules! kernel_test {
                 line: line!(),
                 explicit_only: $explicit,
                 min_cpus: $cpus,
+                needs_ramdisk: $ramdisk,
                 run: $name,
             };
         };
@@ -186,6 +199,9 @@ fn run_one(t: &'static TestDesc) -> TestResult {
     let online = crate::smp::online();
     if online < t.min_cpus {
         return Err(Verdict::Skip(alloc::format!("needs {} CPUs, {online} online", t.min_cpus)));
+    }
+    if t.needs_ramdisk && !crate::drivers::ramdisk::present() {
+        return Err(Verdict::Skip(String::from("needs the swap RAM-disk (ramdisk=0 on the command line)")));
     }
     reset_cpu_state();
     let frames_before = crate::mm::frames::free_frames();

@@ -7,7 +7,7 @@ use crate::arch::mte::with_tag;
 use crate::arch::{cpu, mte, trap};
 use crate::harness::TestResult;
 use crate::mm::frames::Frame;
-use crate::{ensure, ensure_eq, fail, kernel_test, skip, smp};
+use crate::{ensure, ensure_eq, fail, kernel_test, smp};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use spin::Mutex;
@@ -162,9 +162,6 @@ kernel_test!(selftest, deliberate_hang, explicit_only);
 fn deliberate_leak() -> TestResult {
     use crate::mm::mmap::{MADV_PAGEOUT, PROT_MTE};
     use crate::suites::scenario::{mmap, must, tag_page, verdict, ANON, PAGE, RW};
-    if !crate::drivers::ramdisk::present() {
-        skip!("no RAM-disk");
-    }
     crate::mm::swapfile::swapon().map_err(|e| verdict("swapon", e))?;
     let t = crate::task::Task::spawn().map_err(|e| verdict("spawn", e))?;
     let a = mmap(&t, 0, PAGE, RW | PROT_MTE, ANON, -1)?;
@@ -177,4 +174,4 @@ fn deliberate_leak() -> TestResult {
     core::mem::forget(t);
     fail!("deliberate failure part-way, leaving state behind (selftest::deliberate_leak was asked for by name)")
 }
-kernel_test!(selftest, deliberate_leak, explicit_only);
+kernel_test!(selftest, deliberate_leak, ramdisk, explicit_only);

@@ -82,8 +82,10 @@ impl Drop for Scenario {
     }
 }
 
-/// Swap on the RAM-disk while it lives (the test is skipped without a
-/// RAM-disk); off again when dropped, with the slot limit put back.
+/// Swap on the RAM-disk while it lives; off again when dropped, with the
+/// slot limit put back. A test using it declares `ramdisk` in its
+/// kernel_test! (the harness skips it without one); one that does not
+/// fails here, naming the missing declaration.
 pub struct SwapOn {
     _slots: Option<crate::testhooks::knobs::Set>,
 }
@@ -96,7 +98,9 @@ impl SwapOn {
     /// Swap limited to `slots` slots (0: the whole RAM-disk).
     pub fn with_slots(slots: u64) -> Result<SwapOn, Verdict> {
         if !crate::drivers::ramdisk::present() {
-            return Err(Verdict::Skip(alloc::string::String::from("no RAM-disk (ramdisk=0 on the command line)")));
+            return Err(Verdict::Fail(alloc::string::String::from(
+                "swap needs the RAM-disk: declare `ramdisk` in this test's kernel_test!",
+            )));
         }
         let slots = (slots > 0).then(|| crate::testhooks::knobs::SWAP_SLOT_LIMIT.set(slots));
         crate::mm::swapfile::swapon().map_err(|e| verdict("swapon", e))?;

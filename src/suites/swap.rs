@@ -19,7 +19,7 @@ use crate::task::agent::{SegvKind, Signal};
 use crate::task::Task;
 use crate::testhooks::fault_inject::{Spec, MTESWAP_SAVE, RAMDISK_READ, RAMDISK_WRITE};
 use crate::testhooks::points::{self, Point};
-use crate::{ensure, ensure_eq, fail, kernel_test, skip};
+use crate::{ensure, ensure_eq, fail, kernel_test};
 use alloc::format;
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
@@ -106,9 +106,6 @@ fn expect_page(t: &Task, a: usize, p: usize, what: &str) -> TestResult {
 // --- devices --------------------------------------------------------------------------
 
 fn swapon_swapoff_syscalls() -> TestResult {
-    if !ramdisk::present() {
-        skip!("no RAM-disk");
-    }
     let mut s = Scenario::new();
     let t = s.spawn()?;
     must(t.swapon(0, 0), "swapon")?;
@@ -120,7 +117,7 @@ fn swapon_swapoff_syscalls() -> TestResult {
     expect_errno(t.swapon(3, 0), EINVAL, "swapon of another device")?;
     s.finish()
 }
-kernel_test!(swap, swapon_swapoff_syscalls);
+kernel_test!(swap, swapon_swapoff_syscalls, ramdisk);
 
 // --- swap-out ----------------------------------------------------------------------------
 
@@ -140,7 +137,7 @@ fn pageout_installs_exclusive_swap_pte_and_saves_tags() -> TestResult {
     ensure_eq!(t.mm().rss(crate::mm::mm_types::MM_SWAPENTS), 1, "MM_SWAPENTS");
     s.finish()
 }
-kernel_test!(swap, pageout_installs_exclusive_swap_pte_and_saves_tags);
+kernel_test!(swap, pageout_installs_exclusive_swap_pte_and_saves_tags, ramdisk);
 
 fn swapin_read_restores_data_and_tags_and_keeps_swapcache() -> TestResult {
     let mut s = SwapScenario::new()?;
@@ -156,7 +153,7 @@ fn swapin_read_restores_data_and_tags_and_keeps_swapcache() -> TestResult {
     ensure!(pte_write(pte_of(&t, a)), "an exclusive page should be mapped writable");
     s.finish()
 }
-kernel_test!(swap, swapin_read_restores_data_and_tags_and_keeps_swapcache);
+kernel_test!(swap, swapin_read_restores_data_and_tags_and_keeps_swapcache, ramdisk);
 
 fn swapin_write_frees_slot_and_tags() -> TestResult {
     let mut s = SwapScenario::new()?;
@@ -172,7 +169,7 @@ fn swapin_write_frees_slot_and_tags() -> TestResult {
     expect_page(&t, a, 0, "after swap-in by a write")?;
     s.finish()
 }
-kernel_test!(swap, swapin_write_frees_slot_and_tags);
+kernel_test!(swap, swapin_write_frees_slot_and_tags, ramdisk);
 
 fn many_pages_round_trip() -> TestResult {
     let mut s = SwapScenario::new()?;
@@ -185,7 +182,7 @@ fn many_pages_round_trip() -> TestResult {
     }
     s.finish()
 }
-kernel_test!(swap, many_pages_round_trip);
+kernel_test!(swap, many_pages_round_trip, ramdisk);
 
 fn untagged_page_gets_no_tag_entry() -> TestResult {
     let mut s = SwapScenario::new()?;
@@ -204,7 +201,7 @@ fn untagged_page_gets_no_tag_entry() -> TestResult {
     );
     s.finish()
 }
-kernel_test!(swap, untagged_page_gets_no_tag_entry);
+kernel_test!(swap, untagged_page_gets_no_tag_entry, ramdisk);
 
 fn untagged_page_swapped_into_prot_mte_gets_zero_tags() -> TestResult {
     let mut s = SwapScenario::new()?;
@@ -217,7 +214,7 @@ fn untagged_page_swapped_into_prot_mte_gets_zero_tags() -> TestResult {
     expect_tags(&t, a, |_| 0, "an untagged page mapped PROT_MTE at swap-in")?;
     s.finish()
 }
-kernel_test!(swap, untagged_page_swapped_into_prot_mte_gets_zero_tags);
+kernel_test!(swap, untagged_page_swapped_into_prot_mte_gets_zero_tags, ramdisk);
 
 /// mprotect cannot clear PROT_MTE (arm64 Linux keeps VM_MTE): a tagged
 /// page swapped out, then mprotect(RW), comes back Tagged Normal with its
@@ -231,7 +228,7 @@ fn swapped_page_after_mprotect_without_prot_mte_keeps_its_tags() -> TestResult {
     ensure!(pte_tagged(pte_of(&t, a)), "swapped in untagged although VM_MTE cannot be cleared");
     s.finish()
 }
-kernel_test!(swap, swapped_page_after_mprotect_without_prot_mte_keeps_its_tags);
+kernel_test!(swap, swapped_page_after_mprotect_without_prot_mte_keeps_its_tags, ramdisk);
 
 // --- fork-shared entries -----------------------------------------------------------------------
 
@@ -259,7 +256,7 @@ fn fork_shared_page_swaps_out_with_count_two() -> TestResult {
     expect_tags(&c, a, tag_of, "child's COW copy of a swapped-in page")?;
     s.finish()
 }
-kernel_test!(swap, fork_shared_page_swaps_out_with_count_two);
+kernel_test!(swap, fork_shared_page_swaps_out_with_count_two, ramdisk);
 
 fn fork_of_swapped_page_duplicates_the_entry() -> TestResult {
     let mut s = SwapScenario::new()?;
@@ -275,7 +272,7 @@ fn fork_of_swapped_page_duplicates_the_entry() -> TestResult {
     expect_page(&c, a, 0, "child still sees the original")?;
     s.finish()
 }
-kernel_test!(swap, fork_of_swapped_page_duplicates_the_entry);
+kernel_test!(swap, fork_of_swapped_page_duplicates_the_entry, ramdisk);
 
 fn exit_with_swapped_pages_frees_slots_and_tags() -> TestResult {
     let mut s = SwapScenario::new()?;
@@ -285,7 +282,7 @@ fn exit_with_swapped_pages_frees_slots_and_tags() -> TestResult {
     ensure_eq!(swapfile::slots_in_use().len(), 4, "slots in use");
     s.finish()
 }
-kernel_test!(swap, exit_with_swapped_pages_frees_slots_and_tags);
+kernel_test!(swap, exit_with_swapped_pages_frees_slots_and_tags, ramdisk);
 
 fn munmap_of_swapped_page_frees_slot_and_tags() -> TestResult {
     let mut s = SwapScenario::new()?;
@@ -301,7 +298,7 @@ fn munmap_of_swapped_page_frees_slot_and_tags() -> TestResult {
     ensure_eq!(ok(t.load(a + PAGE), "read")?, 0, "MADV_DONTNEED dropped the swapped page");
     s.finish()
 }
-kernel_test!(swap, munmap_of_swapped_page_frees_slot_and_tags);
+kernel_test!(swap, munmap_of_swapped_page_frees_slot_and_tags, ramdisk);
 
 fn prot_none_while_swapped_out() -> TestResult {
     let mut s = SwapScenario::new()?;
@@ -314,7 +311,7 @@ fn prot_none_while_swapped_out() -> TestResult {
     expect_page(&t, a, 0, "after PROT_NONE")?;
     s.finish()
 }
-kernel_test!(swap, prot_none_while_swapped_out);
+kernel_test!(swap, prot_none_while_swapped_out, ramdisk);
 
 // --- swap cache ------------------------------------------------------------------------------
 
@@ -333,7 +330,7 @@ fn kept_in_swapcache_then_hit_without_io() -> TestResult {
     ensure_eq!(ramdisk::stats().reads, reads, "a swap-cache hit read the disk");
     s.finish()
 }
-kernel_test!(swap, kept_in_swapcache_then_hit_without_io);
+kernel_test!(swap, kept_in_swapcache_then_hit_without_io, ramdisk);
 
 fn swapcache_folio_keeps_its_anon_rmap() -> TestResult {
     let mut s = SwapScenario::new()?;
@@ -350,7 +347,7 @@ fn swapcache_folio_keeps_its_anon_rmap() -> TestResult {
     expect_page(&p, a, 0, "parent from the swap cache")?;
     s.finish()
 }
-kernel_test!(swap, swapcache_folio_keeps_its_anon_rmap);
+kernel_test!(swap, swapcache_folio_keeps_its_anon_rmap, ramdisk);
 
 // --- swapoff -------------------------------------------------------------------------------
 
@@ -373,7 +370,7 @@ fn swapoff_brings_tagged_pages_back() -> TestResult {
     swapfile::swapon().map_err(|e| verdict("swapon again", e))?;
     s.finish()
 }
-kernel_test!(swap, swapoff_brings_tagged_pages_back);
+kernel_test!(swap, swapoff_brings_tagged_pages_back, ramdisk);
 
 fn swapoff_with_read_error_fails_and_keeps_everything() -> TestResult {
     let mut s = SwapScenario::new()?;
@@ -389,7 +386,7 @@ fn swapoff_with_read_error_fails_and_keeps_everything() -> TestResult {
     expect_page(&t, a, 0, "the page swapoff had brought back")?;
     s.finish()
 }
-kernel_test!(swap, swapoff_with_read_error_fails_and_keeps_everything);
+kernel_test!(swap, swapoff_with_read_error_fails_and_keeps_everything, ramdisk);
 
 // --- I/O errors and a full device ---------------------------------------------------------------
 
@@ -409,7 +406,7 @@ fn read_error_gives_sigbus_and_loses_nothing() -> TestResult {
     expect_page(&t, a, 0, "the retry after the read error")?;
     s.finish()
 }
-kernel_test!(swap, read_error_gives_sigbus_and_loses_nothing);
+kernel_test!(swap, read_error_gives_sigbus_and_loses_nothing, ramdisk);
 
 fn write_error_keeps_the_folio_in_swapcache() -> TestResult {
     let mut s = SwapScenario::new()?;
@@ -423,7 +420,7 @@ fn write_error_keeps_the_folio_in_swapcache() -> TestResult {
     expect_page(&t, a, 0, "the page written")?;
     s.finish()
 }
-kernel_test!(swap, write_error_keeps_the_folio_in_swapcache);
+kernel_test!(swap, write_error_keeps_the_folio_in_swapcache, ramdisk);
 
 fn tag_save_failure_keeps_the_folio() -> TestResult {
     let mut s = SwapScenario::new()?;
@@ -437,7 +434,7 @@ fn tag_save_failure_keeps_the_folio() -> TestResult {
     expect_page(&t, a, 0, "after a failed tag save")?;
     s.finish()
 }
-kernel_test!(swap, tag_save_failure_keeps_the_folio);
+kernel_test!(swap, tag_save_failure_keeps_the_folio, ramdisk);
 
 /// An order-9 folio whose save fails at page 200: the 200 entries saved
 /// before are erased. Then a full save and restore into another folio.
@@ -483,7 +480,7 @@ fn full_swap_device() -> TestResult {
     }
     s.finish()
 }
-kernel_test!(swap, full_swap_device);
+kernel_test!(swap, full_swap_device, ramdisk);
 
 // --- pte bits carried through swap -----------------------------------------------------------------
 
@@ -506,7 +503,7 @@ fn uffd_wp_bit_survives_swap() -> TestResult {
     ensure!(pte_uffd_wp(pte) && !pte_write(pte), "swap-in lost uffd-wp or mapped writable: {pte:?}");
     s.finish()
 }
-kernel_test!(swap, uffd_wp_bit_survives_swap);
+kernel_test!(swap, uffd_wp_bit_survives_swap, ramdisk);
 
 fn exclusive_bit_decides_writability() -> TestResult {
     let mut s = SwapScenario::new()?;
@@ -522,7 +519,7 @@ fn exclusive_bit_decides_writability() -> TestResult {
     ensure_eq!(counts(&t, a)?.0, pfn, "an exclusive page is written in place, not copied");
     s.finish()
 }
-kernel_test!(swap, exclusive_bit_decides_writability);
+kernel_test!(swap, exclusive_bit_decides_writability, ramdisk);
 
 // --- orderings ----------------------------------------------------------------------------------
 
@@ -553,7 +550,7 @@ fn correct_order_keeps_tags() -> TestResult {
     ensure_eq!(data, 0x1000, "data");
     Ok(())
 }
-kernel_test!(swap, correct_order_keeps_tags);
+kernel_test!(swap, correct_order_keeps_tags, ramdisk);
 
 /// A wrong order loses the tags: the faulting store itself is retried on a
 /// page with zero tags and takes a tag-check fault.
@@ -571,12 +568,12 @@ fn expect_caught(order: SwapInOrder) -> TestResult {
 fn free_before_restore_is_caught() -> TestResult {
     expect_caught(SwapInOrder::FreeBeforeRestore)
 }
-kernel_test!(swap, free_before_restore_is_caught);
+kernel_test!(swap, free_before_restore_is_caught, ramdisk);
 
 fn restore_after_set_pte_is_caught() -> TestResult {
     expect_caught(SwapInOrder::RestoreAfterSetPte)
 }
-kernel_test!(swap, restore_after_set_pte_is_caught);
+kernel_test!(swap, restore_after_set_pte_is_caught, ramdisk);
 
 /// Two threads fault on one swap entry: B stops right after its swap-cache
 /// lookup; A completes a write fault, which frees the slot and its tag
@@ -619,7 +616,7 @@ fn t1_t2_race_correct_order_is_safe() -> TestResult {
     }
     Ok(())
 }
-kernel_test!(swap, t1_t2_race_correct_order_is_safe, cpus = 2);
+kernel_test!(swap, t1_t2_race_correct_order_is_safe, cpus = 2, ramdisk);
 
 fn t1_t2_race_restore_before_lock_is_caught() -> TestResult {
     let (uaf, tags, _) = race_t1_t2(SwapInOrder::RestoreBeforeLock)?;
@@ -631,7 +628,7 @@ fn t1_t2_race_restore_before_lock_is_caught() -> TestResult {
     );
     Ok(())
 }
-kernel_test!(swap, t1_t2_race_restore_before_lock_is_caught, cpus = 2);
+kernel_test!(swap, t1_t2_race_restore_before_lock_is_caught, cpus = 2, ramdisk);
 
 // --- two CPUs on one entry, interleaved at each schedule point ------------------------------------------
 
@@ -697,7 +694,7 @@ fn race_on_one_entry_unlocked_points() -> TestResult {
     }
     Ok(())
 }
-kernel_test!(swap, race_on_one_entry_unlocked_points, cpus = 2);
+kernel_test!(swap, race_on_one_entry_unlocked_points, cpus = 2, ramdisk);
 
 fn race_on_one_entry_locked_points() -> TestResult {
     for point in LOCKED_POINTS.iter().chain(UNLOCKED_POINTS.iter()).copied() {
@@ -707,7 +704,7 @@ fn race_on_one_entry_locked_points() -> TestResult {
     }
     Ok(())
 }
-kernel_test!(swap, race_on_one_entry_locked_points, cpus = 3);
+kernel_test!(swap, race_on_one_entry_locked_points, cpus = 3, ramdisk);
 
 // --- the tag storage's cost -----------------------------------------------------------------------
 
@@ -734,7 +731,7 @@ fn tag_storage_memory_use() -> TestResult {
     );
     s.finish()
 }
-kernel_test!(swap, tag_storage_memory_use);
+kernel_test!(swap, tag_storage_memory_use, ramdisk);
 
 // --- large folios ----------------------------------------------------------------------------
 
@@ -774,7 +771,7 @@ fn large_folio_swaps_out_whole() -> TestResult {
     expect_tags(&t, a + 7 * PAGE, |_| 0, "an untouched page of the large folio")?;
     s.finish()
 }
-kernel_test!(swap, large_folio_swaps_out_whole);
+kernel_test!(swap, large_folio_swaps_out_whole, ramdisk);
 
 fn large_folio_in_swapcache_maps_its_pages() -> TestResult {
     let mut s = SwapScenario::new()?;
@@ -789,7 +786,7 @@ fn large_folio_in_swapcache_maps_its_pages() -> TestResult {
     expect_page(&t, a, 511, "page 511 from the swap cache")?;
     s.finish()
 }
-kernel_test!(swap, large_folio_in_swapcache_maps_its_pages);
+kernel_test!(swap, large_folio_in_swapcache_maps_its_pages, ramdisk);
 
 fn large_folio_tag_save_failure_in_reclaim_rolls_back() -> TestResult {
     let mut s = SwapScenario::new()?;
@@ -803,7 +800,7 @@ fn large_folio_tag_save_failure_in_reclaim_rolls_back() -> TestResult {
     }
     s.finish()
 }
-kernel_test!(swap, large_folio_tag_save_failure_in_reclaim_rolls_back);
+kernel_test!(swap, large_folio_tag_save_failure_in_reclaim_rolls_back, ramdisk);
 
 // --- hardening: reclaim over holes, reuse after the sharer left, swapoff ------------------
 
@@ -825,7 +822,7 @@ fn pageout_skips_none_and_swap_ptes() -> TestResult {
     }
     s.finish()
 }
-kernel_test!(swap, pageout_skips_none_and_swap_ptes);
+kernel_test!(swap, pageout_skips_none_and_swap_ptes, ramdisk);
 
 /// A tagged page a parent and child shared, swapped out (one entry, count
 /// 2, not exclusive), then the child exits: the parent, the page's address
@@ -861,7 +858,7 @@ fn write_after_the_sharer_left_reuses_and_frees_the_slot() -> TestResult {
     expect_tags(&p, a, tag_of, "tags after the reuse")?;
     s.finish()
 }
-kernel_test!(swap, write_after_the_sharer_left_reuses_and_frees_the_slot);
+kernel_test!(swap, write_after_the_sharer_left_reuses_and_frees_the_slot, ramdisk);
 
 /// The same, with the write as the swap-in itself: do_swap_page's
 /// should_try_to_free_swap frees the cache when our reference and the
@@ -878,7 +875,7 @@ fn write_swapin_after_the_sharer_left_frees_the_slot() -> TestResult {
     expect_tags(&p, a, tag_of, "tags after the write swap-in")?;
     s.finish()
 }
-kernel_test!(swap, write_swapin_after_the_sharer_left_frees_the_slot);
+kernel_test!(swap, write_swapin_after_the_sharer_left_frees_the_slot, ramdisk);
 
 /// swapoff walks every VMA with an anon_vma, so a COWed page of a private
 /// file mapping that was swapped out comes back (not EBUSY).
@@ -897,7 +894,7 @@ fn swapoff_brings_back_a_cowed_page_of_a_private_file_mapping() -> TestResult {
     swapfile::swapon().map_err(|e| verdict("swapon again", e))?;
     s.finish()
 }
-kernel_test!(swap, swapoff_brings_back_a_cowed_page_of_a_private_file_mapping);
+kernel_test!(swap, swapoff_brings_back_a_cowed_page_of_a_private_file_mapping, ramdisk);
 
 /// swapoff keeps the uffd-wp bit of the swap pte it brings back: the page
 /// comes back write-protected.
@@ -920,7 +917,7 @@ fn swapoff_keeps_the_uffd_wp_bit() -> TestResult {
     swapfile::swapon().map_err(|e| verdict("swapon again", e))?;
     s.finish()
 }
-kernel_test!(swap, swapoff_keeps_the_uffd_wp_bit);
+kernel_test!(swap, swapoff_keeps_the_uffd_wp_bit, ramdisk);
 
 /// swapoff of a 64 TiB VMA with one swapped page walks only the page tables
 /// that exist (a per-page walk is 2^34 steps and hangs the test).
@@ -938,7 +935,7 @@ fn swapoff_of_a_huge_vma_walks_only_its_tables() -> TestResult {
     swapfile::swapon().map_err(|e| verdict("swapon again", e))?;
     s.finish()
 }
-kernel_test!(swap, swapoff_of_a_huge_vma_walks_only_its_tables);
+kernel_test!(swap, swapoff_of_a_huge_vma_walks_only_its_tables, ramdisk);
 
 /// do_swap_page holds the folio lock from the swap-cache hit to the pte:
 /// while a child's swap-in of the page its parent already swapped back in
@@ -968,4 +965,4 @@ fn swapin_holds_the_folio_lock_against_reclaim() -> TestResult {
     expect_page(&c, a, 0, "the child after the swap-in")?;
     s.finish()
 }
-kernel_test!(swap, swapin_holds_the_folio_lock_against_reclaim, cpus = 2);
+kernel_test!(swap, swapin_holds_the_folio_lock_against_reclaim, cpus = 2, ramdisk);

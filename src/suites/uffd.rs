@@ -686,7 +686,7 @@ fn move_swap_pte_verbatim_keeps_stored_tags() -> TestResult {
     drop(u);
     s.finish()
 }
-kernel_test!(uffd, move_swap_pte_verbatim_keeps_stored_tags);
+kernel_test!(uffd, move_swap_pte_verbatim_keeps_stored_tags, ramdisk);
 
 fn move_of_shared_swap_entry_is_ebusy() -> TestResult {
     let _swap = SwapOn::new()?;
@@ -698,7 +698,7 @@ fn move_of_shared_swap_entry_is_ebusy() -> TestResult {
     expect_moved_page(&t, src, 0, "src after EBUSY")?;
     s.finish()
 }
-kernel_test!(uffd, move_of_shared_swap_entry_is_ebusy);
+kernel_test!(uffd, move_of_shared_swap_entry_is_ebusy, ramdisk);
 
 fn move_retargets_a_swapcache_folio() -> TestResult {
     let _swap = SwapOn::new()?;
@@ -716,7 +716,7 @@ fn move_retargets_a_swapcache_folio() -> TestResult {
     expect_moved_page(&t, dst, 0, "the swap-cache folio faulted in at dst")?;
     s.finish()
 }
-kernel_test!(uffd, move_retargets_a_swapcache_folio);
+kernel_test!(uffd, move_retargets_a_swapcache_folio, ramdisk);
 
 /// Runs a move under a wrong variant; returns what the later fault at dst
 /// gave.
@@ -742,7 +742,7 @@ fn swapcache_move_without_retarget_is_caught() -> TestResult {
         other => fail!("the later fault at dst should have tripped the rmap check (SIGBUS), got {other:?}"),
     }
 }
-kernel_test!(uffd, swapcache_move_without_retarget_is_caught);
+kernel_test!(uffd, swapcache_move_without_retarget_is_caught, ramdisk);
 
 fn swap_move_without_exclusive_check_is_caught() -> TestResult {
     let _swap = SwapOn::new()?;
@@ -762,7 +762,7 @@ fn swap_move_without_exclusive_check_is_caught() -> TestResult {
         }
     }
 }
-kernel_test!(uffd, swap_move_without_exclusive_check_is_caught);
+kernel_test!(uffd, swap_move_without_exclusive_check_is_caught, ramdisk);
 
 fn rmap_change_before_pin_check_is_caught() -> TestResult {
     let mut s = Scenario::new();
@@ -924,7 +924,7 @@ fn move_races_a_swapin_of_the_same_entry() -> TestResult {
     expect_moved_page(&t, dst, 0, "the moved entry faulted in at dst")?;
     s.finish()
 }
-kernel_test!(uffd, move_races_a_swapin_of_the_same_entry, cpus = 2);
+kernel_test!(uffd, move_races_a_swapin_of_the_same_entry, cpus = 2, ramdisk);
 
 fn move_races_reclaim() -> TestResult {
     let _swap = SwapOn::new()?;
@@ -945,7 +945,7 @@ fn move_races_reclaim() -> TestResult {
     expect_moved_page(&t, dst, 0, "swapped out and in after the move")?;
     s.finish()
 }
-kernel_test!(uffd, move_races_reclaim, cpus = 2);
+kernel_test!(uffd, move_races_reclaim, cpus = 2, ramdisk);
 
 fn moves_never_leak_or_duplicate_tag_entries() -> TestResult {
     let swap = SwapOn::new()?;
@@ -967,7 +967,7 @@ fn moves_never_leak_or_duplicate_tag_entries() -> TestResult {
     drop(swap);
     s.finish()
 }
-kernel_test!(uffd, moves_never_leak_or_duplicate_tag_entries);
+kernel_test!(uffd, moves_never_leak_or_duplicate_tag_entries, ramdisk);
 
 // --- bits after a move ------------------------------------------------------------------------
 
@@ -995,7 +995,7 @@ fn moved_pte_is_dirty_only_if_src_was() -> TestResult {
     ensure!(pte_dirty(pte_of(&t, dst + PAGE)), "a dirty src pte arrived clean");
     s.finish()
 }
-kernel_test!(uffd, moved_pte_is_dirty_only_if_src_was);
+kernel_test!(uffd, moved_pte_is_dirty_only_if_src_was, ramdisk);
 
 fn moved_swap_pte_keeps_its_uffd_wp_bit() -> TestResult {
     let _swap = SwapOn::new()?;
@@ -1010,7 +1010,7 @@ fn moved_swap_pte_keeps_its_uffd_wp_bit() -> TestResult {
     ensure!(pte_uffd_wp(pte_of(&t, dst)), "the uffd-wp bit did not come back with the page");
     s.finish()
 }
-kernel_test!(uffd, moved_swap_pte_keeps_its_uffd_wp_bit);
+kernel_test!(uffd, moved_swap_pte_keeps_its_uffd_wp_bit, ramdisk);
 
 // --- THPs at PMD level -------------------------------------------------------------------------
 
@@ -1159,7 +1159,7 @@ fn move_onto_a_swapped_out_dst_is_eexist() -> TestResult {
     drop(u);
     s.finish()
 }
-kernel_test!(uffd, move_onto_a_swapped_out_dst_is_eexist);
+kernel_test!(uffd, move_onto_a_swapped_out_dst_is_eexist, ramdisk);
 
 // --- hardening: movers on one large folio, references held across a split --------------------
 
