@@ -59,7 +59,7 @@ fn dtb_at(pa: u64) -> bool {
     pa != 0 && pa < (4 << 30) && pa.is_multiple_of(8) && {
         // SAFETY: the address is inside the early linear map, which maps all
         // of it as either RAM or device memory.
-        let magic = unsafe { (phys_to_virt(pa) as *const u32).read_volatile() };
+        let magic = unsafe { arch::mmu::linear_ptr::<u32>(pa).read_volatile() };
         u32::from_be(magic) == FDT_MAGIC
     }
 }

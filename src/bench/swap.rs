@@ -5,8 +5,8 @@
 //! beside ours.
 
 use super::measure;
-use crate::arch::mte::{with_tag, PageData};
-use crate::mm::folio::pfn_frame;
+use crate::arch::mte::with_tag;
+use crate::mm::folio::set_frame_tags;
 use crate::mm::mmap::{MADV_PAGEOUT, MAP_ANONYMOUS, MAP_PRIVATE, PROT_MTE, PROT_READ, PROT_WRITE};
 use crate::mm::pte::{pte_pfn, pte_present};
 use crate::mm::{mteswap, swapfile};
@@ -49,8 +49,7 @@ fn one_size(pages: usize) -> bool {
     for p in 0..pages {
         let pte = mm.pgtables.peek(a + p * PAGE);
         if pte_present(pte) {
-            let frame: &mut PageData = pfn_frame(pte_pfn(pte));
-            frame.restore_tags(&tag_pattern(p));
+            set_frame_tags(pte_pfn(pte), &tag_pattern(p));
         }
     }
     drop(mm);

@@ -6,7 +6,6 @@
 //! request. Fault injection: fail the Nth read or write from now on, or
 //! every read of one sector.
 
-use crate::arch::mmu::phys_to_virt;
 use crate::testhooks::fault_inject;
 use spin::Mutex;
 
@@ -112,7 +111,7 @@ pub fn submit(req: Request) -> Completion {
         d.stats.errors += 1;
         return Completion { status: Err(IoError::Injected { op: req.op, sector: req.sector }) };
     }
-    let at = phys_to_virt(d.base_pa + req.sector * SECTOR_SIZE as u64) as *mut u8;
+    let at = crate::arch::mmu::linear_ptr::<u8>(d.base_pa + req.sector * SECTOR_SIZE as u64);
     match req.buf {
         RequestBuf::Read(b) => {
             // SAFETY: the range is inside the disk's reserved region (checked

@@ -8,7 +8,7 @@
 //! with the pte rechecked (pte_same) after it is retaken.
 
 use super::folio::{
-    folio_head, pfn_frame, pfn_to_page, Folio, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_MTE_TAGGED, PG_SWAPCACHE,
+    copy_frame, folio_head, pfn_to_page, set_frame_tags, Folio, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_MTE_TAGGED, PG_SWAPCACHE,
 };
 use super::mm_types::{
     MmMap, MmStruct, Vma, MM_ANONPAGES, MM_FILEPAGES, VM_ACCESS_FLAGS, VM_EXEC, VM_HUGEPAGE, VM_SHARED, VM_SPECIAL,
@@ -60,11 +60,10 @@ pub fn is_zero_pfn(pfn: u64) -> bool {
 /// copy_user_highpage: data, and tags when the source has them (arm64's
 /// copy_highpage), unless the known-wrong variant cow:data_only is on.
 /// `idx` is the page of `src` (a large folio has many) copied into `dst`.
-fn copy_highpage(dst: &Folio, src: &Folio, idx: usize) {
-    dst.frame(0).0.copy_from_slice(&src.frame(idx).0);
+pub(super) fn copy_highpage(dst: &Folio, src: &Folio, idx: usize) {
+    copy_frame(dst.page_pfn(0), src.page_pfn(idx));
     if src.test(PG_MTE_TAGGED) && !crate::testhooks::variants::COW_DATA_ONLY.is_on() {
-        let tags = src.frame(idx).save_tags();
-        dst.frame(0).restore_tags(&tags);
+        dst.set_tags(0, &src.tags(idx));
         dst.set(PG_MTE_TAGGED);
     }
 }
@@ -79,7 +78,7 @@ pub fn set_pte_at(mm: &MmStruct, pt: &PteTable, addr: usize, pte: pte_t) {
         if page.flags.load(Ordering::Acquire) & PG_MTE_TAGGED == 0 {
             let nr = 1u64 << page.inner.lock().order;
             for p in head..head + nr {
-                pfn_frame(p).restore_tags(&[0; PAGE_TAG_BYTES]);
+                set_frame_tags(p, &[0; PAGE_TAG_BYTES]);
             }
             page.flags.fetch_or(PG_MTE_TAGGED, Ordering::AcqRel);
         }

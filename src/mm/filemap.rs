@@ -51,10 +51,8 @@ impl File {
             return Some(Folio::get(pfn));
         }
         let folio = Folio::alloc(0)?;
-        let frame = folio.frame(0);
-        for (off, b) in frame.0.iter_mut().enumerate() {
-            *b = initial_byte(self.id, index, off);
-        }
+        let data: alloc::vec::Vec<u8> = (0..crate::arch::mmu::PAGE_SIZE).map(|off| initial_byte(self.id, index, off)).collect();
+        folio.write(0, 0, &data);
         {
             let mut inner = folio.page().inner.lock();
             inner.mapping = Mapping::File(Arc::downgrade(self));

@@ -12,8 +12,8 @@
 
 use super::frames;
 use super::pte::swp_entry_t;
-use crate::arch::mmu::{phys_to_virt, PAGE_SIZE};
-use crate::arch::mte::PageData;
+use crate::arch::mmu::{linear_mut, linear_ptr, linear_ref, PAGE_SIZE};
+use crate::arch::mte::{PageData, PAGE_TAG_BYTES};
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use spin::{Mutex, Once};
@@ -79,7 +79,7 @@ pub fn init(base: u64, size: u64) -> Result<(), &'static str> {
     let bytes = n * core::mem::size_of::<Page>();
     let frames_needed = bytes.div_ceil(PAGE_SIZE);
     let pa = frames::alloc_zeroed(frames_needed, 1).ok_or("no memory for mem_map")?;
-    let ptr = phys_to_virt(pa) as *mut Page;
+    let ptr = linear_ptr::<Page>(pa);
     for i in 0..n {
         // SAFETY: the frames were just allocated for mem_map, are mapped
         // through the linear map and hold room for n Pages.
@@ -126,22 +126,61 @@ pub fn folio_head(pfn: u64) -> u64 {
     }
 }
 
-/// The frame `pfn` through the linear map. Callers hold a reference or a
-/// lock that keeps the frame theirs (as Linux's kmap of a page they hold).
-pub fn pfn_frame(pfn: u64) -> &'static mut PageData {
-    // SAFETY: pfn is a RAM frame (it has a Page); the linear map covers RAM.
-    // Concurrent users coordinate through the folio and page-table locks.
-    unsafe { &mut *(phys_to_virt(pfn * PAGE_SIZE as u64) as *mut PageData) }
+// The frames behind folios, through the linear map (Linux's
+// kmap_local_page and copy_page). No reference to a frame's bytes leaves
+// these functions, so two callers can never hold aliasing references;
+// callers hold a reference or lock that keeps the frame theirs (EL0 code
+// on another CPU may use the memory meanwhile, as user pages are used
+// while the kernel copies them).
+
+fn frame_pa(pfn: u64) -> u64 {
+    assert!(pfn >= mem_map().base_pfn && pfn - mem_map().base_pfn < mem_map().pages.len() as u64, "pfn {pfn:#x} is not RAM");
+    pfn * PAGE_SIZE as u64
+}
+
+/// Copies `buf.len()` bytes from offset `off` of frame `pfn`.
+pub fn read_frame(pfn: u64, off: usize, buf: &mut [u8]) {
+    assert!(off + buf.len() <= PAGE_SIZE);
+    // SAFETY: a RAM frame, the range inside it; a byte copy through a raw
+    // pointer creates no reference to the frame.
+    unsafe { core::ptr::copy(linear_ptr::<u8>(frame_pa(pfn)).add(off), buf.as_mut_ptr(), buf.len()) }
+}
+
+/// Copies `buf` to offset `off` of frame `pfn`.
+pub fn write_frame(pfn: u64, off: usize, buf: &[u8]) {
+    assert!(off + buf.len() <= PAGE_SIZE);
+    // SAFETY: as read_frame.
+    unsafe { core::ptr::copy(buf.as_ptr(), linear_ptr::<u8>(frame_pa(pfn)).add(off), buf.len()) }
+}
+
+/// copy_page: the data of frame `src` into frame `dst` (the same frame is
+/// allowed: the copy is a memmove).
+pub fn copy_frame(dst: u64, src: u64) {
+    // SAFETY: two RAM frames; raw-pointer copy, no references.
+    unsafe { core::ptr::copy(linear_ptr::<u8>(frame_pa(src)), linear_ptr::<u8>(frame_pa(dst)), PAGE_SIZE) }
+}
+
+/// The 128 bytes of tags of frame `pfn` (LDGM).
+pub fn frame_tags(pfn: u64) -> [u8; PAGE_TAG_BYTES] {
+    // SAFETY: a shared reference for this call only; LDGM reads tags and
+    // no byte of data is read through it.
+    unsafe { linear_ref::<PageData>(frame_pa(pfn)) }.save_tags()
+}
+
+/// Sets the tags of frame `pfn` (STGM); the data is untouched.
+pub fn set_frame_tags(pfn: u64, tags: &[u8; PAGE_TAG_BYTES]) {
+    // SAFETY: the reference lives for this call only and no data byte is
+    // read or written through it (STGM writes tag storage).
+    unsafe { linear_mut::<PageData>(frame_pa(pfn)) }.restore_tags(tags)
 }
 
 /// The 8-byte word at `offset` of frame `pfn`, for reading and writing
 /// while another CPU's EL0 code uses the same memory.
 pub fn frame_word(pfn: u64, offset: usize) -> &'static core::sync::atomic::AtomicU64 {
     assert!(offset.is_multiple_of(8) && offset < PAGE_SIZE, "frame word offset {offset:#x}");
-    // SAFETY: pfn is a RAM frame covered by the linear map and the word is
-    // 8-byte aligned inside it; every access through the returned value is
-    // atomic, so sharing it with another CPU is not a data race.
-    unsafe { &*((phys_to_virt(pfn * PAGE_SIZE as u64) + offset) as *const core::sync::atomic::AtomicU64) }
+    // SAFETY: an 8-byte aligned word of a RAM frame; every access through
+    // the returned value is atomic, so sharing it is not a data race.
+    unsafe { linear_ref(frame_pa(pfn) + offset as u64) }
 }
 
 /// A reference-counted handle on a folio: holding one is holding a reference.
@@ -317,10 +356,27 @@ impl Folio {
         self.test(PG_ANON)
     }
 
-    /// The 4 KiB frame `i` of the folio, through the linear map.
-    pub fn frame(&self, i: usize) -> &'static mut PageData {
-        assert!(i < self.nr_pages());
-        pfn_frame(self.pfn + i as u64)
+    /// The pfn of page `i` of the folio.
+    pub fn page_pfn(&self, i: usize) -> u64 {
+        assert!(i < self.nr_pages(), "page {i} of {self:?}");
+        self.pfn + i as u64
+    }
+
+    /// Page `i`'s tags (LDGM).
+    pub fn tags(&self, i: usize) -> [u8; PAGE_TAG_BYTES] {
+        frame_tags(self.page_pfn(i))
+    }
+
+    pub fn set_tags(&self, i: usize, tags: &[u8; PAGE_TAG_BYTES]) {
+        set_frame_tags(self.page_pfn(i), tags)
+    }
+
+    pub fn read(&self, i: usize, off: usize, buf: &mut [u8]) {
+        read_frame(self.page_pfn(i), off, buf)
+    }
+
+    pub fn write(&self, i: usize, off: usize, buf: &[u8]) {
+        write_frame(self.page_pfn(i), off, buf)
     }
 }
 
@@ -346,6 +402,26 @@ impl Folio {
     pub fn adopt_lock(&self) -> FolioLock<'_> {
         assert!(self.test(PG_LOCKED), "adopt_lock of an unlocked {self:?}");
         FolioLock(self)
+    }
+}
+
+impl core::ops::Deref for FolioLock<'_> {
+    type Target = Folio;
+    fn deref(&self) -> &Folio {
+        self.0
+    }
+}
+
+impl FolioLock<'_> {
+    /// The bytes of page `i` of a locked folio that nothing maps (one being
+    /// written to swap or read from it): with no pte, no EL0 access and no
+    /// kernel path through a page table reaches it, and the lock keeps
+    /// every other kernel path out; `&mut self` makes the borrow unique.
+    pub fn unmapped_data(&mut self, i: usize) -> &mut [u8; PAGE_SIZE] {
+        assert_eq!(self.0.mapcount(), 0, "unmapped_data of a mapped {:?}", self.0);
+        let pa = frame_pa(self.0.page_pfn(i));
+        // SAFETY: exclusive by the argument above; a RAM frame, page-aligned.
+        unsafe { &mut linear_mut::<PageData>(pa).0 }
     }
 }
 

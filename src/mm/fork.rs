@@ -5,7 +5,7 @@
 //! parent's page).
 
 use super::fault::set_pte_at;
-use super::folio::{Folio, PG_ANON_EXCLUSIVE, PG_MTE_TAGGED};
+use super::folio::{Folio, PG_ANON_EXCLUSIVE};
 use super::mm_types::*;
 use super::pte::*;
 use super::rmap::{folio_add_new_anon_rmap, folio_add_rmap_pte};
@@ -119,11 +119,7 @@ fn copy_one_pte(
         // copy_present_page: the child gets its own copy now.
         let new = Folio::alloc(0).ok_or(ENOMEM)?;
         let idx = folio.page_index(pte_pfn(pte));
-        new.frame(0).0.copy_from_slice(&folio.frame(idx).0);
-        if folio.test(PG_MTE_TAGGED) {
-            new.frame(0).restore_tags(&folio.frame(idx).save_tags());
-            new.set(PG_MTE_TAGGED);
-        }
+        super::fault::copy_highpage(&new, &folio, idx);
         let av = dst_vma.anon_vma().expect("an anonymous page in a VMA without anon_vma").clone();
         folio_add_new_anon_rmap(&new, &av, dst_vma.pgoff_of(addr), 1);
         dst_mm.add_rss(MM_ANONPAGES, 1);

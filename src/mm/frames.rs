@@ -50,15 +50,17 @@ pub fn free(pa: u64, count: usize) -> Result<(), FreeError> {
     with(|fa| if count == 1 { fa.free(pa) } else { fa.free_contig(pa, count) })
 }
 
-fn page_at(pa: u64) -> &'static mut PageData {
-    // SAFETY: callers pass frames they own; the linear map covers all RAM as
-    // Tagged Normal, so the page is valid for reads and writes.
-    unsafe { &mut *(phys_to_virt(pa) as *mut PageData) }
+/// # Safety
+/// `pa` is a frame the caller owns, with no other reference to it live.
+unsafe fn page_at(pa: u64) -> &'static mut PageData {
+    // SAFETY: the caller's contract; the linear map covers all RAM.
+    unsafe { crate::arch::mmu::linear_mut(pa) }
 }
 
 /// Zeroes a frame's data and its tags (DC GZVA with tag 0).
 fn zero_page(pa: u64) {
-    page_at(pa).dc_gzva(0);
+    // SAFETY: called on a frame just allocated or being freed by its owner.
+    unsafe { page_at(pa) }.dc_gzva(0);
 }
 
 /// Page-table pages come from the global allocator.
@@ -91,11 +93,13 @@ impl Frame {
     }
 
     pub fn page(&self) -> &PageData {
-        page_at(self.pa)
+        // SAFETY: the Frame owns the frame; the borrow is tied to &self.
+        unsafe { page_at(self.pa) }
     }
 
     pub fn page_mut(&mut self) -> &mut PageData {
-        page_at(self.pa)
+        // SAFETY: the Frame owns the frame; the borrow is tied to &mut self.
+        unsafe { page_at(self.pa) }
     }
 
     /// The linear-map address (kernel pointer, tag 0xF).

@@ -106,7 +106,7 @@ pub fn arch_prepare_to_swap(folio: &Folio, entry: swp_entry_t) -> Result<(), Err
     let n = folio.nr_pages();
     for i in 0..n {
         let key = swp_entry_nth(entry, i as u64).0;
-        let tags = folio.frame(i).save_tags();
+        let tags = folio.tags(i);
         let mut s = STORE.lock();
         if crate::testhooks::fault_inject::MTESWAP_SAVE.should_fail() {
             for j in 0..i {
@@ -145,7 +145,7 @@ pub fn restore_from(h: Handle, folio: &Folio, i: usize) {
         s.stats.restores += 1;
         s.bufs[h.0].tags
     };
-    folio.frame(i).restore_tags(&tags);
+    folio.set_tags(i, &tags);
     folio.set(PG_MTE_TAGGED);
 }
 

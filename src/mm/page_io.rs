@@ -1,26 +1,26 @@
 //! Swap I/O: folios to and from their RAM-disk slots.
 
-use super::folio::Folio;
+use super::folio::FolioLock;
 use super::pte::{swp_entry_nth, swp_entry_t};
 use super::swapfile::slot_sector;
 use crate::drivers::ramdisk::{self, IoError, Op, Request, RequestBuf};
 
 /// swap_writepage: the folio's pages to its slots (the tags were saved by
 /// the caller through arch_prepare_to_swap).
-pub fn swap_writepage(folio: &Folio, entry: swp_entry_t) -> Result<(), IoError> {
+pub fn swap_writepage(folio: &mut FolioLock, entry: swp_entry_t) -> Result<(), IoError> {
     for i in 0..folio.nr_pages() {
         let e = swp_entry_nth(entry, i as u64);
-        let req = Request { op: Op::Write, sector: slot_sector(e), buf: RequestBuf::Write(&folio.frame(i).0) };
+        let req = Request { op: Op::Write, sector: slot_sector(e), buf: RequestBuf::Write(folio.unmapped_data(i)) };
         ramdisk::submit(req).wait()?;
     }
     Ok(())
 }
 
 /// swap_read_folio: the slots into the folio.
-pub fn swap_read_folio(folio: &Folio, entry: swp_entry_t) -> Result<(), IoError> {
+pub fn swap_read_folio(folio: &mut FolioLock, entry: swp_entry_t) -> Result<(), IoError> {
     for i in 0..folio.nr_pages() {
         let e = swp_entry_nth(entry, i as u64);
-        let req = Request { op: Op::Read, sector: slot_sector(e), buf: RequestBuf::Read(&mut folio.frame(i).0) };
+        let req = Request { op: Op::Read, sector: slot_sector(e), buf: RequestBuf::Read(folio.unmapped_data(i)) };
         ramdisk::submit(req).wait()?;
     }
     Ok(())

@@ -4,7 +4,7 @@
 use super::folio::{pfn_to_page, PG_TABLE};
 use super::frames;
 use super::pte::{pte_t, pte_valid};
-use crate::arch::mmu::{phys_to_virt, tlb, PAGE_MASK, PAGE_SIZE, PTRS_PER_PTE};
+use crate::arch::mmu::{tlb, PAGE_MASK, PAGE_SIZE, PTRS_PER_PTE};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use spin::MutexGuard;
 
@@ -14,9 +14,9 @@ const ADDR: u64 = 0x0000_FFFF_FFFF_F000;
 fn entry(table_pa: u64, i: usize) -> &'static AtomicU64 {
     assert!(i < PTRS_PER_PTE);
     // SAFETY: table_pa is a page-table page owned by an mm (it stays
-    // allocated until exit_mmap frees it), reached through the linear map;
-    // entries are 8-byte aligned u64s and only accessed atomically.
-    unsafe { &*((phys_to_virt(table_pa) as *const AtomicU64).add(i)) }
+    // allocated until exit_mmap frees it); entries are 8-byte aligned u64s
+    // and only accessed atomically.
+    unsafe { crate::arch::mmu::linear_ref(table_pa + 8 * i as u64) }
 }
 
 fn index(addr: usize, level: usize) -> usize {
@@ -62,8 +62,7 @@ impl PteTable {
             tlb::flush_va(addr, asid);
         }
         e.store(new.0, Ordering::Release);
-        // SAFETY: barriers only order memory accesses.
-        unsafe { core::arch::asm!("dsb ishst", "isb", options(nostack)) };
+        crate::arch::mmu::publish_descriptors();
     }
 
     /// ptep_get_and_clear + flush.
@@ -155,8 +154,7 @@ impl PgTables {
             return Ok(false);
         }
         s.store(0, Ordering::Release);
-        // SAFETY: barriers only order memory accesses.
-        unsafe { core::arch::asm!("dsb ishst", "isb", options(nostack)) };
+        crate::arch::mmu::publish_descriptors();
         tlb::flush_asid(asid);
         Ok(true)
     }

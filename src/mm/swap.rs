@@ -85,9 +85,9 @@ pub fn swapin_folio(entry: swp_entry_t) -> Result<Swapin, Errno> {
     };
     folio.clear(PG_UPTODATE);
     {
-        let _locked = folio.try_lock_guard().expect("a new folio is locked by someone");
+        let mut locked = folio.try_lock_guard().expect("a new folio is locked by someone");
         swap_state::add_to_swap_cache(&folio, entry);
-        if page_io::swap_read_folio(&folio, entry).is_ok() {
+        if page_io::swap_read_folio(&mut locked, entry).is_ok() {
             folio.set(PG_UPTODATE);
         }
     }

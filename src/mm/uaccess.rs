@@ -14,7 +14,7 @@
 //! today's callers) is made through the linear map, unchecked.
 
 use super::fault::do_page_fault;
-use super::folio::pfn_frame;
+use super::folio::{read_frame, write_frame};
 use super::mm_types::{MmStruct, TASK_SIZE};
 use super::pte::{pte_pfn, pte_present, pte_valid, pte_write};
 use crate::arch::boot::MAX_CPUS;
@@ -69,8 +69,8 @@ fn access(mm: &Arc<MmStruct>, uaddr: u64, mut buf: Buf<'_>) -> Result<(), Errno>
                         match &mut buf {
                             Buf::In(b) if current => copy_in_unprivileged(user, &mut b[done..done + n])?,
                             Buf::Out(b) if current => copy_out_unprivileged(user, &b[done..done + n])?,
-                            Buf::In(b) => b[done..done + n].copy_from_slice(&pfn_frame(pte_pfn(pte)).0[off..off + n]),
-                            Buf::Out(b) => pfn_frame(pte_pfn(pte)).0[off..off + n].copy_from_slice(&b[done..done + n]),
+                            Buf::In(b) => read_frame(pte_pfn(pte), off, &mut b[done..done + n]),
+                            Buf::Out(b) => write_frame(pte_pfn(pte), off, &b[done..done + n]),
                         }
                         break;
                     }

@@ -450,7 +450,7 @@ fn copy(ctx: &Arc<Uffd>, caller: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno>
         }
         copy_from_user(caller, src + off as u64, &mut buf).map_err(|_| EFAULT)?;
         let f = Folio::alloc(0).ok_or(ENOMEM)?;
-        f.frame(0).0.copy_from_slice(&buf); // data only: the new page's tags stay 0
+        f.write(0, 0, &buf); // data only: the new page's tags stay 0
         if vma.flags & VM_MTE != 0 {
             f.set(PG_MTE_TAGGED);
         }

@@ -96,7 +96,7 @@ impl ReclaimStats {
 }
 
 fn shrink_folio(folio: &Folio) -> Outcome {
-    let Some(_locked) = folio.try_lock_guard() else { return Outcome::Skipped };
+    let Some(mut locked) = folio.try_lock_guard() else { return Outcome::Skipped };
     if folio.page().pincount.load(Ordering::Acquire) > 0 {
         return Outcome::Skipped;
     }
@@ -126,7 +126,7 @@ fn shrink_folio(folio: &Folio) -> Outcome {
     if mteswap::arch_prepare_to_swap(folio, entry).is_err() {
         return Outcome::TagSaveFailed;
     }
-    if page_io::swap_writepage(folio, entry).is_err() {
+    if page_io::swap_writepage(&mut locked, entry).is_err() {
         return Outcome::WriteFailed;
     }
     if crate::testhooks::knobs::KEEP_IN_SWAPCACHE.get() != 0 {

@@ -76,9 +76,7 @@ fn every_cpu_runs_work_with_mmu_and_mte() -> TestResult {
     for c in 1..smp::online() {
         let s = seen.clone();
         let job = smp::start(c, move || {
-            let sctlr: u64;
-            // SAFETY: reading SCTLR_EL1 has no side effects.
-            unsafe { core::arch::asm!("mrs {}, sctlr_el1", out(reg) sctlr) };
+            let sctlr = cpu::sctlr_el1();
             s.lock().push((cpu::id(), sctlr, mte::tcf(), mte::tcf0()));
         })
         .map_err(|e| crate::harness::Verdict::Fail(alloc::format!("could not start work on CPU {c}: {e}")))?;

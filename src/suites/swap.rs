@@ -440,10 +440,9 @@ kernel_test!(swap, tag_save_failure_keeps_the_folio, ramdisk);
 /// before are erased. Then a full save and restore into another folio.
 fn large_folio_tag_save_rolls_back() -> TestResult {
     let f = Folio::alloc(9).ok_or_else(|| verdict("order-9 folio", "out of memory"))?;
+    let tag = |i: usize, g: usize| ((i + g) % 15) as u8 + 1;
     for i in 0..512 {
-        for g in 0..256 {
-            f.frame(i).stg(g, ((i + g) % 15) as u8 + 1);
-        }
+        f.set_tags(i, &core::array::from_fn(|b| tag(i, 2 * b) | tag(i, 2 * b + 1) << 4));
     }
     f.set(PG_MTE_TAGGED);
     let entry = swp_entry(5, 1024); // a type no device uses: storage only
@@ -457,13 +456,14 @@ fn large_folio_tag_save_rolls_back() -> TestResult {
     let g = Folio::alloc(9).ok_or_else(|| verdict("order-9 folio", "out of memory"))?;
     mteswap::arch_swap_restore(entry, &g);
     for i in [0usize, 1, 200, 511] {
-        ensure_eq!(g.frame(i).save_tags(), f.frame(i).save_tags(), "restored tags of page {i}");
+        ensure_eq!(g.tags(i), f.tags(i), "restored tags of page {i}");
+        ensure_eq!(f.tags(i)[0], tag(i, 0) | tag(i, 1) << 4, "saved tags of page {i} as set");
     }
     mteswap::arch_swap_invalidate_area(5);
     ensure_eq!(mteswap::stats().entries, 0, "entries after invalidating the area");
     for i in 0..512 {
-        f.frame(i).set_all_tags(0);
-        g.frame(i).set_all_tags(0);
+        f.set_tags(i, &[0; 128]);
+        g.set_tags(i, &[0; 128]);
     }
     Ok(())
 }

@@ -1,26 +1,26 @@
 //! This CPU: its index, barriers, events and the PMU cycle/instruction counters.
+//! Registers aarch64-cpu defines are read through it; the PMU's are not
+//! among them.
+
+use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTPCT_EL0, CurrentEL, MPIDR_EL1, SCTLR_EL1, TPIDR_EL1};
 
 /// The index of the running CPU (0 = boot CPU), kept in TPIDR_EL1 by boot code.
 pub fn id() -> usize {
-    let v: u64;
-    // SAFETY: reading TPIDR_EL1 has no side effects.
-    unsafe { core::arch::asm!("mrs {}, tpidr_el1", out(reg) v, options(nomem, nostack)) };
-    v as usize
+    TPIDR_EL1.get() as usize
 }
 
 pub fn mpidr() -> u64 {
-    let v: u64;
-    // SAFETY: reading an ID register has no side effects.
-    unsafe { core::arch::asm!("mrs {}, mpidr_el1", out(reg) v, options(nomem, nostack)) };
-    v & 0xFF_00FF_FFFF
+    MPIDR_EL1.get() & 0xFF_00FF_FFFF
 }
 
 /// The exception level the kernel runs at (always 1 after boot).
 pub fn current_el() -> u64 {
-    let v: u64;
-    // SAFETY: reading CurrentEL has no side effects.
-    unsafe { core::arch::asm!("mrs {}, CurrentEL", out(reg) v, options(nomem, nostack)) };
-    (v >> 2) & 3
+    CurrentEL.read(CurrentEL::EL)
+}
+
+/// SCTLR_EL1 of this CPU (as a test checks it on every CPU).
+pub fn sctlr_el1() -> u64 {
+    SCTLR_EL1.get()
 }
 
 pub fn wfe() {
@@ -80,15 +80,10 @@ pub mod pmu {
 
 /// The generic timer's counter, for wall time.
 pub fn counter() -> u64 {
-    let v: u64;
-    // SAFETY: reading the counter has no side effects.
-    unsafe { core::arch::asm!("isb", "mrs {}, cntpct_el0", out(reg) v, options(nomem, nostack)) };
-    v
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY); // not read early
+    CNTPCT_EL0.get()
 }
 
 pub fn counter_freq() -> u64 {
-    let v: u64;
-    // SAFETY: reading the frequency register has no side effects.
-    unsafe { core::arch::asm!("mrs {}, cntfrq_el0", out(reg) v, options(nomem, nostack)) };
-    v
+    CNTFRQ_EL0.get()
 }

@@ -173,6 +173,37 @@ pub const fn phys_to_virt(pa: u64) -> usize {
     (pa + PAGE_OFFSET) as usize
 }
 
+/// A pointer to the `T` at physical address `pa` through the linear map
+/// (making one is safe; using it is the caller's business).
+pub const fn linear_ptr<T>(pa: u64) -> *mut T {
+    phys_to_virt(pa) as *mut T
+}
+
+/// The `T` at physical address `pa`, shared, through the linear map: the
+/// one place where mm and the drivers turn a physical address into a
+/// reference.
+///
+/// # Safety
+/// `pa` is memory covered by the linear map (RAM, or the device window
+/// `kmap` maps), aligned for `T`, and holds a valid `T` for as long as the
+/// reference is used; nothing writes it other than through atomics or
+/// interior mutability while the reference lives.
+pub unsafe fn linear_ref<T>(pa: u64) -> &'static T {
+    // SAFETY: the caller's contract above.
+    unsafe { &*linear_ptr::<T>(pa) }
+}
+
+/// The `T` at physical address `pa`, exclusively, through the linear map.
+///
+/// # Safety
+/// As `linear_ref`, and no other reference to any byte of it exists while
+/// this one lives (the caller owns the memory: a frame it allocated, or a
+/// folio it holds locked for this use).
+pub unsafe fn linear_mut<T>(pa: u64) -> &'static mut T {
+    // SAFETY: the caller's contract above.
+    unsafe { &mut *linear_ptr::<T>(pa) }
+}
+
 /// The physical address behind a kernel virtual address (linear map or image).
 pub fn virt_to_phys(va: usize) -> u64 {
     let va = va as u64 | (0xFF << 56); // drop any pointer tag
@@ -393,14 +424,22 @@ pub mod tlb {
 /// Installs `table` with `asid` as this CPU's EL0 address space (TTBR0).
 /// The table TTBR0_EL1 points at (the EL0 address space in use).
 pub fn ttbr0_root() -> u64 {
-    let v: u64;
-    // SAFETY: reading TTBR0_EL1 has no side effects.
-    unsafe { core::arch::asm!("mrs {}, ttbr0_el1", out(reg) v, options(nomem, nostack)) };
-    v & 0x0000_FFFF_FFFF_FFFE
+    use aarch64_cpu::registers::{Readable, TTBR0_EL1};
+    TTBR0_EL1.get() & 0x0000_FFFF_FFFF_FFFE
 }
 
 pub fn set_ttbr0(table_pa: u64, asid: u16) {
-    let v = table_pa | ((asid as u64) << 48);
-    // SAFETY: TTBR0 only translates EL0/low addresses; the kernel runs in TTBR1.
-    unsafe { core::arch::asm!("msr ttbr0_el1, {}", "isb", in(reg) v, options(nostack)) }
+    use aarch64_cpu::asm::barrier;
+    use aarch64_cpu::registers::{Writeable, TTBR0_EL1};
+    // TTBR0 only translates EL0/low addresses; the kernel runs in TTBR1.
+    TTBR0_EL1.set(table_pa | ((asid as u64) << 48));
+    barrier::isb(barrier::SY);
+}
+
+/// dsb ishst; isb: a descriptor just stored is visible to the table walker
+/// before anything after this (the barriers of Linux's arm64 __set_pte).
+pub fn publish_descriptors() {
+    use aarch64_cpu::asm::barrier;
+    barrier::dsb(barrier::ISHST);
+    barrier::isb(barrier::SY);
 }

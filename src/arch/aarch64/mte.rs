@@ -30,10 +30,8 @@ pub enum TcfMode {
 
 /// ID_AA64PFR1_EL1.MTE: 0 none, 1 instructions only, 2 full MTE, 3 MTE3.
 pub fn version() -> u64 {
-    let v: u64;
-    // SAFETY: reading an ID register has no side effects.
-    unsafe { core::arch::asm!("mrs {}, id_aa64pfr1_el1", out(reg) v, options(nomem, nostack)) };
-    (v >> 8) & 0xF
+    use aarch64_cpu::registers::{Readable, ID_AA64PFR1_EL1};
+    ID_AA64PFR1_EL1.read(ID_AA64PFR1_EL1::MTE)
 }
 
 /// Sets up this CPU's tag generation: IRG excludes the tags in
