@@ -31,6 +31,9 @@ pub struct PgTables {
 }
 
 fn alloc_table() -> Option<u64> {
+    if crate::testhooks::fault_inject::PTE_ALLOC.should_fail() {
+        return None;
+    }
     let pa = frames::alloc_zeroed(1, 1)?;
     pfn_to_page(pa / PAGE_SIZE as u64).flags.store(PG_TABLE, Ordering::Release);
     Some(pa)

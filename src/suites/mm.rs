@@ -1159,3 +1159,34 @@ fn failed_page_allocation_in_a_fault_loses_nothing() -> TestResult {
     s.finish()
 }
 kernel_test!(mm, failed_page_allocation_in_a_fault_loses_nothing);
+
+/// A page-table page that cannot be allocated (the pte_alloc fault
+/// attribute): a fault that needs one is killed for lack of memory and
+/// MADV_POPULATE_WRITE gives ENOMEM (as Linux's VM_FAULT_OOM); nothing is
+/// mapped or leaked, and the same accesses succeed once memory is back.
+fn failed_page_table_allocation_loses_nothing() -> TestResult {
+    use crate::testhooks::fault_inject::{Spec, PTE_ALLOC};
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    // 2 MiB-aligned and untouched: the first access needs a new pte table.
+    let a = 0x40_0000_0000usize;
+    ensure_eq!(mmap(&t, a, 4 << 20, RW | PROT_MTE, ANON | MAP_FIXED, -1)?, a, "MAP_FIXED");
+    let frames = crate::mm::frames::free_frames();
+    let tables = t.mm().pgtables.nr_tables.load(Ordering::Acquire);
+    let fail = PTE_ALLOC.arm(Spec::always());
+    let r = t.store(a, 5);
+    let populate = t.madvise(a + (2 << 20), PAGE, MADV_POPULATE_WRITE);
+    let failures = PTE_ALLOC.failures();
+    drop(fail);
+    ensure!(failures >= 2, "page-table allocation failures injected: {failures}");
+    ensure!(matches!(&r, Err(Signal::Killed(why)) if why.contains("out of memory")), "the write with no page table: {r:?}");
+    expect_errno(populate, ENOMEM, "MADV_POPULATE_WRITE with no page table")?;
+    ensure!(pte_none(pte_of(&t, a)) && pte_none(pte_of(&t, a + (2 << 20))), "a pte was left after the failed faults");
+    ensure_eq!(t.mm().pgtables.nr_tables.load(Ordering::Acquire), tables, "page-table pages after the failed faults");
+    ensure_eq!(crate::mm::frames::free_frames(), frames, "free frames after the failed faults");
+    ok(t.store(with_tag(a, 0), 6), "the write once memory is back")?;
+    must(t.madvise(a + (2 << 20), PAGE, MADV_POPULATE_WRITE), "MADV_POPULATE_WRITE once memory is back")?;
+    ensure_eq!(ok(t.load(a), "read")?, 6, "data");
+    s.finish()
+}
+kernel_test!(mm, failed_page_table_allocation_loses_nothing);

@@ -38,6 +38,11 @@ impl Spec {
     pub const fn nth(n: u64) -> Spec {
         Spec { interval: n, times: 1, probability: 100 }
     }
+
+    /// Fails every call while armed.
+    pub const fn always() -> Spec {
+        Spec { interval: 1, times: -1, probability: 100 }
+    }
 }
 
 /// Disarms its attribute when dropped.
@@ -128,7 +133,12 @@ pub static MTESWAP_SAVE: FaultAttr =
 pub static FOLIO_ALLOC: FaultAttr =
     FaultAttr::new("folio_alloc", "mm::folio::Folio::alloc: the page allocation fails (out of memory)");
 
-pub static ALL: &[&FaultAttr] = &[&RAMDISK_READ, &RAMDISK_WRITE, &MTESWAP_SAVE, &FOLIO_ALLOC];
+pub static PTE_ALLOC: FaultAttr = FaultAttr::new(
+    "pte_alloc",
+    "mm::pgtable::alloc_table: a page-table page for a user address space cannot be allocated (out of memory)",
+);
+
+pub static ALL: &[&FaultAttr] = &[&RAMDISK_READ, &RAMDISK_WRITE, &MTESWAP_SAVE, &FOLIO_ALLOC, &PTE_ALLOC];
 
 /// Disarms every attribute; the names of those that were armed.
 pub fn reset_all() -> alloc::vec::Vec<&'static str> {
