@@ -17,6 +17,15 @@
 //!   ramdisk=SIZE               RAM-disk (swap device) size: bytes, or with a
 //!                              K/M/G suffix; 0 for none (default 32M)
 //!   bench=swap|uffd            run a benchmark instead of the tests
+//!   transparent_hugepage=always|madvise|never
+//!                              THP for PMD-sized anonymous folios (Linux's
+//!                              boot parameter; default madvise)
+//!   thp_anon=SIZES:POLICY[;SIZES:POLICY...]
+//!                              per-size anonymous (m)THP policies as Linux's
+//!                              thp_anon: SIZES a comma list of sizes or
+//!                              ranges (16K-64K, 2M), POLICY always, inherit,
+//!                              madvise or never (default: never below 2M,
+//!                              inherit at 2M)
 //! Unknown words are an error: a typo must not silently run everything.
 
 use alloc::string::String;
@@ -49,6 +58,78 @@ pub struct Cmdline {
     pub bench: Option<Bench>,
     /// Resume: skip the selected tests up to and including this one.
     pub after: Option<String>,
+    /// transparent_hugepage= (the top-level `enabled`).
+    pub thp_enabled: ThpEnabled,
+    /// The policy of each anonymous folio order 2..=9 (index = order).
+    pub thp_anon: [ThpOrderPolicy; 10],
+}
+
+/// /sys/kernel/mm/transparent_hugepage/enabled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum ThpEnabled {
+    Always = 0,
+    Madvise = 1,
+    Never = 2,
+}
+
+/// hugepages-<size>kB/enabled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum ThpOrderPolicy {
+    Always = 0,
+    Inherit = 1,
+    Madvise = 2,
+    Never = 3,
+}
+
+/// The lowest and highest anonymous THP orders (16 KiB and 2 MiB).
+pub const THP_MIN_ORDER: usize = 2;
+pub const THP_PMD_ORDER: usize = 9;
+
+/// Linux's defaults: PMD size inherits the top-level setting, the smaller
+/// sizes are off until enabled.
+pub const fn default_thp_anon() -> [ThpOrderPolicy; 10] {
+    let mut p = [ThpOrderPolicy::Never; 10];
+    p[THP_PMD_ORDER] = ThpOrderPolicy::Inherit;
+    p
+}
+
+/// "16K", "2M", "1024K": the folio order of that size.
+fn thp_order_of(size: &str) -> Option<usize> {
+    let bytes = parse_size(size)?;
+    let order = (bytes / 4096).trailing_zeros() as usize;
+    (bytes.is_power_of_two() && bytes >= 4096 && (THP_MIN_ORDER..=THP_PMD_ORDER).contains(&order)).then_some(order)
+}
+
+/// thp_anon=16K-64K:always;128K,512K:inherit;2M:never
+fn parse_thp_anon(v: &str, policies: &mut [ThpOrderPolicy; 10]) -> Result<(), String> {
+    let bad = |what: &str| alloc::format!("thp_anon: {what} in '{v}' (sizes 16K to 2M, policies always, inherit, madvise, never)");
+    for group in v.split(';') {
+        let (sizes, policy) = group.split_once(':').ok_or_else(|| bad("a group without ':POLICY'"))?;
+        let policy = match policy {
+            "always" => ThpOrderPolicy::Always,
+            "inherit" => ThpOrderPolicy::Inherit,
+            "madvise" => ThpOrderPolicy::Madvise,
+            "never" => ThpOrderPolicy::Never,
+            _ => return Err(bad(&alloc::format!("the unknown policy '{policy}'"))),
+        };
+        for item in sizes.split(',') {
+            let (lo, hi) = match item.split_once('-') {
+                Some((a, b)) => (a, b),
+                None => (item, item),
+            };
+            let lo = thp_order_of(lo).ok_or_else(|| bad(&alloc::format!("the size '{lo}'")))?;
+            let hi = thp_order_of(hi).ok_or_else(|| bad(&alloc::format!("the size '{hi}'")))?;
+            if lo > hi {
+                return Err(bad(&alloc::format!("the backwards range '{item}'")));
+            }
+            for p in &mut policies[lo..=hi] {
+                *p = policy;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +172,8 @@ impl Default for Cmdline {
             ramdisk: DEFAULT_RAMDISK,
             bench: None,
             after: None,
+            thp_enabled: ThpEnabled::Madvise,
+            thp_anon: default_thp_anon(),
         }
     }
 }
@@ -104,6 +187,13 @@ pub fn parse(s: &str) -> Result<Cmdline, String> {
         };
         match (key, value) {
             ("list", None) => c.list = true,
+            ("transparent_hugepage", Some("always")) => c.thp_enabled = ThpEnabled::Always,
+            ("transparent_hugepage", Some("madvise")) => c.thp_enabled = ThpEnabled::Madvise,
+            ("transparent_hugepage", Some("never")) => c.thp_enabled = ThpEnabled::Never,
+            ("transparent_hugepage", Some(v)) => {
+                return Err(alloc::format!("transparent_hugepage= wants always, madvise or never, not '{v}'"))
+            }
+            ("thp_anon", Some(v)) => parse_thp_anon(v, &mut c.thp_anon)?,
             ("list-variants", None) => c.list_hooks = Some(Hooks::Variants),
             ("list-points", None) => c.list_hooks = Some(Hooks::Points),
             ("list-faults", None) => c.list_hooks = Some(Hooks::Faults),
@@ -179,6 +269,25 @@ mod tests {
         assert_eq!(parse("list-points").unwrap().list_hooks, Some(Hooks::Points));
         assert_eq!(parse("list-faults").unwrap().list_hooks, Some(Hooks::Faults));
         assert_eq!(parse("list-knobs").unwrap().list_hooks, Some(Hooks::Knobs));
+    }
+
+    #[test]
+    fn thp_settings_parse_as_linux_spells_them() {
+        let c = parse("").unwrap();
+        assert_eq!(c.thp_enabled, ThpEnabled::Madvise);
+        assert_eq!(c.thp_anon[9], ThpOrderPolicy::Inherit);
+        assert_eq!(c.thp_anon[4], ThpOrderPolicy::Never);
+        assert_eq!(parse("transparent_hugepage=never").unwrap().thp_enabled, ThpEnabled::Never);
+        let c = parse("thp_anon=16K-64K:always;128K,512K:inherit;256K:madvise;1M-2M:never").unwrap();
+        use ThpOrderPolicy::*;
+        assert_eq!(c.thp_anon[2..=9], [Always, Always, Always, Inherit, Madvise, Inherit, Never, Never]);
+        assert!(parse("transparent_hugepage=sometimes").unwrap_err().contains("sometimes"));
+        assert!(parse("thp_anon=8K:always").unwrap_err().contains("'8K'"));
+        assert!(parse("thp_anon=4M:always").unwrap_err().contains("'4M'"));
+        assert!(parse("thp_anon=48K:always").unwrap_err().contains("'48K'"));
+        assert!(parse("thp_anon=64K-16K:always").unwrap_err().contains("backwards"));
+        assert!(parse("thp_anon=64K:often").unwrap_err().contains("often"));
+        assert!(parse("thp_anon=64K").unwrap_err().contains(":POLICY"));
         assert!(parse("list-nothing").is_err());
     }
 

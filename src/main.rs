@@ -119,6 +119,9 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64) -> ! {
     unsafe { mm::heap::init(phys_to_virt(heap), heap_size) };
     mm::folio::init(early.ram_base, early.ram_size).unwrap_or_else(|e| fatal(e));
     mm::fault::zero_pfn();
+    // At boot, so no test's frame count sees it appear (Linux allocates it
+    // on first use and may free it under a shrinker; here it stays).
+    mm::huge_memory::huge_zero_pfn();
 
     let p = platform::read(&fdt).unwrap_or_else(|e| fatal(e));
     arch::psci::set_conduit(p.psci);
@@ -148,6 +151,7 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64) -> ! {
         Ok(c) => c,
         Err(e) => fatal(&alloc::format!("bad kernel command line: {e}")),
     };
+    mm::huge_memory::apply_cmdline(&cmd);
     if cmd.ramdisk > 0 {
         let frames = (cmd.ramdisk / mmu::PAGE_SIZE as u64) as usize;
         match mm::frames::alloc_zeroed(frames, 1) {

@@ -272,7 +272,7 @@ fn list_hooks(h: crate::cmdline::Hooks) -> usize {
         Hooks::Knobs => {
             use crate::testhooks::knobs;
             for k in knobs::ALL {
-                println!("KNOB: {} | {} | default {} | {}", k.name, k.path, k.default, k.what);
+                println!("KNOB: {} | {} | default {} | {}", k.name, k.path, k.default(), k.what);
             }
             knobs::ALL.len()
         }

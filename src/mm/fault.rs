@@ -11,13 +11,14 @@ use super::folio::{
     copy_frame, folio_head, pfn_to_page, set_frame_tags, Folio, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_MTE_TAGGED, PG_SWAPCACHE,
 };
 use super::mm_types::{
-    MmMap, MmStruct, Vma, MM_ANONPAGES, MM_FILEPAGES, VM_ACCESS_FLAGS, VM_EXEC, VM_HUGEPAGE, VM_SHARED, VM_SPECIAL,
+    MmMap, MmStruct, Vma, MM_ANONPAGES, MM_FILEPAGES, VM_ACCESS_FLAGS, VM_EXEC, VM_SHARED, VM_SPECIAL,
     VM_UFFD_MISSING, VM_UFFD_WP, VM_WRITE,
 };
+use super::huge_memory;
 use super::pgtable::PteTable;
 use super::pte::*;
 use super::rmap::{folio_add_new_anon_rmap, folio_add_rmap_pte, folio_remove_rmap_pte};
-use crate::arch::mmu::{PAGE_MASK, PAGE_SIZE, PMD_MASK, PMD_SIZE};
+use crate::arch::mmu::{PAGE_MASK, PAGE_SIZE};
 use crate::arch::mte::PAGE_TAG_BYTES;
 use crate::testhooks::schedpoint::sched_point;
 use alloc::sync::Arc;
@@ -105,6 +106,19 @@ pub fn do_page_fault(mm: &Arc<MmStruct>, addr: usize, write: bool, exec: bool) -
 
 /// Resolves a fault the VMA allows.
 pub fn handle_mm_fault(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, write: bool) -> Result<(), FaultError> {
+    // __handle_mm_fault's PMD level first.
+    let pmd = mm.pgtables.pmd_peek(addr);
+    if pmd_trans_huge(pmd) {
+        if let Some(r) = huge_memory::do_huge_pmd_fault(mm, vma, addr, write, || mm.anon_vma_prepare(map, vma)) {
+            return r;
+        }
+    } else if pmd_none(pmd) && vma.is_anon() && vma.flags & VM_UFFD_MISSING == 0 {
+        if let Some(r) =
+            huge_memory::do_huge_pmd_anonymous_page(mm, vma, addr, write, || mm.anon_vma_prepare(map, vma))
+        {
+            return r;
+        }
+    }
     let pt = mm.pgtables.lock(addr, true).map_err(|_| FaultError::Oom)?.ok_or(FaultError::Sigbus)?;
     let pte = pt.get(addr);
     if pte_none(pte) {
@@ -153,8 +167,9 @@ fn do_anonymous_page(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, wr
         return Ok(());
     }
     let anon_vma = mm.anon_vma_prepare(map, vma);
-    if vma.flags & VM_HUGEPAGE != 0 {
-        if let Some(r) = do_anonymous_huge_page(mm, vma, addr, &anon_vma) {
+    let order = huge_memory::mthp_order(vma, addr);
+    if order > 0 {
+        if let Some(r) = do_anonymous_mthp(mm, vma, addr, &anon_vma, order) {
             return r;
         }
     }
@@ -172,36 +187,37 @@ fn do_anonymous_page(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, wr
     Ok(())
 }
 
-/// A write fault in a MADV_HUGEPAGE VMA: an order-9 folio mapped by the 512
-/// ptes of its aligned 2 MiB range (a pte-mapped THP), when the whole range
-/// is inside the VMA and unmapped. None: fall back to a single page.
-fn do_anonymous_huge_page(
+/// A write fault where a multi-size THP order is enabled (alloc_anon_folio):
+/// a folio of `order` mapped by the ptes of its aligned range, when the
+/// whole range is inside the VMA and unmapped. None: fall back to a single
+/// page (the range is partly mapped, or no memory for the folio).
+fn do_anonymous_mthp(
     mm: &Arc<MmStruct>,
     vma: &Vma,
     addr: usize,
     anon_vma: &Arc<super::rmap::AnonVma>,
+    order: usize,
 ) -> Option<Result<(), FaultError>> {
-    let start = addr & PMD_MASK;
-    if start < vma.start || start + PMD_SIZE > vma.end {
-        return None;
-    }
-    let folio = Folio::alloc(9)?;
+    let nr = 1usize << order;
+    let start = addr & !((PAGE_SIZE << order) - 1);
+    let folio = Folio::alloc(order as u8)?;
     let pt = match mm.pgtables.lock(start, true) {
         Ok(Some(pt)) => pt,
         Ok(None) => return None,
         Err(()) => return Some(Err(FaultError::Oom)),
     };
-    if (0..HPAGE_PMD_NR as usize).any(|i| !pte_none(pt.get(start + i * PAGE_SIZE))) {
+    if (0..nr).any(|i| !pte_none(pt.get(start + i * PAGE_SIZE))) {
         return None; // partly mapped already
     }
-    folio_add_new_anon_rmap(&folio, anon_vma, vma.pgoff_of(start), HPAGE_PMD_NR as i32);
-    mm.add_rss(MM_ANONPAGES, HPAGE_PMD_NR as isize);
-    for i in 0..HPAGE_PMD_NR as usize {
+    folio_add_new_anon_rmap(&folio, anon_vma, vma.pgoff_of(start), nr as i32);
+    mm.add_rss(MM_ANONPAGES, nr as isize);
+    for i in 0..nr {
         let pte = pte_mkdirty(pte_mkwrite(pfn_pte(folio.pfn() + i as u64, vma.page_prot())));
         set_pte_at(mm, &pt, start + i * PAGE_SIZE, pte);
         folio.clone().into_counted(); // each pte holds a reference
     }
     drop(folio); // ours
+    huge_memory::count_mthp_fault();
     Some(Ok(()))
 }
 

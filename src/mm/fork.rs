@@ -68,9 +68,21 @@ pub fn dup_mmap(parent: &Arc<MmStruct>) -> Result<Arc<MmStruct>, Errno> {
 fn copy_page_range(src_mm: &Arc<MmStruct>, dst_mm: &Arc<MmStruct>, vma: &Vma, dst_vma: &Vma) -> Result<(), Errno> {
     // Only the source's existing ptes are visited (a never-touched VMA
     // costs nothing, as in Linux's copy_pte_range).
+    let mut huge: Vec<usize> = Vec::new();
+    src_mm.pgtables.for_each_huge_pmd(vma.start, vma.end, |a, _| huge.push(a));
+    let mut copied: Vec<usize> = Vec::new();
+    for a in huge {
+        // A VMA holds whole huge PMDs (a partial munmap or mprotect split them).
+        if super::huge_memory::copy_huge_pmd(src_mm, dst_mm, a)? {
+            copied.push(a);
+        }
+    }
     let mut used: Vec<usize> = Vec::new();
     src_mm.pgtables.for_each_pte(vma.start, vma.end, |addr, _| used.push(addr));
     for addr in used {
+        if copied.contains(&(addr & crate::arch::mmu::PMD_MASK)) {
+            continue;
+        }
         copy_one_pte(src_mm, dst_mm, vma, dst_vma, addr)?;
     }
     Ok(())

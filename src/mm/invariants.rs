@@ -77,7 +77,7 @@ pub fn check() -> Result<(), String> {
     let zero = super::fault::zero_pfn();
     for (pfn, p) in all_pages() {
         let flags = p.flags.load(Ordering::Acquire);
-        if flags & PG_HEAD == 0 || pfn == zero {
+        if flags & PG_HEAD == 0 || pfn == zero || super::huge_memory::is_huge_zero_pfn(pfn) {
             continue;
         }
         let refs = p.refcount.load(Ordering::Acquire);

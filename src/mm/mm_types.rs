@@ -197,7 +197,7 @@ impl MmStruct {
         let mm = Arc::new(MmStruct {
             id: NEXT_MM.fetch_add(1, Ordering::Relaxed),
             asid,
-            pgtables: PgTables::new()?,
+            pgtables: PgTables::new(asid)?,
             mmap_lock: RwLock::new(MmMap::default()),
             rss: Default::default(),
         });

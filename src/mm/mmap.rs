@@ -380,6 +380,7 @@ pub fn do_mprotect(mm: &Arc<MmStruct>, addr: u64, len: u64, prot: u64) -> Result
 
 /// Rewrites every present pte of `[start, end)` with `prot`.
 fn change_protection(mm: &MmStruct, start: usize, end: usize, prot: super::pte::pgprot_t) {
+    super::huge_memory::change_huge_pmds(mm, start, end, prot);
     mm.pgtables.for_each_locked_table(start, end, |pt, lo, hi| {
         for addr in (lo..hi).step_by(PAGE_SIZE) {
             let pte = pt.get(addr);

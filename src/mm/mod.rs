@@ -12,6 +12,7 @@ pub mod fork;
 pub mod frame_alloc;
 pub mod frames;
 pub mod heap;
+pub mod huge_memory;
 pub mod invariants;
 pub mod kmap;
 pub mod mm_types;

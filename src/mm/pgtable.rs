@@ -1,9 +1,17 @@
 //! User page tables seen as Linux pte_t/pmd_t values, with a lock per
 //! last-level table (the split pte lock) and break-before-make updates.
+//!
+//! A level-2 entry is none, a pte table, or a 2 MiB block (a PMD-mapped
+//! THP or the huge zero page, see huge_memory). Block entries change under
+//! the lock of the table that holds them (the split PMD lock). Pte-level
+//! users get the pte table through `lock`, which splits a block first
+//! (split_huge_pmd), as Linux's pte-level paths do; the read-only walkers
+//! (`peek`, `for_each_pte`) show a block as the 512 ptes it stands for,
+//! and the PMD-aware paths (fault, zap, fork, uaccess) use `pmd_lock`.
 
 use super::folio::{pfn_to_page, PG_TABLE};
 use super::frames;
-use super::pte::{pte_t, pte_valid};
+use super::pte::{pmd_t, pmd_trans_huge, pte_t, pte_valid, PTE_TYPE_PAGE};
 use crate::arch::mmu::{tlb, PAGE_MASK, PAGE_SIZE, PTRS_PER_PTE};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use spin::MutexGuard;
@@ -19,6 +27,12 @@ fn entry(table_pa: u64, i: usize) -> &'static AtomicU64 {
     unsafe { crate::arch::mmu::linear_ref(table_pa + 8 * i as u64) }
 }
 
+/// The pte a huge PMD stands for at `addr` (its page there, same bits).
+pub fn huge_pmd_pte(pmd: pmd_t, addr: usize) -> pte_t {
+    let i = (addr & !crate::arch::mmu::PMD_MASK) & PAGE_MASK;
+    pte_t((pmd.0 | PTE_TYPE_PAGE) + i as u64)
+}
+
 fn index(addr: usize, level: usize) -> usize {
     (addr >> (12 + 9 * (3 - level))) & 511
 }
@@ -26,8 +40,37 @@ fn index(addr: usize, level: usize) -> usize {
 /// A four-level user table tree.
 pub struct PgTables {
     pub root: u64,
-    /// Table pages in the tree, the root included.
+    /// Table pages in the tree, the root included, and the deposited ones.
     pub nr_tables: AtomicUsize,
+    pub asid: u16,
+    /// pgtable_trans_huge_deposit: a pte table kept for each huge PMD (by
+    /// its 2 MiB address), so that splitting it never allocates.
+    deposited: spin::Mutex<alloc::collections::BTreeMap<usize, u64>>,
+}
+
+/// A level-2 entry, locked (pmd_lock).
+pub struct PmdLocked {
+    entry: &'static AtomicU64,
+    pub addr: usize,
+    _ptl: MutexGuard<'static, ()>,
+}
+
+impl PmdLocked {
+    pub fn get(&self) -> pmd_t {
+        pmd_t(self.entry.load(Ordering::Acquire))
+    }
+
+    /// set_pmd_at: break-before-make over a valid entry, then `new`.
+    pub fn set(&self, new: pmd_t, asid: u16) {
+        let old = self.get();
+        if old.0 & 1 != 0 {
+            self.entry.store(0, Ordering::Release);
+            crate::arch::mmu::publish_descriptors();
+            tlb::flush_asid(asid);
+        }
+        self.entry.store(new.0, Ordering::Release);
+        crate::arch::mmu::publish_descriptors();
+    }
 }
 
 fn alloc_table() -> Option<u64> {
@@ -77,8 +120,94 @@ impl PteTable {
 }
 
 impl PgTables {
-    pub fn new() -> Option<PgTables> {
-        Some(PgTables { root: alloc_table()?, nr_tables: AtomicUsize::new(1) })
+    pub fn new(asid: u16) -> Option<PgTables> {
+        Some(PgTables {
+            root: alloc_table()?,
+            nr_tables: AtomicUsize::new(1),
+            asid,
+            deposited: spin::Mutex::new(alloc::collections::BTreeMap::new()),
+        })
+    }
+
+    /// pmd_lock: the level-2 entry covering `addr`, under the lock of the
+    /// table holding it (allocating the tables above if `alloc`).
+    pub fn pmd_lock(&self, addr: usize, alloc: bool) -> Result<Option<PmdLocked>, ()> {
+        let Some(e) = self.entry_at_level(addr, 2, alloc)? else { return Ok(None) };
+        let holder = crate::arch::mmu::virt_to_phys(e as *const AtomicU64 as usize) & !(PAGE_SIZE as u64 - 1);
+        let ptl = pfn_to_page(holder / PAGE_SIZE as u64).ptl.lock();
+        Ok(Some(PmdLocked { entry: e, addr: addr & crate::arch::mmu::PMD_MASK, _ptl: ptl }))
+    }
+
+    /// The level-2 entry at `addr` without the lock (a lockless look).
+    pub fn pmd_peek(&self, addr: usize) -> pmd_t {
+        match self.entry_at_level(addr, 2, false) {
+            Ok(Some(e)) => pmd_t(e.load(Ordering::Acquire)),
+            _ => pmd_t(0),
+        }
+    }
+
+    /// move_pages_huge_pmd's page-table step: under both PMD locks (one if
+    /// the entries share a table), `check` sees the src huge PMD (it must
+    /// still be `expect`) and gives the dst entry; src is cleared
+    /// break-before-make, dst set, and the deposit moves with it.
+    /// Err(EEXIST) if dst is no longer none, EAGAIN if src changed.
+    pub fn move_huge_pmd(
+        &self,
+        s: usize,
+        d: usize,
+        expect: pmd_t,
+        check: impl FnOnce() -> Result<pmd_t, crate::errno::Errno>,
+    ) -> Result<(), crate::errno::Errno> {
+        use crate::errno::{EAGAIN, EEXIST, ENOMEM};
+        let sl = self.pmd_lock(s, false).map_err(|_| ENOMEM)?.ok_or(EAGAIN)?;
+        let de = self.entry_at_level(d, 2, true).map_err(|_| ENOMEM)?.ok_or(ENOMEM)?;
+        let holder = |e: &AtomicU64| crate::arch::mmu::virt_to_phys(e as *const AtomicU64 as usize) & !(PAGE_SIZE as u64 - 1);
+        let _dl = (holder(de) != holder(sl.entry)).then(|| pfn_to_page(holder(de) / PAGE_SIZE as u64).ptl.lock());
+        if sl.get() != expect {
+            return Err(EAGAIN);
+        }
+        if de.load(Ordering::Acquire) != 0 {
+            return Err(EEXIST);
+        }
+        let new = check()?;
+        sl.set(pmd_t(0), self.asid);
+        de.store(new.0, Ordering::Release);
+        crate::arch::mmu::publish_descriptors();
+        let mut dep = self.deposited.lock();
+        let t = dep.remove(&(s & crate::arch::mmu::PMD_MASK)).expect("a huge PMD without a deposit");
+        dep.insert(d & crate::arch::mmu::PMD_MASK, t);
+        Ok(())
+    }
+
+    /// A new pte table for a huge PMD about to be installed at `addr`.
+    pub fn deposit(&self, addr: usize) -> Result<(), ()> {
+        let t = alloc_table().ok_or(())?;
+        self.nr_tables.fetch_add(1, Ordering::Relaxed);
+        let old = self.deposited.lock().insert(addr & crate::arch::mmu::PMD_MASK, t);
+        assert!(old.is_none(), "a second deposit for the PMD at {addr:#x}");
+        Ok(())
+    }
+
+    /// pgtable_trans_huge_withdraw: the table deposited for `addr` (empty).
+    pub fn withdraw(&self, addr: usize) -> u64 {
+        self.deposited.lock().remove(&(addr & crate::arch::mmu::PMD_MASK)).expect("a huge PMD without a deposit")
+    }
+
+    /// Frees a withdrawn table that will not be used (zap_huge_pmd).
+    pub fn free_withdrawn(&self, table: u64) {
+        free_table(table);
+        self.nr_tables.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Points the locked level-2 entry at `table` (filled by the caller):
+    /// the block it held is replaced break-before-make.
+    pub fn install_split_table(&self, pmd: &PmdLocked, table: u64) {
+        pmd.set(pmd_t(table | TABLE), self.asid);
+    }
+
+    /// Writes pte `i` of a table not yet in the tree (a withdrawn one).
+    pub fn fill_table(table: u64, i: usize, pte: pte_t) {
+        entry(table, i).store(pte.0, Ordering::Release);
     }
 
     fn last_level(&self, addr: usize, alloc: bool) -> Result<Option<u64>, ()> {
@@ -137,6 +266,10 @@ impl PgTables {
     /// pmd (pmd_same): a PMD-level move may have taken it elsewhere.
     pub fn lock(&self, addr: usize, alloc: bool) -> Result<Option<PteTable>, ()> {
         loop {
+            if pmd_trans_huge(self.pmd_peek(addr)) {
+                super::huge_memory::split_huge_pmd(self, addr);
+                continue;
+            }
             let Some(table) = self.last_level(addr, alloc)? else { return Ok(None) };
             let ptl = pfn_to_page(table / PAGE_SIZE as u64).ptl.lock();
             if self.last_level(addr, false)? == Some(table) {
@@ -170,6 +303,10 @@ impl PgTables {
     /// The pte at `addr` without taking the lock (for checkers and lookups
     /// that tolerate a stale value).
     pub fn peek(&self, addr: usize) -> pte_t {
+        let pmd = self.pmd_peek(addr);
+        if pmd_trans_huge(pmd) {
+            return huge_pmd_pte(pmd, addr);
+        }
         match self.last_level(addr, false) {
             Ok(Some(t)) => pte_t(entry(t, index(addr, 3)).load(Ordering::Acquire)),
             _ => pte_t(0),
@@ -196,7 +333,8 @@ impl PgTables {
         }
     }
 
-    /// Calls `f(addr, pte)` for every non-none pte in `[start, end)`.
+    /// Calls `f(addr, pte)` for every non-none pte in `[start, end)`; a
+    /// huge PMD counts as the 512 ptes it stands for.
     pub fn for_each_pte(&self, start: usize, end: usize, mut f: impl FnMut(usize, pte_t)) {
         self.walk_tables(start, end, &mut |table, lo, hi| {
             for a in (lo..hi).step_by(PAGE_SIZE) {
@@ -206,6 +344,33 @@ impl PgTables {
                 }
             }
         });
+        self.for_each_huge_pmd(start, end, |lo, pmd| {
+            for a in (lo.max(start)..(lo + crate::arch::mmu::PMD_SIZE).min(end)).step_by(PAGE_SIZE) {
+                f(a, huge_pmd_pte(pmd, a));
+            }
+        });
+    }
+
+    /// Calls `f(pmd_addr, pmd)` for every huge PMD overlapping `[start, end)`.
+    pub fn for_each_huge_pmd(&self, start: usize, end: usize, mut f: impl FnMut(usize, pmd_t)) {
+        fn walk(table: u64, level: usize, base: usize, start: usize, end: usize, f: &mut dyn FnMut(usize, pmd_t)) {
+            let span = 1usize << (12 + 9 * (3 - level));
+            for i in 0..PTRS_PER_PTE {
+                let lo = base + i * span;
+                if lo >= end || lo + span <= start {
+                    continue;
+                }
+                let d = entry(table, i).load(Ordering::Acquire);
+                if level == 2 {
+                    if pmd_trans_huge(pmd_t(d)) {
+                        f(lo, pmd_t(d));
+                    }
+                } else if d & TABLE == TABLE {
+                    walk(d & ADDR, level + 1, lo, start, end, f);
+                }
+            }
+        }
+        walk(self.root, 0, 0, start, end, &mut f);
     }
 
     /// `f(table, lo, hi)` for every last-level table and the part of
@@ -255,5 +420,7 @@ impl PgTables {
         }
         let n = walk(self.root, 0);
         self.nr_tables.fetch_sub(n, Ordering::Relaxed);
+        let left = core::mem::take(&mut *self.deposited.lock());
+        assert!(left.is_empty(), "freeing page tables with {} deposited table(s) left: a huge PMD was not zapped", left.len());
     }
 }

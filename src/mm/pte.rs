@@ -414,6 +414,10 @@ pub const fn pmd_trans_huge(p: pmd_t) -> bool {
     pte_present(pmd_pte(p)) && p.0 & PTE_TYPE_PAGE == 0
 }
 
+pub const fn pmd_none(p: pmd_t) -> bool {
+    p.0 == 0
+}
+
 pub const fn pmd_present(p: pmd_t) -> bool {
     pte_present(pmd_pte(p))
 }

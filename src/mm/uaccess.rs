@@ -16,7 +16,8 @@
 use super::fault::do_page_fault;
 use super::folio::{read_frame, write_frame};
 use super::mm_types::{MmStruct, TASK_SIZE};
-use super::pte::{pte_pfn, pte_present, pte_valid, pte_write};
+use super::pgtable::huge_pmd_pte;
+use super::pte::{pmd_trans_huge, pte_pfn, pte_present, pte_t, pte_valid, pte_write};
 use crate::arch::boot::MAX_CPUS;
 use crate::arch::mmu::{self, PAGE_MASK, PAGE_SIZE};
 use crate::arch::trap;
@@ -30,6 +31,13 @@ static TAGGED_ADDR_ABI: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false)
 /// Whether the thread this CPU is running enabled the tagged-address ABI.
 pub fn set_tagged_addr_abi(enabled: bool) {
     TAGGED_ADDR_ABI[crate::arch::cpu::id()].store(enabled, Ordering::Release);
+}
+
+/// The lock that keeps a user page mapped during a copy (held, not read).
+#[allow(dead_code)]
+enum Held {
+    Pte(super::pgtable::PteTable),
+    Pmd(super::pgtable::PmdLocked),
 }
 
 /// The kernel buffer a copy fills (from user memory) or empties (to it).
@@ -60,20 +68,29 @@ fn access(mm: &Arc<MmStruct>, uaddr: u64, mut buf: Buf<'_>) -> Result<(), Errno>
         let n = (PAGE_SIZE - off).min(len - done);
         let mut tries = 0;
         loop {
-            {
-                let pt = mm.pgtables.lock(page, false).map_err(|_| EFAULT)?;
-                if let Some(pt) = pt {
-                    let pte = pt.get(page);
-                    if pte_present(pte) && pte_valid(pte) && (!write || pte_write(pte)) {
-                        let user = (tag | a as u64) as usize;
-                        match &mut buf {
-                            Buf::In(b) if current => copy_in_unprivileged(user, &mut b[done..done + n])?,
-                            Buf::Out(b) if current => copy_out_unprivileged(user, &b[done..done + n])?,
-                            Buf::In(b) => read_frame(pte_pfn(pte), off, &mut b[done..done + n]),
-                            Buf::Out(b) => write_frame(pte_pfn(pte), off, &b[done..done + n]),
-                        }
-                        break;
+            // The page stays mapped while it is copied: the pte lock, or
+            // for a huge PMD the PMD lock (no split).
+            let held: Option<(pte_t, Held)> = if pmd_trans_huge(mm.pgtables.pmd_peek(page)) {
+                match mm.pgtables.pmd_lock(page, false) {
+                    Ok(Some(l)) if pmd_trans_huge(l.get()) => Some((huge_pmd_pte(l.get(), page), Held::Pmd(l))),
+                    _ => None,
+                }
+            } else {
+                match mm.pgtables.lock(page, false).map_err(|_| EFAULT)? {
+                    Some(pt) => Some((pt.get(page), Held::Pte(pt))),
+                    None => None,
+                }
+            };
+            if let Some((pte, _held)) = held {
+                if pte_present(pte) && pte_valid(pte) && (!write || pte_write(pte)) {
+                    let user = (tag | a as u64) as usize;
+                    match &mut buf {
+                        Buf::In(b) if current => copy_in_unprivileged(user, &mut b[done..done + n])?,
+                        Buf::Out(b) if current => copy_out_unprivileged(user, &b[done..done + n])?,
+                        Buf::In(b) => read_frame(pte_pfn(pte), off, &mut b[done..done + n]),
+                        Buf::Out(b) => write_frame(pte_pfn(pte), off, &b[done..done + n]),
                     }
+                    break;
                 }
             }
             tries += 1;

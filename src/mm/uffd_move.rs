@@ -341,6 +341,10 @@ impl Mover<'_> {
 
     fn move_one_locked(&self, d: usize, s: usize) -> Result<usize, Errno> {
         let (mm, mode) = (self.mm, self.mode);
+        // Part of a huge PMD moves page by page: split it first.
+        if pmd_trans_huge(mm.pgtables.pmd_peek(s)) {
+            super::huge_memory::split_huge_pmd(&mm.pgtables, s);
+        }
         // Page tables: src missing is a hole; dst is allocated.
         if mm.pgtables.lock(d, true).map_err(|_| ENOMEM)?.is_none() {
             return Err(ENOMEM);
@@ -384,13 +388,17 @@ impl Mover<'_> {
 
     /// The PMD-level move of an aligned THP: the whole pte table mapping the
     /// order-9 folio moves to dst's empty pmd in one step, and the folio is
-    /// retargeted once, never split. (This kernel maps THPs with a pte table,
-    /// so the pmd entry that moves points to that table rather than being a
-    /// 2 MiB block; the effect and the checks are move_pages_huge_pmd's.)
+    /// retargeted once, never split: a real huge PMD (move_huge_block), or
+    /// a pte table whose 512 ptes map one THP in order (the table itself
+    /// moves, with the same checks).
     /// None: src is not one whole exclusive-candidate THP, or dst's pmd is
     /// populated; the caller moves pte by pte.
     fn move_pages_huge_pmd(&self, d: usize, s: usize) -> Option<Result<usize, Errno>> {
         let (mm, dst_vma, dst_anon_vma) = (self.mm, self.dst_vma, self.dst_anon_vma);
+        let src_pmd = mm.pgtables.pmd_peek(s);
+        if pmd_trans_huge(src_pmd) {
+            return self.move_huge_block(d, s, src_pmd);
+        }
         if mm.pgtables.table_of(d).is_some() {
             return None;
         }
@@ -442,6 +450,46 @@ impl Mover<'_> {
                 Ok(false) => Err(EAGAIN),
                 Err(()) => Err(ENOMEM),
             }
+        })();
+        notify(s, s + PMD_SIZE, false, true);
+        Some(r)
+    }
+
+    /// A real huge PMD (a 2 MiB block) moves with one entry: the huge zero
+    /// page stays special; a THP must be exclusive and unpinned (EBUSY, no
+    /// split), is locked without waiting (EAGAIN), and is retargeted to
+    /// dst's anon_vma and index under the PMD locks. A dst PMD that is
+    /// populated gives EEXIST for a THP there, the pte path otherwise.
+    fn move_huge_block(&self, d: usize, s: usize, src_pmd: pmd_t) -> Option<Result<usize, Errno>> {
+        let (mm, dst_vma, dst_anon_vma) = (self.mm, self.dst_vma, self.dst_anon_vma);
+        let dst_pmd = mm.pgtables.pmd_peek(d);
+        if pmd_trans_huge(dst_pmd) {
+            return Some(Err(EEXIST));
+        }
+        if !pmd_none(dst_pmd) {
+            return None; // a pte table at dst: page by page
+        }
+        let pte = pmd_pte(src_pmd);
+        notify(s, s + PMD_SIZE, true, true); // blocking, before any lock
+        let r = (|| {
+            if pte_special(pte) {
+                // The huge zero page: verbatim, special bit and all.
+                let wrong = crate::testhooks::variants::MOVE_HUGE_ZERO_NOT_SPECIAL.is_on();
+                let new = if wrong { pte_pmd(pte_t(pte.0 & !PTE_SPECIAL)) } else { src_pmd };
+                return mm.pgtables.move_huge_pmd(s, d, src_pmd, || Ok(new)).map(|_| PMD_SIZE);
+            }
+            let folio = Folio::try_get(pte_pfn(pte)).ok_or(EAGAIN)?;
+            if !folio.test(PG_ANON_EXCLUSIVE) || folio.page().pincount.load(Ordering::Acquire) > 0 {
+                return Err(EBUSY);
+            }
+            let Some(_locked) = folio.try_lock_guard() else { return Err(EAGAIN) };
+            mm.pgtables
+                .move_huge_pmd(s, d, src_pmd, || {
+                    retarget(&folio, dst_anon_vma, dst_vma.pgoff_of(d));
+                    // Like Linux: dirty and writable at dst, no uffd-wp.
+                    Ok(pte_pmd(pte_mkdirty(pte_mkwrite(pte_clear_uffd_wp(pte)))))
+                })
+                .map(|_| PMD_SIZE)
         })();
         notify(s, s + PMD_SIZE, false, true);
         Some(r)

@@ -11,6 +11,7 @@ use alloc::vec::Vec;
 
 /// Clears every pte of `[start, end)` and drops what they held.
 pub fn zap_page_range(mm: &MmStruct, start: usize, end: usize) {
+    super::huge_memory::zap_or_split_huge_pmds(mm, start, end);
     // One pte table (up to 2 MiB) at a time, under its lock; ranges with
     // no table are skipped without a look.
     mm.pgtables.for_each_locked_table(start, end, |pt, lo, hi| {

@@ -7,4 +7,5 @@ mod mmu;
 mod mte_hw;
 pub(crate) mod scenario;
 mod swap;
+mod thp;
 mod uffd;

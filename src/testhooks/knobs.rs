@@ -1,8 +1,10 @@
 //! Knobs: settings a test changes for its duration that are not orderings
 //! or faults (a small swap device, reclaim keeping folios in the swap
-//! cache). Each is declared once with its default; a test sets one through
-//! a guard that puts the previous value back when dropped, and the harness
-//! puts every knob back to its default after every test.
+//! cache, the THP tunables that Linux has in sysfs). Each is declared once
+//! with its default, which the command line may change at boot; a test
+//! sets one through a guard that puts the previous value back when
+//! dropped, and the harness puts every knob back to its default after
+//! every test.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -12,7 +14,7 @@ pub struct Knob {
     pub path: &'static str,
     /// What a non-default value does.
     pub what: &'static str,
-    pub default: u64,
+    default: AtomicU64,
     value: AtomicU64,
 }
 
@@ -31,7 +33,18 @@ impl Drop for Set {
 
 impl Knob {
     const fn new(name: &'static str, path: &'static str, what: &'static str, default: u64) -> Knob {
-        Knob { name, path, what, default, value: AtomicU64::new(default) }
+        Knob { name, path, what, default: AtomicU64::new(default), value: AtomicU64::new(default) }
+    }
+
+    /// The value every test starts with.
+    pub fn default(&self) -> u64 {
+        self.default.load(Ordering::Acquire)
+    }
+
+    /// At boot, from the command line: the default (and current) value.
+    pub fn set_boot_default(&self, v: u64) {
+        self.default.store(v, Ordering::Release);
+        self.value.store(v, Ordering::Release);
     }
 
     pub fn get(&self) -> u64 {
@@ -74,9 +87,65 @@ pub static RAMDISK_BAD_SECTOR: Knob = Knob::new(
     NO_SECTOR,
 );
 
-pub static ALL: &[&Knob] = &[&SWAP_SLOT_LIMIT, &KEEP_IN_SWAPCACHE, &OBSERVE_NOTIFIER, &RAMDISK_BAD_SECTOR];
+// THP (Linux's /sys/kernel/mm/transparent_hugepage), values as
+// cmdline::ThpEnabled and cmdline::ThpOrderPolicy; mm::huge_memory reads
+// them.
+
+pub static THP_ENABLED: Knob = Knob::new(
+    "thp:enabled",
+    "mm::huge_memory (transparent_hugepage/enabled)",
+    "0 always, 1 madvise (only VM_HUGEPAGE VMAs), 2 never; transparent_hugepage= at boot",
+    1,
+);
+
+pub static THP_USE_ZERO_PAGE: Knob = Knob::new(
+    "thp:use_zero_page",
+    "mm::huge_memory::do_huge_pmd_anonymous_page (transparent_hugepage/use_zero_page)",
+    "1: a read fault on a PMD range maps the huge zero page; 0: it allocates a THP",
+    1,
+);
+
+const fn order_knob(name: &'static str, default: u64) -> Knob {
+    Knob::new(
+        name,
+        "mm::huge_memory (hugepages-<size>kB/enabled)",
+        "0 always, 1 inherit (the top-level enabled), 2 madvise, 3 never; thp_anon= at boot",
+        default,
+    )
+}
+
+/// The per-size policies, index = folio order (2: 16 KiB .. 9: 2 MiB).
+pub static THP_ORDER: [Knob; 10] = [
+    order_knob("thp:unused-order-0", 3),
+    order_knob("thp:unused-order-1", 3),
+    order_knob("thp:hugepages-16kB", 3),
+    order_knob("thp:hugepages-32kB", 3),
+    order_knob("thp:hugepages-64kB", 3),
+    order_knob("thp:hugepages-128kB", 3),
+    order_knob("thp:hugepages-256kB", 3),
+    order_knob("thp:hugepages-512kB", 3),
+    order_knob("thp:hugepages-1024kB", 3),
+    order_knob("thp:hugepages-2048kB", 1),
+];
+
+pub static ALL: &[&Knob] = &[
+    &SWAP_SLOT_LIMIT,
+    &KEEP_IN_SWAPCACHE,
+    &OBSERVE_NOTIFIER,
+    &RAMDISK_BAD_SECTOR,
+    &THP_ENABLED,
+    &THP_USE_ZERO_PAGE,
+    &THP_ORDER[2],
+    &THP_ORDER[3],
+    &THP_ORDER[4],
+    &THP_ORDER[5],
+    &THP_ORDER[6],
+    &THP_ORDER[7],
+    &THP_ORDER[8],
+    &THP_ORDER[9],
+];
 
 /// Every knob back to its default; the names of those that were not.
 pub fn reset_all() -> alloc::vec::Vec<&'static str> {
-    ALL.iter().filter(|k| k.value.swap(k.default, Ordering::AcqRel) != k.default).map(|k| k.name).collect()
+    ALL.iter().filter(|k| k.value.swap(k.default(), Ordering::AcqRel) != k.default()).map(|k| k.name).collect()
 }

@@ -131,6 +131,14 @@ pub static MOVE_SWAP_NO_EXCLUSIVE_CHECK: Variant = Variant::new(
     &["uffd::swap_move_without_exclusive_check_is_caught"],
 );
 
+pub static MOVE_HUGE_ZERO_NOT_SPECIAL: Variant = Variant::new(
+    "uffd_move:huge_zero_not_special",
+    "mm::uffd_move::move_huge_block",
+    "the huge zero page's PMD moves without its special bit: dst maps the shared zero folio as if it were its own THP",
+    "the 2026 report of a moved huge-zero PMD turning into a corrupted, non-special PMD (move_pages_huge_pmd)",
+    &["thp::move_of_the_huge_zero_pmd_without_special_is_caught"],
+);
+
 /// Every variant, for listing, resets and the caught check.
 pub static ALL: &[&Variant] = &[
     &COW_DATA_ONLY,
@@ -141,6 +149,7 @@ pub static ALL: &[&Variant] = &[
     &MOVE_RMAP_BEFORE_PIN_CHECK,
     &MOVE_NOTIFIER_UNDER_PTL,
     &MOVE_SWAP_NO_EXCLUSIVE_CHECK,
+    &MOVE_HUGE_ZERO_NOT_SPECIAL,
 ];
 
 /// Switches every variant off; the names of those that were on.

@@ -1,0 +1,442 @@
+//! Transparent huge pages (Linux's mm/huge_memory.c): the tunables, the
+//! huge zero page, PMD-mapped anonymous THPs (fault, write fault, split,
+//! zap, fork) and the choice of a multi-size THP order for a pte-mapped
+//! anonymous fault.
+//!
+//! Where this kernel counts differently from Linux: a PMD mapping counts
+//! as the 512 pages it maps, in the folio's mapcount and its refcount and
+//! in rss (Linux counts one entire mapping and one reference), so
+//! splitting a PMD changes no count and the invariant checker sees a huge
+//! PMD as its 512 ptes.
+
+use super::fault::FaultError;
+use super::folio::{folio_head, set_frame_tags, Folio, PG_ANON_EXCLUSIVE, PG_MTE_TAGGED};
+use super::mm_types::*;
+use super::pgtable::{huge_pmd_pte, PgTables};
+use super::pte::*;
+use super::rmap::{folio_add_new_anon_rmap, folio_remove_rmap_pte, AnonVma};
+use crate::arch::mmu::{PAGE_SIZE, PMD_MASK, PMD_SIZE};
+use crate::arch::mte::PAGE_TAG_BYTES;
+use crate::cmdline::{Cmdline, ThpEnabled, ThpOrderPolicy, THP_MIN_ORDER, THP_PMD_ORDER};
+use crate::errno::{Errno, ENOMEM};
+use crate::testhooks::knobs::{THP_ENABLED, THP_ORDER, THP_USE_ZERO_PAGE};
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU64, Ordering};
+use spin::Once;
+
+const NR: usize = HPAGE_PMD_NR as usize;
+
+/// The boot values of the tunables (transparent_hugepage=, thp_anon=).
+pub fn apply_cmdline(c: &Cmdline) {
+    THP_ENABLED.set_boot_default(c.thp_enabled as u64);
+    for order in THP_MIN_ORDER..=THP_PMD_ORDER {
+        THP_ORDER[order].set_boot_default(c.thp_anon[order] as u64);
+    }
+}
+
+/// The THP events of Linux's /proc/vmstat that this kernel has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThpStats {
+    pub thp_fault_alloc: u64,
+    pub thp_fault_fallback: u64,
+    pub thp_zero_page_alloc: u64,
+    pub thp_split_pmd: u64,
+    /// mTHP: anonymous faults that mapped a folio of order 2..=8.
+    pub mthp_anon_fault_alloc: u64,
+}
+
+static FAULT_ALLOC: AtomicU64 = AtomicU64::new(0);
+static FAULT_FALLBACK: AtomicU64 = AtomicU64::new(0);
+static ZERO_PAGE_ALLOC: AtomicU64 = AtomicU64::new(0);
+static SPLIT_PMD: AtomicU64 = AtomicU64::new(0);
+static MTHP_FAULT_ALLOC: AtomicU64 = AtomicU64::new(0);
+
+pub fn stats() -> ThpStats {
+    ThpStats {
+        thp_fault_alloc: FAULT_ALLOC.load(Ordering::Acquire),
+        thp_fault_fallback: FAULT_FALLBACK.load(Ordering::Acquire),
+        thp_zero_page_alloc: ZERO_PAGE_ALLOC.load(Ordering::Acquire),
+        thp_split_pmd: SPLIT_PMD.load(Ordering::Acquire),
+        mthp_anon_fault_alloc: MTHP_FAULT_ALLOC.load(Ordering::Acquire),
+    }
+}
+
+fn policy(order: usize) -> ThpOrderPolicy {
+    match THP_ORDER[order].get() {
+        0 => ThpOrderPolicy::Always,
+        1 => ThpOrderPolicy::Inherit,
+        2 => ThpOrderPolicy::Madvise,
+        _ => ThpOrderPolicy::Never,
+    }
+}
+
+fn top_level() -> ThpEnabled {
+    match THP_ENABLED.get() {
+        0 => ThpEnabled::Always,
+        1 => ThpEnabled::Madvise,
+        _ => ThpEnabled::Never,
+    }
+}
+
+/// Whether an anonymous folio of `order` may back `vma` (the per-size
+/// policy, `inherit` meaning the top-level one; VM_NOHUGEPAGE refuses all).
+pub fn thp_vma_allowable(vma: &Vma, order: usize) -> bool {
+    if vma.flags & VM_NOHUGEPAGE != 0 || !vma.is_anon() || vma.flags & VM_SHARED != 0 {
+        return false;
+    }
+    let madvised = vma.flags & VM_HUGEPAGE != 0;
+    match policy(order) {
+        ThpOrderPolicy::Always => true,
+        ThpOrderPolicy::Madvise => madvised,
+        ThpOrderPolicy::Never => false,
+        ThpOrderPolicy::Inherit => match top_level() {
+            ThpEnabled::Always => true,
+            ThpEnabled::Madvise => madvised,
+            ThpEnabled::Never => false,
+        },
+    }
+}
+
+/// The largest enabled order below PMD size whose aligned range around
+/// `addr` lies in `vma` (alloc_anon_folio's choice), or 0.
+pub fn mthp_order(vma: &Vma, addr: usize) -> usize {
+    for order in (THP_MIN_ORDER..THP_PMD_ORDER).rev() {
+        let size = PAGE_SIZE << order;
+        let start = addr & !(size - 1);
+        if start >= vma.start && start + size <= vma.end && thp_vma_allowable(vma, order) {
+            return order;
+        }
+    }
+    0
+}
+
+/// Counts one anonymous fault mapped with an mTHP folio.
+pub fn count_mthp_fault() {
+    MTHP_FAULT_ALLOC.fetch_add(1, Ordering::Relaxed);
+}
+
+static HUGE_ZERO: Once<Option<u64>> = Once::new();
+
+/// The huge zero page: a 2 MiB zeroed folio with zero tags, allocated at
+/// boot (the first call) and kept; mapped special, never PG_mte_tagged.
+pub fn huge_zero_pfn() -> Option<u64> {
+    *HUGE_ZERO.call_once(|| {
+        let f = Folio::alloc(THP_PMD_ORDER as u8)?;
+        ZERO_PAGE_ALLOC.fetch_add(1, Ordering::Relaxed);
+        Some(f.into_counted()) // kept for good
+    })
+}
+
+pub fn is_huge_zero_pfn(pfn: u64) -> bool {
+    HUGE_ZERO.get().copied().flatten().is_some_and(|z| folio_head(pfn) == z)
+}
+
+fn is_huge_zero_pmd(pmd: pmd_t) -> bool {
+    pte_special(pmd_pte(pmd)) && is_huge_zero_pfn(pte_pfn(pmd_pte(pmd)))
+}
+
+/// mte_sync_tags for a PMD: a folio mapped Tagged Normal for the first time
+/// gets every page's tags cleared and PG_mte_tagged.
+fn sync_tags(folio: &Folio, vma: &Vma) {
+    if vma.flags & VM_MTE != 0 && !folio.test(PG_MTE_TAGGED) {
+        for i in 0..folio.nr_pages() {
+            set_frame_tags(folio.page_pfn(i), &[0; PAGE_TAG_BYTES]);
+        }
+        folio.set(PG_MTE_TAGGED);
+    }
+}
+
+/// do_huge_pmd_anonymous_page: the first touch of a 2 MiB-aligned range
+/// that lies in `vma`, with THP allowed there and nothing mapped: the huge
+/// zero page on a read (use_zero_page), a new PMD-mapped THP on a write.
+/// None: fall back to ptes (not allowed, a pte table is there already, or
+/// no memory for a huge folio).
+pub fn do_huge_pmd_anonymous_page(
+    mm: &Arc<MmStruct>,
+    vma: &Vma,
+    addr: usize,
+    write: bool,
+    anon_vma: impl FnOnce() -> Arc<AnonVma>,
+) -> Option<Result<(), FaultError>> {
+    let start = addr & PMD_MASK;
+    if start < vma.start || start + PMD_SIZE > vma.end || !thp_vma_allowable(vma, THP_PMD_ORDER) {
+        return None;
+    }
+    if !pmd_none(mm.pgtables.pmd_peek(start)) {
+        return None;
+    }
+    if !write && THP_USE_ZERO_PAGE.get() != 0 {
+        let zero = huge_zero_pfn()?;
+        let pmd = pte_pmd(pte_mkspecial(pte_wrprotect(pmd_pte(pfn_pmd(zero, vma.page_prot())))));
+        return Some(install(mm, start, pmd, None, vma));
+    }
+    let Some(folio) = Folio::alloc(THP_PMD_ORDER as u8) else {
+        FAULT_FALLBACK.fetch_add(1, Ordering::Relaxed);
+        return None;
+    };
+    let pmd = pte_pmd(pte_mkdirty(pte_mkwrite(pmd_pte(pfn_pmd(folio.pfn(), vma.page_prot())))));
+    let anon_vma = anon_vma();
+    folio_add_new_anon_rmap(&folio, &anon_vma, vma.pgoff_of(start), NR as i32);
+    let r = install(mm, start, pmd, Some(&folio), vma);
+    if r.is_ok() {
+        FAULT_ALLOC.fetch_add(1, Ordering::Relaxed);
+    } else {
+        folio.page().mapcount.store(0, Ordering::Release); // never mapped
+    }
+    Some(r)
+}
+
+/// Deposits a table and sets the PMD if it is still none.
+fn install(mm: &Arc<MmStruct>, start: usize, pmd: pmd_t, folio: Option<&Folio>, vma: &Vma) -> Result<(), FaultError> {
+    mm.pgtables.deposit(start).map_err(|_| FaultError::Oom)?;
+    let locked = match mm.pgtables.pmd_lock(start, true) {
+        Ok(Some(l)) => l,
+        _ => {
+            let t = mm.pgtables.withdraw(start);
+            mm.pgtables.free_withdrawn(t);
+            return Err(FaultError::Oom);
+        }
+    };
+    if !pmd_none(locked.get()) {
+        // Raced with another fault (theirs stands) or a pte table arrived.
+        let t = mm.pgtables.withdraw(start);
+        mm.pgtables.free_withdrawn(t);
+        return Ok(());
+    }
+    if let Some(folio) = folio {
+        sync_tags(folio, vma);
+        mm.add_rss(MM_ANONPAGES, NR as isize);
+        for _ in 0..NR {
+            folio.clone().into_counted(); // a reference per mapped page
+        }
+    }
+    locked.set(pmd, mm.asid);
+    Ok(())
+}
+
+/// A fault on a huge PMD (huge_pmd_set_accessed, do_huge_pmd_wp_page).
+/// None: the PMD was split (or is gone) and the pte path takes over.
+pub fn do_huge_pmd_fault(
+    mm: &Arc<MmStruct>,
+    vma: &Vma,
+    addr: usize,
+    write: bool,
+    anon_vma: impl FnOnce() -> Arc<AnonVma>,
+) -> Option<Result<(), FaultError>> {
+    let locked = mm.pgtables.pmd_lock(addr, false).ok()??;
+    let pmd = locked.get();
+    if !pmd_trans_huge(pmd) || !pte_valid(pmd_pte(pmd)) {
+        return None; // gone, a table now, or PROT_NONE: the pte path decides
+    }
+    let pte = pmd_pte(pmd);
+    if !write {
+        if !pte_young(pte) {
+            locked.set(pte_pmd(pte_mkyoung(pte)), mm.asid);
+        }
+        return Some(Ok(()));
+    }
+    if pte_uffd_wp(pte) && vma.flags & VM_UFFD_WP != 0 {
+        drop(locked);
+        split_huge_pmd(&mm.pgtables, addr); // the pte path raises the userfault
+        return None;
+    }
+    if pte_write(pte) {
+        locked.set(pte_pmd(pte_mkyoung(pte_mkdirty(pte))), mm.asid);
+        return Some(Ok(()));
+    }
+    if is_huge_zero_pmd(pmd) {
+        // do_huge_zero_wp_pmd (Linux 6.13): a new THP replaces the huge
+        // zero page; without memory for one, split and COW the one page.
+        drop(locked);
+        return do_huge_zero_wp_pmd(mm, vma, addr, anon_vma());
+    }
+    let folio = Folio::get(pte_pfn(pte));
+    // Reuse when nobody else maps it: exclusive, or every reference is one
+    // of our 512 mappings (plus the one just taken).
+    let reuse = folio.test(PG_ANON_EXCLUSIVE)
+        || folio.try_lock_guard().is_some_and(|_l| {
+            let only_us = folio.mapcount() == NR as i32 && folio.refcount() == NR as i32 + 1;
+            if only_us {
+                folio.set(PG_ANON_EXCLUSIVE);
+            }
+            only_us
+        });
+    if reuse && vma.flags & VM_WRITE != 0 {
+        locked.set(pte_pmd(pte_mkyoung(pte_mkdirty(pte_mkwrite(pte)))), mm.asid);
+        return Some(Ok(()));
+    }
+    drop(folio);
+    drop(locked);
+    split_huge_pmd(&mm.pgtables, addr); // then do_wp_page COWs the one page
+    None
+}
+
+fn do_huge_zero_wp_pmd(
+    mm: &Arc<MmStruct>,
+    vma: &Vma,
+    addr: usize,
+    anon_vma: Arc<AnonVma>,
+) -> Option<Result<(), FaultError>> {
+    let start = addr & PMD_MASK;
+    let Some(folio) = Folio::alloc(THP_PMD_ORDER as u8) else {
+        FAULT_FALLBACK.fetch_add(1, Ordering::Relaxed);
+        split_huge_pmd(&mm.pgtables, addr);
+        return None;
+    };
+    let locked = mm.pgtables.pmd_lock(start, false).ok()??;
+    if !is_huge_zero_pmd(locked.get()) {
+        return None; // changed meanwhile: look again
+    }
+    folio_add_new_anon_rmap(&folio, &anon_vma, vma.pgoff_of(start), NR as i32);
+    sync_tags(&folio, vma);
+    mm.add_rss(MM_ANONPAGES, NR as isize);
+    for _ in 0..NR {
+        folio.clone().into_counted();
+    }
+    let pmd = pte_pmd(pte_mkyoung(pte_mkdirty(pte_mkwrite(pmd_pte(pfn_pmd(folio.pfn(), vma.page_prot()))))));
+    locked.set(pmd, mm.asid);
+    FAULT_ALLOC.fetch_add(1, Ordering::Relaxed);
+    Some(Ok(()))
+}
+
+/// split_huge_pmd: the huge PMD covering `addr` becomes its deposited pte
+/// table, filled with the 512 ptes it stood for (each keeping the write,
+/// dirty, young and uffd-wp bits; the huge zero page becomes 512 mappings
+/// of the small zero page). The folio and every count stay as they are.
+pub fn split_huge_pmd(pgt: &PgTables, addr: usize) {
+    let Ok(Some(locked)) = pgt.pmd_lock(addr, false) else { return };
+    let pmd = locked.get();
+    if !pmd_trans_huge(pmd) {
+        return; // someone split or zapped it first
+    }
+    let table = pgt.withdraw(locked.addr);
+    let zero = is_huge_zero_pmd(pmd);
+    for i in 0..NR {
+        let a = locked.addr + i * PAGE_SIZE;
+        let pte = if zero {
+            let z = super::fault::zero_pfn() << crate::arch::mmu::PAGE_SHIFT;
+            pte_t(z | (pmd.0 & !PTE_ADDR_MASK) | PTE_TYPE_PAGE)
+        } else {
+            huge_pmd_pte(pmd, a)
+        };
+        PgTables::fill_table(table, i, pte);
+    }
+    pgt.install_split_table(&locked, table);
+    SPLIT_PMD.fetch_add(1, Ordering::Relaxed);
+}
+
+/// zap_huge_pmd: a huge PMD that `[start, end)` covers whole is cleared,
+/// its deposit freed and what it mapped dropped. False: no huge PMD there.
+pub fn zap_huge_pmd(mm: &MmStruct, addr: usize) -> bool {
+    let Ok(Some(locked)) = mm.pgtables.pmd_lock(addr, false) else { return false };
+    let pmd = locked.get();
+    if !pmd_trans_huge(pmd) {
+        return false;
+    }
+    locked.set(pmd_t(0), mm.asid);
+    let t = mm.pgtables.withdraw(locked.addr);
+    mm.pgtables.free_withdrawn(t);
+    drop(locked);
+    if is_huge_zero_pmd(pmd) {
+        return true;
+    }
+    let head = pte_pfn(pmd_pte(pmd));
+    for _ in 0..NR {
+        let folio = Folio::from_counted(head); // one mapped page's reference
+        folio_remove_rmap_pte(&folio);
+    }
+    mm.add_rss(MM_ANONPAGES, -(NR as isize));
+    true
+}
+
+/// copy_huge_pmd at fork: a huge zero PMD is shared as it is; a THP is
+/// shared copy-on-write (write-protected in both, no longer exclusive, 512
+/// more mappings and references). A pinned THP is split instead and its
+/// ptes copied by the caller (Linux's -EAGAIN path). Ok(false): there was
+/// no huge PMD, or it was split.
+pub fn copy_huge_pmd(src_mm: &MmStruct, dst_mm: &MmStruct, addr: usize) -> Result<bool, Errno> {
+    dst_mm.pgtables.deposit(addr).map_err(|_| ENOMEM)?;
+    let undeposit = || {
+        let t = dst_mm.pgtables.withdraw(addr);
+        dst_mm.pgtables.free_withdrawn(t);
+    };
+    let Ok(Some(src)) = src_mm.pgtables.pmd_lock(addr, false) else {
+        undeposit();
+        return Ok(false);
+    };
+    let pmd = src.get();
+    if !pmd_trans_huge(pmd) {
+        undeposit();
+        return Ok(false);
+    }
+    let zero = is_huge_zero_pmd(pmd);
+    let folio = (!zero).then(|| Folio::get(pte_pfn(pmd_pte(pmd))));
+    if folio.as_ref().is_some_and(|f| f.page().pincount.load(Ordering::Acquire) > 0) {
+        drop(src);
+        undeposit();
+        split_huge_pmd(&src_mm.pgtables, addr);
+        return Ok(false);
+    }
+    let Ok(Some(dst)) = dst_mm.pgtables.pmd_lock(addr, true) else {
+        undeposit();
+        return Err(ENOMEM);
+    };
+    let shared = pte_pmd(pte_wrprotect(pmd_pte(pmd)));
+    if let Some(folio) = folio {
+        if pte_write(pmd_pte(pmd)) {
+            src.set(shared, src_mm.asid);
+        }
+        folio.clear(PG_ANON_EXCLUSIVE);
+        folio.page().mapcount.fetch_add(NR as i32, Ordering::AcqRel);
+        for _ in 0..NR {
+            folio.clone().into_counted();
+        }
+        dst_mm.add_rss(MM_ANONPAGES, NR as isize);
+    }
+    dst.set(shared, dst_mm.asid);
+    Ok(true)
+}
+
+/// change_huge_pmd for mprotect: a huge PMD that `[start, end)` covers
+/// whole takes `prot` in place (a PROT_MTE one gets its folio's tags
+/// synced first); one covered in part is split for the pte path.
+pub fn change_huge_pmds(mm: &MmStruct, start: usize, end: usize, prot: pgprot_t) {
+    let mut huge = alloc::vec::Vec::new();
+    mm.pgtables.for_each_huge_pmd(start, end, |a, _| huge.push(a));
+    for a in huge {
+        if a < start || a + PMD_SIZE > end {
+            split_huge_pmd(&mm.pgtables, a);
+            continue;
+        }
+        let Ok(Some(locked)) = mm.pgtables.pmd_lock(a, false) else { continue };
+        let pmd = locked.get();
+        if !pmd_trans_huge(pmd) {
+            continue;
+        }
+        let new = pte_modify(pmd_pte(pmd), prot);
+        if pte_tagged(new) && !is_huge_zero_pmd(pmd) {
+            let folio = Folio::get(pte_pfn(new));
+            if !folio.test(PG_MTE_TAGGED) {
+                for i in 0..folio.nr_pages() {
+                    set_frame_tags(folio.page_pfn(i), &[0; PAGE_TAG_BYTES]);
+                }
+                folio.set(PG_MTE_TAGGED);
+            }
+        }
+        locked.set(pte_pmd(pte_t(new.0 & !PTE_TYPE_PAGE)), mm.asid);
+    }
+}
+
+/// Splits the huge PMDs that `[start, end)` covers only in part, and zaps
+/// the ones it covers whole (zap_pmd_range's choice).
+pub fn zap_or_split_huge_pmds(mm: &MmStruct, start: usize, end: usize) {
+    let mut huge = alloc::vec::Vec::new();
+    mm.pgtables.for_each_huge_pmd(start, end, |a, _| huge.push(a));
+    for a in huge {
+        if a >= start && a + PMD_SIZE <= end {
+            zap_huge_pmd(mm, a);
+        } else {
+            split_huge_pmd(&mm.pgtables, a);
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! Suite `thp`: PMD-mapped transparent huge pages and multi-size THP at
+//! EL0: the fault (a 2 MiB block with a deposited table, the huge zero page
+//! on a read), the tunables, split where Linux splits (partial munmap and
+//! mprotect, a COW write on a shared PMD), zap of a whole PMD without a
+//! split, fork sharing the PMD, kernel accesses that do not split, and
+//! UFFDIO_MOVE of a real PMD, with data, tags and counts checked.
+
+use super::scenario::*;
+use crate::arch::mte::with_tag;
+use crate::errno::Errno;
+use crate::harness::{TestResult, Verdict};
+use crate::mm::folio::{Folio, PG_ANON_EXCLUSIVE, PG_MTE_TAGGED};
+use crate::mm::huge_memory::{self, huge_zero_pfn};
+use crate::mm::mmap::*;
+use crate::mm::pte::*;
+use crate::mm::uffd_uapi::*;
+use crate::mm::userfaultfd::{UFFDIO_REGISTER_MODE_MISSING, UFFD_API, UFFD_FEATURE_MOVE};
+use crate::task::agent::SegvKind;
+use crate::task::Task;
+use crate::testhooks::knobs::{THP_ENABLED, THP_ORDER, THP_USE_ZERO_PAGE};
+use crate::{ensure, ensure_eq, kernel_test};
+use alloc::format;
+use alloc::sync::Arc;
+
+const HUGE: usize = 2 << 20;
+/// 2 MiB-aligned addresses no other mapping uses.
+const A: usize = 0x20_0000_0000;
+const B: usize = 0x30_0000_0000;
+
+/// `len` bytes of PROT_MTE anonymous memory at `at`, MADV_HUGEPAGE.
+fn region(t: &Task, at: usize, len: usize) -> Result<usize, Verdict> {
+    ensure_eq!(mmap(t, at, len, RW | PROT_MTE, ANON | MAP_FIXED, -1)?, at, "MAP_FIXED");
+    must(t.madvise(at, len, MADV_HUGEPAGE), "MADV_HUGEPAGE")?;
+    Ok(at)
+}
+
+fn huge_pmd(t: &Task, at: usize) -> pmd_t {
+    t.mm().pgtables.pmd_peek(at)
+}
+
+fn expect_block(t: &Task, at: usize, what: &str) -> Result<u64, Verdict> {
+    let pmd = huge_pmd(t, at);
+    ensure!(pmd_trans_huge(pmd), "{what}: no huge PMD at {at:#x}: {pmd:?}");
+    ensure_eq!(t.mm().pgtables.table_of(at), None, "{what}: a pte table at a huge PMD");
+    Ok(pte_pfn(pmd_pte(pmd)))
+}
+
+fn tag_of(p: usize) -> u8 {
+    (p % 14) as u8 + 1
+}
+
+/// Tags page `p` of the THP at `a` with tag_of(p) and writes its number.
+fn stamp(t: &Task, a: usize, p: usize) -> TestResult {
+    let at = a + p * PAGE;
+    tag_page(t, at, |_| tag_of(p))?;
+    ok(t.store(with_tag(at, tag_of(p)), 0x7000 + p as u64), "write")
+}
+
+fn expect_stamp(t: &Task, a: usize, p: usize, what: &str) -> TestResult {
+    let at = a + p * PAGE;
+    ensure_eq!(ok(t.load(with_tag(at, tag_of(p))), what)?, 0x7000 + p as u64, "{what}: data of page {p}");
+    expect_tags(t, at, |_| tag_of(p), &format!("{what}: page {p}"))
+}
+
+fn splits() -> u64 {
+    huge_memory::stats().thp_split_pmd
+}
+
+fn write_fault_maps_one_pmd_block() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let a = region(&t, A, HUGE)?;
+    let before = huge_memory::stats();
+    ok(t.store(a + 3 * PAGE, 33), "write")?;
+    let head = expect_block(&t, a, "after a write fault")?;
+    ensure_eq!(huge_memory::stats().thp_fault_alloc, before.thp_fault_alloc + 1, "thp_fault_alloc");
+    let f = Folio::get(head);
+    ensure_eq!((f.order(), f.refcount(), f.mapcount()), (9, 513, 512), "order, refcount (ours too), mapcount");
+    ensure!(f.test(PG_MTE_TAGGED) && f.test(PG_ANON_EXCLUSIVE), "a new PROT_MTE THP is tagged and exclusive");
+    drop(f);
+    expect_rss(&t, 512, 0, "one PMD")?;
+    expect_tags(&t, a + 511 * PAGE, |_| 0, "the last page of a new PROT_MTE THP")?;
+    ensure_eq!(ok(t.load(a + 3 * PAGE), "read")?, 33, "data");
+    ensure_eq!(ok(t.load(a + 400 * PAGE), "read")?, 0, "an untouched page of the THP");
+    s.finish()
+}
+kernel_test!(thp, write_fault_maps_one_pmd_block);
+
+fn read_fault_maps_the_huge_zero_page_then_a_write_gets_a_thp() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let a = region(&t, A, HUGE)?;
+    ensure_eq!(ok(t.load(a + 9 * PAGE), "read")?, 0, "the huge zero page reads zero");
+    let pfn = expect_block(&t, a, "after a read fault")?;
+    let zero = huge_zero_pfn().ok_or_else(|| verdict("huge zero page", "none"))?;
+    ensure_eq!(pfn, zero, "the read maps the huge zero page");
+    ensure!(pte_special(pmd_pte(huge_pmd(&t, a))) && !pte_write(pmd_pte(huge_pmd(&t, a))), "special and read-only");
+    ensure!(!Folio::get(zero).test(PG_MTE_TAGGED), "the huge zero page is never PG_mte_tagged");
+    expect_rss(&t, 0, 0, "the huge zero page is not counted")?;
+    expect_tags(&t, a + 9 * PAGE, |_| 0, "the huge zero page's tags")?;
+    ok(t.store(a + 9 * PAGE, 5), "the first write")?;
+    let head = expect_block(&t, a, "after the first write")?;
+    ensure!(head != zero && !pte_special(pmd_pte(huge_pmd(&t, a))), "the write replaced the huge zero page with a THP");
+    expect_rss(&t, 512, 0, "a THP now")?;
+    expect_tags(&t, a + 9 * PAGE, |_| 0, "a PROT_MTE THP after the huge zero page")?;
+    ensure_eq!(ok(t.load(a + 9 * PAGE), "read")?, 5, "data");
+    ensure_eq!(ok(t.load(a + 10 * PAGE), "read")?, 0, "the rest reads zero");
+    ensure!(!Folio::get(zero).test(PG_MTE_TAGGED), "the huge zero page stays untagged");
+    s.finish()
+}
+kernel_test!(thp, read_fault_maps_the_huge_zero_page_then_a_write_gets_a_thp);
+
+fn use_zero_page_off_allocates_on_a_read() -> TestResult {
+    let _k = THP_USE_ZERO_PAGE.set(0);
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let a = region(&t, A, HUGE)?;
+    ensure_eq!(ok(t.load(a), "read")?, 0, "read");
+    let head = expect_block(&t, a, "after a read with use_zero_page 0")?;
+    ensure!(Some(head) != huge_zero_pfn() && !pte_special(pmd_pte(huge_pmd(&t, a))), "a THP, not the zero page");
+    expect_rss(&t, 512, 0, "a THP on a read")?;
+    s.finish()
+}
+kernel_test!(thp, use_zero_page_off_allocates_on_a_read);
+
+/// enabled=never and MADV_NOHUGEPAGE give small pages; enabled=always
+/// gives a PMD without MADV_HUGEPAGE; madvise gives one only with it.
+fn the_enabled_tunable_and_madvise_choose() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let small = |at: usize, what: &str| -> TestResult {
+        ok(t.store(at, 1), "write")?;
+        ensure!(!pmd_trans_huge(huge_pmd(&t, at)) && pte_present(pte_of(&t, at)), "{what}: expected a small page");
+        Ok(())
+    };
+    {
+        let _never = THP_ENABLED.set(crate::cmdline::ThpEnabled::Never as u64);
+        small(region(&t, A, HUGE)?, "enabled=never with MADV_HUGEPAGE")?;
+    }
+    let plain = B;
+    ensure_eq!(mmap(&t, plain, HUGE, RW, ANON | MAP_FIXED, -1)?, plain, "MAP_FIXED");
+    small(plain, "enabled=madvise without MADV_HUGEPAGE")?;
+    let _always = THP_ENABLED.set(crate::cmdline::ThpEnabled::Always as u64);
+    let c = 0x40_0000_0000usize;
+    ensure_eq!(mmap(&t, c, HUGE, RW, ANON | MAP_FIXED, -1)?, c, "MAP_FIXED");
+    ok(t.store(c, 1), "write")?;
+    expect_block(&t, c, "enabled=always without MADV_HUGEPAGE")?;
+    let d = 0x50_0000_0000usize;
+    ensure_eq!(mmap(&t, d, HUGE, RW, ANON | MAP_FIXED, -1)?, d, "MAP_FIXED");
+    must(t.madvise(d, HUGE, MADV_NOHUGEPAGE), "MADV_NOHUGEPAGE")?;
+    small(d, "enabled=always with MADV_NOHUGEPAGE")?;
+    s.finish()
+}
+kernel_test!(thp, the_enabled_tunable_and_madvise_choose);
+
+/// A 64 KiB mTHP (hugepages-64kB=always): a write maps an order-4 folio
+/// with the 16 ptes of its aligned range.
+fn mthp_64k_fault_maps_sixteen_ptes() -> TestResult {
+    let _k = THP_ORDER[4].set(crate::cmdline::ThpOrderPolicy::Always as u64);
+    let _never = THP_ENABLED.set(crate::cmdline::ThpEnabled::Never as u64);
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let a = mmap(&t, A, HUGE, RW | PROT_MTE, ANON | MAP_FIXED, -1)?;
+    let before = huge_memory::stats().mthp_anon_fault_alloc;
+    ok(t.store(a + 21 * PAGE, 9), "write")?;
+    ensure_eq!(huge_memory::stats().mthp_anon_fault_alloc, before + 1, "mthp faults");
+    let (pfn, refs, maps) = counts(&t, a + 16 * PAGE)?;
+    let f = Folio::get(pfn);
+    ensure_eq!((f.order(), refs, maps), (4, 16, 16), "order, refcount, mapcount of the 64 KiB folio");
+    for p in 16..32 {
+        ensure_eq!(pte_pfn(pte_of(&t, a + p * PAGE)), f.pfn() + (p - 16) as u64, "pte {p} maps the folio in order");
+    }
+    ensure!(pte_none(pte_of(&t, a + 15 * PAGE)) && pte_none(pte_of(&t, a + 32 * PAGE)), "only the aligned 64 KiB");
+    drop(f);
+    expect_rss(&t, 16, 0, "one 64 KiB folio")?;
+    expect_tags(&t, a + 31 * PAGE, |_| 0, "the last page of a PROT_MTE mTHP")?;
+    s.finish()
+}
+kernel_test!(thp, mthp_64k_fault_maps_sixteen_ptes);
+
+fn partial_munmap_splits_and_keeps_data_and_tags() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let a = region(&t, A, HUGE)?;
+    for p in [0, 100, 255, 256, 511] {
+        stamp(&t, a, p)?;
+    }
+    let head = expect_block(&t, a, "before")?;
+    let split = splits();
+    must(t.munmap(a + 256 * PAGE, 256 * PAGE), "munmap of the upper half")?;
+    ensure_eq!(splits(), split + 1, "thp_split_pmd");
+    ensure!(!pmd_trans_huge(huge_pmd(&t, a)) && t.mm().pgtables.table_of(a).is_some(), "a pte table after the split");
+    for p in [0, 100, 255] {
+        ensure_eq!(pte_pfn(pte_of(&t, a + p * PAGE)), head + p as u64, "page {p} is the same frame");
+        expect_stamp(&t, a, p, "after the split")?;
+    }
+    expect_segv(t.load(a + 300 * PAGE), SegvKind::MapErr, a + 300 * PAGE, "the unmapped half")?;
+    expect_rss(&t, 256, 0, "half the THP")?;
+    let f = Folio::get(head);
+    ensure_eq!((f.refcount(), f.mapcount()), (257, 256), "counts after unmapping half");
+    drop(f);
+    s.finish()
+}
+kernel_test!(thp, partial_munmap_splits_and_keeps_data_and_tags);
+
+fn whole_munmap_and_dontneed_zap_without_a_split() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let a = region(&t, A, 2 * HUGE)?;
+    let frames = crate::mm::frames::free_frames();
+    let tables = t.mm().pgtables.nr_tables.load(core::sync::atomic::Ordering::Acquire);
+    ok(t.store(a, 1), "write")?;
+    ok(t.store(a + HUGE, 2), "write")?;
+    expect_block(&t, a, "first")?;
+    expect_block(&t, a + HUGE, "second")?;
+    let split = splits();
+    must(t.madvise(a, HUGE, MADV_DONTNEED), "MADV_DONTNEED of a whole PMD")?;
+    ensure!(pmd_none(huge_pmd(&t, a)), "DONTNEED left the PMD");
+    ensure_eq!(ok(t.load(a + 4 * PAGE), "read")?, 0, "zero after DONTNEED");
+    must(t.munmap(a, 2 * HUGE), "munmap of both")?;
+    ensure_eq!(splits(), split, "no split for whole PMDs");
+    expect_rss(&t, 0, 0, "after the zaps")?;
+    ensure_eq!(crate::mm::frames::free_frames(), frames - (tables_added(&t, tables)), "frames: only page tables kept");
+    s.finish()
+}
+kernel_test!(thp, whole_munmap_and_dontneed_zap_without_a_split);
+
+fn tables_added(t: &Task, before: usize) -> usize {
+    t.mm().pgtables.nr_tables.load(core::sync::atomic::Ordering::Acquire) - before
+}
+
+/// fork shares the PMD write-protected in both; the child's write splits
+/// its PMD and copies one page with its tags; the parent's page stays.
+fn fork_shares_the_pmd_and_a_cow_write_splits() -> TestResult {
+    let mut s = Scenario::new();
+    let p = s.spawn()?;
+    let a = region(&p, A, HUGE)?;
+    for pg in [0, 7, 511] {
+        stamp(&p, a, pg)?;
+    }
+    let head = expect_block(&p, a, "parent before fork")?;
+    let c = s.fork(&p)?;
+    ensure_eq!(expect_block(&c, a, "child")?, head, "the child maps the same THP");
+    ensure!(!pte_write(pmd_pte(huge_pmd(&p, a))) && !pte_write(pmd_pte(huge_pmd(&c, a))), "write-protected in both");
+    let f = Folio::get(head);
+    ensure_eq!((f.mapcount(), f.test(PG_ANON_EXCLUSIVE)), (1024, false), "shared by two PMDs");
+    drop(f);
+    expect_stamp(&c, a, 7, "the child reads the parent's page")?;
+    let split = splits();
+    ok(c.store(with_tag(a + 7 * PAGE, tag_of(7)), 0xC7), "the child's write")?;
+    ensure_eq!(splits(), split + 1, "the COW write split the child's PMD");
+    ensure!(pte_pfn(pte_of(&c, a + 7 * PAGE)) != head + 7, "the child got its own copy of page 7");
+    expect_tags(&c, a + 7 * PAGE, |_| tag_of(7), "the child's copy keeps the tags")?;
+    ensure_eq!(ok(c.load(with_tag(a + 7 * PAGE, tag_of(7))), "child")?, 0xC7, "the child's data");
+    expect_block(&p, a, "the parent's PMD")?;
+    expect_stamp(&p, a, 7, "the parent's page after the child's write")?;
+    expect_stamp(&c, a, 511, "the child's other pages still shared")?;
+    s.finish()
+}
+kernel_test!(thp, fork_shares_the_pmd_and_a_cow_write_splits);
+
+/// Once the child is gone the parent's write reuses the whole PMD.
+fn a_pmd_nobody_else_maps_is_reused_on_write() -> TestResult {
+    let mut s = Scenario::new();
+    let p = s.spawn()?;
+    let a = region(&p, A, HUGE)?;
+    stamp(&p, a, 3)?;
+    let head = expect_block(&p, a, "before fork")?;
+    let c = s.fork(&p)?;
+    ensure!(matches!(c.exit(0), Err(crate::task::agent::Signal::Exited(0))), "child exit");
+    let split = splits();
+    ok(p.store(with_tag(a + 3 * PAGE, tag_of(3)), 0x33), "the parent's write")?;
+    ensure_eq!(splits(), split, "no split");
+    ensure_eq!(expect_block(&p, a, "after the write")?, head, "the same THP");
+    ensure!(pte_write(pmd_pte(huge_pmd(&p, a))) && Folio::get(head).test(PG_ANON_EXCLUSIVE), "writable and exclusive");
+    s.finish()
+}
+kernel_test!(thp, a_pmd_nobody_else_maps_is_reused_on_write);
+
+fn mprotect_of_part_splits() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let a = region(&t, A, HUGE)?;
+    stamp(&t, a, 1)?;
+    stamp(&t, a, 2)?;
+    let split = splits();
+    must(t.mprotect(a + PAGE, PAGE, PROT_READ | PROT_MTE), "mprotect of one page")?;
+    ensure_eq!(splits(), split + 1, "thp_split_pmd");
+    let at = with_tag(a + PAGE, tag_of(1));
+    expect_segv(t.store(at, 0), SegvKind::AccErr, at, "a write to the read-only page")?;
+    expect_stamp(&t, a, 1, "the read-only page")?;
+    ok(t.store(with_tag(a + 2 * PAGE, tag_of(2)), 0x7002), "the next page stays writable")?;
+    s.finish()
+}
+kernel_test!(thp, mprotect_of_part_splits);
+
+/// The kernel's own access to user memory in a THP (an ioctl argument)
+/// goes through the PMD, which stays whole.
+fn a_kernel_access_through_a_pmd_does_not_split() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let a = region(&t, A, HUGE)?;
+    ok(t.store(a, 1), "write")?;
+    let fd = must(t.userfaultfd(0), "userfaultfd")?;
+    let split = splits();
+    let (r, api) = ok(
+        t.ioctl_struct(fd, UFFDIO_API, a + 8 * PAGE, &UffdioApi { api: UFFD_API, features: 0, ioctls: 0 }),
+        "UFFDIO_API",
+    )?;
+    r.map_err(|e| verdict("UFFDIO_API", e))?;
+    ensure!(api.ioctls != 0, "the kernel wrote the reply into the THP");
+    ensure_eq!(splits(), split, "no split");
+    expect_block(&t, a, "after the ioctl")?;
+    must(t.close(fd), "close")?;
+    s.finish()
+}
+kernel_test!(thp, a_kernel_access_through_a_pmd_does_not_split);
+
+/// A registered dst and the ioctl argument page for UFFDIO_MOVE.
+fn move_setup(t: &Arc<Task>) -> Result<(u64, usize), Verdict> {
+    let fd = must(t.userfaultfd(0o4000), "userfaultfd")?;
+    let arg = mmap(t, 0, PAGE, RW, ANON, -1)?;
+    let (r, _) = ok(t.ioctl_struct(fd, UFFDIO_API, arg, &UffdioApi { api: UFFD_API, features: UFFD_FEATURE_MOVE, ioctls: 0 }), "API")?;
+    r.map_err(|e| verdict("UFFDIO_API", e))?;
+    let dst = region(t, B, HUGE)?;
+    let reg = UffdioRegister { start: dst as u64, len: HUGE as u64, mode: UFFDIO_REGISTER_MODE_MISSING, ioctls: 0 };
+    ok(t.ioctl_struct(fd, UFFDIO_REGISTER, arg, &reg), "REGISTER")?.0.map_err(|e| verdict("REGISTER", e))?;
+    Ok((fd, arg))
+}
+
+fn move_2m(t: &Task, fd: u64, arg: usize, dst: usize, src: usize) -> Result<(Result<u64, Errno>, i64), Verdict> {
+    let m = UffdioMove { dst: dst as u64, src: src as u64, len: HUGE as u64, mode: 0, moved: 0 };
+    let (r, back) = ok(t.ioctl_struct(fd, UFFDIO_MOVE, arg, &m), "UFFDIO_MOVE")?;
+    Ok((r, back.moved))
+}
+
+fn move_of_a_real_pmd_keeps_tags_and_retargets() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let src = region(&t, A, HUGE)?;
+    for p in [0, 200, 511] {
+        stamp(&t, src, p)?;
+    }
+    let head = expect_block(&t, src, "src")?;
+    let (fd, arg) = move_setup(&t)?;
+    let split = splits();
+    let (r, moved) = move_2m(&t, fd, arg, B, src)?;
+    ensure!(r == Ok(0) && moved == HUGE as i64, "MOVE of a PMD: {r:?} {moved}");
+    ensure_eq!(splits(), split, "no split");
+    ensure!(pmd_none(huge_pmd(&t, src)), "src's PMD is none");
+    ensure_eq!(expect_block(&t, B, "dst")?, head, "dst maps the THP");
+    ensure_eq!(Folio::get(head).page().inner.lock().index, (B / PAGE) as u64, "the folio's index follows the move");
+    for p in [0, 200, 511] {
+        expect_stamp(&t, B, p, "moved")?;
+    }
+    must(t.close(fd), "close")?;
+    s.finish()
+}
+kernel_test!(thp, move_of_a_real_pmd_keeps_tags_and_retargets);
+
+fn move_of_the_huge_zero_pmd_stays_special() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let src = region(&t, A, HUGE)?;
+    ensure_eq!(ok(t.load(src), "read")?, 0, "read");
+    let zero = expect_block(&t, src, "the huge zero PMD")?;
+    let (fd, arg) = move_setup(&t)?;
+    let (r, moved) = move_2m(&t, fd, arg, B, src)?;
+    ensure!(r == Ok(0) && moved == HUGE as i64, "MOVE of the huge zero PMD: {r:?} {moved}");
+    ensure_eq!(expect_block(&t, B, "dst")?, zero, "dst maps the huge zero page");
+    ensure!(pte_special(pmd_pte(huge_pmd(&t, B))), "the moved huge zero PMD is still special");
+    ensure_eq!(ok(t.load(B + 77 * PAGE), "read")?, 0, "dst reads zero");
+    must(t.close(fd), "close")?;
+    s.finish()
+}
+kernel_test!(thp, move_of_the_huge_zero_pmd_stays_special);
+
+/// uffd_move:huge_zero_not_special: dst maps the shared huge zero folio
+/// as a THP of its own, which the invariant checker reports (the zero
+/// folio is not an anonymous folio of that VMA). The PMD is repaired before teardown, as a
+/// zap of it would drop references the zero folio never had.
+fn move_of_the_huge_zero_pmd_without_special_is_caught() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let src = region(&t, A, HUGE)?;
+    ensure_eq!(ok(t.load(src), "read")?, 0, "read");
+    let (fd, arg) = move_setup(&t)?;
+    let wrong = crate::testhooks::variants::MOVE_HUGE_ZERO_NOT_SPECIAL.enable();
+    let (r, _) = move_2m(&t, fd, arg, B, src)?;
+    drop(wrong);
+    ensure_eq!(r, Ok(0), "the wrong move itself succeeds");
+    let corrupt = !pte_special(pmd_pte(huge_pmd(&t, B)));
+    let found = crate::mm::invariants::check();
+    // Repair: the special bit back, so teardown drops nothing.
+    let locked = t.mm().pgtables.pmd_lock(B, false).ok().flatten().ok_or_else(|| verdict("dst PMD", "gone"))?;
+    locked.set(pte_pmd(pte_mkspecial(pmd_pte(locked.get()))), t.mm().asid);
+    drop(locked);
+    ensure!(corrupt, "the variant did not drop the special bit");
+    let why = found.err().ok_or_else(|| verdict("the invariant checker", "found nothing wrong"))?;
+    ensure!(why.contains("maps non-anonymous pfn"), "the checker should name the foreign mapping: {why}");
+    must(t.close(fd), "close")?;
+    s.finish()
+}
+kernel_test!(thp, move_of_the_huge_zero_pmd_without_special_is_caught);
