@@ -81,6 +81,10 @@ no_ramdisk() {
     grep -q "# SKIP needs the swap RAM-disk" target/reports/report.tap || { echo "no test was skipped for the RAM-disk"; return 1; }
 }
 step el1-elf-smp2-no-ramdisk no_ramdisk
+# Every suite passes whatever the boot THP setting (scenarios that need a
+# THP set the tunables for their duration).
+suite el1-elf-smp2-thp-always --smp 2 -- transparent_hugepage=always
+suite el1-elf-smp2-thp-never --smp 2 -- transparent_hugepage=never
 
 step fails-deliberate-failure expect_failure fails-deliberate-failure 'not ok 1 - selftest::deliberate_failure' selftest::deliberate_failure
 step fails-panic-with-location expect_failure fails-panic-with-location 'PANIC on CPU 0 at src/suites/harness_self.rs:[0-9]+: deliberate panic' selftest::deliberate_panic

@@ -619,6 +619,7 @@ pub(super) fn thp_mapping(t: &Task) -> Result<usize, Verdict> {
 
 fn thp_fault_maps_512_ptes_of_one_folio() -> TestResult {
     let mut s = Scenario::new();
+    s.thp();
     let t = s.spawn()?;
     let a = thp_mapping(&t)?;
     ok(t.store(a + 3 * PAGE, 33), "write")?;
@@ -646,6 +647,7 @@ kernel_test!(mm, thp_fault_maps_512_ptes_of_one_folio);
 
 fn thp_cow_copies_one_page_with_its_tags() -> TestResult {
     let mut s = Scenario::new();
+    s.thp();
     let p = s.spawn()?;
     let a = thp_mapping(&p)?;
     ok(p.store(a, 1), "write")?;

@@ -30,11 +30,13 @@ pub fn verdict(what: &str, e: impl core::fmt::Debug) -> Verdict {
 pub struct Scenario {
     pub tasks: Vec<Arc<Task>>,
     pub fds: Vec<i32>,
+    /// Tunables set for the scenario (put back when it ends).
+    knobs: Vec<crate::testhooks::knobs::Set>,
 }
 
 impl Scenario {
     pub fn new() -> Scenario {
-        Scenario { tasks: Vec::new(), fds: Vec::new() }
+        Scenario { tasks: Vec::new(), fds: Vec::new(), knobs: Vec::new() }
     }
 
     pub fn spawn(&mut self) -> Result<Arc<Task>, Verdict> {
@@ -48,6 +50,16 @@ impl Scenario {
         let child = Task::get(pid).ok_or_else(|| verdict("fork returned an unknown pid", pid))?;
         self.tasks.push(child.clone());
         Ok(child)
+    }
+
+    /// THP for MADV_HUGEPAGE VMAs (enabled=madvise, 2 MiB inherit) for the
+    /// rest of the scenario, whatever the boot tunables say: for scenarios
+    /// that need a THP to test what they test.
+    pub fn thp(&mut self) {
+        use crate::cmdline::{ThpEnabled, ThpOrderPolicy};
+        use crate::testhooks::knobs::{THP_ENABLED, THP_ORDER};
+        self.knobs.push(THP_ENABLED.set(ThpEnabled::Madvise as u64));
+        self.knobs.push(THP_ORDER[9].set(ThpOrderPolicy::Inherit as u64));
     }
 
     pub fn file(&mut self, pages: u64) -> (i32, Arc<File>) {
@@ -73,6 +85,9 @@ impl Scenario {
             filemap::close(fd);
         }
         crate::mm::userfaultfd::close_all();
+        while let Some(k) = self.knobs.pop() {
+            drop(k); // the last set first, so each puts back what it found
+        }
     }
 }
 

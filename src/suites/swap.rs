@@ -738,6 +738,7 @@ kernel_test!(swap, tag_storage_memory_use, ramdisk);
 /// A task with one huge (order-9) PROT_MTE folio; pages 0, 100 and 511
 /// tagged and filled.
 fn huge_folio(s: &mut Scenario) -> Result<(Arc<Task>, usize, u64), Verdict> {
+    s.thp();
     let t = s.spawn()?;
     let a = super::mm::thp_mapping(&t)?;
     ok(t.store(a, 0), "write")?;

@@ -68,6 +68,7 @@ fn splits() -> u64 {
 
 fn write_fault_maps_one_pmd_block() -> TestResult {
     let mut s = Scenario::new();
+    s.thp();
     let t = s.spawn()?;
     let a = region(&t, A, HUGE)?;
     let before = huge_memory::stats();
@@ -88,6 +89,7 @@ kernel_test!(thp, write_fault_maps_one_pmd_block);
 
 fn read_fault_maps_the_huge_zero_page_then_a_write_gets_a_thp() -> TestResult {
     let mut s = Scenario::new();
+    s.thp();
     let t = s.spawn()?;
     let a = region(&t, A, HUGE)?;
     ensure_eq!(ok(t.load(a + 9 * PAGE), "read")?, 0, "the huge zero page reads zero");
@@ -113,6 +115,7 @@ kernel_test!(thp, read_fault_maps_the_huge_zero_page_then_a_write_gets_a_thp);
 fn use_zero_page_off_allocates_on_a_read() -> TestResult {
     let _k = THP_USE_ZERO_PAGE.set(0);
     let mut s = Scenario::new();
+    s.thp();
     let t = s.spawn()?;
     let a = region(&t, A, HUGE)?;
     ensure_eq!(ok(t.load(a), "read")?, 0, "read");
@@ -127,6 +130,7 @@ kernel_test!(thp, use_zero_page_off_allocates_on_a_read);
 /// gives a PMD without MADV_HUGEPAGE; madvise gives one only with it.
 fn the_enabled_tunable_and_madvise_choose() -> TestResult {
     let mut s = Scenario::new();
+    s.thp();
     let t = s.spawn()?;
     let small = |at: usize, what: &str| -> TestResult {
         ok(t.store(at, 1), "write")?;
@@ -140,7 +144,7 @@ fn the_enabled_tunable_and_madvise_choose() -> TestResult {
     let plain = B;
     ensure_eq!(mmap(&t, plain, HUGE, RW, ANON | MAP_FIXED, -1)?, plain, "MAP_FIXED");
     small(plain, "enabled=madvise without MADV_HUGEPAGE")?;
-    let _always = THP_ENABLED.set(crate::cmdline::ThpEnabled::Always as u64);
+    let always = THP_ENABLED.set(crate::cmdline::ThpEnabled::Always as u64);
     let c = 0x40_0000_0000usize;
     ensure_eq!(mmap(&t, c, HUGE, RW, ANON | MAP_FIXED, -1)?, c, "MAP_FIXED");
     ok(t.store(c, 1), "write")?;
@@ -149,6 +153,7 @@ fn the_enabled_tunable_and_madvise_choose() -> TestResult {
     ensure_eq!(mmap(&t, d, HUGE, RW, ANON | MAP_FIXED, -1)?, d, "MAP_FIXED");
     must(t.madvise(d, HUGE, MADV_NOHUGEPAGE), "MADV_NOHUGEPAGE")?;
     small(d, "enabled=always with MADV_NOHUGEPAGE")?;
+    drop(always); // before the scenario puts back what it set
     s.finish()
 }
 kernel_test!(thp, the_enabled_tunable_and_madvise_choose);
@@ -180,6 +185,7 @@ kernel_test!(thp, mthp_64k_fault_maps_sixteen_ptes);
 
 fn partial_munmap_splits_and_keeps_data_and_tags() -> TestResult {
     let mut s = Scenario::new();
+    s.thp();
     let t = s.spawn()?;
     let a = region(&t, A, HUGE)?;
     for p in [0, 100, 255, 256, 511] {
@@ -205,6 +211,7 @@ kernel_test!(thp, partial_munmap_splits_and_keeps_data_and_tags);
 
 fn whole_munmap_and_dontneed_zap_without_a_split() -> TestResult {
     let mut s = Scenario::new();
+    s.thp();
     let t = s.spawn()?;
     let a = region(&t, A, 2 * HUGE)?;
     let frames = crate::mm::frames::free_frames();
@@ -233,6 +240,7 @@ fn tables_added(t: &Task, before: usize) -> usize {
 /// its PMD and copies one page with its tags; the parent's page stays.
 fn fork_shares_the_pmd_and_a_cow_write_splits() -> TestResult {
     let mut s = Scenario::new();
+    s.thp();
     let p = s.spawn()?;
     let a = region(&p, A, HUGE)?;
     for pg in [0, 7, 511] {
@@ -262,6 +270,7 @@ kernel_test!(thp, fork_shares_the_pmd_and_a_cow_write_splits);
 /// Once the child is gone the parent's write reuses the whole PMD.
 fn a_pmd_nobody_else_maps_is_reused_on_write() -> TestResult {
     let mut s = Scenario::new();
+    s.thp();
     let p = s.spawn()?;
     let a = region(&p, A, HUGE)?;
     stamp(&p, a, 3)?;
@@ -279,6 +288,7 @@ kernel_test!(thp, a_pmd_nobody_else_maps_is_reused_on_write);
 
 fn mprotect_of_part_splits() -> TestResult {
     let mut s = Scenario::new();
+    s.thp();
     let t = s.spawn()?;
     let a = region(&t, A, HUGE)?;
     stamp(&t, a, 1)?;
@@ -298,6 +308,7 @@ kernel_test!(thp, mprotect_of_part_splits);
 /// goes through the PMD, which stays whole.
 fn a_kernel_access_through_a_pmd_does_not_split() -> TestResult {
     let mut s = Scenario::new();
+    s.thp();
     let t = s.spawn()?;
     let a = region(&t, A, HUGE)?;
     ok(t.store(a, 1), "write")?;
@@ -336,6 +347,7 @@ fn move_2m(t: &Task, fd: u64, arg: usize, dst: usize, src: usize) -> Result<(Res
 
 fn move_of_a_real_pmd_keeps_tags_and_retargets() -> TestResult {
     let mut s = Scenario::new();
+    s.thp();
     let t = s.spawn()?;
     let src = region(&t, A, HUGE)?;
     for p in [0, 200, 511] {
@@ -360,6 +372,7 @@ kernel_test!(thp, move_of_a_real_pmd_keeps_tags_and_retargets);
 
 fn move_of_the_huge_zero_pmd_stays_special() -> TestResult {
     let mut s = Scenario::new();
+    s.thp();
     let t = s.spawn()?;
     let src = region(&t, A, HUGE)?;
     ensure_eq!(ok(t.load(src), "read")?, 0, "read");
@@ -381,6 +394,7 @@ kernel_test!(thp, move_of_the_huge_zero_pmd_stays_special);
 /// zap of it would drop references the zero folio never had.
 fn move_of_the_huge_zero_pmd_without_special_is_caught() -> TestResult {
     let mut s = Scenario::new();
+    s.thp();
     let t = s.spawn()?;
     let src = region(&t, A, HUGE)?;
     ensure_eq!(ok(t.load(src), "read")?, 0, "read");

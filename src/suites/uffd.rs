@@ -604,6 +604,7 @@ kernel_test!(uffd, move_of_pinned_page_is_ebusy_and_changes_nothing);
 
 fn move_splits_a_large_folio() -> TestResult {
     let mut s = Scenario::new();
+    s.thp();
     let t = s.spawn()?;
     let big = super::mm::thp_mapping(&t)?;
     ok(t.store(big, 0), "fault in the huge folio")?;
@@ -1016,6 +1017,7 @@ kernel_test!(uffd, moved_swap_pte_keeps_its_uffd_wp_bit, ramdisk);
 
 fn aligned_thp_moves_as_one_pmd() -> TestResult {
     let mut s = Scenario::new();
+    s.thp();
     let t = s.spawn()?;
     let src = super::mm::thp_mapping(&t)?;
     ok(t.store(src, 0), "fault in the huge folio")?;
@@ -1052,6 +1054,7 @@ kernel_test!(uffd, aligned_thp_moves_as_one_pmd);
 
 fn shared_thp_pmd_move_is_ebusy_without_split() -> TestResult {
     let mut s = Scenario::new();
+    s.thp();
     let t = s.spawn()?;
     let src = super::mm::thp_mapping(&t)?;
     ok(t.store(src, 7), "fault in the huge folio")?;
@@ -1208,6 +1211,7 @@ fn movers_on_one_large_folio(movers: usize) -> TestResult {
     for round in 0..8 {
         let window = round % 2;
         let mut s = Scenario::new();
+        s.thp();
         let t = s.spawn()?;
         let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
         let (src, dst, head) = thp_with_dst(&t, &u, round, &pages[..movers])?;
@@ -1287,6 +1291,7 @@ kernel_test!(uffd, three_movers_on_one_large_folio_all_succeed, cpus = 4);
 /// with nothing changed; once the reference is dropped the move succeeds.
 fn persistent_reference_gives_bounded_eagain() -> TestResult {
     let mut s = Scenario::new();
+    s.thp();
     let t = s.spawn()?;
     let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
     let (src, dst, head) = thp_with_dst(&t, &u, 0, &[5])?;
@@ -1313,6 +1318,7 @@ kernel_test!(uffd, persistent_reference_gives_bounded_eagain);
 /// and the call returns.
 fn thp_with_a_zapped_pte_moves_by_ptes() -> TestResult {
     let mut s = Scenario::new();
+    s.thp();
     let t = s.spawn()?;
     let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
     let (src, dst, head) = thp_with_dst(&t, &u, 0, &[0, 6, 8, 511])?;
@@ -1334,6 +1340,7 @@ kernel_test!(uffd, thp_with_a_zapped_pte_moves_by_ptes);
 /// on a folio whose pages are being rewritten.
 fn lookup_during_a_split_finds_the_folio_frozen() -> TestResult {
     let mut s = Scenario::new();
+    s.thp();
     let t = s.spawn()?;
     let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
     let (src, dst, head) = thp_with_dst(&t, &u, 0, &[5])?;
