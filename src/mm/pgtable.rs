@@ -353,30 +353,28 @@ impl PgTables {
 
     /// Calls `f(pmd_addr, pmd)` for every huge PMD overlapping `[start, end)`.
     pub fn for_each_huge_pmd(&self, start: usize, end: usize, mut f: impl FnMut(usize, pmd_t)) {
-        fn walk(table: u64, level: usize, base: usize, start: usize, end: usize, f: &mut dyn FnMut(usize, pmd_t)) {
-            let span = 1usize << (12 + 9 * (3 - level));
-            for i in 0..PTRS_PER_PTE {
-                let lo = base + i * span;
-                if lo >= end || lo + span <= start {
-                    continue;
-                }
-                let d = entry(table, i).load(Ordering::Acquire);
-                if level == 2 {
-                    if pmd_trans_huge(pmd_t(d)) {
-                        f(lo, pmd_t(d));
-                    }
-                } else if d & TABLE == TABLE {
-                    walk(d & ADDR, level + 1, lo, start, end, f);
-                }
+        self.walk_pmds(start, end, &mut |lo, d| {
+            if pmd_trans_huge(pmd_t(d)) {
+                f(lo, pmd_t(d));
             }
-        }
-        walk(self.root, 0, 0, start, end, &mut f);
+        });
     }
 
     /// `f(table, lo, hi)` for every last-level table and the part of
     /// `[start, end)` it covers (page aligned).
     fn walk_tables(&self, start: usize, end: usize, f: &mut dyn FnMut(u64, usize, usize)) {
-        fn walk(table: u64, level: usize, base: usize, start: usize, end: usize, f: &mut dyn FnMut(u64, usize, usize)) {
+        self.walk_pmds(start, end, &mut |lo, d| {
+            if d & TABLE == TABLE {
+                f(d & ADDR, lo.max(start) & PAGE_MASK, (lo + crate::arch::mmu::PMD_SIZE).min(end));
+            }
+        });
+    }
+
+    /// `f(lo, descriptor)` for every non-empty level-2 entry whose 2 MiB at
+    /// `lo` overlaps `[start, end)`, in address order; absent tables above
+    /// are skipped whole.
+    fn walk_pmds(&self, start: usize, end: usize, f: &mut dyn FnMut(usize, u64)) {
+        fn walk(table: u64, level: usize, base: usize, start: usize, end: usize, f: &mut dyn FnMut(usize, u64)) {
             let span = 1usize << (12 + 9 * (3 - level));
             for i in 0..PTRS_PER_PTE {
                 let lo = base + i * span;
@@ -384,13 +382,11 @@ impl PgTables {
                     continue;
                 }
                 let d = entry(table, i).load(Ordering::Acquire);
-                if d & TABLE != TABLE {
-                    continue;
-                }
                 if level == 2 {
-                    let (a, b) = (lo.max(start) & PAGE_MASK, (lo + span).min(end));
-                    f(d & ADDR, a, b);
-                } else {
+                    if d != 0 {
+                        f(lo, d);
+                    }
+                } else if d & TABLE == TABLE {
                     walk(d & ADDR, level + 1, lo, start, end, f);
                 }
             }
