@@ -168,7 +168,7 @@ pub fn do_huge_pmd_anonymous_page(
     if !write && THP_USE_ZERO_PAGE.get() != 0 {
         let zero = huge_zero_pfn()?;
         let pmd = pte_pmd(pte_mkspecial(pte_wrprotect(pmd_pte(pfn_pmd(zero, vma.page_prot())))));
-        return Some(install(mm, start, pmd, None, vma));
+        return Some(install(mm, start, pmd, None, vma).map(|_| ()));
     }
     let Some(folio) = Folio::alloc(THP_PMD_ORDER as u8) else {
         FAULT_FALLBACK.fetch_add(1, Ordering::Relaxed);
@@ -178,31 +178,31 @@ pub fn do_huge_pmd_anonymous_page(
     let anon_vma = anon_vma();
     folio_add_new_anon_rmap(&folio, &anon_vma, vma.pgoff_of(start), NR as i32);
     let r = install(mm, start, pmd, Some(&folio), vma);
-    if r.is_ok() {
+    if r == Ok(true) {
         FAULT_ALLOC.fetch_add(1, Ordering::Relaxed);
     } else {
-        folio.page().mapcount.store(0, Ordering::Release); // never mapped
+        folio.page().mapcount.store(0, Ordering::Release); // never mapped: freed with our reference
     }
-    Some(r)
+    Some(r.map(|_| ()))
 }
 
-/// Deposits a table and sets the PMD if it is still none.
-fn install(mm: &Arc<MmStruct>, start: usize, pmd: pmd_t, folio: Option<&Folio>, vma: &Vma) -> Result<(), FaultError> {
-    mm.pgtables.deposit(start).map_err(|_| FaultError::Oom)?;
+/// Sets the PMD, with a deposited table, if it is still none. Ok(false):
+/// another fault (or a pte table) got there first; theirs stands.
+fn install(mm: &Arc<MmStruct>, start: usize, pmd: pmd_t, folio: Option<&Folio>, vma: &Vma) -> Result<bool, FaultError> {
+    let table = mm.pgtables.alloc_deposit().map_err(|_| FaultError::Oom)?;
+    crate::testhooks::schedpoint::sched_point(&crate::testhooks::points::DO_HUGE_PMD_ANONYMOUS_PAGE_BEFORE_PMD_LOCK);
     let locked = match mm.pgtables.pmd_lock(start, true) {
-        Ok(Some(l)) => l,
+        Ok(Some(l)) if pmd_none(l.get()) => l,
+        Ok(Some(_)) => {
+            mm.pgtables.free_withdrawn(table);
+            return Ok(false);
+        }
         _ => {
-            let t = mm.pgtables.withdraw(start);
-            mm.pgtables.free_withdrawn(t);
+            mm.pgtables.free_withdrawn(table);
             return Err(FaultError::Oom);
         }
     };
-    if !pmd_none(locked.get()) {
-        // Raced with another fault (theirs stands) or a pte table arrived.
-        let t = mm.pgtables.withdraw(start);
-        mm.pgtables.free_withdrawn(t);
-        return Ok(());
-    }
+    mm.pgtables.deposit(&locked, table);
     if let Some(folio) = folio {
         sync_tags(folio, vma);
         mm.add_rss(MM_ANONPAGES, NR as isize);
@@ -211,7 +211,7 @@ fn install(mm: &Arc<MmStruct>, start: usize, pmd: pmd_t, folio: Option<&Folio>, 
         }
     }
     locked.set(pmd, mm.asid);
-    Ok(())
+    Ok(true)
 }
 
 /// A fault on a huge PMD (huge_pmd_set_accessed, do_huge_pmd_wp_page).
@@ -355,11 +355,8 @@ pub fn zap_huge_pmd(mm: &MmStruct, addr: usize) -> bool {
 /// ptes copied by the caller (Linux's -EAGAIN path). Ok(false): there was
 /// no huge PMD, or it was split.
 pub fn copy_huge_pmd(src_mm: &MmStruct, dst_mm: &MmStruct, addr: usize) -> Result<bool, Errno> {
-    dst_mm.pgtables.deposit(addr).map_err(|_| ENOMEM)?;
-    let undeposit = || {
-        let t = dst_mm.pgtables.withdraw(addr);
-        dst_mm.pgtables.free_withdrawn(t);
-    };
+    let table = dst_mm.pgtables.alloc_deposit().map_err(|_| ENOMEM)?;
+    let undeposit = || dst_mm.pgtables.free_withdrawn(table);
     let Ok(Some(src)) = src_mm.pgtables.pmd_lock(addr, false) else {
         undeposit();
         return Ok(false);
@@ -381,6 +378,7 @@ pub fn copy_huge_pmd(src_mm: &MmStruct, dst_mm: &MmStruct, addr: usize) -> Resul
         undeposit();
         return Err(ENOMEM);
     };
+    dst_mm.pgtables.deposit(&dst, table);
     let shared = pte_pmd(pte_wrprotect(pmd_pte(pmd)));
     if let Some(folio) = folio {
         if pte_write(pmd_pte(pmd)) {

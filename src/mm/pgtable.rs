@@ -179,13 +179,19 @@ impl PgTables {
         Ok(())
     }
 
-    /// A new pte table for a huge PMD about to be installed at `addr`.
-    pub fn deposit(&self, addr: usize) -> Result<(), ()> {
+    /// A new pte table to deposit with a huge PMD (allocated before the
+    /// PMD lock is taken; `free_withdrawn` if it is not used).
+    pub fn alloc_deposit(&self) -> Result<u64, ()> {
         let t = alloc_table().ok_or(())?;
         self.nr_tables.fetch_add(1, Ordering::Relaxed);
-        let old = self.deposited.lock().insert(addr & crate::arch::mmu::PMD_MASK, t);
-        assert!(old.is_none(), "a second deposit for the PMD at {addr:#x}");
-        Ok(())
+        Ok(t)
+    }
+
+    /// pgtable_trans_huge_deposit: `table` kept for the huge PMD being
+    /// installed under `pmd`'s lock.
+    pub fn deposit(&self, pmd: &PmdLocked, table: u64) {
+        let old = self.deposited.lock().insert(pmd.addr, table);
+        assert!(old.is_none(), "a second deposit for the PMD at {:#x}", pmd.addr);
     }
 
     /// pgtable_trans_huge_withdraw: the table deposited for `addr` (empty).

@@ -38,6 +38,12 @@ pub fn split_folio(folio: &Folio) -> Result<(), Errno> {
     if folio.test(PG_SWAPCACHE) || head.pincount.load(Ordering::Acquire) > 0 || !folio.is_anon() {
         return Err(EBUSY);
     }
+    // A PMD mapping becomes its ptes first (TTU_SPLIT_HUGE_PMD).
+    for hit in rmap_walk(folio) {
+        if super::pte::pmd_trans_huge(hit.mm.pgtables.pmd_peek(hit.addr)) {
+            super::huge_memory::split_huge_pmd(&hit.mm.pgtables, hit.addr);
+        }
+    }
     let _tables = lock_mapping_tables(folio).ok_or(EAGAIN)?;
     // Which pages are mapped how often (the tables are locked: exact).
     let mut maps = vec![0i32; nr];
@@ -60,6 +66,9 @@ pub fn split_folio(folio: &Folio) -> Result<(), Errno> {
     };
     let keep =
         head.flags.load(Ordering::Acquire) & (PG_ANON | PG_ANON_EXCLUSIVE | PG_MTE_TAGGED | PG_UPTODATE | PG_DIRTY);
+    // The known-wrong split: tails without PG_mte_tagged, so the next
+    // set_pte_at treats them as never tagged and clears their tags.
+    let tail_keep = if crate::testhooks::variants::SPLIT_TAILS_WITHOUT_MTE_TAGGED.is_on() { keep & !PG_MTE_TAGGED } else { keep };
     for i in (1..nr).rev() {
         let pfn = folio.pfn() + i as u64;
         let p = pfn_to_page(pfn);
@@ -77,7 +86,7 @@ pub fn split_folio(folio: &Folio) -> Result<(), Errno> {
         // An unmapped tail page gets one reference, dropped below: it is
         // free once split.
         p.refcount.store(maps[i].max(1), Ordering::Release);
-        p.flags.store(keep | PG_HEAD, Ordering::Release);
+        p.flags.store(tail_keep | PG_HEAD, Ordering::Release);
         p.head.store(pfn, Ordering::Release);
         if maps[i] == 0 {
             p.mapcount.store(0, Ordering::Release);

@@ -416,3 +416,319 @@ fn move_of_the_huge_zero_pmd_without_special_is_caught() -> TestResult {
     s.finish()
 }
 kernel_test!(thp, move_of_the_huge_zero_pmd_without_special_is_caught);
+
+/// split_folio (here called directly, as Linux's debugfs split_huge_pages
+/// would) of a PMD-mapped PROT_MTE THP: the PMD becomes ptes, every page
+/// becomes an order-0 folio that keeps PG_mte_tagged, and mapping them
+/// again (mprotect rewrites every pte) keeps every page's tags.
+fn split_with_tag_state(wrong: bool) -> Result<Result<(), Verdict>, Verdict> {
+    let mut s = Scenario::new();
+    s.thp();
+    let t = s.spawn()?;
+    let a = region(&t, A, HUGE)?;
+    for p in [0, 1, 300, 511] {
+        stamp(&t, a, p)?;
+    }
+    let head = expect_block(&t, a, "before the split")?;
+    let v = wrong.then(|| crate::testhooks::variants::SPLIT_TAILS_WITHOUT_MTE_TAGGED.enable());
+    {
+        let f = Folio::get(head);
+        let _locked = f.lock_guard();
+        crate::mm::split::split_folio(&f).map_err(|e| verdict("split_folio", e))?;
+    }
+    drop(v);
+    ensure!(!pmd_trans_huge(huge_pmd(&t, a)), "the PMD was not split");
+    ensure_eq!(Folio::get(head + 300).nr_pages(), 1, "page 300 is a folio of its own");
+    must(t.mprotect(a, HUGE, RW | PROT_MTE), "mprotect (every pte set again)")?;
+    let kept = (|| {
+        for p in [0, 1, 300, 511] {
+            expect_stamp(&t, a, p, "after the split and mprotect")?;
+        }
+        Ok(())
+    })();
+    s.finish()?;
+    Ok(kept)
+}
+
+fn split_keeps_every_pages_tags_and_tag_state() -> TestResult {
+    split_with_tag_state(false)?
+}
+kernel_test!(thp, split_keeps_every_pages_tags_and_tag_state);
+
+fn split_without_the_tails_tag_state_is_caught() -> TestResult {
+    match split_with_tag_state(true)? {
+        // Cleared tags: LDG reads 0, or the access through the page's tag faults.
+        Err(Verdict::Fail(why)) if why.contains("tag of granule") || why.contains("MteSErr") => Ok(()),
+        other => Err(Verdict::Fail(format!("the lost tag state was not caught: {other:?}"))),
+    }
+}
+kernel_test!(thp, split_without_the_tails_tag_state_is_caught);
+
+fn dontneed_of_part_splits() -> TestResult {
+    let mut s = Scenario::new();
+    s.thp();
+    let t = s.spawn()?;
+    let a = region(&t, A, HUGE)?;
+    stamp(&t, a, 0)?;
+    stamp(&t, a, 300)?;
+    let split = splits();
+    must(t.madvise(a + 256 * PAGE, 256 * PAGE, MADV_DONTNEED), "MADV_DONTNEED of the upper half")?;
+    ensure_eq!(splits(), split + 1, "thp_split_pmd");
+    expect_stamp(&t, a, 0, "the kept half")?;
+    ensure!(pte_none(pte_of(&t, a + 300 * PAGE)), "page 300 still mapped");
+    ensure_eq!(ok(t.load(a + 300 * PAGE), "read")?, 0, "page 300 reads zero");
+    expect_rss(&t, 256, 0, "half the THP")?;
+    s.finish()
+}
+kernel_test!(thp, dontneed_of_part_splits);
+
+fn exit_frees_the_thp_and_its_deposit() -> TestResult {
+    let frames = crate::mm::frames::free_frames();
+    {
+        let mut s = Scenario::new();
+        s.thp();
+        let t = s.spawn()?;
+        let a = region(&t, A, 2 * HUGE)?;
+        ok(t.store(a, 1), "write")?;
+        ok(t.load(a + HUGE), "read (the huge zero page)")?;
+        expect_block(&t, a, "THP")?;
+        expect_block(&t, a + HUGE, "huge zero")?;
+        s.finish()?;
+    }
+    ensure_eq!(crate::mm::frames::free_frames(), frames, "free frames once the task exited");
+    Ok(())
+}
+kernel_test!(thp, exit_frees_the_thp_and_its_deposit);
+
+fn fork_shares_the_huge_zero_pmd_and_the_child_gets_its_own_thp() -> TestResult {
+    let mut s = Scenario::new();
+    s.thp();
+    let p = s.spawn()?;
+    let a = region(&p, A, HUGE)?;
+    ensure_eq!(ok(p.load(a), "read")?, 0, "read");
+    let zero = expect_block(&p, a, "parent")?;
+    let c = s.fork(&p)?;
+    ensure_eq!(expect_block(&c, a, "child")?, zero, "the child shares the huge zero page");
+    ok(c.store(a + 5 * PAGE, 55), "the child's write")?;
+    ensure!(expect_block(&c, a, "child after its write")? != zero, "the child got a THP of its own");
+    ensure_eq!(expect_block(&p, a, "parent after the child's write")?, zero, "the parent keeps the zero page");
+    ensure_eq!(ok(p.load(a + 5 * PAGE), "parent")?, 0, "the parent reads zero");
+    expect_rss(&p, 0, 0, "parent")?;
+    expect_rss(&c, 512, 0, "child")?;
+    s.finish()
+}
+kernel_test!(thp, fork_shares_the_huge_zero_pmd_and_the_child_gets_its_own_thp);
+
+/// A pinned THP is not shared at fork (page_needs_cow_for_dma): the parent's
+/// PMD is split and every pinned page copied for the child.
+fn fork_of_a_pinned_thp_splits_and_copies() -> TestResult {
+    let mut s = Scenario::new();
+    s.thp();
+    let p = s.spawn()?;
+    let a = region(&p, A, HUGE)?;
+    stamp(&p, a, 4)?;
+    let head = expect_block(&p, a, "before fork")?;
+    let f = Folio::get(head);
+    f.pin();
+    let split = splits();
+    let c = s.fork(&p);
+    let check = (|| -> TestResult {
+        let c = c?;
+        ensure_eq!(splits(), split + 1, "the pinned THP's PMD was split");
+        ensure!(pte_pfn(pte_of(&c, a + 4 * PAGE)) != head + 4, "the child maps a copy, not the pinned frame");
+        ensure_eq!(pte_pfn(pte_of(&p, a + 4 * PAGE)), head + 4, "the parent keeps the pinned frame");
+        ensure!(pte_write(pte_of(&p, a + 4 * PAGE)), "the parent's pinned page stays writable");
+        expect_stamp(&c, a, 4, "the child's copy")?;
+        Ok(())
+    })();
+    f.unpin();
+    drop(f);
+    check?;
+    s.finish()
+}
+kernel_test!(thp, fork_of_a_pinned_thp_splits_and_copies);
+
+fn a_cow_write_in_the_parent_leaves_the_child_its_pmd() -> TestResult {
+    let mut s = Scenario::new();
+    s.thp();
+    let p = s.spawn()?;
+    let a = region(&p, A, HUGE)?;
+    stamp(&p, a, 9)?;
+    let head = expect_block(&p, a, "before fork")?;
+    let c = s.fork(&p)?;
+    ok(p.store(with_tag(a + 9 * PAGE, tag_of(9)), 0x99), "the parent's write")?;
+    ensure!(pte_pfn(pte_of(&p, a + 9 * PAGE)) != head + 9, "the parent got its own copy of page 9");
+    ensure_eq!(expect_block(&c, a, "the child")?, head, "the child keeps its PMD");
+    expect_stamp(&c, a, 9, "the child's page 9")?;
+    ensure_eq!(ok(p.load(with_tag(a + 9 * PAGE, tag_of(9))), "parent")?, 0x99, "the parent's data");
+    expect_tags(&p, a + 9 * PAGE, |_| tag_of(9), "the parent's copy keeps the tags")?;
+    s.finish()
+}
+kernel_test!(thp, a_cow_write_in_the_parent_leaves_the_child_its_pmd);
+
+/// Every mTHP size (16 KiB to 1 MiB) alone: a write maps a folio of that
+/// order over its aligned range.
+fn every_mthp_size_maps_its_order() -> TestResult {
+    let _never = THP_ENABLED.set(crate::cmdline::ThpEnabled::Never as u64);
+    for order in 2..=8usize {
+        let _k = THP_ORDER[order].set(crate::cmdline::ThpOrderPolicy::Always as u64);
+        let mut s = Scenario::new();
+        let t = s.spawn()?;
+        let a = mmap(&t, A, HUGE, RW | PROT_MTE, ANON | MAP_FIXED, -1)?;
+        let at = a + HUGE / 2 + 3 * PAGE;
+        ok(t.store(at, order as u64), "write")?;
+        let (pfn, _, _) = counts(&t, at)?;
+        let f = Folio::get(pfn);
+        ensure_eq!((f.order() as usize, f.mapcount()), (order, 1 << order), "order {order}: the folio and its mappings");
+        let start = at & !((PAGE << order) - 1);
+        ensure_eq!(pte_pfn(pte_of(&t, start)), f.pfn(), "order {order}: the aligned range starts the folio");
+        drop(f);
+        expect_rss(&t, 1 << order, 0, &format!("order {order}"))?;
+        s.finish()?;
+    }
+    Ok(())
+}
+kernel_test!(thp, every_mthp_size_maps_its_order);
+
+fn an_mthp_fault_on_a_partly_mapped_range_falls_back() -> TestResult {
+    let _never = THP_ENABLED.set(crate::cmdline::ThpEnabled::Never as u64);
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let a = mmap(&t, A, HUGE, RW, ANON | MAP_FIXED, -1)?;
+    ok(t.store(a + 5 * PAGE, 1), "a small page first")?;
+    let _k = THP_ORDER[4].set(crate::cmdline::ThpOrderPolicy::Always as u64);
+    ok(t.store(a + 6 * PAGE, 2), "then a write in the same 64 KiB")?;
+    let (pfn, _, _) = counts(&t, a + 6 * PAGE)?;
+    ensure_eq!(Folio::get(pfn).nr_pages(), 1, "a small page: the 64 KiB range was partly mapped");
+    ok(t.store(a + 20 * PAGE, 3), "a write in an empty 64 KiB")?;
+    let (pfn, _, _) = counts(&t, a + 20 * PAGE)?;
+    ensure_eq!(Folio::get(pfn).nr_pages(), 16, "a 64 KiB folio where the range was empty");
+    s.finish()
+}
+kernel_test!(thp, an_mthp_fault_on_a_partly_mapped_range_falls_back);
+
+fn mprotect_of_a_whole_pmd_changes_it_in_place() -> TestResult {
+    let mut s = Scenario::new();
+    s.thp();
+    let t = s.spawn()?;
+    let a = region(&t, A, HUGE)?;
+    stamp(&t, a, 2)?;
+    let split = splits();
+    must(t.mprotect(a, HUGE, PROT_READ | PROT_MTE), "mprotect(PROT_READ) of the whole PMD")?;
+    expect_block(&t, a, "read-only")?;
+    let at = with_tag(a + 2 * PAGE, tag_of(2));
+    expect_segv(t.store(at, 0), SegvKind::AccErr, at, "a write to the read-only THP")?;
+    expect_stamp(&t, a, 2, "read-only")?;
+    must(t.mprotect(a, HUGE, 0), "PROT_NONE")?;
+    expect_segv(t.load(at), SegvKind::AccErr, at, "a read under PROT_NONE")?;
+    must(t.mprotect(a, HUGE, RW | PROT_MTE), "back to read-write")?;
+    ok(t.store(at, 0x7002), "a write once writable again")?;
+    expect_stamp(&t, a, 2, "after PROT_NONE and back")?;
+    ensure_eq!(splits(), split, "no split for whole-PMD mprotect");
+    expect_block(&t, a, "after")?;
+    s.finish()
+}
+kernel_test!(thp, mprotect_of_a_whole_pmd_changes_it_in_place);
+
+/// Reclaim of a PMD-mapped THP: the PMD is split (Linux's
+/// TTU_SPLIT_HUGE_PMD) and the folio written out whole to contiguous
+/// slots with every page's tags; the pages come back with their tags.
+fn reclaim_swaps_a_pmd_thp_out_whole_and_back() -> TestResult {
+    let _swap = SwapOn::new()?;
+    let mut s = Scenario::new();
+    s.thp();
+    let t = s.spawn()?;
+    let a = region(&t, A, HUGE)?;
+    for p in [0, 128, 511] {
+        stamp(&t, a, p)?;
+    }
+    expect_block(&t, a, "before reclaim")?;
+    let st = do_madvise(&t.mm(), a as u64, HUGE as u64, MADV_PAGEOUT).map_err(|e| verdict("MADV_PAGEOUT", e))?;
+    ensure_eq!(st.reclaimed, 1, "one folio reclaimed ({st:?})");
+    let e0 = pte_to_swp_entry(pte_of(&t, a));
+    for p in [1usize, 128, 511] {
+        let e = pte_to_swp_entry(pte_of(&t, a + p * PAGE));
+        ensure_eq!(swp_offset(e), swp_offset(e0) + p as u64, "page {p}'s slot follows the first");
+    }
+    expect_rss(&t, 0, 0, "swapped out")?;
+    for p in [0, 128, 511] {
+        expect_stamp(&t, a, p, "swapped back in")?;
+    }
+    s.finish()
+}
+kernel_test!(thp, reclaim_swaps_a_pmd_thp_out_whole_and_back, ramdisk);
+
+fn move_onto_a_thp_is_eexist() -> TestResult {
+    let mut s = Scenario::new();
+    s.thp();
+    let t = s.spawn()?;
+    let src = region(&t, A, HUGE)?;
+    ok(t.store(src, 1), "src")?;
+    let fd = must(t.userfaultfd(0o4000), "userfaultfd")?;
+    let arg = mmap(&t, 0, PAGE, RW, ANON, -1)?;
+    let api = UffdioApi { api: UFFD_API, features: UFFD_FEATURE_MOVE, ioctls: 0 };
+    ok(t.ioctl_struct(fd, UFFDIO_API, arg, &api), "API")?.0.map_err(|e| verdict("API", e))?;
+    let dst = region(&t, B, HUGE)?;
+    ok(t.store(dst, 2), "a THP at dst before registering")?;
+    let reg = UffdioRegister { start: dst as u64, len: HUGE as u64, mode: UFFDIO_REGISTER_MODE_MISSING, ioctls: 0 };
+    ok(t.ioctl_struct(fd, UFFDIO_REGISTER, arg, &reg), "REGISTER")?.0.map_err(|e| verdict("REGISTER", e))?;
+    let (r, moved) = move_2m(&t, fd, arg, dst, src)?;
+    ensure!(r == Err(crate::errno::EEXIST) && moved == -17, "MOVE onto a THP: {r:?} {moved}");
+    expect_block(&t, src, "src untouched")?;
+    ensure_eq!(ok(t.load(dst), "dst")?, 2, "dst untouched");
+    must(t.close(fd), "close")?;
+    s.finish()
+}
+kernel_test!(thp, move_onto_a_thp_is_eexist);
+
+fn move_of_a_shared_thp_is_ebusy_without_a_split() -> TestResult {
+    let mut s = Scenario::new();
+    s.thp();
+    let t = s.spawn()?;
+    let src = region(&t, A, HUGE)?;
+    stamp(&t, src, 3)?;
+    let (fd, arg) = move_setup(&t)?;
+    let _child = s.fork(&t)?;
+    let split = splits();
+    let (r, moved) = move_2m(&t, fd, arg, B, src)?;
+    ensure!(r == Err(crate::errno::EBUSY) && moved == -16, "MOVE of a shared THP: {r:?} {moved}");
+    ensure_eq!(splits(), split, "no split");
+    expect_block(&t, src, "src")?;
+    expect_stamp(&t, src, 3, "src after the refused move")?;
+    must(t.close(fd), "close")?;
+    s.finish()
+}
+kernel_test!(thp, move_of_a_shared_thp_is_ebusy_without_a_split);
+
+/// Two CPUs fault the same empty PMD range: CPU 1 stops with its THP
+/// allocated and a table deposited, before the PMD lock; CPU 0's fault
+/// maps its THP; CPU 1 then finds the PMD populated, frees what it had
+/// and its access goes through CPU 0's THP. One THP, nothing leaked.
+fn two_cpus_fault_the_same_pmd() -> TestResult {
+    let mut s = Scenario::new();
+    s.thp();
+    let t = s.spawn()?;
+    let a = region(&t, A, 2 * HUGE)?;
+    // The tables above the PMD exist already (the huge zero page next door).
+    ensure_eq!(ok(t.load(a + HUGE), "read")?, 0, "the second 2 MiB");
+    let bp = crate::testhooks::schedpoint::arm(&crate::testhooks::points::DO_HUGE_PMD_ANONYMOUS_PAGE_BEFORE_PMD_LOCK);
+    let tt = t.clone();
+    let job = on_cpu(1, "CPU 1's fault", move || tt.store(a + 8, 0x11))?;
+    bp.wait_reached(5_000_000).map_err(|e| verdict("CPU 1", e))?;
+    let frames = crate::mm::frames::free_frames();
+    let tables = t.mm().pgtables.nr_tables.load(core::sync::atomic::Ordering::Acquire);
+    ok(t.store(a + PAGE, 0x22), "CPU 0's fault")?;
+    let head = expect_block(&t, a, "CPU 0's THP")?;
+    bp.release();
+    ok(job.join()?, "CPU 1's store")?;
+    ensure_eq!(expect_block(&t, a, "after both")?, head, "one THP: CPU 0's");
+    ensure_eq!(ok(t.load(a + 8), "read")?, 0x11, "CPU 1's store went to CPU 0's THP");
+    ensure_eq!(ok(t.load(a + PAGE), "read")?, 0x22, "CPU 0's store");
+    // CPU 0's THP and deposit took what CPU 1 gave back when it found the
+    // PMD populated.
+    ensure_eq!(crate::mm::frames::free_frames(), frames, "free frames: CPU 1's THP and table freed");
+    ensure_eq!(t.mm().pgtables.nr_tables.load(core::sync::atomic::Ordering::Acquire), tables, "one deposit");
+    expect_rss(&t, 512, 0, "one THP")?;
+    s.finish()
+}
+kernel_test!(thp, two_cpus_fault_the_same_pmd, cpus = 2);

@@ -33,5 +33,6 @@ points! {
     MOVE_PAGES_PTE_LARGE_FOLIO_BUSY = "move_pages_pte:large_folio_busy" in "mm::uffd_move::move_present, a large folio found locked, before EAGAIN";
     MOVE_SWAP_PTE_BEFORE_PTL = "move_swap_pte:before_ptl" in "mm::uffd_move::move_swap, the swap-cache folio locked, before the pte locks";
     SPLIT_FOLIO_BEFORE_FREEZE = "split_folio:before_freeze" in "mm::split::split_folio, the pte tables locked, before folio_ref_freeze";
+    DO_HUGE_PMD_ANONYMOUS_PAGE_BEFORE_PMD_LOCK = "do_huge_pmd_anonymous_page:before_pmd_lock" in "mm::huge_memory::install, the THP allocated and a table deposited, before the PMD lock and the pmd_none recheck";
     SPLIT_FOLIO_AFTER_FREEZE = "split_folio:after_freeze" in "mm::split::split_folio, the refcount frozen, before the pages are rewritten";
 }

@@ -139,6 +139,14 @@ pub static MOVE_HUGE_ZERO_NOT_SPECIAL: Variant = Variant::new(
     &["thp::move_of_the_huge_zero_pmd_without_special_is_caught"],
 );
 
+pub static SPLIT_TAILS_WITHOUT_MTE_TAGGED: Variant = Variant::new(
+    "split:tails_without_mte_tagged",
+    "mm::split::split_folio",
+    "the tail folios keep the head's flags but not PG_mte_tagged: the next mapping clears the tags of every page but the first",
+    "a large-folio split that copies the page flags but not the tag state of the tail pages (the PG_mte_tagged split handling)",
+    &["thp::split_without_the_tails_tag_state_is_caught"],
+);
+
 /// Every variant, for listing, resets and the caught check.
 pub static ALL: &[&Variant] = &[
     &COW_DATA_ONLY,
@@ -150,6 +158,7 @@ pub static ALL: &[&Variant] = &[
     &MOVE_NOTIFIER_UNDER_PTL,
     &MOVE_SWAP_NO_EXCLUSIVE_CHECK,
     &MOVE_HUGE_ZERO_NOT_SPECIAL,
+    &SPLIT_TAILS_WITHOUT_MTE_TAGGED,
 ];
 
 /// Switches every variant off; the names of those that were on.
