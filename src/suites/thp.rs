@@ -732,3 +732,119 @@ fn two_cpus_fault_the_same_pmd() -> TestResult {
     s.finish()
 }
 kernel_test!(thp, two_cpus_fault_the_same_pmd, cpus = 2);
+
+/// A 64 KiB folio of 16 tagged pages, swapped out to 16 contiguous slots.
+fn swapped_mthp(s: &mut Scenario) -> Result<(Arc<Task>, usize), Verdict> {
+    let t = s.spawn()?;
+    let a = mmap(&t, A, HUGE, RW | PROT_MTE, ANON | MAP_FIXED, -1)?;
+    ok(t.store(a + 16 * PAGE, 0), "the fault that maps the 64 KiB folio")?;
+    let (pfn, _, _) = counts(&t, a + 16 * PAGE)?;
+    ensure_eq!(Folio::get(pfn).nr_pages(), 16, "a 64 KiB folio");
+    for p in 16..32 {
+        stamp(&t, a, p)?;
+    }
+    let st = do_madvise(&t.mm(), (a + 16 * PAGE) as u64, (16 * PAGE) as u64, MADV_PAGEOUT)
+        .map_err(|e| verdict("MADV_PAGEOUT", e))?;
+    ensure_eq!(st.reclaimed, 1, "the 64 KiB folio reclaimed whole ({st:?})");
+    Ok((t, a))
+}
+
+/// mTHP swap-in with every tag, or the known-wrong restore of the faulting
+/// page's tags alone.
+fn mthp_swapin(wrong: bool) -> Result<Result<(), Verdict>, Verdict> {
+    let _swap = SwapOn::new()?;
+    let _never = THP_ENABLED.set(crate::cmdline::ThpEnabled::Never as u64);
+    let _k = THP_ORDER[4].set(crate::cmdline::ThpOrderPolicy::Always as u64);
+    let mut s = Scenario::new();
+    let (t, a) = swapped_mthp(&mut s)?;
+    let v = wrong.then(|| crate::testhooks::variants::SWAPIN_MTHP_FAULTING_PAGE_TAGS_ONLY.enable());
+    let r = t.load(with_tag(a + 21 * PAGE, tag_of(21)));
+    drop(v);
+    ensure_eq!(ok(r, "the swap-in fault")?, 0x7015, "the faulting page's data");
+    let (pfn, _, _) = counts(&t, a + 16 * PAGE)?;
+    let f = Folio::get(pfn);
+    ensure_eq!((f.nr_pages(), f.mapcount()), (16, 16), "the whole folio came back and is mapped by its 16 ptes");
+    drop(f);
+    expect_rss(&t, 16, 0, "after the swap-in")?;
+    ensure_eq!(t.mm().rss(crate::mm::mm_types::MM_SWAPENTS), 0, "no swap pte left");
+    let kept = (|| {
+        for p in 16..32 {
+            expect_stamp(&t, a, p, "after the mTHP swap-in")?;
+        }
+        Ok(())
+    })();
+    s.finish()?;
+    Ok(kept)
+}
+
+fn mthp_swapin_brings_the_folio_back_with_every_pages_tags() -> TestResult {
+    mthp_swapin(false)?
+}
+kernel_test!(thp, mthp_swapin_brings_the_folio_back_with_every_pages_tags, ramdisk);
+
+fn mthp_swapin_restoring_one_page_is_caught() -> TestResult {
+    match mthp_swapin(true)? {
+        Err(Verdict::Fail(why)) if why.contains("tag of granule") || why.contains("MteSErr") => Ok(()),
+        other => Err(Verdict::Fail(format!("the untagged pages were not caught: {other:?}"))),
+    }
+}
+kernel_test!(thp, mthp_swapin_restoring_one_page_is_caught, ramdisk);
+
+/// Slots that are contiguous but not naturally aligned: two swapped-out
+/// 64 KiB folios (slots S..S+31), and UFFDIO_MOVE of the swap ptes of
+/// pages 1..16 to a new range, whose 64 KiB then holds S+1..S+16. The
+/// correct swap-in falls back to page by page there; the masked first
+/// entry reads the folio from S..S+15, one page off.
+fn mthp_swapin_misaligned(wrong: bool) -> Result<Result<(), Verdict>, Verdict> {
+    let _swap = SwapOn::new()?;
+    let _never = THP_ENABLED.set(crate::cmdline::ThpEnabled::Never as u64);
+    let _k = THP_ORDER[4].set(crate::cmdline::ThpOrderPolicy::Always as u64);
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let a = mmap(&t, A, HUGE, RW | PROT_MTE, ANON | MAP_FIXED, -1)?;
+    ok(t.store(a, 0), "the first 64 KiB")?;
+    ok(t.store(a + 16 * PAGE, 0), "the second 64 KiB")?;
+    for p in 0..32 {
+        stamp(&t, a, p)?;
+    }
+    let st = do_madvise(&t.mm(), a as u64, (32 * PAGE) as u64, MADV_PAGEOUT).map_err(|e| verdict("MADV_PAGEOUT", e))?;
+    ensure_eq!(st.reclaimed, 2, "both folios reclaimed ({st:?})");
+    let (fd, arg) = move_setup(&t)?;
+    let m = UffdioMove { dst: B as u64, src: (a + PAGE) as u64, len: (16 * PAGE) as u64, mode: 0, moved: 0 };
+    let (r, back) = ok(t.ioctl_struct(fd, UFFDIO_MOVE, arg, &m), "UFFDIO_MOVE")?;
+    ensure!(r == Ok(0) && back.moved == (16 * PAGE) as i64, "MOVE of 16 swap ptes: {r:?} {}", back.moved);
+    let e0 = pte_to_swp_entry(pte_of(&t, B));
+    ensure!(swp_offset(e0) % 16 == 1, "dst's first slot is one past an aligned one: {e0:?}");
+    let v = wrong.then(|| crate::testhooks::variants::SWAPIN_MTHP_MASKED_ENTRY.enable());
+    let r = t.load(with_tag(B + 3 * PAGE, tag_of(4)));
+    drop(v);
+    let got = (|| {
+        // dst page i is src page i + 1.
+        ensure_eq!(ok(r, "the swap-in fault")?, 0x7004, "dst page 3 (src page 4): data");
+        if !wrong {
+            ensure!(is_swap_pte(pte_of(&t, B + 4 * PAGE)), "misaligned slots: swapped in page by page");
+        }
+        for i in 0..16 {
+            let at = B + i * PAGE;
+            ensure_eq!(ok(t.load(with_tag(at, tag_of(i + 1))), "read")?, 0x7000 + i as u64 + 1, "dst page {i}: data");
+            expect_tags(&t, at, |_| tag_of(i + 1), &format!("dst page {i}"))?;
+        }
+        Ok(())
+    })();
+    must(t.close(fd), "close")?;
+    s.finish()?;
+    Ok(got)
+}
+
+fn mthp_swapin_of_misaligned_slots_goes_page_by_page() -> TestResult {
+    mthp_swapin_misaligned(false)?
+}
+kernel_test!(thp, mthp_swapin_of_misaligned_slots_goes_page_by_page, ramdisk);
+
+fn mthp_swapin_from_a_masked_entry_is_caught() -> TestResult {
+    match mthp_swapin_misaligned(true)? {
+        Err(Verdict::Fail(why)) if why.contains("data") || why.contains("MteSErr") || why.contains("tag of") => Ok(()),
+        other => Err(Verdict::Fail(format!("the masked entry was not caught: {other:?}"))),
+    }
+}
+kernel_test!(thp, mthp_swapin_from_a_masked_entry_is_caught, ramdisk);

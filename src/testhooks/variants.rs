@@ -147,6 +147,22 @@ pub static SPLIT_TAILS_WITHOUT_MTE_TAGGED: Variant = Variant::new(
     &["thp::split_without_the_tails_tag_state_is_caught"],
 );
 
+pub static SWAPIN_MTHP_FAULTING_PAGE_TAGS_ONLY: Variant = Variant::new(
+    "swapin:mthp_faulting_page_tags_only",
+    "mm::swap::swapin_batch",
+    "a large folio swapped in whole gets the tags of the faulting page only; the others come back untagged",
+    "the large-folio swap-in series (2024): arch_swap_restore must cover every subpage, not the faulting one",
+    &["thp::mthp_swapin_restoring_one_page_is_caught"],
+);
+
+pub static SWAPIN_MTHP_MASKED_ENTRY: Variant = Variant::new(
+    "swapin:mthp_masked_entry",
+    "mm::swap::swapin_mthp",
+    "the first entry of a large swap-in is the faulting entry masked to the folio size: with slots not naturally aligned the folio is read from another page's slots",
+    "the draft helper of the 2024 large-folio swap-in thread (thp_swap_suitable_orders requires natural alignment instead)",
+    &["thp::mthp_swapin_from_a_masked_entry_is_caught"],
+);
+
 /// Every variant, for listing, resets and the caught check.
 pub static ALL: &[&Variant] = &[
     &COW_DATA_ONLY,
@@ -159,6 +175,8 @@ pub static ALL: &[&Variant] = &[
     &MOVE_SWAP_NO_EXCLUSIVE_CHECK,
     &MOVE_HUGE_ZERO_NOT_SPECIAL,
     &SPLIT_TAILS_WITHOUT_MTE_TAGGED,
+    &SWAPIN_MTHP_FAULTING_PAGE_TAGS_ONLY,
+    &SWAPIN_MTHP_MASKED_ENTRY,
 ];
 
 /// Switches every variant off; the names of those that were on.
