@@ -164,6 +164,7 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64) -> ! {
         match b {
             cmdline::Bench::Swap => bench::swap::run(),
             cmdline::Bench::Uffd => bench::uffd::run(),
+            cmdline::Bench::Thp => bench::thp::run(),
         }
         println!("BENCH DONE");
         exit(0);

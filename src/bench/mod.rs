@@ -4,6 +4,7 @@
 //! time under icount). `./bench.sh` runs both ways.
 
 pub mod swap;
+pub mod thp;
 pub mod uffd;
 
 use crate::arch::cpu;
