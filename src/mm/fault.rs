@@ -108,6 +108,13 @@ pub fn do_page_fault(mm: &Arc<MmStruct>, addr: usize, write: bool, exec: bool) -
 pub fn handle_mm_fault(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, write: bool) -> Result<(), FaultError> {
     // __handle_mm_fault's PMD level first.
     let pmd = mm.pgtables.pmd_peek(addr);
+    if is_pmd_migration_entry(pmd) {
+        // pmd_migration_entry_wait: until the migration is done, then refault.
+        while mm.pgtables.pmd_peek(addr) == pmd {
+            crate::arch::cpu::wfe();
+        }
+        return Ok(());
+    }
     if pmd_trans_huge(pmd) {
         if let Some(r) = huge_memory::do_huge_pmd_fault(mm, vma, addr, write, || mm.anon_vma_prepare(map, vma)) {
             return r;

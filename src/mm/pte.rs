@@ -414,6 +414,12 @@ pub const fn pmd_trans_huge(p: pmd_t) -> bool {
     pte_present(pmd_pte(p)) && p.0 & PTE_TYPE_PAGE == 0
 }
 
+/// A PMD migration entry (a THP being migrated): not present, a swap-format
+/// migration entry in the PMD.
+pub const fn is_pmd_migration_entry(p: pmd_t) -> bool {
+    is_swap_pte(pmd_pte(p)) && is_migration_entry(pte_to_swp_entry(pmd_pte(p)))
+}
+
 pub const fn pmd_none(p: pmd_t) -> bool {
     p.0 == 0
 }

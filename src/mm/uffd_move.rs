@@ -396,6 +396,13 @@ impl Mover<'_> {
     fn move_pages_huge_pmd(&self, d: usize, s: usize) -> Option<Result<usize, Errno>> {
         let (mm, dst_vma, dst_anon_vma) = (self.mm, self.dst_vma, self.dst_anon_vma);
         let src_pmd = mm.pgtables.pmd_peek(s);
+        if is_pmd_migration_entry(src_pmd) {
+            // Wait for the migration and retry; never a folio (aba6faec0103).
+            while mm.pgtables.pmd_peek(s) == src_pmd {
+                crate::arch::cpu::wfe();
+            }
+            return Some(Err(EAGAIN));
+        }
         if pmd_trans_huge(src_pmd) {
             return self.move_huge_block(d, s, src_pmd);
         }
@@ -436,11 +443,11 @@ impl Mover<'_> {
             if folio.page().pincount.load(Ordering::Acquire) > 0 || !folio.test(PG_ANON_EXCLUSIVE) {
                 return Err(EBUSY);
             }
-            // Like the new pmd: dirty and writable, no uffd-wp.
+            // The dirty and uffd-wp bits survive (the 2026 fix: a move
+            // must not make a write-protected page writable).
             for i in 0..HPAGE_PMD_NR as usize {
                 let a = s + i * PAGE_SIZE;
-                let p = pte_mkdirty(pte_mkwrite(pte_clear_uffd_wp(pt.get(a))));
-                pt.set(a, p, mm.asid);
+                pt.set(a, moved_pte(pt.get(a)), mm.asid);
             }
             match mm.pgtables.move_pte_table(&pt, s, d, mm.asid) {
                 Ok(true) => {
@@ -486,8 +493,7 @@ impl Mover<'_> {
             mm.pgtables
                 .move_huge_pmd(s, d, src_pmd, || {
                     retarget(&folio, dst_anon_vma, dst_vma.pgoff_of(d));
-                    // Like Linux: dirty and writable at dst, no uffd-wp.
-                    Ok(pte_pmd(pte_mkdirty(pte_mkwrite(pte_clear_uffd_wp(pte)))))
+                    Ok(pte_pmd(moved_pte(pte)))
                 })
                 .map(|_| PMD_SIZE)
         })();
@@ -504,6 +510,17 @@ impl Mover<'_> {
         pts.src().clear(s, mm.asid);
         pts.dst.set(d, pte_mkspecial(pfn_pte(super::fault::zero_pfn(), dst_vma.page_prot())), mm.asid);
         Ok(PAGE_SIZE)
+    }
+}
+
+/// A present THP entry as it lands at dst: dirty and uffd-wp kept, and
+/// writable unless uffd-wp (Linux made it writable and dropped uffd-wp
+/// until the 2026 fix on the list).
+fn moved_pte(p: pte_t) -> pte_t {
+    if pte_uffd_wp(p) {
+        pte_wrprotect(p)
+    } else {
+        pte_mkwrite(p)
     }
 }
 

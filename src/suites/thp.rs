@@ -848,3 +848,136 @@ fn mthp_swapin_from_a_masked_entry_is_caught() -> TestResult {
     }
 }
 kernel_test!(thp, mthp_swapin_from_a_masked_entry_is_caught, ramdisk);
+
+/// A THP write-protected with UFFDIO_WRITEPROTECT, then moved whole (its
+/// pte table moves in one step): every pte keeps uffd-wp and stays
+/// read-only at dst, as the 2026 fix on the list has it (Linux made them
+/// writable and dropped uffd-wp).
+fn move_keeps_uffd_wp_and_write_protection() -> TestResult {
+    use crate::mm::userfaultfd::{UFFDIO_REGISTER_MODE_WP, UFFDIO_WRITEPROTECT_MODE_WP};
+    let mut s = Scenario::new();
+    s.thp();
+    let t = s.spawn()?;
+    let src = region(&t, A, HUGE)?;
+    stamp(&t, src, 6)?;
+    let (fd, arg) = move_setup(&t)?;
+    let reg = UffdioRegister { start: src as u64, len: HUGE as u64, mode: UFFDIO_REGISTER_MODE_WP, ioctls: 0 };
+    ok(t.ioctl_struct(fd, UFFDIO_REGISTER, arg, &reg), "REGISTER WP")?.0.map_err(|e| verdict("REGISTER WP", e))?;
+    let wp = UffdioWriteprotect { start: src as u64, len: HUGE as u64, mode: UFFDIO_WRITEPROTECT_MODE_WP };
+    ok(t.ioctl_struct(fd, UFFDIO_WRITEPROTECT, arg, &wp), "WRITEPROTECT")?.0.map_err(|e| verdict("WRITEPROTECT", e))?;
+    ensure!(pte_uffd_wp(pte_of(&t, src + 6 * PAGE)), "src is uffd-wp");
+    let (r, moved) = move_2m(&t, fd, arg, B, src)?;
+    ensure!(r == Ok(0) && moved == HUGE as i64, "MOVE: {r:?} {moved}");
+    for p in [0usize, 6, 511] {
+        let pte = pte_of(&t, B + p * PAGE);
+        ensure!(pte_uffd_wp(pte) && !pte_write(pte), "dst page {p} lost uffd-wp or became writable: {pte:?}");
+    }
+    expect_stamp(&t, B, 6, "moved")?;
+    must(t.close(fd), "close")?;
+    s.finish()
+}
+kernel_test!(thp, move_keeps_uffd_wp_and_write_protection);
+
+/// A PMD migration entry (set by hand: nothing migrates THPs here), and
+/// `what` on CPU 1 at its range must wait until the THP is back.
+fn waits_for_a_pmd_migration_entry<T: Send + core::fmt::Debug + 'static>(
+    what: &str,
+    work: impl FnOnce(Arc<Task>, u64, usize) -> T + Send + 'static,
+    check: impl FnOnce(&Task, T) -> TestResult,
+) -> TestResult {
+    let mut s = Scenario::new();
+    s.thp();
+    let t = s.spawn()?;
+    let src = region(&t, A, HUGE)?;
+    stamp(&t, src, 2)?;
+    let head = expect_block(&t, src, "src")?;
+    let (fd, arg) = move_setup(&t)?;
+    let orig = huge_pmd(&t, src);
+    let migration = pte_pmd(swp_entry_to_pte(make_migration_entry(head, true, true)));
+    ensure!(is_pmd_migration_entry(migration), "the entry made is a PMD migration entry");
+    let set = |v: pmd_t| -> TestResult {
+        let l = t.mm().pgtables.pmd_lock(src, false).ok().flatten().ok_or_else(|| verdict("PMD", "gone"))?;
+        l.set(v, t.mm().asid);
+        Ok(())
+    };
+    set(migration)?;
+    let tt = t.clone();
+    let job = on_cpu(1, what, move || work(tt, fd, arg))?;
+    let until = crate::arch::cpu::counter() + crate::arch::cpu::counter_freq() / 50;
+    while crate::arch::cpu::counter() < until {
+        core::hint::spin_loop();
+    }
+    let early = job.finished();
+    set(orig)?; // the migration finishes
+    crate::arch::cpu::sev();
+    let r = job.join()?;
+    ensure!(!early, "{what} did not wait for the PMD migration entry");
+    check(&t, r)?;
+    must(t.close(fd), "close")?;
+    s.finish()
+}
+
+fn a_fault_waits_for_a_pmd_migration_entry() -> TestResult {
+    waits_for_a_pmd_migration_entry(
+        "CPU 1's read",
+        |t, _, _| t.load(with_tag(A + 2 * PAGE, tag_of(2))),
+        |_, r| {
+            ensure_eq!(ok(r, "the read")?, 0x7002, "the read after the migration");
+            Ok(())
+        },
+    )
+}
+kernel_test!(thp, a_fault_waits_for_a_pmd_migration_entry, cpus = 2);
+
+fn move_waits_for_a_pmd_migration_entry() -> TestResult {
+    waits_for_a_pmd_migration_entry(
+        "CPU 1's MOVE",
+        |t, fd, arg| {
+            let m = UffdioMove { dst: B as u64, src: A as u64, len: HUGE as u64, mode: 0, moved: 0 };
+            t.ioctl_struct(fd, UFFDIO_MOVE, arg, &m).map(|(r, back)| (r, back.moved))
+        },
+        |t, r| {
+            let (r, moved) = ok(r, "the MOVE")?;
+            ensure!(r == Ok(0) && moved == HUGE as i64, "MOVE after the migration: {r:?} {moved}");
+            expect_block(t, B, "dst")?;
+            expect_stamp(t, B, 2, "moved after the migration")
+        },
+    )
+}
+kernel_test!(thp, move_waits_for_a_pmd_migration_entry, cpus = 2);
+
+/// The kernel writing user memory in a huge zero PMD (an ioctl's reply)
+/// takes the write fault that replaces it with a THP.
+fn a_kernel_write_into_the_huge_zero_page_gets_a_thp() -> TestResult {
+    let mut s = Scenario::new();
+    s.thp();
+    let t = s.spawn()?;
+    let a = region(&t, A, HUGE)?;
+    ensure_eq!(ok(t.load(a), "read")?, 0, "read");
+    let zero = expect_block(&t, a, "the huge zero page")?;
+    let fd = must(t.userfaultfd(0), "userfaultfd")?;
+    let (r, api) = ok(
+        t.ioctl_struct(fd, UFFDIO_API, a + 8 * PAGE, &UffdioApi { api: UFFD_API, features: 0, ioctls: 0 }),
+        "UFFDIO_API",
+    )?;
+    r.map_err(|e| verdict("UFFDIO_API", e))?;
+    ensure!(api.ioctls != 0, "the reply");
+    ensure!(expect_block(&t, a, "after the kernel's write")? != zero, "a THP replaced the huge zero page");
+    ensure_eq!(huge_zero_pfn(), Some(zero), "the huge zero page itself is unchanged");
+    must(t.close(fd), "close")?;
+    s.finish()
+}
+kernel_test!(thp, a_kernel_write_into_the_huge_zero_page_gets_a_thp);
+
+fn nohugepage_refuses_mthp_too() -> TestResult {
+    let _k = THP_ORDER[4].set(crate::cmdline::ThpOrderPolicy::Always as u64);
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let a = mmap(&t, A, HUGE, RW, ANON | MAP_FIXED, -1)?;
+    must(t.madvise(a, HUGE, MADV_NOHUGEPAGE), "MADV_NOHUGEPAGE")?;
+    ok(t.store(a + 20 * PAGE, 1), "write")?;
+    let (pfn, _, _) = counts(&t, a + 20 * PAGE)?;
+    ensure_eq!(Folio::get(pfn).nr_pages(), 1, "a small page under MADV_NOHUGEPAGE");
+    s.finish()
+}
+kernel_test!(thp, nohugepage_refuses_mthp_too);
