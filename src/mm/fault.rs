@@ -116,6 +116,7 @@ pub fn handle_mm_fault(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, 
         return Ok(());
     }
     if pmd_trans_huge(pmd) {
+        sched_point(&crate::testhooks::points::HUGE_PMD_FAULT_AFTER_LOCKLESS_READ);
         if let Some(r) = huge_memory::do_huge_pmd_fault(mm, vma, addr, write, || mm.anon_vma_prepare(map, vma)) {
             return r;
         }

@@ -71,6 +71,9 @@ fn copy_page_range(src_mm: &Arc<MmStruct>, dst_mm: &Arc<MmStruct>, vma: &Vma, ds
     let mut huge: Vec<usize> = Vec::new();
     src_mm.pgtables.for_each_huge_pmd(vma.start, vma.end, |a, _| huge.push(a));
     let mut copied: Vec<usize> = Vec::new();
+    if !huge.is_empty() {
+        crate::testhooks::schedpoint::sched_point(&crate::testhooks::points::COPY_HUGE_PMD_BEFORE_LOCK);
+    }
     for a in huge {
         // A VMA holds whole huge PMDs (a partial munmap or mprotect split them).
         if super::huge_memory::copy_huge_pmd(src_mm, dst_mm, a)? {

@@ -430,6 +430,9 @@ pub fn change_huge_pmds(mm: &MmStruct, start: usize, end: usize, prot: pgprot_t)
 pub fn zap_or_split_huge_pmds(mm: &MmStruct, start: usize, end: usize) {
     let mut huge = alloc::vec::Vec::new();
     mm.pgtables.for_each_huge_pmd(start, end, |a, _| huge.push(a));
+    if !huge.is_empty() {
+        crate::testhooks::schedpoint::sched_point(&crate::testhooks::points::ZAP_HUGE_PMD_BEFORE_LOCK);
+    }
     for a in huge {
         if a >= start && a + PMD_SIZE <= end {
             zap_huge_pmd(mm, a);

@@ -477,6 +477,7 @@ impl Mover<'_> {
             return None; // a pte table at dst: page by page
         }
         let pte = pmd_pte(src_pmd);
+        sched_point(&crate::testhooks::points::MOVE_HUGE_PMD_AFTER_LOCKLESS_READ);
         notify(s, s + PMD_SIZE, true, true); // blocking, before any lock
         let r = (|| {
             if pte_special(pte) {

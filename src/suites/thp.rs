@@ -981,3 +981,156 @@ fn nohugepage_refuses_mthp_too() -> TestResult {
     s.finish()
 }
 kernel_test!(thp, nohugepage_refuses_mthp_too);
+
+// --- the PMD windows: a huge PMD seen without the lock changes before the
+// lock is taken, and each path must notice -------------------------------------
+
+use crate::testhooks::points;
+use crate::testhooks::schedpoint;
+
+/// `work` runs on CPU 1 and stops at `point`; `change` runs on CPU 0; CPU 1
+/// goes on; `check` sees CPU 1's result.
+fn pmd_window<T: Send + core::fmt::Debug + 'static>(
+    point: &'static crate::testhooks::points::Point,
+    work: impl FnOnce() -> T + Send + 'static,
+    change: impl FnOnce() -> TestResult,
+) -> Result<T, Verdict> {
+    let bp = schedpoint::arm(point);
+    let job = on_cpu(1, point.name, work)?;
+    bp.wait_reached(5_000_000).map_err(|e| verdict(point.name, e))?;
+    let changed = change();
+    bp.release();
+    let r = job.join()?;
+    changed?;
+    Ok(r)
+}
+
+fn split_on(t: &Task, a: usize) -> TestResult {
+    huge_memory::split_huge_pmd(&t.mm().pgtables, a);
+    ensure!(!pmd_trans_huge(huge_pmd(t, a)), "the split");
+    Ok(())
+}
+
+/// MOVE saw a THP; it is split before the PMD lock: the move notices
+/// (pmd_same fails), retries and moves the pte table instead.
+fn move_of_a_pmd_split_under_it_moves_the_ptes() -> TestResult {
+    let mut s = Scenario::new();
+    s.thp();
+    let t = s.spawn()?;
+    let src = region(&t, A, HUGE)?;
+    stamp(&t, src, 8)?;
+    let (fd, arg) = move_setup(&t)?;
+    let tt = t.clone();
+    let r = pmd_window(
+        &points::MOVE_HUGE_PMD_AFTER_LOCKLESS_READ,
+        move || {
+            let m = UffdioMove { dst: B as u64, src: A as u64, len: HUGE as u64, mode: 0, moved: 0 };
+            tt.ioctl_struct(fd, UFFDIO_MOVE, arg, &m).map(|(r, b)| (r, b.moved))
+        },
+        || split_on(&t, src),
+    )?;
+    let (r, moved) = ok(r, "MOVE")?;
+    ensure!(r == Ok(0) && moved == HUGE as i64, "MOVE after the split: {r:?} {moved}");
+    ensure!(!pmd_trans_huge(huge_pmd(&t, B)) && pte_present(pte_of(&t, B + 8 * PAGE)), "dst is mapped by ptes");
+    expect_stamp(&t, B, 8, "moved after the split")?;
+    must(t.close(fd), "close")?;
+    s.finish()
+}
+kernel_test!(thp, move_of_a_pmd_split_under_it_moves_the_ptes, cpus = 2);
+
+/// MOVE saw a THP; MADV_DONTNEED zaps it before the PMD lock: the source
+/// is a hole now, ENOENT, nothing moved and nothing leaked.
+fn move_of_a_pmd_zapped_under_it_is_enoent() -> TestResult {
+    let mut s = Scenario::new();
+    s.thp();
+    let t = s.spawn()?;
+    let src = region(&t, A, HUGE)?;
+    stamp(&t, src, 8)?;
+    let (fd, arg) = move_setup(&t)?;
+    let tt = t.clone();
+    let r = pmd_window(
+        &points::MOVE_HUGE_PMD_AFTER_LOCKLESS_READ,
+        move || {
+            let m = UffdioMove { dst: B as u64, src: A as u64, len: HUGE as u64, mode: 0, moved: 0 };
+            tt.ioctl_struct(fd, UFFDIO_MOVE, arg, &m).map(|(r, b)| (r, b.moved))
+        },
+        || must(t.madvise(src, HUGE, MADV_DONTNEED), "MADV_DONTNEED"),
+    )?;
+    let (r, moved) = ok(r, "MOVE")?;
+    ensure!(r == Err(crate::errno::ENOENT) && moved == -2, "MOVE of a zapped source: {r:?} {moved}");
+    ensure!(!pmd_trans_huge(huge_pmd(&t, B)) && pte_none(pte_of(&t, B + 8 * PAGE)), "nothing arrived at dst");
+    expect_rss(&t, 1, 0, "only the argument page")?;
+    must(t.close(fd), "close")?;
+    s.finish()
+}
+kernel_test!(thp, move_of_a_pmd_zapped_under_it_is_enoent, cpus = 2);
+
+/// The child's COW write saw its shared PMD; MADV_DONTNEED zaps it first:
+/// the write lands in a fresh page, the parent keeps its THP.
+fn a_cow_fault_on_a_pmd_zapped_under_it_gets_a_fresh_page() -> TestResult {
+    let mut s = Scenario::new();
+    s.thp();
+    let p = s.spawn()?;
+    let a = region(&p, A, HUGE)?;
+    stamp(&p, a, 1)?;
+    let c = s.fork(&p)?;
+    let cc = c.clone();
+    let r = pmd_window(
+        &points::HUGE_PMD_FAULT_AFTER_LOCKLESS_READ,
+        move || cc.store(a + 3 * PAGE, 0x33),
+        || must(c.madvise(a, HUGE, MADV_DONTNEED), "the child's MADV_DONTNEED"),
+    )?;
+    ok(r, "the child's write")?;
+    ensure_eq!(ok(c.load(a + 3 * PAGE), "child")?, 0x33, "the child's write");
+    ensure_eq!(ok(c.load(with_tag(a + PAGE, 0)), "child")?, 0, "the child's zapped page reads zero");
+    expect_block(&p, a, "the parent's THP")?;
+    expect_stamp(&p, a, 1, "the parent")?;
+    s.finish()
+}
+kernel_test!(thp, a_cow_fault_on_a_pmd_zapped_under_it_gets_a_fresh_page, cpus = 2);
+
+/// MADV_DONTNEED listed a huge PMD; it is split before the lock: the zap
+/// notices and clears the ptes instead. Nothing stays mapped or counted.
+fn a_zap_of_a_pmd_split_under_it_clears_the_ptes() -> TestResult {
+    let mut s = Scenario::new();
+    s.thp();
+    let t = s.spawn()?;
+    let a = region(&t, A, HUGE)?;
+    stamp(&t, a, 5)?;
+    let tt = t.clone();
+    let r = pmd_window(
+        &points::ZAP_HUGE_PMD_BEFORE_LOCK,
+        move || tt.madvise(A, HUGE, MADV_DONTNEED),
+        || split_on(&t, a),
+    )?;
+    must(r, "MADV_DONTNEED")?;
+    for p in [0usize, 5, 511] {
+        ensure!(pte_none(pte_of(&t, a + p * PAGE)), "page {p} still mapped");
+    }
+    expect_rss(&t, 0, 0, "after the zap")?;
+    s.finish()
+}
+kernel_test!(thp, a_zap_of_a_pmd_split_under_it_clears_the_ptes, cpus = 2);
+
+/// fork listed a huge PMD; reclaim-like splitting turns it into ptes
+/// before fork copies it: the child gets the ptes, shared COW, with the
+/// data and tags.
+fn fork_of_a_pmd_split_under_it_copies_the_ptes() -> TestResult {
+    let mut s = Scenario::new();
+    s.thp();
+    let p = s.spawn()?;
+    let a = region(&p, A, HUGE)?;
+    stamp(&p, a, 7)?;
+    let pp = p.clone();
+    let r = pmd_window(&points::COPY_HUGE_PMD_BEFORE_LOCK, move || pp.fork(), || split_on(&p, a))?;
+    let pid = must(r, "fork")?;
+    let c = Task::get(pid).ok_or_else(|| verdict("fork", "no child"))?;
+    s.tasks.push(c.clone());
+    ensure!(!pmd_trans_huge(huge_pmd(&c, a)), "the child has ptes");
+    expect_stamp(&c, a, 7, "the child")?;
+    ensure!(!pte_write(pte_of(&p, a + 7 * PAGE)), "the parent's pte is shared read-only");
+    ok(p.store(with_tag(a + 7 * PAGE, tag_of(7)), 0x77), "the parent's COW write")?;
+    expect_stamp(&c, a, 7, "the child after the parent's write")?;
+    s.finish()
+}
+kernel_test!(thp, fork_of_a_pmd_split_under_it_copies_the_ptes, cpus = 2);
