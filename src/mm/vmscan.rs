@@ -26,6 +26,9 @@ pub struct ReclaimStats {
     pub tag_save_failed: usize,
     /// The RAM-disk write failed: the folio stays in the swap cache.
     pub write_failed: usize,
+    /// Large folios split because no run of slots fit them whole, their
+    /// pages then reclaimed one by one (Linux's THP_SWPOUT_FALLBACK).
+    pub split: usize,
 }
 
 /// Reclaims the anonymous folios mapped in `[start, end)` of `mm`.
@@ -53,9 +56,25 @@ pub fn reclaim_range(mm: &Arc<MmStruct>, start: usize, end: usize) -> ReclaimSta
         }
     }
     let mut st = ReclaimStats::default();
-    for folio in folios {
-        if folio.is_anon() {
-            st.count(shrink_folio(&folio));
+    let mut queue: alloc::collections::VecDeque<Folio> = folios.into();
+    while let Some(folio) = queue.pop_front() {
+        if !folio.is_anon() {
+            continue;
+        }
+        match shrink_folio(&folio) {
+            Outcome::Split(nr) => {
+                // The pages, each a folio now, go back on the list (the
+                // ones nothing mapped were freed by the split).
+                st.split += 1;
+                let head = folio.pfn();
+                queue.push_front(folio);
+                for i in 1..nr as u64 {
+                    if let Some(tail) = Folio::try_get(head + i) {
+                        queue.push_back(tail);
+                    }
+                }
+            }
+            o => st.count(o),
         }
     }
     st
@@ -69,6 +88,7 @@ impl ReclaimStats {
         self.no_swap += o.no_swap;
         self.tag_save_failed += o.tag_save_failed;
         self.write_failed += o.write_failed;
+        self.split += o.split;
     }
 }
 
@@ -80,6 +100,8 @@ enum Outcome {
     NoSwap,
     TagSaveFailed,
     WriteFailed,
+    /// A large folio was split (it had this many pages): reclaim its pages.
+    Split(usize),
 }
 
 impl ReclaimStats {
@@ -91,6 +113,7 @@ impl ReclaimStats {
             Outcome::NoSwap => self.no_swap += 1,
             Outcome::TagSaveFailed => self.tag_save_failed += 1,
             Outcome::WriteFailed => self.write_failed += 1,
+            Outcome::Split(_) => self.split += 1,
         }
     }
 }
@@ -107,6 +130,15 @@ fn shrink_folio(folio: &Folio) -> Outcome {
             Ok(e) => {
                 swap_state::add_to_swap_cache(folio, e);
                 e
+            }
+            // No run of slots for the whole folio: split it and swap its
+            // pages one by one, as Linux's shrink_folio_list does.
+            Err(_) if folio.nr_pages() > 1 => {
+                let nr = folio.nr_pages();
+                return match super::split::split_folio(folio) {
+                    Ok(()) => Outcome::Split(nr),
+                    Err(_) => Outcome::NoSwap,
+                };
             }
             Err(_) => return Outcome::NoSwap,
         }

@@ -1134,3 +1134,48 @@ fn fork_of_a_pmd_split_under_it_copies_the_ptes() -> TestResult {
     s.finish()
 }
 kernel_test!(thp, fork_of_a_pmd_split_under_it_copies_the_ptes, cpus = 2);
+
+/// Reclaim of a PMD THP when no aligned run of 512 slots is free (a 600-slot
+/// device): the folio is split and its pages swapped out one by one, each
+/// with its own tags, and they come back with them.
+fn reclaim_without_a_run_of_slots_splits_the_thp() -> TestResult {
+    let _swap = SwapOn::with_slots(600)?;
+    let mut s = Scenario::new();
+    s.thp();
+    let t = s.spawn()?;
+    let a = region(&t, A, HUGE)?;
+    for p in [0, 1, 300, 511] {
+        stamp(&t, a, p)?;
+    }
+    expect_block(&t, a, "before reclaim")?;
+    let st = do_madvise(&t.mm(), a as u64, HUGE as u64, MADV_PAGEOUT).map_err(|e| verdict("MADV_PAGEOUT", e))?;
+    ensure_eq!((st.split, st.reclaimed), (1, 512), "one THP split, its 512 pages reclaimed ({st:?})");
+    expect_rss(&t, 0, 0, "swapped out")?;
+    for p in [0, 1, 300, 511] {
+        ensure!(is_swap_pte(pte_of(&t, a + p * PAGE)), "page {p} is not swapped out");
+        expect_stamp(&t, a, p, "swapped back in")?;
+    }
+    s.finish()
+}
+kernel_test!(thp, reclaim_without_a_run_of_slots_splits_the_thp, ramdisk);
+
+/// A THP whose pages are tagged unevenly (only some granules of some pages
+/// carry tags): every page's tags, zero or not, come back after swap.
+fn mixed_tags_in_a_thp_survive_swap() -> TestResult {
+    let _swap = SwapOn::new()?;
+    let mut s = Scenario::new();
+    s.thp();
+    let t = s.spawn()?;
+    let a = region(&t, A, HUGE)?;
+    ok(t.store(a, 0), "fault")?;
+    // Page 10: granules alternate 0 and 9; page 11 left at 0; page 12 all 4.
+    tag_page(&t, a + 10 * PAGE, |g| if g % 2 == 0 { 0 } else { 9 })?;
+    tag_page(&t, a + 12 * PAGE, |_| 4)?;
+    let st = do_madvise(&t.mm(), a as u64, HUGE as u64, MADV_PAGEOUT).map_err(|e| verdict("MADV_PAGEOUT", e))?;
+    ensure_eq!(st.reclaimed, 1, "the THP reclaimed whole ({st:?})");
+    expect_tags(&t, a + 10 * PAGE, |g| if g % 2 == 0 { 0 } else { 9 }, "page 10")?;
+    expect_tags(&t, a + 11 * PAGE, |_| 0, "page 11")?;
+    expect_tags(&t, a + 12 * PAGE, |_| 4, "page 12")?;
+    s.finish()
+}
+kernel_test!(thp, mixed_tags_in_a_thp_survive_swap, ramdisk);
