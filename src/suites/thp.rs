@@ -34,6 +34,25 @@ fn region(t: &Task, at: usize, len: usize) -> Result<usize, Verdict> {
     Ok(at)
 }
 
+/// A scenario with THP on for its duration and a task with a 2 MiB
+/// PROT_MTE MADV_HUGEPAGE region at A.
+fn thp_scenario() -> Result<(Scenario, Arc<Task>, usize), Verdict> {
+    let mut s = Scenario::new();
+    s.thp();
+    let t = s.spawn()?;
+    let a = region(&t, A, HUGE)?;
+    Ok((s, t, a))
+}
+
+/// A scenario run under a known-wrong variant must fail with one of
+/// `signs` in its reason (what the variant breaks, seen).
+fn expect_caught(r: Result<Result<(), Verdict>, Verdict>, signs: &[&str], what: &str) -> TestResult {
+    match r? {
+        Err(Verdict::Fail(why)) if signs.iter().any(|s| why.contains(s)) => Ok(()),
+        other => Err(Verdict::Fail(format!("{what} was not caught: {other:?}"))),
+    }
+}
+
 fn huge_pmd(t: &Task, at: usize) -> pmd_t {
     t.mm().pgtables.pmd_peek(at)
 }
@@ -67,10 +86,7 @@ fn splits() -> u64 {
 }
 
 fn write_fault_maps_one_pmd_block() -> TestResult {
-    let mut s = Scenario::new();
-    s.thp();
-    let t = s.spawn()?;
-    let a = region(&t, A, HUGE)?;
+    let (s, t, a) = thp_scenario()?;
     let before = huge_memory::stats();
     ok(t.store(a + 3 * PAGE, 33), "write")?;
     let head = expect_block(&t, a, "after a write fault")?;
@@ -88,10 +104,7 @@ fn write_fault_maps_one_pmd_block() -> TestResult {
 kernel_test!(thp, write_fault_maps_one_pmd_block);
 
 fn read_fault_maps_the_huge_zero_page_then_a_write_gets_a_thp() -> TestResult {
-    let mut s = Scenario::new();
-    s.thp();
-    let t = s.spawn()?;
-    let a = region(&t, A, HUGE)?;
+    let (s, t, a) = thp_scenario()?;
     ensure_eq!(ok(t.load(a + 9 * PAGE), "read")?, 0, "the huge zero page reads zero");
     let pfn = expect_block(&t, a, "after a read fault")?;
     let zero = huge_zero_pfn().ok_or_else(|| verdict("huge zero page", "none"))?;
@@ -114,10 +127,7 @@ kernel_test!(thp, read_fault_maps_the_huge_zero_page_then_a_write_gets_a_thp);
 
 fn use_zero_page_off_allocates_on_a_read() -> TestResult {
     let _k = THP_USE_ZERO_PAGE.set(0);
-    let mut s = Scenario::new();
-    s.thp();
-    let t = s.spawn()?;
-    let a = region(&t, A, HUGE)?;
+    let (s, t, a) = thp_scenario()?;
     ensure_eq!(ok(t.load(a), "read")?, 0, "read");
     let head = expect_block(&t, a, "after a read with use_zero_page 0")?;
     ensure!(Some(head) != huge_zero_pfn() && !pte_special(pmd_pte(huge_pmd(&t, a))), "a THP, not the zero page");
@@ -184,10 +194,7 @@ fn mthp_64k_fault_maps_sixteen_ptes() -> TestResult {
 kernel_test!(thp, mthp_64k_fault_maps_sixteen_ptes);
 
 fn partial_munmap_splits_and_keeps_data_and_tags() -> TestResult {
-    let mut s = Scenario::new();
-    s.thp();
-    let t = s.spawn()?;
-    let a = region(&t, A, HUGE)?;
+    let (s, t, a) = thp_scenario()?;
     for p in [0, 100, 255, 256, 511] {
         stamp(&t, a, p)?;
     }
@@ -239,10 +246,7 @@ fn tables_added(t: &Task, before: usize) -> usize {
 /// fork shares the PMD write-protected in both; the child's write splits
 /// its PMD and copies one page with its tags; the parent's page stays.
 fn fork_shares_the_pmd_and_a_cow_write_splits() -> TestResult {
-    let mut s = Scenario::new();
-    s.thp();
-    let p = s.spawn()?;
-    let a = region(&p, A, HUGE)?;
+    let (mut s, p, a) = thp_scenario()?;
     for pg in [0, 7, 511] {
         stamp(&p, a, pg)?;
     }
@@ -269,10 +273,7 @@ kernel_test!(thp, fork_shares_the_pmd_and_a_cow_write_splits);
 
 /// Once the child is gone the parent's write reuses the whole PMD.
 fn a_pmd_nobody_else_maps_is_reused_on_write() -> TestResult {
-    let mut s = Scenario::new();
-    s.thp();
-    let p = s.spawn()?;
-    let a = region(&p, A, HUGE)?;
+    let (mut s, p, a) = thp_scenario()?;
     stamp(&p, a, 3)?;
     let head = expect_block(&p, a, "before fork")?;
     let c = s.fork(&p)?;
@@ -287,10 +288,7 @@ fn a_pmd_nobody_else_maps_is_reused_on_write() -> TestResult {
 kernel_test!(thp, a_pmd_nobody_else_maps_is_reused_on_write);
 
 fn mprotect_of_part_splits() -> TestResult {
-    let mut s = Scenario::new();
-    s.thp();
-    let t = s.spawn()?;
-    let a = region(&t, A, HUGE)?;
+    let (s, t, a) = thp_scenario()?;
     stamp(&t, a, 1)?;
     stamp(&t, a, 2)?;
     let split = splits();
@@ -307,10 +305,7 @@ kernel_test!(thp, mprotect_of_part_splits);
 /// The kernel's own access to user memory in a THP (an ioctl argument)
 /// goes through the PMD, which stays whole.
 fn a_kernel_access_through_a_pmd_does_not_split() -> TestResult {
-    let mut s = Scenario::new();
-    s.thp();
-    let t = s.spawn()?;
-    let a = region(&t, A, HUGE)?;
+    let (s, t, a) = thp_scenario()?;
     ok(t.store(a, 1), "write")?;
     let fd = must(t.userfaultfd(0), "userfaultfd")?;
     let split = splits();
@@ -346,10 +341,7 @@ fn move_2m(t: &Task, fd: u64, arg: usize, dst: usize, src: usize) -> Result<(Res
 }
 
 fn move_of_a_real_pmd_keeps_tags_and_retargets() -> TestResult {
-    let mut s = Scenario::new();
-    s.thp();
-    let t = s.spawn()?;
-    let src = region(&t, A, HUGE)?;
+    let (s, t, src) = thp_scenario()?;
     for p in [0, 200, 511] {
         stamp(&t, src, p)?;
     }
@@ -371,10 +363,7 @@ fn move_of_a_real_pmd_keeps_tags_and_retargets() -> TestResult {
 kernel_test!(thp, move_of_a_real_pmd_keeps_tags_and_retargets);
 
 fn move_of_the_huge_zero_pmd_stays_special() -> TestResult {
-    let mut s = Scenario::new();
-    s.thp();
-    let t = s.spawn()?;
-    let src = region(&t, A, HUGE)?;
+    let (s, t, src) = thp_scenario()?;
     ensure_eq!(ok(t.load(src), "read")?, 0, "read");
     let zero = expect_block(&t, src, "the huge zero PMD")?;
     let (fd, arg) = move_setup(&t)?;
@@ -393,10 +382,7 @@ kernel_test!(thp, move_of_the_huge_zero_pmd_stays_special);
 /// folio is not an anonymous folio of that VMA). The PMD is repaired before teardown, as a
 /// zap of it would drop references the zero folio never had.
 fn move_of_the_huge_zero_pmd_without_special_is_caught() -> TestResult {
-    let mut s = Scenario::new();
-    s.thp();
-    let t = s.spawn()?;
-    let src = region(&t, A, HUGE)?;
+    let (s, t, src) = thp_scenario()?;
     ensure_eq!(ok(t.load(src), "read")?, 0, "read");
     let (fd, arg) = move_setup(&t)?;
     let wrong = crate::testhooks::variants::MOVE_HUGE_ZERO_NOT_SPECIAL.enable();
@@ -422,10 +408,7 @@ kernel_test!(thp, move_of_the_huge_zero_pmd_without_special_is_caught);
 /// becomes an order-0 folio that keeps PG_mte_tagged, and mapping them
 /// again (mprotect rewrites every pte) keeps every page's tags.
 fn split_with_tag_state(wrong: bool) -> Result<Result<(), Verdict>, Verdict> {
-    let mut s = Scenario::new();
-    s.thp();
-    let t = s.spawn()?;
-    let a = region(&t, A, HUGE)?;
+    let (s, t, a) = thp_scenario()?;
     for p in [0, 1, 300, 511] {
         stamp(&t, a, p)?;
     }
@@ -456,19 +439,13 @@ fn split_keeps_every_pages_tags_and_tag_state() -> TestResult {
 kernel_test!(thp, split_keeps_every_pages_tags_and_tag_state);
 
 fn split_without_the_tails_tag_state_is_caught() -> TestResult {
-    match split_with_tag_state(true)? {
-        // Cleared tags: LDG reads 0, or the access through the page's tag faults.
-        Err(Verdict::Fail(why)) if why.contains("tag of granule") || why.contains("MteSErr") => Ok(()),
-        other => Err(Verdict::Fail(format!("the lost tag state was not caught: {other:?}"))),
-    }
+    // Cleared tags: LDG reads 0, or the access through the page's tag faults.
+    expect_caught(split_with_tag_state(true), &["tag of granule", "MteSErr"], "the lost tag state")
 }
 kernel_test!(thp, split_without_the_tails_tag_state_is_caught);
 
 fn dontneed_of_part_splits() -> TestResult {
-    let mut s = Scenario::new();
-    s.thp();
-    let t = s.spawn()?;
-    let a = region(&t, A, HUGE)?;
+    let (s, t, a) = thp_scenario()?;
     stamp(&t, a, 0)?;
     stamp(&t, a, 300)?;
     let split = splits();
@@ -501,10 +478,7 @@ fn exit_frees_the_thp_and_its_deposit() -> TestResult {
 kernel_test!(thp, exit_frees_the_thp_and_its_deposit);
 
 fn fork_shares_the_huge_zero_pmd_and_the_child_gets_its_own_thp() -> TestResult {
-    let mut s = Scenario::new();
-    s.thp();
-    let p = s.spawn()?;
-    let a = region(&p, A, HUGE)?;
+    let (mut s, p, a) = thp_scenario()?;
     ensure_eq!(ok(p.load(a), "read")?, 0, "read");
     let zero = expect_block(&p, a, "parent")?;
     let c = s.fork(&p)?;
@@ -522,10 +496,7 @@ kernel_test!(thp, fork_shares_the_huge_zero_pmd_and_the_child_gets_its_own_thp);
 /// A pinned THP is not shared at fork (page_needs_cow_for_dma): the parent's
 /// PMD is split and every pinned page copied for the child.
 fn fork_of_a_pinned_thp_splits_and_copies() -> TestResult {
-    let mut s = Scenario::new();
-    s.thp();
-    let p = s.spawn()?;
-    let a = region(&p, A, HUGE)?;
+    let (mut s, p, a) = thp_scenario()?;
     stamp(&p, a, 4)?;
     let head = expect_block(&p, a, "before fork")?;
     let f = Folio::get(head);
@@ -549,10 +520,7 @@ fn fork_of_a_pinned_thp_splits_and_copies() -> TestResult {
 kernel_test!(thp, fork_of_a_pinned_thp_splits_and_copies);
 
 fn a_cow_write_in_the_parent_leaves_the_child_its_pmd() -> TestResult {
-    let mut s = Scenario::new();
-    s.thp();
-    let p = s.spawn()?;
-    let a = region(&p, A, HUGE)?;
+    let (mut s, p, a) = thp_scenario()?;
     stamp(&p, a, 9)?;
     let head = expect_block(&p, a, "before fork")?;
     let c = s.fork(&p)?;
@@ -608,10 +576,7 @@ fn an_mthp_fault_on_a_partly_mapped_range_falls_back() -> TestResult {
 kernel_test!(thp, an_mthp_fault_on_a_partly_mapped_range_falls_back);
 
 fn mprotect_of_a_whole_pmd_changes_it_in_place() -> TestResult {
-    let mut s = Scenario::new();
-    s.thp();
-    let t = s.spawn()?;
-    let a = region(&t, A, HUGE)?;
+    let (s, t, a) = thp_scenario()?;
     stamp(&t, a, 2)?;
     let split = splits();
     must(t.mprotect(a, HUGE, PROT_READ | PROT_MTE), "mprotect(PROT_READ) of the whole PMD")?;
@@ -635,10 +600,7 @@ kernel_test!(thp, mprotect_of_a_whole_pmd_changes_it_in_place);
 /// slots with every page's tags; the pages come back with their tags.
 fn reclaim_swaps_a_pmd_thp_out_whole_and_back() -> TestResult {
     let _swap = SwapOn::new()?;
-    let mut s = Scenario::new();
-    s.thp();
-    let t = s.spawn()?;
-    let a = region(&t, A, HUGE)?;
+    let (s, t, a) = thp_scenario()?;
     for p in [0, 128, 511] {
         stamp(&t, a, p)?;
     }
@@ -659,10 +621,7 @@ fn reclaim_swaps_a_pmd_thp_out_whole_and_back() -> TestResult {
 kernel_test!(thp, reclaim_swaps_a_pmd_thp_out_whole_and_back, ramdisk);
 
 fn move_onto_a_thp_is_eexist() -> TestResult {
-    let mut s = Scenario::new();
-    s.thp();
-    let t = s.spawn()?;
-    let src = region(&t, A, HUGE)?;
+    let (s, t, src) = thp_scenario()?;
     ok(t.store(src, 1), "src")?;
     let fd = must(t.userfaultfd(0o4000), "userfaultfd")?;
     let arg = mmap(&t, 0, PAGE, RW, ANON, -1)?;
@@ -682,10 +641,7 @@ fn move_onto_a_thp_is_eexist() -> TestResult {
 kernel_test!(thp, move_onto_a_thp_is_eexist);
 
 fn move_of_a_shared_thp_is_ebusy_without_a_split() -> TestResult {
-    let mut s = Scenario::new();
-    s.thp();
-    let t = s.spawn()?;
-    let src = region(&t, A, HUGE)?;
+    let (mut s, t, src) = thp_scenario()?;
     stamp(&t, src, 3)?;
     let (fd, arg) = move_setup(&t)?;
     let _child = s.fork(&t)?;
@@ -783,10 +739,7 @@ fn mthp_swapin_brings_the_folio_back_with_every_pages_tags() -> TestResult {
 kernel_test!(thp, mthp_swapin_brings_the_folio_back_with_every_pages_tags, ramdisk);
 
 fn mthp_swapin_restoring_one_page_is_caught() -> TestResult {
-    match mthp_swapin(true)? {
-        Err(Verdict::Fail(why)) if why.contains("tag of granule") || why.contains("MteSErr") => Ok(()),
-        other => Err(Verdict::Fail(format!("the untagged pages were not caught: {other:?}"))),
-    }
+    expect_caught(mthp_swapin(true), &["tag of granule", "MteSErr"], "the untagged pages")
 }
 kernel_test!(thp, mthp_swapin_restoring_one_page_is_caught, ramdisk);
 
@@ -842,10 +795,7 @@ fn mthp_swapin_of_misaligned_slots_goes_page_by_page() -> TestResult {
 kernel_test!(thp, mthp_swapin_of_misaligned_slots_goes_page_by_page, ramdisk);
 
 fn mthp_swapin_from_a_masked_entry_is_caught() -> TestResult {
-    match mthp_swapin_misaligned(true)? {
-        Err(Verdict::Fail(why)) if why.contains("data") || why.contains("MteSErr") || why.contains("tag of") => Ok(()),
-        other => Err(Verdict::Fail(format!("the masked entry was not caught: {other:?}"))),
-    }
+    expect_caught(mthp_swapin_misaligned(true), &["data", "MteSErr", "tag of"], "the masked entry")
 }
 kernel_test!(thp, mthp_swapin_from_a_masked_entry_is_caught, ramdisk);
 
@@ -855,10 +805,7 @@ kernel_test!(thp, mthp_swapin_from_a_masked_entry_is_caught, ramdisk);
 /// writable and dropped uffd-wp).
 fn move_keeps_uffd_wp_and_write_protection() -> TestResult {
     use crate::mm::userfaultfd::{UFFDIO_REGISTER_MODE_WP, UFFDIO_WRITEPROTECT_MODE_WP};
-    let mut s = Scenario::new();
-    s.thp();
-    let t = s.spawn()?;
-    let src = region(&t, A, HUGE)?;
+    let (s, t, src) = thp_scenario()?;
     stamp(&t, src, 6)?;
     let (fd, arg) = move_setup(&t)?;
     let reg = UffdioRegister { start: src as u64, len: HUGE as u64, mode: UFFDIO_REGISTER_MODE_WP, ioctls: 0 };
@@ -885,10 +832,7 @@ fn waits_for_a_pmd_migration_entry<T: Send + core::fmt::Debug + 'static>(
     work: impl FnOnce(Arc<Task>, u64, usize) -> T + Send + 'static,
     check: impl FnOnce(&Task, T) -> TestResult,
 ) -> TestResult {
-    let mut s = Scenario::new();
-    s.thp();
-    let t = s.spawn()?;
-    let src = region(&t, A, HUGE)?;
+    let (s, t, src) = thp_scenario()?;
     stamp(&t, src, 2)?;
     let head = expect_block(&t, src, "src")?;
     let (fd, arg) = move_setup(&t)?;
@@ -949,10 +893,7 @@ kernel_test!(thp, move_waits_for_a_pmd_migration_entry, cpus = 2);
 /// The kernel writing user memory in a huge zero PMD (an ioctl's reply)
 /// takes the write fault that replaces it with a THP.
 fn a_kernel_write_into_the_huge_zero_page_gets_a_thp() -> TestResult {
-    let mut s = Scenario::new();
-    s.thp();
-    let t = s.spawn()?;
-    let a = region(&t, A, HUGE)?;
+    let (s, t, a) = thp_scenario()?;
     ensure_eq!(ok(t.load(a), "read")?, 0, "read");
     let zero = expect_block(&t, a, "the huge zero page")?;
     let fd = must(t.userfaultfd(0), "userfaultfd")?;
@@ -1014,10 +955,7 @@ fn split_on(t: &Task, a: usize) -> TestResult {
 /// MOVE saw a THP; it is split before the PMD lock: the move notices
 /// (pmd_same fails), retries and moves the pte table instead.
 fn move_of_a_pmd_split_under_it_moves_the_ptes() -> TestResult {
-    let mut s = Scenario::new();
-    s.thp();
-    let t = s.spawn()?;
-    let src = region(&t, A, HUGE)?;
+    let (s, t, src) = thp_scenario()?;
     stamp(&t, src, 8)?;
     let (fd, arg) = move_setup(&t)?;
     let tt = t.clone();
@@ -1041,10 +979,7 @@ kernel_test!(thp, move_of_a_pmd_split_under_it_moves_the_ptes, cpus = 2);
 /// MOVE saw a THP; MADV_DONTNEED zaps it before the PMD lock: the source
 /// is a hole now, ENOENT, nothing moved and nothing leaked.
 fn move_of_a_pmd_zapped_under_it_is_enoent() -> TestResult {
-    let mut s = Scenario::new();
-    s.thp();
-    let t = s.spawn()?;
-    let src = region(&t, A, HUGE)?;
+    let (s, t, src) = thp_scenario()?;
     stamp(&t, src, 8)?;
     let (fd, arg) = move_setup(&t)?;
     let tt = t.clone();
@@ -1068,10 +1003,7 @@ kernel_test!(thp, move_of_a_pmd_zapped_under_it_is_enoent, cpus = 2);
 /// The child's COW write saw its shared PMD; MADV_DONTNEED zaps it first:
 /// the write lands in a fresh page, the parent keeps its THP.
 fn a_cow_fault_on_a_pmd_zapped_under_it_gets_a_fresh_page() -> TestResult {
-    let mut s = Scenario::new();
-    s.thp();
-    let p = s.spawn()?;
-    let a = region(&p, A, HUGE)?;
+    let (mut s, p, a) = thp_scenario()?;
     stamp(&p, a, 1)?;
     let c = s.fork(&p)?;
     let cc = c.clone();
@@ -1092,10 +1024,7 @@ kernel_test!(thp, a_cow_fault_on_a_pmd_zapped_under_it_gets_a_fresh_page, cpus =
 /// MADV_DONTNEED listed a huge PMD; it is split before the lock: the zap
 /// notices and clears the ptes instead. Nothing stays mapped or counted.
 fn a_zap_of_a_pmd_split_under_it_clears_the_ptes() -> TestResult {
-    let mut s = Scenario::new();
-    s.thp();
-    let t = s.spawn()?;
-    let a = region(&t, A, HUGE)?;
+    let (s, t, a) = thp_scenario()?;
     stamp(&t, a, 5)?;
     let tt = t.clone();
     let r = pmd_window(
@@ -1116,10 +1045,7 @@ kernel_test!(thp, a_zap_of_a_pmd_split_under_it_clears_the_ptes, cpus = 2);
 /// before fork copies it: the child gets the ptes, shared COW, with the
 /// data and tags.
 fn fork_of_a_pmd_split_under_it_copies_the_ptes() -> TestResult {
-    let mut s = Scenario::new();
-    s.thp();
-    let p = s.spawn()?;
-    let a = region(&p, A, HUGE)?;
+    let (mut s, p, a) = thp_scenario()?;
     stamp(&p, a, 7)?;
     let pp = p.clone();
     let r = pmd_window(&points::COPY_HUGE_PMD_BEFORE_LOCK, move || pp.fork(), || split_on(&p, a))?;
@@ -1140,10 +1066,7 @@ kernel_test!(thp, fork_of_a_pmd_split_under_it_copies_the_ptes, cpus = 2);
 /// with its own tags, and they come back with them.
 fn reclaim_without_a_run_of_slots_splits_the_thp() -> TestResult {
     let _swap = SwapOn::with_slots(600)?;
-    let mut s = Scenario::new();
-    s.thp();
-    let t = s.spawn()?;
-    let a = region(&t, A, HUGE)?;
+    let (s, t, a) = thp_scenario()?;
     for p in [0, 1, 300, 511] {
         stamp(&t, a, p)?;
     }
@@ -1163,10 +1086,7 @@ kernel_test!(thp, reclaim_without_a_run_of_slots_splits_the_thp, ramdisk);
 /// carry tags): every page's tags, zero or not, come back after swap.
 fn mixed_tags_in_a_thp_survive_swap() -> TestResult {
     let _swap = SwapOn::new()?;
-    let mut s = Scenario::new();
-    s.thp();
-    let t = s.spawn()?;
-    let a = region(&t, A, HUGE)?;
+    let (s, t, a) = thp_scenario()?;
     ok(t.store(a, 0), "fault")?;
     // Page 10: granules alternate 0 and 9; page 11 left at 0; page 12 all 4.
     tag_page(&t, a + 10 * PAGE, |g| if g % 2 == 0 { 0 } else { 9 })?;
