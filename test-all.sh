@@ -81,6 +81,14 @@ no_ramdisk() {
     grep -q "# SKIP needs the swap RAM-disk" target/reports/report.tap || { echo "no test was skipped for the RAM-disk"; return 1; }
 }
 step el1-elf-smp2-no-ramdisk no_ramdisk
+# The banner names the EL the kernel was entered at; a bootloader's Linux
+# words are ignored, each with a note, and the run goes on.
+step banner-names-entry-el grep -q "entered at EL2, running at EL1" "$logs/el2-elf-smp2.log"
+linux_words() {
+    ./qemu-run.sh --no-install mmu -- console=ttyAMA0,115200 root=/dev/ram0 rw quiet || return 1
+    grep -q "'console=ttyAMA0,115200' is a Linux word; ignored" "$logs/accepts-linux-words.log"
+}
+step accepts-linux-words linux_words
 # Every suite passes whatever the boot THP setting (scenarios that need a
 # THP set the tunables for their duration).
 suite el1-elf-smp2-thp-always --smp 2 -- transparent_hugepage=always

@@ -22,6 +22,8 @@ _start:
 primary_entry:
     mov     x19, x0                 // DTB physical address (0 on an ELF boot)
     msr     daifset, #0xf
+    mrs     x21, CurrentEL          // the EL we were entered at, for the banner
+    lsr     x21, x21, #2
     bl      el2_to_el1
     adrp    x20, _start             // x20 = physical load address of the image
 
@@ -178,6 +180,7 @@ primary_high:
     isb
     mov     x0, x19                 // DTB PA
     mov     x1, x20                 // image PA
+    mov     x2, x21                 // entry EL
     bl      kernel_main
 6:  wfe
     b       6b

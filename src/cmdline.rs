@@ -26,7 +26,10 @@
 //!                              ranges (16K-64K, 2M), POLICY always, inherit,
 //!                              madvise or never (default: never below 2M,
 //!                              inherit at 2M)
-//! Unknown words are an error: a typo must not silently run everything.
+//! Words a bootloader adds for Linux (console=, earlycon=, root=, rw, quiet,
+//! loglevel=, ...; see LINUX_WORDS) are accepted and ignored, and listed
+//! in `ignored` so the kernel can say so. Any other unknown word is an
+//! error: a typo must not silently run everything.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -62,7 +65,18 @@ pub struct Cmdline {
     pub thp_enabled: ThpEnabled,
     /// The policy of each anonymous folio order 2..=9 (index = order).
     pub thp_anon: [ThpOrderPolicy; 10],
+    /// Linux words a bootloader added, accepted and ignored.
+    pub ignored: Vec<String>,
 }
+
+/// Linux command-line words that bootloaders and board farms add (with or
+/// without a value); they mean nothing to this kernel.
+pub const LINUX_WORDS: &[&str] = &[
+    "console", "earlycon", "earlyprintk", "root", "rootwait", "rootfstype", "rootdelay", "rw", "ro", "quiet",
+    "debug", "loglevel", "ignore_loglevel", "init", "rdinit", "initrd", "panic", "nokaslr", "kaslr", "ip",
+    "nfsroot", "mem", "maxcpus", "nr_cpus", "printk.devkmsg", "systemd.unit", "cma", "iomem", "efi",
+    "acpi", "no_console_suspend", "arm64.nomte", "kasan", "kasan.mode", "splash", "net.ifnames",
+];
 
 /// /sys/kernel/mm/transparent_hugepage/enabled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,6 +189,7 @@ impl Default for Cmdline {
             after: None,
             thp_enabled: ThpEnabled::Madvise,
             thp_anon: default_thp_anon(),
+            ignored: Vec::new(),
         }
     }
 }
@@ -186,6 +201,10 @@ pub fn parse(s: &str) -> Result<Cmdline, String> {
             Some((k, v)) => (k, Some(v)),
             None => (word, None),
         };
+        if LINUX_WORDS.contains(&key) {
+            c.ignored.push(String::from(word));
+            continue;
+        }
         match (key, value) {
             ("list", None) => c.list = true,
             ("transparent_hugepage", Some("always")) => c.thp_enabled = ThpEnabled::Always,
@@ -271,6 +290,16 @@ mod tests {
         assert_eq!(parse("list-points").unwrap().list_hooks, Some(Hooks::Points));
         assert_eq!(parse("list-faults").unwrap().list_hooks, Some(Hooks::Faults));
         assert_eq!(parse("list-knobs").unwrap().list_hooks, Some(Hooks::Knobs));
+    }
+
+    #[test]
+    fn linux_words_a_bootloader_adds_are_ignored_and_listed() {
+        let c = parse("console=ttyAMA0,115200 root=/dev/ram0 rw quiet loglevel=8 earlycon test=mm").unwrap();
+        assert_eq!(c.filters, ["mm"]);
+        assert_eq!(c.ignored, ["console=ttyAMA0,115200", "root=/dev/ram0", "rw", "quiet", "loglevel=8", "earlycon"]);
+        // Our own words keep their strict checks; unknown ones still fail.
+        assert!(parse("console=ttyAMA0 ramdisk=lots").is_err());
+        assert!(parse("consol=ttyAMA0").unwrap_err().contains("consol"));
     }
 
     #[test]

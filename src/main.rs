@@ -79,7 +79,7 @@ fn fatal(msg: &str) -> ! {
 }
 
 #[no_mangle]
-extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64) -> ! {
+extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64, entry_el: u64) -> ! {
     mmu::set_image_pa(image_pa);
     // An Image boot passes the DTB in x0; an ELF boot passes 0 and QEMU puts
     // the DTB at the start of RAM, text_offset below the image.
@@ -136,7 +136,8 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64) -> ! {
 
     let (psci_major, psci_minor) = arch::psci::version();
     defmt::info!(
-        "mtekernel: EL{=u64}, PSCI {=u16}.{=u16}, {=usize} CPUs in DTB, RAM {=u64:#x}+{=u64:#x}, image at {=u64:#x}, DTB at {=u64:#x}",
+        "mtekernel: entered at EL{=u64}, running at EL{=u64}, PSCI {=u16}.{=u16}, {=usize} CPUs in DTB, RAM {=u64:#x}+{=u64:#x}, image at {=u64:#x}, DTB at {=u64:#x}",
+        entry_el,
         arch::cpu::current_el(),
         psci_major,
         psci_minor,
@@ -151,6 +152,9 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64) -> ! {
         Ok(c) => c,
         Err(e) => fatal(&alloc::format!("bad kernel command line: {e}")),
     };
+    for w in &cmd.ignored {
+        defmt::info!("command line: '{=str}' is a Linux word; ignored", w.as_str());
+    }
     mm::huge_memory::apply_cmdline(&cmd);
     if cmd.ramdisk > 0 {
         let frames = (cmd.ramdisk / mmu::PAGE_SIZE as u64) as usize;
