@@ -72,10 +72,42 @@ pub struct Cmdline {
 /// Linux command-line words that bootloaders and board farms add (with or
 /// without a value); they mean nothing to this kernel.
 pub const LINUX_WORDS: &[&str] = &[
-    "console", "earlycon", "earlyprintk", "root", "rootwait", "rootfstype", "rootdelay", "rw", "ro", "quiet",
-    "debug", "loglevel", "ignore_loglevel", "init", "rdinit", "initrd", "panic", "nokaslr", "kaslr", "ip",
-    "nfsroot", "mem", "maxcpus", "nr_cpus", "printk.devkmsg", "systemd.unit", "cma", "iomem", "efi",
-    "acpi", "no_console_suspend", "arm64.nomte", "kasan", "kasan.mode", "splash", "net.ifnames",
+    "console",
+    "earlycon",
+    "earlyprintk",
+    "root",
+    "rootwait",
+    "rootfstype",
+    "rootdelay",
+    "rw",
+    "ro",
+    "quiet",
+    "debug",
+    "loglevel",
+    "ignore_loglevel",
+    "init",
+    "rdinit",
+    "initrd",
+    "panic",
+    "nokaslr",
+    "kaslr",
+    "ip",
+    "nfsroot",
+    "mem",
+    "maxcpus",
+    "nr_cpus",
+    "printk.devkmsg",
+    "systemd.unit",
+    "cma",
+    "iomem",
+    "efi",
+    "acpi",
+    "no_console_suspend",
+    "arm64.nomte",
+    "kasan",
+    "kasan.mode",
+    "splash",
+    "net.ifnames",
 ];
 
 /// /sys/kernel/mm/transparent_hugepage/enabled.
@@ -118,7 +150,9 @@ fn thp_order_of(size: &str) -> Option<usize> {
 
 /// thp_anon=16K-64K:always;128K,512K:inherit;2M:never
 fn parse_thp_anon(v: &str, policies: &mut [ThpOrderPolicy; 10]) -> Result<(), String> {
-    let bad = |what: &str| alloc::format!("thp_anon: {what} in '{v}' (sizes 16K to 2M, policies always, inherit, madvise, never)");
+    let bad = |what: &str| {
+        alloc::format!("thp_anon: {what} in '{v}' (sizes 16K to 2M, policies always, inherit, madvise, never)")
+    };
     for group in v.split(';') {
         let (sizes, policy) = group.split_once(':').ok_or_else(|| bad("a group without ':POLICY'"))?;
         let policy = match policy {

@@ -11,7 +11,9 @@ use crate::errno::{Errno, EFAULT};
 use crate::mm::mmap::{MADV_PAGEOUT, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_MTE, PROT_READ, PROT_WRITE};
 use crate::mm::pte::pmd_trans_huge;
 use crate::mm::uffd_uapi::{UffdioApi, UffdioMove, UffdioRegister, Words};
-use crate::mm::userfaultfd::{UFFDIO_API, UFFDIO_MOVE, UFFDIO_REGISTER, UFFDIO_REGISTER_MODE_MISSING, UFFD_API, UFFD_FEATURE_MOVE};
+use crate::mm::userfaultfd::{
+    UFFDIO_API, UFFDIO_MOVE, UFFDIO_REGISTER, UFFDIO_REGISTER_MODE_MISSING, UFFD_API, UFFD_FEATURE_MOVE,
+};
 use crate::println;
 use crate::task::usys::SysResult;
 use crate::task::Task;
@@ -66,7 +68,8 @@ fn run_cases(t: &Task) -> Result<(), Errno> {
     };
     ioctl(UFFDIO_API, &UffdioApi { api: UFFD_API, features: UFFD_FEATURE_MOVE, ioctls: 0 }.to_words())?;
     step(t.mmap(DST, N * HUGE, prot, flags, -1, 0))?;
-    let reg = UffdioRegister { start: DST as u64, len: (N * HUGE) as u64, mode: UFFDIO_REGISTER_MODE_MISSING, ioctls: 0 };
+    let reg =
+        UffdioRegister { start: DST as u64, len: (N * HUGE) as u64, mode: UFFDIO_REGISTER_MODE_MISSING, ioctls: 0 };
     ioctl(UFFDIO_REGISTER, &reg.to_words())?;
     let m = UffdioMove { dst: DST as u64, src: SRC as u64, len: (N * HUGE) as u64, mode: 0, moved: 0 };
     let (r, c) = measure(|| ioctl(UFFDIO_MOVE, &m.to_words()));

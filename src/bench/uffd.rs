@@ -70,7 +70,8 @@ impl Bench {
     fn dst_at(&self, at: usize) -> Result<usize, Errno> {
         let flags = MAP_PRIVATE | MAP_ANONYMOUS | if at != 0 { MAP_FIXED } else { 0 };
         let a = step(self.t.mmap(at, N * PAGE, PROT_READ | PROT_WRITE | PROT_MTE, flags, -1, 0))?;
-        let reg = UffdioRegister { start: a as u64, len: (N * PAGE) as u64, mode: UFFDIO_REGISTER_MODE_MISSING, ioctls: 0 };
+        let reg =
+            UffdioRegister { start: a as u64, len: (N * PAGE) as u64, mode: UFFDIO_REGISTER_MODE_MISSING, ioctls: 0 };
         self.ioctl(UFFDIO_REGISTER, &reg)?;
         Ok(a)
     }

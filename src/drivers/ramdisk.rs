@@ -44,8 +44,7 @@ static DISK: Mutex<Option<Disk>> = Mutex::new(None);
 
 /// Takes over `[base_pa, base_pa + bytes)`, reserved by the caller for good.
 pub fn init(base_pa: u64, bytes: u64) {
-    *DISK.lock() =
-        Some(Disk { base_pa, sectors: bytes / SECTOR_SIZE as u64, stats: Stats::default() });
+    *DISK.lock() = Some(Disk { base_pa, sectors: bytes / SECTOR_SIZE as u64, stats: Stats::default() });
 }
 
 pub fn sectors() -> u64 {

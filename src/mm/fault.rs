@@ -8,13 +8,14 @@
 //! with the pte rechecked (pte_same) after it is retaken.
 
 use super::folio::{
-    copy_frame, folio_head, pfn_to_page, set_frame_tags, Folio, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_MTE_TAGGED, PG_SWAPCACHE,
-};
-use super::mm_types::{
-    MmMap, MmStruct, Vma, MM_ANONPAGES, MM_FILEPAGES, VM_ACCESS_FLAGS, VM_EXEC, VM_SHARED, VM_SPECIAL,
-    VM_UFFD_MISSING, VM_UFFD_WP, VM_WRITE,
+    copy_frame, folio_head, pfn_to_page, set_frame_tags, Folio, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_MTE_TAGGED,
+    PG_SWAPCACHE,
 };
 use super::huge_memory;
+use super::mm_types::{
+    MmMap, MmStruct, Vma, MM_ANONPAGES, MM_FILEPAGES, VM_ACCESS_FLAGS, VM_EXEC, VM_SHARED, VM_SPECIAL, VM_UFFD_MISSING,
+    VM_UFFD_WP, VM_WRITE,
+};
 use super::pgtable::PteTable;
 use super::pte::*;
 use super::rmap::{folio_add_new_anon_rmap, folio_add_rmap_pte, folio_remove_rmap_pte};
@@ -121,8 +122,7 @@ pub fn handle_mm_fault(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, 
             return r;
         }
     } else if pmd_none(pmd) && vma.is_anon() && vma.flags & VM_UFFD_MISSING == 0 {
-        if let Some(r) =
-            huge_memory::do_huge_pmd_anonymous_page(mm, vma, addr, write, || mm.anon_vma_prepare(map, vma))
+        if let Some(r) = huge_memory::do_huge_pmd_anonymous_page(mm, vma, addr, write, || mm.anon_vma_prepare(map, vma))
         {
             return r;
         }

@@ -51,7 +51,8 @@ impl File {
             return Some(Folio::get(pfn));
         }
         let folio = Folio::alloc(0)?;
-        let data: alloc::vec::Vec<u8> = (0..crate::arch::mmu::PAGE_SIZE).map(|off| initial_byte(self.id, index, off)).collect();
+        let data: alloc::vec::Vec<u8> =
+            (0..crate::arch::mmu::PAGE_SIZE).map(|off| initial_byte(self.id, index, off)).collect();
         folio.write(0, 0, &data);
         {
             let mut inner = folio.page().inner.lock();

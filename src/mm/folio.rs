@@ -134,7 +134,10 @@ pub fn folio_head(pfn: u64) -> u64 {
 // while the kernel copies them).
 
 fn frame_pa(pfn: u64) -> u64 {
-    assert!(pfn >= mem_map().base_pfn && pfn - mem_map().base_pfn < mem_map().pages.len() as u64, "pfn {pfn:#x} is not RAM");
+    assert!(
+        pfn >= mem_map().base_pfn && pfn - mem_map().base_pfn < mem_map().pages.len() as u64,
+        "pfn {pfn:#x} is not RAM"
+    );
     pfn * PAGE_SIZE as u64
 }
 

@@ -68,7 +68,6 @@ pub fn untagged_addr(addr: u64) -> u64 {
     (((addr << 8) as i64) >> 8) as u64
 }
 
-
 /// The page-rounded end of `[addr, addr + len)` inside the user half.
 fn range(addr: u64, len: u64) -> Result<(usize, usize), Errno> {
     if !page_aligned(addr) {

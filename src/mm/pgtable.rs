@@ -161,7 +161,8 @@ impl PgTables {
         use crate::errno::{EAGAIN, EEXIST, ENOMEM};
         let sl = self.pmd_lock(s, false).map_err(|_| ENOMEM)?.ok_or(EAGAIN)?;
         let de = self.entry_at_level(d, 2, true).map_err(|_| ENOMEM)?.ok_or(ENOMEM)?;
-        let holder = |e: &AtomicU64| crate::arch::mmu::virt_to_phys(e as *const AtomicU64 as usize) & !(PAGE_SIZE as u64 - 1);
+        let holder =
+            |e: &AtomicU64| crate::arch::mmu::virt_to_phys(e as *const AtomicU64 as usize) & !(PAGE_SIZE as u64 - 1);
         let _dl = (holder(de) != holder(sl.entry)).then(|| pfn_to_page(holder(de) / PAGE_SIZE as u64).ptl.lock());
         if sl.get() != expect {
             return Err(EAGAIN);
@@ -423,6 +424,10 @@ impl PgTables {
         let n = walk(self.root, 0);
         self.nr_tables.fetch_sub(n, Ordering::Relaxed);
         let left = core::mem::take(&mut *self.deposited.lock());
-        assert!(left.is_empty(), "freeing page tables with {} deposited table(s) left: a huge PMD was not zapped", left.len());
+        assert!(
+            left.is_empty(),
+            "freeing page tables with {} deposited table(s) left: a huge PMD was not zapped",
+            left.len()
+        );
     }
 }

@@ -68,7 +68,8 @@ pub fn split_folio(folio: &Folio) -> Result<(), Errno> {
         head.flags.load(Ordering::Acquire) & (PG_ANON | PG_ANON_EXCLUSIVE | PG_MTE_TAGGED | PG_UPTODATE | PG_DIRTY);
     // The known-wrong split: tails without PG_mte_tagged, so the next
     // set_pte_at treats them as never tagged and clears their tags.
-    let tail_keep = if crate::testhooks::variants::SPLIT_TAILS_WITHOUT_MTE_TAGGED.is_on() { keep & !PG_MTE_TAGGED } else { keep };
+    let tail_keep =
+        if crate::testhooks::variants::SPLIT_TAILS_WITHOUT_MTE_TAGGED.is_on() { keep & !PG_MTE_TAGGED } else { keep };
     for i in (1..nr).rev() {
         let pfn = folio.pfn() + i as u64;
         let p = pfn_to_page(pfn);

@@ -208,11 +208,7 @@ fn mlock_populates_and_refuses_dontneed() -> TestResult {
     let a = mmap(&t, 0, 4 * PAGE, RW, ANON, -1)?;
     must(t.mlock(a, 4 * PAGE), "mlock")?;
     expect_rss(&t, 4, 0, "mlock populates every page")?;
-    expect_errno(
-        t.madvise(a, PAGE, MADV_DONTNEED),
-        EINVAL,
-        "MADV_DONTNEED on locked memory",
-    )?;
+    expect_errno(t.madvise(a, PAGE, MADV_DONTNEED), EINVAL, "MADV_DONTNEED on locked memory")?;
     must(t.munlock(a, 4 * PAGE), "munlock")?;
     must(t.madvise(a, PAGE, MADV_DONTNEED), "madvise after munlock")?;
     expect_rss(&t, 3, 0, "after munlock and MADV_DONTNEED of one page")?;
@@ -477,11 +473,7 @@ fn munmap_mprotect_madvise_bad_arguments() -> TestResult {
     expect_errno(t.munmap(a + 1, PAGE), EINVAL, "munmap of a misaligned address")?;
     expect_errno(t.munmap(a, 0), EINVAL, "munmap of length 0")?;
     expect_errno(t.sys(SYS_MUNMAP, &[a as u64, u64::MAX]), EINVAL, "munmap with an overflowing length")?;
-    expect_errno(
-        t.mprotect(a, 4 * PAGE, PROT_READ),
-        ENOMEM,
-        "mprotect over an unmapped hole",
-    )?;
+    expect_errno(t.mprotect(a, 4 * PAGE, PROT_READ), ENOMEM, "mprotect over an unmapped hole")?;
     expect_errno(t.mprotect(a, PAGE, 0x400), EINVAL, "mprotect with unknown bits")?;
     expect_errno(t.madvise(a, PAGE, 12345), EINVAL, "madvise with unknown advice")?;
     expect_errno(t.madvise(0x1000, PAGE, MADV_DONTNEED), ENOMEM, "madvise of unmapped memory")?;
@@ -1181,7 +1173,10 @@ fn failed_page_table_allocation_loses_nothing() -> TestResult {
     let failures = PTE_ALLOC.failures();
     drop(fail);
     ensure!(failures >= 2, "page-table allocation failures injected: {failures}");
-    ensure!(matches!(&r, Err(Signal::Killed(why)) if why.contains("out of memory")), "the write with no page table: {r:?}");
+    ensure!(
+        matches!(&r, Err(Signal::Killed(why)) if why.contains("out of memory")),
+        "the write with no page table: {r:?}"
+    );
     expect_errno(populate, ENOMEM, "MADV_POPULATE_WRITE with no page table")?;
     ensure!(pte_none(pte_of(&t, a)) && pte_none(pte_of(&t, a + (2 << 20))), "a pte was left after the failed faults");
     ensure_eq!(t.mm().pgtables.nr_tables.load(Ordering::Acquire), tables, "page-table pages after the failed faults");

@@ -326,7 +326,10 @@ kernel_test!(thp, a_kernel_access_through_a_pmd_does_not_split);
 fn move_setup(t: &Arc<Task>) -> Result<(u64, usize), Verdict> {
     let fd = must(t.userfaultfd(0o4000), "userfaultfd")?;
     let arg = mmap(t, 0, PAGE, RW, ANON, -1)?;
-    let (r, _) = ok(t.ioctl_struct(fd, UFFDIO_API, arg, &UffdioApi { api: UFFD_API, features: UFFD_FEATURE_MOVE, ioctls: 0 }), "API")?;
+    let (r, _) = ok(
+        t.ioctl_struct(fd, UFFDIO_API, arg, &UffdioApi { api: UFFD_API, features: UFFD_FEATURE_MOVE, ioctls: 0 }),
+        "API",
+    )?;
     r.map_err(|e| verdict("UFFDIO_API", e))?;
     let dst = region(t, B, HUGE)?;
     let reg = UffdioRegister { start: dst as u64, len: HUGE as u64, mode: UFFDIO_REGISTER_MODE_MISSING, ioctls: 0 };
@@ -547,7 +550,11 @@ fn every_mthp_size_maps_its_order() -> TestResult {
         ok(t.store(at, order as u64), "write")?;
         let (pfn, _, _) = counts(&t, at)?;
         let f = Folio::get(pfn);
-        ensure_eq!((f.order() as usize, f.mapcount()), (order, 1 << order), "order {order}: the folio and its mappings");
+        ensure_eq!(
+            (f.order() as usize, f.mapcount()),
+            (order, 1 << order),
+            "order {order}: the folio and its mappings"
+        );
         let start = at & !((PAGE << order) - 1);
         ensure_eq!(pte_pfn(pte_of(&t, start)), f.pfn(), "order {order}: the aligned range starts the folio");
         drop(f);
@@ -1027,11 +1034,8 @@ fn a_zap_of_a_pmd_split_under_it_clears_the_ptes() -> TestResult {
     let (s, t, a) = thp_scenario()?;
     stamp(&t, a, 5)?;
     let tt = t.clone();
-    let r = pmd_window(
-        &points::ZAP_HUGE_PMD_BEFORE_LOCK,
-        move || tt.madvise(A, HUGE, MADV_DONTNEED),
-        || split_on(&t, a),
-    )?;
+    let r =
+        pmd_window(&points::ZAP_HUGE_PMD_BEFORE_LOCK, move || tt.madvise(A, HUGE, MADV_DONTNEED), || split_on(&t, a))?;
     must(r, "MADV_DONTNEED")?;
     for p in [0usize, 5, 511] {
         ensure!(pte_none(pte_of(&t, a + p * PAGE)), "page {p} still mapped");

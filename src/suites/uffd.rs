@@ -17,9 +17,9 @@ use crate::mm::uffd_uapi::*;
 use crate::mm::userfaultfd::*;
 use crate::mm::{mteswap, swap_state, swapfile};
 use crate::task::agent::Signal;
-use crate::testhooks::knobs::KEEP_IN_SWAPCACHE;
 use crate::task::usys::SysResult;
 use crate::task::Task;
+use crate::testhooks::knobs::KEEP_IN_SWAPCACHE;
 use crate::{ensure, ensure_eq, fail, kernel_test};
 use alloc::format;
 use alloc::sync::Arc;
@@ -349,11 +349,7 @@ fn mmap_changing_blocks_move_and_copy_until_event_read() -> TestResult {
     ensure_eq!(u2.ctx()?.mmap_changing.load(Ordering::Acquire), 1, "mmap_changing after a REMOVE event");
     let _ = dst;
     expect_errno_mv(u2.mv(spare, src, PAGE, 0)?, EAGAIN, "MOVE while mmap_changing")?;
-    expect_errno(
-        u2.copy(spare, src, PAGE, 0),
-        EAGAIN,
-        "COPY while mmap_changing",
-    )?;
+    expect_errno(u2.copy(spare, src, PAGE, 0), EAGAIN, "COPY while mmap_changing")?;
     ensure_eq!(u2.read()?, Some((UFFD_EVENT_REMOVE, spare as u64, (spare + PAGE) as u64)), "the REMOVE event");
     ensure_eq!(u2.ctx()?.mmap_changing.load(Ordering::Acquire), 0, "mmap_changing once the event was read");
     let (r, moved) = u2.mv(spare, src, PAGE, 0)?;

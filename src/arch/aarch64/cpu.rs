@@ -2,7 +2,7 @@
 //! Registers aarch64-cpu defines are read through it; the PMU's are not
 //! among them.
 
-use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTPCT_EL0, CurrentEL, MPIDR_EL1, SCTLR_EL1, TPIDR_EL1};
+use aarch64_cpu::registers::{CurrentEL, Readable, CNTFRQ_EL0, CNTPCT_EL0, MPIDR_EL1, SCTLR_EL1, TPIDR_EL1};
 
 /// The index of the running CPU (0 = boot CPU), kept in TPIDR_EL1 by boot code.
 pub fn id() -> usize {

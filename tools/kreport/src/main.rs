@@ -135,8 +135,9 @@ impl Printer {
                         || report::parse_summary(line).is_some()
                         || (self.list && line.starts_with("TEST: "));
                     if self.list {
-                        let listed =
-                            ["TEST: ", "VARIANT: ", "POINT: ", "FAULT: ", "KNOB: "].iter().find_map(|p| line.strip_prefix(p));
+                        let listed = ["TEST: ", "VARIANT: ", "POINT: ", "FAULT: ", "KNOB: "]
+                            .iter()
+                            .find_map(|p| line.strip_prefix(p));
                         if let Some(item) = listed {
                             let _ = writeln!(out, "{item}");
                         }
