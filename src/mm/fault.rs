@@ -74,18 +74,25 @@ pub(super) fn copy_highpage(dst: &Folio, src: &Folio, idx: usize) {
 /// the first time gets its tags cleared and PG_mte_tagged set.
 pub fn set_pte_at(mm: &MmStruct, pt: &PteTable, addr: usize, pte: pte_t) {
     if pte_valid(pte) && pte_tagged(pte) && !pte_special(pte) {
-        // PG_mte_tagged is kept on the folio's head for the whole folio.
-        let head = folio_head(pte_pfn(pte));
-        let page = pfn_to_page(head);
-        if page.flags.load(Ordering::Acquire) & PG_MTE_TAGGED == 0 {
-            let nr = 1u64 << page.inner.lock().order;
-            for p in head..head + nr {
-                set_frame_tags(p, &[0; PAGE_TAG_BYTES]);
-            }
-            page.flags.fetch_or(PG_MTE_TAGGED, Ordering::AcqRel);
-        }
+        mte_sync_tags(pte_pfn(pte));
     }
     pt.set(addr, pte, mm.asid);
+}
+
+/// arm64's mte_sync_tags: the folio holding page `pfn`, mapped Tagged
+/// Normal for the first time, gets every page's tags cleared and
+/// PG_mte_tagged (kept on the head for the whole folio). Callers map with
+/// a tagged pte or PMD.
+pub fn mte_sync_tags(pfn: u64) {
+    let head = folio_head(pfn);
+    let page = pfn_to_page(head);
+    if page.flags.load(Ordering::Acquire) & PG_MTE_TAGGED == 0 {
+        let nr = 1u64 << page.inner.lock().order;
+        for p in head..head + nr {
+            set_frame_tags(p, &[0; PAGE_TAG_BYTES]);
+        }
+        page.flags.fetch_or(PG_MTE_TAGGED, Ordering::AcqRel);
+    }
 }
 
 /// The fault path entry: `addr` faulted on `write`/`exec` at EL0.
@@ -222,8 +229,8 @@ fn do_anonymous_mthp(
     for i in 0..nr {
         let pte = pte_mkdirty(pte_mkwrite(pfn_pte(folio.pfn() + i as u64, vma.page_prot())));
         set_pte_at(mm, &pt, start + i * PAGE_SIZE, pte);
-        folio.clone().into_counted(); // each pte holds a reference
     }
+    folio.add_refs(nr); // each pte holds a reference
     drop(folio); // ours
     huge_memory::count_mthp_fault();
     Some(Ok(()))

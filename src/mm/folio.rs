@@ -268,6 +268,13 @@ impl Folio {
         self.page().refcount.compare_exchange(expected, 0, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
+    /// `n` more references, each held by something else from now on (the
+    /// ptes of a large folio, the swap cache's entries).
+    pub fn add_refs(&self, n: usize) {
+        let old = self.page().refcount.fetch_add(n as i32, Ordering::AcqRel);
+        assert!(old > 0, "add_refs on a free {self:?}");
+    }
+
     /// Turns a reference counted elsewhere (a mapping, the page cache) into a
     /// handle without changing the count. The caller gives that reference up.
     pub fn from_counted(pfn: u64) -> Folio {

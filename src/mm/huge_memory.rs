@@ -9,14 +9,13 @@
 //! splitting a PMD changes no count and the invariant checker sees a huge
 //! PMD as its 512 ptes.
 
-use super::fault::FaultError;
-use super::folio::{folio_head, set_frame_tags, Folio, PG_ANON_EXCLUSIVE, PG_MTE_TAGGED};
+use super::fault::{mte_sync_tags, FaultError};
+use super::folio::{folio_head, Folio, PG_ANON_EXCLUSIVE};
 use super::mm_types::*;
-use super::pgtable::{huge_pmd_pte, PgTables};
+use super::pgtable::{huge_pmd_pte, PgTables, PmdLocked};
 use super::pte::*;
 use super::rmap::{folio_add_new_anon_rmap, folio_remove_rmap_pte, AnonVma};
 use crate::arch::mmu::{PAGE_SIZE, PMD_MASK, PMD_SIZE};
-use crate::arch::mte::PAGE_TAG_BYTES;
 use crate::cmdline::{Cmdline, ThpEnabled, ThpOrderPolicy, THP_MIN_ORDER, THP_PMD_ORDER};
 use crate::errno::{Errno, ENOMEM};
 use crate::testhooks::knobs::{THP_ENABLED, THP_ORDER, THP_USE_ZERO_PAGE};
@@ -135,17 +134,6 @@ fn is_huge_zero_pmd(pmd: pmd_t) -> bool {
     pte_special(pmd_pte(pmd)) && is_huge_zero_pfn(pte_pfn(pmd_pte(pmd)))
 }
 
-/// mte_sync_tags for a PMD: a folio mapped Tagged Normal for the first time
-/// gets every page's tags cleared and PG_mte_tagged.
-fn sync_tags(folio: &Folio, vma: &Vma) {
-    if vma.flags & VM_MTE != 0 && !folio.test(PG_MTE_TAGGED) {
-        for i in 0..folio.nr_pages() {
-            set_frame_tags(folio.page_pfn(i), &[0; PAGE_TAG_BYTES]);
-        }
-        folio.set(PG_MTE_TAGGED);
-    }
-}
-
 /// do_huge_pmd_anonymous_page: the first touch of a 2 MiB-aligned range
 /// that lies in `vma`, with THP allowed there and nothing mapped: the huge
 /// zero page on a read (use_zero_page), a new PMD-mapped THP on a write.
@@ -168,27 +156,31 @@ pub fn do_huge_pmd_anonymous_page(
     if !write && THP_USE_ZERO_PAGE.get() != 0 {
         let zero = huge_zero_pfn()?;
         let pmd = pte_pmd(pte_mkspecial(pte_wrprotect(pmd_pte(pfn_pmd(zero, vma.page_prot())))));
-        return Some(install(mm, start, pmd, None, vma).map(|_| ()));
+        return Some(install(mm, start, NewPmd::Special(pmd), vma).map(|_| ()));
     }
     let Some(folio) = Folio::alloc(THP_PMD_ORDER as u8) else {
         FAULT_FALLBACK.fetch_add(1, Ordering::Relaxed);
         return None;
     };
-    let pmd = pte_pmd(pte_mkdirty(pte_mkwrite(pmd_pte(pfn_pmd(folio.pfn(), vma.page_prot())))));
-    let anon_vma = anon_vma();
-    folio_add_new_anon_rmap(&folio, &anon_vma, vma.pgoff_of(start), NR as i32);
-    let r = install(mm, start, pmd, Some(&folio), vma);
+    let r = install(mm, start, NewPmd::Thp(&folio, anon_vma()), vma);
     if r == Ok(true) {
         FAULT_ALLOC.fetch_add(1, Ordering::Relaxed);
-    } else {
-        folio.page().mapcount.store(0, Ordering::Release); // never mapped: freed with our reference
     }
     Some(r.map(|_| ()))
 }
 
+/// What a first-touch fault puts in an empty PMD.
+enum NewPmd<'a> {
+    /// A ready entry (the huge zero page).
+    Special(pmd_t),
+    /// A new THP, mapped exclusive into the anon_vma.
+    Thp(&'a Folio, Arc<AnonVma>),
+}
+
 /// Sets the PMD, with a deposited table, if it is still none. Ok(false):
-/// another fault (or a pte table) got there first; theirs stands.
-fn install(mm: &Arc<MmStruct>, start: usize, pmd: pmd_t, folio: Option<&Folio>, vma: &Vma) -> Result<bool, FaultError> {
+/// another fault (or a pte table) got there first; theirs stands and a new
+/// folio is freed unmapped.
+fn install(mm: &Arc<MmStruct>, start: usize, new: NewPmd, vma: &Vma) -> Result<bool, FaultError> {
     let table = mm.pgtables.alloc_deposit().map_err(|_| FaultError::Oom)?;
     crate::testhooks::schedpoint::sched_point(&crate::testhooks::points::DO_HUGE_PMD_ANONYMOUS_PAGE_BEFORE_PMD_LOCK);
     let locked = match mm.pgtables.pmd_lock(start, true) {
@@ -203,15 +195,25 @@ fn install(mm: &Arc<MmStruct>, start: usize, pmd: pmd_t, folio: Option<&Folio>, 
         }
     };
     mm.pgtables.deposit(&locked, table);
-    if let Some(folio) = folio {
-        sync_tags(folio, vma);
-        mm.add_rss(MM_ANONPAGES, NR as isize);
-        for _ in 0..NR {
-            folio.clone().into_counted(); // a reference per mapped page
-        }
+    match new {
+        NewPmd::Thp(folio, anon_vma) => map_new_thp(mm, &locked, folio, &anon_vma, vma),
+        NewPmd::Special(pmd) => locked.set(pmd, mm.asid),
     }
-    locked.set(pmd, mm.asid);
     Ok(true)
+}
+
+/// A new THP mapped by the locked, empty or huge-zero PMD: exclusive
+/// anonymous rmap, tags synced, rss and a reference per page, then the
+/// writable, dirty block.
+fn map_new_thp(mm: &MmStruct, locked: &PmdLocked, folio: &Folio, anon_vma: &Arc<AnonVma>, vma: &Vma) {
+    folio_add_new_anon_rmap(folio, anon_vma, vma.pgoff_of(locked.addr), NR as i32);
+    let pmd = pte_pmd(pte_mkyoung(pte_mkdirty(pte_mkwrite(pmd_pte(pfn_pmd(folio.pfn(), vma.page_prot()))))));
+    if pte_tagged(pmd_pte(pmd)) {
+        mte_sync_tags(folio.pfn());
+    }
+    mm.add_rss(MM_ANONPAGES, NR as isize);
+    folio.add_refs(NR);
+    locked.set(pmd, mm.asid);
 }
 
 /// A fault on a huge PMD (huge_pmd_set_accessed, do_huge_pmd_wp_page).
@@ -287,14 +289,7 @@ fn do_huge_zero_wp_pmd(
     if !is_huge_zero_pmd(locked.get()) {
         return None; // changed meanwhile: look again
     }
-    folio_add_new_anon_rmap(&folio, &anon_vma, vma.pgoff_of(start), NR as i32);
-    sync_tags(&folio, vma);
-    mm.add_rss(MM_ANONPAGES, NR as isize);
-    for _ in 0..NR {
-        folio.clone().into_counted();
-    }
-    let pmd = pte_pmd(pte_mkyoung(pte_mkdirty(pte_mkwrite(pmd_pte(pfn_pmd(folio.pfn(), vma.page_prot()))))));
-    locked.set(pmd, mm.asid);
+    map_new_thp(mm, &locked, &folio, &anon_vma, vma);
     FAULT_ALLOC.fetch_add(1, Ordering::Relaxed);
     Some(Ok(()))
 }
@@ -386,9 +381,7 @@ pub fn copy_huge_pmd(src_mm: &MmStruct, dst_mm: &MmStruct, addr: usize) -> Resul
         }
         folio.clear(PG_ANON_EXCLUSIVE);
         folio.page().mapcount.fetch_add(NR as i32, Ordering::AcqRel);
-        for _ in 0..NR {
-            folio.clone().into_counted();
-        }
+        folio.add_refs(NR);
         dst_mm.add_rss(MM_ANONPAGES, NR as isize);
     }
     dst.set(shared, dst_mm.asid);
@@ -413,13 +406,7 @@ pub fn change_huge_pmds(mm: &MmStruct, start: usize, end: usize, prot: pgprot_t)
         }
         let new = pte_modify(pmd_pte(pmd), prot);
         if pte_tagged(new) && !is_huge_zero_pmd(pmd) {
-            let folio = Folio::get(pte_pfn(new));
-            if !folio.test(PG_MTE_TAGGED) {
-                for i in 0..folio.nr_pages() {
-                    set_frame_tags(folio.page_pfn(i), &[0; PAGE_TAG_BYTES]);
-                }
-                folio.set(PG_MTE_TAGGED);
-            }
+            mte_sync_tags(pte_pfn(new));
         }
         locked.set(pte_pmd(pte_t(new.0 & !PTE_TYPE_PAGE)), mm.asid);
     }

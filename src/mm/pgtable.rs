@@ -48,6 +48,33 @@ pub struct PgTables {
     deposited: spin::Mutex<alloc::collections::BTreeMap<usize, u64>>,
 }
 
+/// The lock of the table page holding the level-2 entry `e` (the split
+/// PMD lock).
+fn pmd_ptl(e: &AtomicU64) -> &'static spin::Mutex<()> {
+    let holder = crate::arch::mmu::virt_to_phys(e as *const AtomicU64 as usize) & !(PAGE_SIZE as u64 - 1);
+    &pfn_to_page(holder / PAGE_SIZE as u64).ptl
+}
+
+/// A level-2 entry whose lock the caller holds.
+struct PmdEntry(&'static AtomicU64);
+
+impl PmdEntry {
+    fn get(&self) -> pmd_t {
+        pmd_t(self.0.load(Ordering::Acquire))
+    }
+
+    /// set_pmd_at: break-before-make over a valid entry, then `new`.
+    fn set(&self, new: pmd_t, asid: u16) {
+        if self.get().0 & 1 != 0 {
+            self.0.store(0, Ordering::Release);
+            crate::arch::mmu::publish_descriptors();
+            tlb::flush_asid(asid);
+        }
+        self.0.store(new.0, Ordering::Release);
+        crate::arch::mmu::publish_descriptors();
+    }
+}
+
 /// A level-2 entry, locked (pmd_lock).
 pub struct PmdLocked {
     entry: &'static AtomicU64,
@@ -57,19 +84,12 @@ pub struct PmdLocked {
 
 impl PmdLocked {
     pub fn get(&self) -> pmd_t {
-        pmd_t(self.entry.load(Ordering::Acquire))
+        PmdEntry(self.entry).get()
     }
 
     /// set_pmd_at: break-before-make over a valid entry, then `new`.
     pub fn set(&self, new: pmd_t, asid: u16) {
-        let old = self.get();
-        if old.0 & 1 != 0 {
-            self.entry.store(0, Ordering::Release);
-            crate::arch::mmu::publish_descriptors();
-            tlb::flush_asid(asid);
-        }
-        self.entry.store(new.0, Ordering::Release);
-        crate::arch::mmu::publish_descriptors();
+        PmdEntry(self.entry).set(new, asid)
     }
 }
 
@@ -133,9 +153,7 @@ impl PgTables {
     /// table holding it (allocating the tables above if `alloc`).
     pub fn pmd_lock(&self, addr: usize, alloc: bool) -> Result<Option<PmdLocked>, ()> {
         let Some(e) = self.entry_at_level(addr, 2, alloc)? else { return Ok(None) };
-        let holder = crate::arch::mmu::virt_to_phys(e as *const AtomicU64 as usize) & !(PAGE_SIZE as u64 - 1);
-        let ptl = pfn_to_page(holder / PAGE_SIZE as u64).ptl.lock();
-        Ok(Some(PmdLocked { entry: e, addr: addr & crate::arch::mmu::PMD_MASK, _ptl: ptl }))
+        Ok(Some(PmdLocked { entry: e, addr: addr & crate::arch::mmu::PMD_MASK, _ptl: pmd_ptl(e).lock() }))
     }
 
     /// The level-2 entry at `addr` without the lock (a lockless look).
@@ -159,11 +177,19 @@ impl PgTables {
         check: impl FnOnce() -> Result<pmd_t, crate::errno::Errno>,
     ) -> Result<(), crate::errno::Errno> {
         use crate::errno::{EAGAIN, EEXIST, ENOMEM};
-        let sl = self.pmd_lock(s, false).map_err(|_| ENOMEM)?.ok_or(EAGAIN)?;
         let de = self.entry_at_level(d, 2, true).map_err(|_| ENOMEM)?.ok_or(ENOMEM)?;
-        let holder =
-            |e: &AtomicU64| crate::arch::mmu::virt_to_phys(e as *const AtomicU64 as usize) & !(PAGE_SIZE as u64 - 1);
-        let _dl = (holder(de) != holder(sl.entry)).then(|| pfn_to_page(holder(de) / PAGE_SIZE as u64).ptl.lock());
+        let se = self.entry_at_level(s, 2, false).map_err(|_| ENOMEM)?.ok_or(EAGAIN)?;
+        // Both locks, the lower address first (double_pt_lock), one if shared.
+        let (sp, dp) = (pmd_ptl(se), pmd_ptl(de));
+        let (_first, _second) = match (sp as *const _ as usize).cmp(&(dp as *const _ as usize)) {
+            core::cmp::Ordering::Equal => (sp.lock(), None),
+            core::cmp::Ordering::Less => (sp.lock(), Some(dp.lock())),
+            core::cmp::Ordering::Greater => {
+                let d = dp.lock();
+                (sp.lock(), Some(d))
+            }
+        };
+        let sl = PmdEntry(se);
         if sl.get() != expect {
             return Err(EAGAIN);
         }
@@ -172,8 +198,7 @@ impl PgTables {
         }
         let new = check()?;
         sl.set(pmd_t(0), self.asid);
-        de.store(new.0, Ordering::Release);
-        crate::arch::mmu::publish_descriptors();
+        PmdEntry(de).set(new, self.asid);
         let mut dep = self.deposited.lock();
         let t = dep.remove(&(s & crate::arch::mmu::PMD_MASK)).expect("a huge PMD without a deposit");
         dep.insert(d & crate::arch::mmu::PMD_MASK, t);
@@ -272,14 +297,16 @@ impl PgTables {
     /// After taking the lock the table must still be the one at `addr`'s
     /// pmd (pmd_same): a PMD-level move may have taken it elsewhere.
     pub fn lock(&self, addr: usize, alloc: bool) -> Result<Option<PteTable>, ()> {
+        // One walk to the pmd: the tables above it stay until free_all.
+        let Some(e) = self.entry_at_level(addr, 2, alloc)? else { return Ok(None) };
         loop {
-            if pmd_trans_huge(self.pmd_peek(addr)) {
+            if pmd_trans_huge(pmd_t(e.load(Ordering::Acquire))) {
                 super::huge_memory::split_huge_pmd(self, addr);
                 continue;
             }
-            let Some(table) = self.last_level(addr, alloc)? else { return Ok(None) };
+            let Some(table) = self.descend(e, alloc)? else { return Ok(None) };
             let ptl = pfn_to_page(table / PAGE_SIZE as u64).ptl.lock();
-            if self.last_level(addr, false)? == Some(table) {
+            if e.load(Ordering::Acquire) == table | TABLE {
                 return Ok(Some(PteTable { table, _ptl: ptl }));
             }
         }

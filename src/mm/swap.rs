@@ -307,7 +307,8 @@ fn swapin_mthp(
         let Some(origs) = swap_batch(mm, start, first, nr) else { continue };
         let read_from = if masked { swp_entry(swp_type(entry), off & !(nr as u64 - 1)) } else { first };
         let folio = Folio::alloc(order as u8)?;
-        return Some(swapin_batch(mm, map, vma, start, idx, first, read_from, &origs, folio, write));
+        let batch = SwapBatch { start, idx, first, read_from, origs };
+        return Some(swapin_batch(mm, map, vma, &batch, folio, write));
     }
     None
 }
@@ -334,19 +335,28 @@ fn swap_batch(mm: &MmStruct, start: usize, first: swp_entry_t, nr: usize) -> Opt
     Some(origs)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The ptes an mTHP swap-in replaces.
+struct SwapBatch {
+    /// The aligned range's start and the faulting page's index in it.
+    start: usize,
+    idx: usize,
+    /// The first pte's entry, and where the folio is read from (the same
+    /// but under the masked-entry variant).
+    first: swp_entry_t,
+    read_from: swp_entry_t,
+    /// The ptes as found, for the recheck under the lock.
+    origs: Vec<pte_t>,
+}
+
 fn swapin_batch(
     mm: &Arc<MmStruct>,
     map: &MmMap,
     vma: &Vma,
-    start: usize,
-    idx: usize,
-    first: swp_entry_t,
-    read_from: swp_entry_t,
-    origs: &[pte_t],
+    b: &SwapBatch,
     folio: Folio,
     write: bool,
 ) -> Result<(), FaultError> {
+    let SwapBatch { start, idx, first, read_from, ref origs } = *b;
     let nr = origs.len();
     for i in 0..nr {
         if swapfile::swapcache_prepare(swp_entry_nth(first, i as u64)).is_err() {
@@ -396,8 +406,8 @@ fn swapin_batch(
             }
         }
         set_pte_at(mm, &pt, start + i * page, pte);
-        folio.clone().into_counted(); // each pte's reference
     }
+    folio.add_refs(nr); // each pte's reference
     drop(pt);
     drop(locked);
     Ok(())
