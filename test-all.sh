@@ -65,6 +65,7 @@ expect_failure() {
         echo "no line matching '$pattern' in the output"; return 1; }
 }
 
+step formatted cargo fmt --all -- --check
 step host-unit-tests cargo test --release -p kreport -p host-unit-tests
 
 suite el1-elf-smp1 --smp 1
