@@ -20,7 +20,7 @@
 #   --timeout SECS    kill a hung guest after SECS seconds (default 300)
 #   --memory SIZE     guest RAM (default 512M)
 #   --verbose         show debug log frames too (per-test instruction/cycle counts)
-#   --bench NAME      run a benchmark (swap) instead of the tests
+#   --bench NAME      run a benchmark (swap, uffd, thp, collapse) instead of the tests
 #   --icount          run QEMU with -icount shift=0 (deterministic instruction counts)
 #   --no-install      do not install missing prerequisites
 #   -h, --help        this text

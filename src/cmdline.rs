@@ -16,7 +16,7 @@
 //!   mte=sync|async|asymm       EL1 tag-check mode between tests (default sync)
 //!   ramdisk=SIZE               RAM-disk (swap device) size: bytes, or with a
 //!                              K/M/G suffix; 0 for none (default 32M)
-//!   bench=swap|uffd|thp        run a benchmark instead of the tests
+//!   bench=swap|uffd|thp|collapse run a benchmark instead of the tests
 //!   transparent_hugepage=always|madvise|never
 //!                              THP for PMD-sized anonymous folios (Linux's
 //!                              boot parameter; default madvise)
@@ -193,6 +193,7 @@ pub enum Bench {
     Swap,
     Uffd,
     Thp,
+    Collapse,
 }
 
 pub const DEFAULT_RAMDISK: u64 = 32 << 20;
@@ -270,8 +271,9 @@ pub fn parse(s: &str) -> Result<Cmdline, String> {
             ("bench", Some("swap")) => c.bench = Some(Bench::Swap),
             ("bench", Some("uffd")) => c.bench = Some(Bench::Uffd),
             ("bench", Some("thp")) => c.bench = Some(Bench::Thp),
+            ("bench", Some("collapse")) => c.bench = Some(Bench::Collapse),
             ("bench", Some(v)) => {
-                return Err(alloc::format!("unknown benchmark '{v}' in '{word}' (known: swap, uffd, thp)"))
+                return Err(alloc::format!("unknown benchmark '{v}' in '{word}' (known: swap, uffd, thp, collapse)"))
             }
             ("ramdisk", Some(v)) => {
                 c.ramdisk = parse_size(v)
@@ -361,6 +363,7 @@ mod tests {
         assert_eq!(parse("bench=swap").unwrap().bench, Some(Bench::Swap));
         assert_eq!(parse("bench=uffd").unwrap().bench, Some(Bench::Uffd));
         assert_eq!(parse("bench=thp").unwrap().bench, Some(Bench::Thp));
+        assert_eq!(parse("bench=collapse").unwrap().bench, Some(Bench::Collapse));
         assert_eq!(parse("").unwrap().bench, None);
         assert!(parse("bench=zap").unwrap_err().contains("zap"));
     }

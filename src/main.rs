@@ -169,6 +169,7 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64, entry_el: u64) -> ! {
             cmdline::Bench::Swap => bench::swap::run(),
             cmdline::Bench::Uffd => bench::uffd::run(),
             cmdline::Bench::Thp => bench::thp::run(),
+            cmdline::Bench::Collapse => bench::collapse::run(),
         }
         println!("BENCH DONE");
         exit(0);

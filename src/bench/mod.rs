@@ -3,6 +3,7 @@
 //! read 0 without it); wall time comes from the generic timer (virtual
 //! time under icount). `./bench.sh` runs both ways.
 
+pub mod collapse;
 pub mod swap;
 pub mod thp;
 pub mod uffd;

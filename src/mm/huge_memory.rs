@@ -153,6 +153,7 @@ pub fn do_huge_pmd_anonymous_page(
     if !pmd_none(mm.pgtables.pmd_peek(start)) {
         return None;
     }
+    super::khugepaged::khugepaged_enter_vma(mm, vma);
     if !write && THP_USE_ZERO_PAGE.get() != 0 {
         let zero = huge_zero_pfn()?;
         let pmd = pte_pmd(pte_mkspecial(pte_wrprotect(pmd_pte(pfn_pmd(zero, vma.page_prot())))));
@@ -202,12 +203,17 @@ fn install(mm: &Arc<MmStruct>, start: usize, new: NewPmd, vma: &Vma) -> Result<b
     Ok(true)
 }
 
-/// A new THP mapped by the locked, empty or huge-zero PMD: exclusive
-/// anonymous rmap, tags synced, rss and a reference per page, then the
-/// writable, dirty block.
-fn map_new_thp(mm: &MmStruct, locked: &PmdLocked, folio: &Folio, anon_vma: &Arc<AnonVma>, vma: &Vma) {
+/// A new THP mapped by the locked, empty or huge-zero PMD (a fault's or a
+/// collapse's): exclusive anonymous rmap, tags synced, rss and a
+/// reference per page, then the dirty block, writable if the VMA is
+/// (maybe_pmd_mkwrite).
+pub(super) fn map_new_thp(mm: &MmStruct, locked: &PmdLocked, folio: &Folio, anon_vma: &Arc<AnonVma>, vma: &Vma) {
     folio_add_new_anon_rmap(folio, anon_vma, vma.pgoff_of(locked.addr), NR as i32);
-    let pmd = pte_pmd(pte_mkyoung(pte_mkdirty(pte_mkwrite(pmd_pte(pfn_pmd(folio.pfn(), vma.page_prot()))))));
+    let mut pte = pte_mkyoung(pte_mkdirty(pmd_pte(pfn_pmd(folio.pfn(), vma.page_prot()))));
+    if vma.flags & VM_WRITE != 0 {
+        pte = pte_mkwrite(pte);
+    }
+    let pmd = pte_pmd(pte);
     if pte_tagged(pmd_pte(pmd)) {
         mte_sync_tags(folio.pfn());
     }

@@ -56,6 +56,7 @@ pub const MADV_PAGEOUT: u64 = 21;
 pub const MADV_POPULATE_READ: u64 = 22;
 pub const MADV_POPULATE_WRITE: u64 = 23;
 pub const MADV_DONTNEED_LOCKED: u64 = 24;
+pub const MADV_COLLAPSE: u64 = 25;
 
 /// Where mmap looks for free space when not told.
 pub const MMAP_BASE: usize = 0x10_0000_0000;
@@ -267,7 +268,9 @@ pub fn do_mmap(
             Some(_) => off / PAGE_SIZE as u64,
             None => (start / PAGE_SIZE) as u64,
         };
-        mm.vma_link(&mut map, Vma::new(start, start + rounded as usize, vm_flags, pgoff, file));
+        let vma = Vma::new(start, start + rounded as usize, vm_flags, pgoff, file);
+        super::khugepaged::khugepaged_enter_vma(mm, &vma);
+        mm.vma_link(&mut map, vma);
         start
     };
     if flags & (MAP_POPULATE | MAP_LOCKED) != 0 {
@@ -400,7 +403,7 @@ fn change_protection(mm: &MmStruct, start: usize, end: usize, prot: super::pte::
 /// any other advice): the system call drops it, a test reads it.
 pub fn do_madvise(mm: &Arc<MmStruct>, addr: u64, len: u64, advice: u64) -> Result<ReclaimStats, Errno> {
     let advice = advice as u32 as u64;
-    const VALID: [u64; 20] = [
+    const VALID: [u64; 21] = [
         MADV_NORMAL,
         MADV_RANDOM,
         MADV_SEQUENTIAL,
@@ -421,6 +424,7 @@ pub fn do_madvise(mm: &Arc<MmStruct>, addr: u64, len: u64, advice: u64) -> Resul
         MADV_POPULATE_READ,
         MADV_POPULATE_WRITE,
         MADV_DONTNEED_LOCKED,
+        MADV_COLLAPSE,
     ];
     if !VALID.contains(&advice) {
         return Err(EINVAL);
@@ -483,11 +487,21 @@ fn madvise_vma(
         MADV_WIPEONFORK if v.file.is_some() || v.flags & VM_SHARED != 0 => Err(EINVAL),
         MADV_WIPEONFORK => set(VM_WIPEONFORK, 0),
         MADV_KEEPONFORK => set(0, VM_WIPEONFORK),
-        MADV_HUGEPAGE => set(VM_HUGEPAGE, VM_NOHUGEPAGE),
+        MADV_HUGEPAGE => {
+            set(VM_HUGEPAGE, VM_NOHUGEPAGE)?;
+            let vma = mm.mmap_lock.read().find(start).cloned();
+            if let Some(vma) = vma {
+                super::khugepaged::khugepaged_enter_vma(mm, &vma);
+            }
+            Ok(())
+        }
+        MADV_COLLAPSE => super::khugepaged::madvise_collapse(mm, start, end),
         MADV_NOHUGEPAGE => set(VM_NOHUGEPAGE, VM_HUGEPAGE),
-        // No LRU here: COLD has nothing to deactivate, but refuses what Linux refuses.
         MADV_COLD if v.flags & VM_LOCKED != 0 => Err(EINVAL),
-        MADV_COLD => Ok(()),
+        MADV_COLD => {
+            madvise_cold(mm, start, end);
+            Ok(())
+        }
         MADV_WILLNEED => {
             willneed(mm, start, end);
             Ok(())
@@ -526,6 +540,33 @@ fn madvise_vma(
         }
         _ => Err(EINVAL),
     }
+}
+
+/// MADV_COLD: the ptes (and the huge PMDs covered whole) of the range are
+/// made old, so the pages count as unreferenced (khugepaged's "referenced"
+/// rule sees it); a huge PMD covered in part is split first, as Linux's
+/// madvise_cold_or_pageout_pte_range does. There is no LRU to deactivate.
+fn madvise_cold(mm: &Arc<MmStruct>, start: usize, end: usize) {
+    use super::pte::{pmd_pte, pte_mkold, pte_pmd, pte_present, pte_young};
+    let mut huge = Vec::new();
+    mm.pgtables.for_each_huge_pmd(start, end, |a, _| huge.push(a));
+    for a in huge {
+        if a < start || a + crate::arch::mmu::PMD_SIZE > end {
+            super::huge_memory::split_huge_pmd(&mm.pgtables, a);
+        } else if let Ok(Some(l)) = mm.pgtables.pmd_lock(a, false) {
+            if super::pte::pmd_trans_huge(l.get()) {
+                l.set(pte_pmd(pte_mkold(pmd_pte(l.get()))), mm.asid);
+            }
+        }
+    }
+    mm.pgtables.for_each_locked_table(start, end, |pt, lo, hi| {
+        for addr in (lo..hi).step_by(PAGE_SIZE) {
+            let pte = pt.get(addr);
+            if pte_present(pte) && pte_young(pte) {
+                pt.set(addr, pte_mkold(pte), mm.asid);
+            }
+        }
+    });
 }
 
 /// MADV_WILLNEED on anonymous memory: swap-in read-ahead, every swapped-out

@@ -2,8 +2,9 @@
 //! and the Linux-style mm core: pte encodings, folios and rmap, mm/VMAs,
 //! the fault path, fork and unmapping; swap (swapfile, swap_state,
 //! page_io, mteswap, vmscan, swap), userfaultfd (userfaultfd, uffd_move,
-//! uffd_uapi) and split. Paths to come (khugepaged, zap_details,
-//! migration) get a module each, as in Linux's flat mm/.
+//! uffd_uapi), split and THP (huge_memory), and collapse (khugepaged).
+//! Paths to come (zap_details, migration) get a module each, as in Linux's
+//! flat mm/.
 
 pub mod fault;
 pub mod filemap;
@@ -14,6 +15,7 @@ pub mod frames;
 pub mod heap;
 pub mod huge_memory;
 pub mod invariants;
+pub mod khugepaged;
 pub mod kmap;
 pub mod mm_types;
 pub mod mmap;

@@ -164,6 +164,47 @@ impl PgTables {
         }
     }
 
+    /// The level-2 entry at `addr`, or None when the tables above it do
+    /// not exist (find_pmd_or_thp_or_none tells "no pmd" from "pmd none").
+    pub fn pmd_find(&self, addr: usize) -> Option<pmd_t> {
+        match self.entry_at_level(addr, 2, false) {
+            Ok(Some(e)) => Some(pmd_t(e.load(Ordering::Acquire))),
+            _ => None,
+        }
+    }
+
+    /// pmdp_collapse_flush: under the PMD lock, the pte table at `addr`'s
+    /// PMD is taken out of the tree (the entry cleared, every TLB flushed)
+    /// and returned, its ptes untouched. None if the PMD no longer holds a
+    /// table. The caller holds the mmap write lock, so no fault can put a
+    /// new table there before `pmd_populate` or a huge PMD replaces it.
+    pub fn collapse_detach(&self, addr: usize) -> Option<u64> {
+        let e = self.entry_at_level(addr, 2, false).ok()??;
+        let locked = PmdEntry(e);
+        let _ptl = pmd_ptl(e).lock();
+        let d = locked.get().0;
+        if d & TABLE != TABLE {
+            return None;
+        }
+        locked.set(pmd_t(0), self.asid);
+        Some(d & ADDR)
+    }
+
+    /// pmd_populate: a detached table goes back into its PMD, which must
+    /// still be none.
+    pub fn pmd_populate(&self, addr: usize, table: u64) {
+        let e = self.entry_at_level(addr, 2, false).ok().flatten().expect("pmd_populate without a pmd");
+        let _ptl = pmd_ptl(e).lock();
+        assert_eq!(e.load(Ordering::Acquire), 0, "pmd_populate over a live entry at {addr:#x}");
+        e.store(table | TABLE, Ordering::Release);
+        crate::arch::mmu::publish_descriptors();
+    }
+
+    /// The lock of a detached pte table (collapse's round 2 runs under it).
+    pub fn lock_detached(table: u64) -> PteTable {
+        PteTable { table, _ptl: pfn_to_page(table / PAGE_SIZE as u64).ptl.lock() }
+    }
+
     /// move_pages_huge_pmd's page-table step: under both PMD locks (one if
     /// the entries share a table), `check` sees the src huge PMD (it must
     /// still be `expect`) and gives the dst entry; src is cleared

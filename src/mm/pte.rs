@@ -317,6 +317,11 @@ pub const fn pte_swp_clear_uffd_wp(p: pte_t) -> pte_t {
     clear(p, PTE_SWP_UFFD_WP)
 }
 
+/// pte_swp_uffd_wp_any: a swap pte with uffd-wp, or a uffd-wp marker.
+pub const fn pte_swp_uffd_wp_any(p: pte_t) -> bool {
+    (is_swap_pte(p) && pte_swp_uffd_wp(p)) || pte_marker_uffd_wp(p)
+}
+
 /// A real swap device entry (not migration, hwpoison or a marker).
 pub const fn non_swap_entry(e: swp_entry_t) -> bool {
     swp_type(e) >= MAX_SWAPFILES

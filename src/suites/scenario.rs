@@ -9,6 +9,7 @@ use crate::mm::filemap::{self, initial_byte, File};
 use crate::mm::folio::pfn_to_page;
 use crate::mm::mm_types::{MM_ANONPAGES, MM_FILEPAGES};
 use crate::mm::pte::*;
+use crate::mm::uffd_uapi::*;
 use crate::task::agent::{fill_byte, fnv, SegvKind, Signal};
 use crate::task::usys::SysResult;
 use crate::task::Task;
@@ -21,6 +22,111 @@ use core::sync::atomic::Ordering;
 pub const PAGE: usize = crate::arch::mmu::PAGE_SIZE;
 pub const RW: u64 = crate::mm::mmap::PROT_READ | crate::mm::mmap::PROT_WRITE;
 pub const ANON: u64 = crate::mm::mmap::MAP_PRIVATE | crate::mm::mmap::MAP_ANONYMOUS;
+
+pub const O_NONBLOCK: u64 = 0o4000;
+
+/// A task's userfaultfd with an argument page for the ioctl structures.
+#[derive(Clone)]
+pub struct UffdFd {
+    pub t: Arc<Task>,
+    pub fd: u64,
+    pub arg: usize,
+}
+
+impl UffdFd {
+    pub fn new(t: &Arc<Task>, features: u64) -> Result<UffdFd, Verdict> {
+        let fd = must(t.userfaultfd(O_NONBLOCK), "userfaultfd")?;
+        let arg = mmap(t, 0, PAGE, RW, ANON, -1)?;
+        let u = UffdFd { t: t.clone(), fd, arg };
+        must(u.api(crate::mm::userfaultfd::UFFD_API, features), "UFFDIO_API")?;
+        Ok(u)
+    }
+
+    /// Writes the uAPI structure `v` at the argument page, issues `cmd`, and
+    /// gives the result and the structure as the kernel left it.
+    pub fn call<T: Words>(&self, cmd: u64, v: &T) -> Result<(Result<u64, Errno>, T), Signal> {
+        self.t.ioctl_struct(self.fd, cmd, self.arg, v)
+    }
+
+    pub fn result<T: Words>(&self, cmd: u64, v: &T) -> SysResult<u64> {
+        self.call(cmd, v).map(|(r, _)| r)
+    }
+
+    pub fn api(&self, api: u64, features: u64) -> SysResult<u64> {
+        self.result(UFFDIO_API, &UffdioApi { api, features, ioctls: 0 })
+    }
+
+    pub fn try_register(&self, start: usize, len: usize, mode: u64) -> SysResult<u64> {
+        self.result(UFFDIO_REGISTER, &UffdioRegister { start: start as u64, len: len as u64, mode, ioctls: 0 })
+    }
+
+    pub fn register(&self, start: usize, len: usize, mode: u64) -> TestResult {
+        must(self.try_register(start, len, mode), "UFFDIO_REGISTER").map(|_| ())
+    }
+
+    pub fn unregister(&self, start: usize, len: usize) -> SysResult<u64> {
+        self.result(UFFDIO_UNREGISTER, &UffdioRange { start: start as u64, len: len as u64 })
+    }
+
+    pub fn wake(&self, start: usize, len: usize) -> SysResult<u64> {
+        self.result(UFFDIO_WAKE, &UffdioRange { start: start as u64, len: len as u64 })
+    }
+
+    pub fn copy(&self, dst: usize, src: usize, len: usize, mode: u64) -> SysResult<u64> {
+        self.result(UFFDIO_COPY, &UffdioCopy { dst: dst as u64, src: src as u64, len: len as u64, mode, copy: 0 })
+    }
+
+    pub fn zeropage(&self, start: usize, len: usize, mode: u64) -> SysResult<u64> {
+        self.result(UFFDIO_ZEROPAGE, &UffdioZeropage { start: start as u64, len: len as u64, mode, zeropage: 0 })
+    }
+
+    pub fn writeprotect(&self, start: usize, len: usize, mode: u64) -> SysResult<u64> {
+        self.result(UFFDIO_WRITEPROTECT, &UffdioWriteprotect { start: start as u64, len: len as u64, mode })
+    }
+
+    /// UFFDIO_MOVE: the ioctl's result and the `move` field (0x5a5a if the
+    /// kernel left it unwritten).
+    pub fn mv(&self, dst: usize, src: usize, len: usize, mode: u64) -> Result<(Result<u64, Errno>, i64), Verdict> {
+        let m = UffdioMove { dst: dst as u64, src: src as u64, len: len as u64, mode, moved: 0x5a5a };
+        let (r, back) = ok(self.call(UFFDIO_MOVE, &m), "UFFDIO_MOVE")?;
+        Ok((r, back.moved))
+    }
+
+    /// The same descriptor with its ioctl structures at 64-byte slot `slot`
+    /// of the argument page, for a call made on another CPU meanwhile.
+    pub fn slot(&self, slot: usize) -> UffdFd {
+        assert!(slot < 2048 / 64, "argument slot {slot} overlaps the message buffer");
+        UffdFd { t: self.t.clone(), fd: self.fd, arg: self.arg + slot * 64 }
+    }
+
+    /// UFFDIO_MOVE of `len` bytes from `src` to `dst` started on `cpu`,
+    /// its uffdio_move at argument slot `slot`.
+    pub fn start_move(&self, cpu: usize, slot: usize, dst: usize, src: usize, len: usize) -> Result<Mover, Verdict> {
+        let u = self.slot(slot);
+        let m = UffdioMove { dst: dst as u64, src: src as u64, len: len as u64, mode: 0, moved: 0x5a5a };
+        on_cpu(cpu, &format!("the mover on CPU {cpu}"), move || u.call(UFFDIO_MOVE, &m))
+    }
+
+    /// Reads one message: (event, flags/arg0, address/arg1).
+    pub fn read(&self) -> Result<Option<(u8, u64, u64)>, Verdict> {
+        let buf = self.arg + 2048;
+        match returned(self.t.read(self.fd, buf, 32), "read(uffd)")? {
+            Ok(32) => {
+                let w0 = ok(self.t.load(buf), "msg")?;
+                Ok(Some(((w0 & 0xff) as u8, ok(self.t.load(buf + 8), "msg")?, ok(self.t.load(buf + 16), "msg")?)))
+            }
+            Err(crate::errno::EAGAIN) => Ok(None),
+            other => fail!("read(uffd) returned {other:?}"),
+        }
+    }
+
+    pub fn ctx(&self) -> Result<Arc<crate::mm::userfaultfd::Uffd>, Verdict> {
+        crate::mm::userfaultfd::get(self.fd as i64).ok_or_else(|| verdict("uffd context", "gone"))
+    }
+}
+
+/// A UFFDIO_MOVE running on another CPU (UffdFd::start_move).
+pub type Mover = OnCpu<Result<(Result<u64, Errno>, UffdioMove), Signal>>;
 
 pub fn verdict(what: &str, e: impl core::fmt::Debug) -> Verdict {
     Verdict::Fail(format!("{what}: {e:?}"))
@@ -154,6 +260,41 @@ impl<T> OnCpu<T> {
         let what = self.what;
         self.running.join().map_err(|u| Verdict::Fail(format!("{what}: unexpected exception: {}", u.event)))
     }
+}
+
+/// `work` runs on CPU 1 and stops at `point`; `change` runs on CPU 0; CPU 1
+/// goes on; `check` sees CPU 1's result.
+pub fn window<T: Send + core::fmt::Debug + 'static>(
+    point: &'static crate::testhooks::points::Point,
+    work: impl FnOnce() -> T + Send + 'static,
+    change: impl FnOnce() -> TestResult,
+) -> Result<T, Verdict> {
+    let bp = crate::testhooks::schedpoint::arm(point);
+    let job = on_cpu(1, point.name, work)?;
+    bp.wait_reached(5_000_000).map_err(|e| verdict(point.name, e))?;
+    let changed = change();
+    bp.release();
+    let r = job.join()?;
+    changed?;
+    Ok(r)
+}
+
+/// A scenario run under a known-wrong variant must fail with one of
+/// `signs` in its reason (what the variant breaks, seen).
+pub fn expect_caught(r: Result<Result<(), Verdict>, Verdict>, signs: &[&str], what: &str) -> TestResult {
+    match r? {
+        Err(Verdict::Fail(why)) if signs.iter().any(|s| why.contains(s)) => Ok(()),
+        other => Err(Verdict::Fail(format!("{what} was not caught: {other:?}"))),
+    }
+}
+
+/// Writes the pte at `addr` of `t` by hand (a test putting in an entry
+/// no path of its own would make there).
+pub fn set_pte(t: &Task, addr: usize, pte: pte_t) -> TestResult {
+    let mm = t.mm();
+    let pt = mm.pgtables.lock(addr, true).map_err(|_| verdict("pte", "oom"))?.ok_or_else(|| verdict("pte", "none"))?;
+    pt.set(addr, pte, mm.asid);
+    Ok(())
 }
 
 /// A signal where a call should have returned fails the test (`?` on a

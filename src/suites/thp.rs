@@ -44,15 +44,6 @@ fn thp_scenario() -> Result<(Scenario, Arc<Task>, usize), Verdict> {
     Ok((s, t, a))
 }
 
-/// A scenario run under a known-wrong variant must fail with one of
-/// `signs` in its reason (what the variant breaks, seen).
-fn expect_caught(r: Result<Result<(), Verdict>, Verdict>, signs: &[&str], what: &str) -> TestResult {
-    match r? {
-        Err(Verdict::Fail(why)) if signs.iter().any(|s| why.contains(s)) => Ok(()),
-        other => Err(Verdict::Fail(format!("{what} was not caught: {other:?}"))),
-    }
-}
-
 fn huge_pmd(t: &Task, at: usize) -> pmd_t {
     t.mm().pgtables.pmd_peek(at)
 }
@@ -934,24 +925,6 @@ kernel_test!(thp, nohugepage_refuses_mthp_too);
 // lock is taken, and each path must notice -------------------------------------
 
 use crate::testhooks::points;
-use crate::testhooks::schedpoint;
-
-/// `work` runs on CPU 1 and stops at `point`; `change` runs on CPU 0; CPU 1
-/// goes on; `check` sees CPU 1's result.
-fn pmd_window<T: Send + core::fmt::Debug + 'static>(
-    point: &'static crate::testhooks::points::Point,
-    work: impl FnOnce() -> T + Send + 'static,
-    change: impl FnOnce() -> TestResult,
-) -> Result<T, Verdict> {
-    let bp = schedpoint::arm(point);
-    let job = on_cpu(1, point.name, work)?;
-    bp.wait_reached(5_000_000).map_err(|e| verdict(point.name, e))?;
-    let changed = change();
-    bp.release();
-    let r = job.join()?;
-    changed?;
-    Ok(r)
-}
 
 fn split_on(t: &Task, a: usize) -> TestResult {
     huge_memory::split_huge_pmd(&t.mm().pgtables, a);
@@ -966,7 +939,7 @@ fn move_of_a_pmd_split_under_it_moves_the_ptes() -> TestResult {
     stamp(&t, src, 8)?;
     let (fd, arg) = move_setup(&t)?;
     let tt = t.clone();
-    let r = pmd_window(
+    let r = window(
         &points::MOVE_HUGE_PMD_AFTER_LOCKLESS_READ,
         move || {
             let m = UffdioMove { dst: B as u64, src: A as u64, len: HUGE as u64, mode: 0, moved: 0 };
@@ -990,7 +963,7 @@ fn move_of_a_pmd_zapped_under_it_is_enoent() -> TestResult {
     stamp(&t, src, 8)?;
     let (fd, arg) = move_setup(&t)?;
     let tt = t.clone();
-    let r = pmd_window(
+    let r = window(
         &points::MOVE_HUGE_PMD_AFTER_LOCKLESS_READ,
         move || {
             let m = UffdioMove { dst: B as u64, src: A as u64, len: HUGE as u64, mode: 0, moved: 0 };
@@ -1014,7 +987,7 @@ fn a_cow_fault_on_a_pmd_zapped_under_it_gets_a_fresh_page() -> TestResult {
     stamp(&p, a, 1)?;
     let c = s.fork(&p)?;
     let cc = c.clone();
-    let r = pmd_window(
+    let r = window(
         &points::HUGE_PMD_FAULT_AFTER_LOCKLESS_READ,
         move || cc.store(a + 3 * PAGE, 0x33),
         || must(c.madvise(a, HUGE, MADV_DONTNEED), "the child's MADV_DONTNEED"),
@@ -1034,8 +1007,7 @@ fn a_zap_of_a_pmd_split_under_it_clears_the_ptes() -> TestResult {
     let (s, t, a) = thp_scenario()?;
     stamp(&t, a, 5)?;
     let tt = t.clone();
-    let r =
-        pmd_window(&points::ZAP_HUGE_PMD_BEFORE_LOCK, move || tt.madvise(A, HUGE, MADV_DONTNEED), || split_on(&t, a))?;
+    let r = window(&points::ZAP_HUGE_PMD_BEFORE_LOCK, move || tt.madvise(A, HUGE, MADV_DONTNEED), || split_on(&t, a))?;
     must(r, "MADV_DONTNEED")?;
     for p in [0usize, 5, 511] {
         ensure!(pte_none(pte_of(&t, a + p * PAGE)), "page {p} still mapped");
@@ -1052,7 +1024,7 @@ fn fork_of_a_pmd_split_under_it_copies_the_ptes() -> TestResult {
     let (mut s, p, a) = thp_scenario()?;
     stamp(&p, a, 7)?;
     let pp = p.clone();
-    let r = pmd_window(&points::COPY_HUGE_PMD_BEFORE_LOCK, move || pp.fork(), || split_on(&p, a))?;
+    let r = window(&points::COPY_HUGE_PMD_BEFORE_LOCK, move || pp.fork(), || split_on(&p, a))?;
     let pid = must(r, "fork")?;
     let c = Task::get(pid).ok_or_else(|| verdict("fork", "no child"))?;
     s.tasks.push(c.clone());

@@ -26,115 +26,13 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
-const O_NONBLOCK: u64 = 0o4000;
-
-/// A task's userfaultfd with an argument page for the ioctl structures.
-#[derive(Clone)]
-struct Uffd {
-    t: Arc<Task>,
-    fd: u64,
-    arg: usize,
-}
-
-impl Uffd {
-    fn new(t: &Arc<Task>, features: u64) -> Result<Uffd, Verdict> {
-        let fd = must(t.userfaultfd(O_NONBLOCK), "userfaultfd")?;
-        let arg = mmap(t, 0, PAGE, RW, ANON, -1)?;
-        let u = Uffd { t: t.clone(), fd, arg };
-        must(u.api(UFFD_API, features), "UFFDIO_API")?;
-        Ok(u)
-    }
-
-    /// Writes the uAPI structure `v` at the argument page, issues `cmd`, and
-    /// gives the result and the structure as the kernel left it.
-    fn call<T: Words>(&self, cmd: u64, v: &T) -> Result<(Result<u64, Errno>, T), Signal> {
-        self.t.ioctl_struct(self.fd, cmd, self.arg, v)
-    }
-
-    fn result<T: Words>(&self, cmd: u64, v: &T) -> SysResult<u64> {
-        self.call(cmd, v).map(|(r, _)| r)
-    }
-
-    fn api(&self, api: u64, features: u64) -> SysResult<u64> {
-        self.result(UFFDIO_API, &UffdioApi { api, features, ioctls: 0 })
-    }
-
-    fn try_register(&self, start: usize, len: usize, mode: u64) -> SysResult<u64> {
-        self.result(UFFDIO_REGISTER, &UffdioRegister { start: start as u64, len: len as u64, mode, ioctls: 0 })
-    }
-
-    fn register(&self, start: usize, len: usize, mode: u64) -> TestResult {
-        must(self.try_register(start, len, mode), "UFFDIO_REGISTER").map(|_| ())
-    }
-
-    fn unregister(&self, start: usize, len: usize) -> SysResult<u64> {
-        self.result(UFFDIO_UNREGISTER, &UffdioRange { start: start as u64, len: len as u64 })
-    }
-
-    fn wake(&self, start: usize, len: usize) -> SysResult<u64> {
-        self.result(UFFDIO_WAKE, &UffdioRange { start: start as u64, len: len as u64 })
-    }
-
-    fn copy(&self, dst: usize, src: usize, len: usize, mode: u64) -> SysResult<u64> {
-        self.result(UFFDIO_COPY, &UffdioCopy { dst: dst as u64, src: src as u64, len: len as u64, mode, copy: 0 })
-    }
-
-    fn zeropage(&self, start: usize, len: usize, mode: u64) -> SysResult<u64> {
-        self.result(UFFDIO_ZEROPAGE, &UffdioZeropage { start: start as u64, len: len as u64, mode, zeropage: 0 })
-    }
-
-    fn writeprotect(&self, start: usize, len: usize, mode: u64) -> SysResult<u64> {
-        self.result(UFFDIO_WRITEPROTECT, &UffdioWriteprotect { start: start as u64, len: len as u64, mode })
-    }
-
-    /// UFFDIO_MOVE: the ioctl's result and the `move` field (0x5a5a if the
-    /// kernel left it unwritten).
-    fn mv(&self, dst: usize, src: usize, len: usize, mode: u64) -> Result<(Result<u64, Errno>, i64), Verdict> {
-        let m = UffdioMove { dst: dst as u64, src: src as u64, len: len as u64, mode, moved: 0x5a5a };
-        let (r, back) = ok(self.call(UFFDIO_MOVE, &m), "UFFDIO_MOVE")?;
-        Ok((r, back.moved))
-    }
-
-    /// The same descriptor with its ioctl structures at 64-byte slot `slot`
-    /// of the argument page, for a call made on another CPU meanwhile.
-    fn slot(&self, slot: usize) -> Uffd {
-        assert!(slot < 2048 / 64, "argument slot {slot} overlaps the message buffer");
-        Uffd { t: self.t.clone(), fd: self.fd, arg: self.arg + slot * 64 }
-    }
-
-    /// UFFDIO_MOVE of `len` bytes from `src` to `dst` started on `cpu`,
-    /// its uffdio_move at argument slot `slot`.
-    fn start_move(&self, cpu: usize, slot: usize, dst: usize, src: usize, len: usize) -> Result<Mover, Verdict> {
-        let u = self.slot(slot);
-        let m = UffdioMove { dst: dst as u64, src: src as u64, len: len as u64, mode: 0, moved: 0x5a5a };
-        on_cpu(cpu, &format!("the mover on CPU {cpu}"), move || u.call(UFFDIO_MOVE, &m))
-    }
-
-    /// Reads one message: (event, flags/arg0, address/arg1).
-    fn read(&self) -> Result<Option<(u8, u64, u64)>, Verdict> {
-        let buf = self.arg + 2048;
-        match returned(self.t.read(self.fd, buf, 32), "read(uffd)")? {
-            Ok(32) => {
-                let w0 = ok(self.t.load(buf), "msg")?;
-                Ok(Some(((w0 & 0xff) as u8, ok(self.t.load(buf + 8), "msg")?, ok(self.t.load(buf + 16), "msg")?)))
-            }
-            Err(EAGAIN) => Ok(None),
-            other => fail!("read(uffd) returned {other:?}"),
-        }
-    }
-
-    fn ctx(&self) -> Result<Arc<crate::mm::userfaultfd::Uffd>, Verdict> {
-        get(self.fd as i64).ok_or_else(|| verdict("uffd context", "gone"))
-    }
-}
-
 fn tag_of(g: usize) -> u8 {
     ((g * 7 + 3) % 15) as u8 + 1
 }
 
 /// A task with `pages` tagged, filled PROT_MTE source pages and an
 /// equally large destination registered MISSING with a MOVE-capable uffd.
-fn setup(s: &mut Scenario, pages: usize) -> Result<(Arc<Task>, Uffd, usize, usize), Verdict> {
+fn setup(s: &mut Scenario, pages: usize) -> Result<(Arc<Task>, UffdFd, usize, usize), Verdict> {
     let t = s.spawn()?;
     let src = mmap(&t, 0, pages * PAGE, RW | PROT_MTE, ANON, -1)?;
     let dst = mmap(&t, 0, pages * PAGE, RW | PROT_MTE, ANON, -1)?;
@@ -142,7 +40,7 @@ fn setup(s: &mut Scenario, pages: usize) -> Result<(Arc<Task>, Uffd, usize, usiz
         tag_page(&t, src + p * PAGE, tag_of)?;
         ok(t.store(with_tag(src + p * PAGE, tag_of(0)), 0x5000 + p as u64), "write")?;
     }
-    let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
+    let u = UffdFd::new(&t, UFFD_FEATURE_MOVE)?;
     u.register(dst, pages * PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
     Ok((t, u, src, dst))
 }
@@ -163,13 +61,6 @@ fn expect_errno_mv(r: (Result<u64, Errno>, i64), want: Errno, what: &str) -> Tes
     Ok(())
 }
 
-fn set_pte(t: &Task, addr: usize, pte: pte_t) -> TestResult {
-    let mm = t.mm();
-    let pt = mm.pgtables.lock(addr, true).map_err(|_| verdict("pte", "oom"))?.ok_or_else(|| verdict("pte", "none"))?;
-    pt.set(addr, pte, mm.asid);
-    Ok(())
-}
-
 // --- API and registration -------------------------------------------------------------------
 
 fn api_negotiates_move() -> TestResult {
@@ -177,7 +68,7 @@ fn api_negotiates_move() -> TestResult {
     let t = s.spawn()?;
     let fd = must(t.userfaultfd(O_NONBLOCK), "userfaultfd")?;
     let arg = mmap(&t, 0, PAGE, RW, ANON, -1)?;
-    let u = Uffd { t: t.clone(), fd, arg };
+    let u = UffdFd { t: t.clone(), fd, arg };
     expect_errno(u.try_register(0, PAGE, 1), EINVAL, "REGISTER before API")?;
     expect_errno(u.api(0xAB, 0), EINVAL, "API with a wrong version")?;
     expect_errno(u.api(UFFD_API, 1 << 40), EINVAL, "API with an unknown feature")?;
@@ -196,7 +87,7 @@ fn register_validates_and_reports_ioctls() -> TestResult {
     let mut s = Scenario::new();
     let t = s.spawn()?;
     let a = mmap(&t, 0, 4 * PAGE, RW, ANON, -1)?;
-    let u = Uffd::new(&t, 0)?;
+    let u = UffdFd::new(&t, 0)?;
     let m = UFFDIO_REGISTER_MODE_MISSING;
     expect_errno(u.try_register(a + 1, PAGE, m), EINVAL, "misaligned start")?;
     expect_errno(u.try_register(a, 0, m), EINVAL, "length 0")?;
@@ -211,7 +102,7 @@ fn register_validates_and_reports_ioctls() -> TestResult {
     let (r, reg) = ok(u.call(UFFDIO_REGISTER, &reg), "REGISTER")?;
     r.map_err(|e| verdict("REGISTER", e))?;
     ensure_eq!(reg.ioctls, 0x7c, "ioctls of the range (WAKE, COPY, ZEROPAGE, MOVE, WRITEPROTECT)");
-    let other = Uffd::new(&t, 0)?;
+    let other = UffdFd::new(&t, 0)?;
     expect_errno(other.try_register(a, PAGE, m), EBUSY, "a range another context holds")?;
     ensure_eq!(t.mm().mmap_lock.read().vmas.len(), 6, "VMAs: agent, args x2, registered + rest, file");
     s.finish()
@@ -224,7 +115,7 @@ fn missing_fault_resolved_by_copy() -> TestResult {
     let a = mmap(&t, 0, 2 * PAGE, RW | PROT_MTE, ANON, -1)?;
     let srcbuf = mmap(&t, 0, PAGE, RW, ANON, -1)?;
     ok(t.fill(srcbuf, PAGE, 21), "fill the source buffer")?;
-    let u = Uffd::new(&t, 0)?;
+    let u = UffdFd::new(&t, 0)?;
     u.register(a, 2 * PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
     match t.store(a + PAGE + 8, 1) {
         Err(Signal::UffdWait { addr }) => ensure_eq!(addr as usize, a + PAGE + 8, "fault address"),
@@ -265,7 +156,7 @@ fn copy_dontwake_then_wake() -> TestResult {
     let t = s.spawn()?;
     let a = mmap(&t, 0, PAGE, RW, ANON, -1)?;
     let srcbuf = mmap(&t, 0, PAGE, RW, ANON, -1)?;
-    let u = Uffd::new(&t, 0)?;
+    let u = UffdFd::new(&t, 0)?;
     u.register(a, PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
     ensure!(matches!(t.load(a), Err(Signal::UffdWait { .. })), "no userfault");
     must(u.copy(a, srcbuf, PAGE, UFFDIO_COPY_MODE_DONTWAKE), "COPY")?;
@@ -286,7 +177,7 @@ fn zeropage_resolves_a_missing_fault() -> TestResult {
     let mut s = Scenario::new();
     let t = s.spawn()?;
     let a = mmap(&t, 0, 2 * PAGE, RW, ANON, -1)?;
-    let u = Uffd::new(&t, 0)?;
+    let u = UffdFd::new(&t, 0)?;
     u.register(a, 2 * PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
     ensure!(matches!(t.load(a), Err(Signal::UffdWait { .. })), "no userfault");
     let zp = UffdioZeropage { start: a as u64, len: 2 * PAGE as u64, mode: 0, zeropage: 0 };
@@ -305,7 +196,7 @@ fn writeprotect_faults_and_release() -> TestResult {
     let t = s.spawn()?;
     let a = mmap(&t, 0, PAGE, RW | PROT_MTE, ANON, -1)?;
     tag_page(&t, a, tag_of)?;
-    let u = Uffd::new(&t, 0)?;
+    let u = UffdFd::new(&t, 0)?;
     expect_errno(
         u.writeprotect(a, PAGE, UFFDIO_WRITEPROTECT_MODE_WP),
         ENOENT,
@@ -341,7 +232,7 @@ kernel_test!(uffd, writeprotect_faults_and_release);
 fn mmap_changing_blocks_move_and_copy_until_event_read() -> TestResult {
     let mut s = Scenario::new();
     let (t, u, src, dst) = setup(&mut s, 2)?;
-    let u2 = Uffd::new(&t, UFFD_FEATURE_MOVE | UFFD_FEATURE_EVENT_REMOVE)?;
+    let u2 = UffdFd::new(&t, UFFD_FEATURE_MOVE | UFFD_FEATURE_EVENT_REMOVE)?;
     let spare = mmap(&t, 0, PAGE, RW | PROT_MTE, ANON, -1)?;
     u2.register(spare, PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
     let _ = u;
@@ -363,7 +254,7 @@ fn fork_event_and_unregistered_child() -> TestResult {
     let mut s = Scenario::new();
     let t = s.spawn()?;
     let a = mmap(&t, 0, PAGE, RW, ANON, -1)?;
-    let u = Uffd::new(&t, UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_MOVE)?;
+    let u = UffdFd::new(&t, UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_MOVE)?;
     u.register(a, PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
     let c = s.fork(&t)?;
     ensure!(matches!(u.read()?, Some((UFFD_EVENT_FORK, _, _))), "no FORK event");
@@ -377,7 +268,7 @@ fn unregister_stops_userfaults() -> TestResult {
     let mut s = Scenario::new();
     let t = s.spawn()?;
     let a = mmap(&t, 0, PAGE, RW, ANON, -1)?;
-    let u = Uffd::new(&t, 0)?;
+    let u = UffdFd::new(&t, 0)?;
     u.register(a, PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
     ensure!(matches!(t.load(a), Err(Signal::UffdWait { .. })), "no userfault");
     must(u.unregister(a, PAGE), "UNREGISTER")?;
@@ -441,7 +332,7 @@ fn move_validation_errnos() -> TestResult {
     expect_errno_mv(u.mv(dst, f, p, 0)?, EINVAL, "a file-backed src")?;
     // Another task's context.
     let other = s.spawn()?;
-    let o = Uffd::new(&other, UFFD_FEATURE_MOVE)?;
+    let o = UffdFd::new(&other, UFFD_FEATURE_MOVE)?;
     let oa = mmap(&other, 0, p, RW | PROT_MTE, ANON, -1)?;
     o.register(oa, p, UFFDIO_REGISTER_MODE_MISSING)?;
     let fd2 = o.fd;
@@ -610,7 +501,7 @@ fn move_splits_a_large_folio() -> TestResult {
     }
     let head = pte_pfn(pte_of(&t, big));
     let dst = mmap(&t, 0, 2 * PAGE, RW | PROT_MTE, ANON, -1)?;
-    let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
+    let u = UffdFd::new(&t, UFFD_FEATURE_MOVE)?;
     u.register(dst, 2 * PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
     let (r, moved) = u.mv(dst, big + 3 * PAGE, 2 * PAGE, 0)?;
     ensure!(r == Ok(0) && moved == 2 * PAGE as i64, "move out of a huge folio: {r:?} {moved}");
@@ -879,7 +770,7 @@ fn opposite_moves_through_the_same_tables_do_not_deadlock() -> TestResult {
         tag_page(&t, y + (n + p) * PAGE, tag_of)?;
         ok(t.store(with_tag(y + (n + p) * PAGE, tag_of(0)), 0x5000 + p as u64), "write")?;
     }
-    let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
+    let u = UffdFd::new(&t, UFFD_FEATURE_MOVE)?;
     u.register(x, 2 * n * PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
     u.register(y, 2 * n * PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
     // CPU 1 moves x[0..n] up to y[0..n] page by page while CPU 0 moves
@@ -1025,7 +916,7 @@ fn aligned_thp_moves_as_one_pmd() -> TestResult {
     let table = t.mm().pgtables.table_of(src);
     let dst = 0x60_0000_0000usize;
     ensure_eq!(mmap(&t, dst, 2 << 20, RW | PROT_MTE, ANON | MAP_FIXED, -1)?, dst, "dst");
-    let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
+    let u = UffdFd::new(&t, UFFD_FEATURE_MOVE)?;
     u.register(dst, 2 << 20, UFFDIO_REGISTER_MODE_MISSING)?;
     let observing = uffd_move::observe();
     let (r, moved) = u.mv(dst, src, 2 << 20, 0)?;
@@ -1057,7 +948,7 @@ fn shared_thp_pmd_move_is_ebusy_without_split() -> TestResult {
     let _c = s.fork(&t)?;
     let dst = 0x60_0000_0000usize;
     mmap(&t, dst, 2 << 20, RW | PROT_MTE, ANON | MAP_FIXED, -1)?;
-    let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
+    let u = UffdFd::new(&t, UFFD_FEATURE_MOVE)?;
     u.register(dst, 2 << 20, UFFDIO_REGISTER_MODE_MISSING)?;
     expect_errno_mv(u.mv(dst, src, 2 << 20, 0)?, EBUSY, "a THP shared with a child")?;
     ensure_eq!(Folio::get(pte_pfn(pte_of(&t, src))).nr_pages(), 512, "the shared THP was split");
@@ -1079,14 +970,14 @@ fn a_handler_task_resolves_another_tasks_fault() -> TestResult {
     let mut s = Scenario::new();
     let f = s.spawn()?;
     let a = mmap(&f, 0, PAGE, RW, ANON, -1)?;
-    let u = Uffd::new(&f, 0)?;
+    let u = UffdFd::new(&f, 0)?;
     u.register(a, PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
     // The handler is another process holding the same descriptor.
     let h = s.spawn()?;
     let hbuf = mmap(&h, 0, PAGE, RW, ANON, -1)?;
     let hsrc = mmap(&h, 0, PAGE, RW, ANON, -1)?;
     ok(h.fill(hsrc, PAGE, 99), "handler's source page")?;
-    let handler = Uffd { t: h.clone(), fd: u.fd, arg: hbuf };
+    let handler = UffdFd { t: h.clone(), fd: u.fd, arg: hbuf };
     ensure!(matches!(f.load(a + 16), Err(Signal::UffdWait { .. })), "no userfault");
     ensure_eq!(handler.read()?, Some((UFFD_EVENT_PAGEFAULT, 0, a as u64)), "the handler reads the fault");
     must(handler.copy(a, hsrc, PAGE, 0), "handler's COPY")?;
@@ -1164,7 +1055,7 @@ kernel_test!(uffd, move_onto_a_swapped_out_dst_is_eexist, ramdisk);
 
 /// A THP at a fresh aligned address, with pages `pages` tagged and filled,
 /// and a registered dst of the same size. Returns (src, dst, head pfn).
-fn thp_with_dst(t: &Arc<Task>, u: &Uffd, round: usize, pages: &[usize]) -> Result<(usize, usize, u64), Verdict> {
+fn thp_with_dst(t: &Arc<Task>, u: &UffdFd, round: usize, pages: &[usize]) -> Result<(usize, usize, u64), Verdict> {
     let src = 0x40_0000_0000usize + round * (4 << 20);
     let dst = 0x50_0000_0000usize + round * (4 << 20);
     ensure_eq!(mmap(t, src, 2 << 20, RW | PROT_MTE, ANON | MAP_FIXED, -1)?, src, "src");
@@ -1183,7 +1074,6 @@ fn thp_with_dst(t: &Arc<Task>, u: &Uffd, round: usize, pages: &[usize]) -> Resul
 
 /// A UFFDIO_MOVE running on another CPU: the ioctl's result and the
 /// uffdio_move as the kernel left it.
-type Mover = OnCpu<Result<(Result<u64, Errno>, UffdioMove), Signal>>;
 
 /// A finished mover moved `len` bytes: 0 and `move` = len.
 fn move_done(mover: Mover, len: usize, what: &str) -> TestResult {
@@ -1209,7 +1099,7 @@ fn movers_on_one_large_folio(movers: usize) -> TestResult {
         let mut s = Scenario::new();
         s.thp();
         let t = s.spawn()?;
-        let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
+        let u = UffdFd::new(&t, UFFD_FEATURE_MOVE)?;
         let (src, dst, head) = thp_with_dst(&t, &u, round, &pages[..movers])?;
         let what = |m: usize| format!("round {round} (window {window}), mover {m} (page {})", pages[m]);
         let first = if window == 0 {
@@ -1289,7 +1179,7 @@ fn persistent_reference_gives_bounded_eagain() -> TestResult {
     let mut s = Scenario::new();
     s.thp();
     let t = s.spawn()?;
-    let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
+    let u = UffdFd::new(&t, UFFD_FEATURE_MOVE)?;
     let (src, dst, head) = thp_with_dst(&t, &u, 0, &[5])?;
     let held = Folio::get(head);
     let before = pte_of(&t, src + 5 * PAGE);
@@ -1316,7 +1206,7 @@ fn thp_with_a_zapped_pte_moves_by_ptes() -> TestResult {
     let mut s = Scenario::new();
     s.thp();
     let t = s.spawn()?;
-    let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
+    let u = UffdFd::new(&t, UFFD_FEATURE_MOVE)?;
     let (src, dst, head) = thp_with_dst(&t, &u, 0, &[0, 6, 8, 511])?;
     must(t.madvise(src + 7 * PAGE, PAGE, MADV_DONTNEED), "MADV_DONTNEED")?;
     let (r, moved) = u.mv(dst, src, 2 << 20, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES)?;
@@ -1338,7 +1228,7 @@ fn lookup_during_a_split_finds_the_folio_frozen() -> TestResult {
     let mut s = Scenario::new();
     s.thp();
     let t = s.spawn()?;
-    let u = Uffd::new(&t, UFFD_FEATURE_MOVE)?;
+    let u = UffdFd::new(&t, UFFD_FEATURE_MOVE)?;
     let (src, dst, head) = thp_with_dst(&t, &u, 0, &[5])?;
     let bp = crate::testhooks::schedpoint::arm(&crate::testhooks::points::SPLIT_FOLIO_AFTER_FREEZE);
     let mover = u.start_move(1, 0, dst + 5 * PAGE, src + 5 * PAGE, PAGE)?;
@@ -1361,7 +1251,7 @@ fn blocking_read_waits_for_a_fault() -> TestResult {
     let t = s.spawn()?;
     let fd = must(t.userfaultfd(0), "userfaultfd")?;
     let arg = mmap(&t, 0, PAGE, RW, ANON, -1)?;
-    let u = Uffd { t: t.clone(), fd, arg };
+    let u = UffdFd { t: t.clone(), fd, arg };
     must(u.api(UFFD_API, 0), "UFFDIO_API")?;
     let a = mmap(&t, 0, PAGE, RW, ANON, -1)?;
     u.register(a, PAGE, UFFDIO_REGISTER_MODE_MISSING)?;

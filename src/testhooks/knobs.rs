@@ -128,6 +128,45 @@ pub static THP_ORDER: [Knob; 10] = [
     order_knob("thp:hugepages-2048kB", 1),
 ];
 
+// khugepaged (Linux's /sys/kernel/mm/transparent_hugepage/khugepaged);
+// mm::khugepaged reads them, and the three limits bind only a collapse
+// that khugepaged starts (MADV_COLLAPSE ignores them, as in Linux).
+
+pub static KHUGEPAGED_MAX_PTES_NONE: Knob = Knob::new(
+    "khugepaged:max_ptes_none",
+    "mm::khugepaged::hpage_collapse_scan_pmd (khugepaged/max_ptes_none)",
+    "how many none or zero-page ptes a PMD range may have and still be collapsed by khugepaged",
+    511,
+);
+
+pub static KHUGEPAGED_MAX_PTES_SWAP: Knob = Knob::new(
+    "khugepaged:max_ptes_swap",
+    "mm::khugepaged::hpage_collapse_scan_pmd (khugepaged/max_ptes_swap)",
+    "how many swap ptes khugepaged swaps in to collapse a PMD range",
+    64,
+);
+
+pub static KHUGEPAGED_MAX_PTES_SHARED: Knob = Knob::new(
+    "khugepaged:max_ptes_shared",
+    "mm::khugepaged::hpage_collapse_scan_pmd (khugepaged/max_ptes_shared)",
+    "how many pages mapped by more than one pte khugepaged lets a collapse copy",
+    256,
+);
+
+pub static KHUGEPAGED_PAGES_TO_SCAN: Knob = Knob::new(
+    "khugepaged:pages_to_scan",
+    "mm::khugepaged::khugepaged_do_scan (khugepaged/pages_to_scan)",
+    "pages (512 per PMD range) khugepaged scans per pass before it sleeps",
+    4096,
+);
+
+pub static KHUGEPAGED_SCAN_SLEEP_MILLISECS: Knob = Knob::new(
+    "khugepaged:scan_sleep_millisecs",
+    "mm::khugepaged::khugepaged thread (khugepaged/scan_sleep_millisecs)",
+    "how long the khugepaged thread sleeps between passes",
+    10_000,
+);
+
 pub static ALL: &[&Knob] = &[
     &SWAP_SLOT_LIMIT,
     &KEEP_IN_SWAPCACHE,
@@ -143,6 +182,11 @@ pub static ALL: &[&Knob] = &[
     &THP_ORDER[7],
     &THP_ORDER[8],
     &THP_ORDER[9],
+    &KHUGEPAGED_MAX_PTES_NONE,
+    &KHUGEPAGED_MAX_PTES_SWAP,
+    &KHUGEPAGED_MAX_PTES_SHARED,
+    &KHUGEPAGED_PAGES_TO_SCAN,
+    &KHUGEPAGED_SCAN_SLEEP_MILLISECS,
 ];
 
 /// Every knob back to its default; the names of those that were not.

@@ -38,5 +38,7 @@ points! {
     MOVE_HUGE_PMD_AFTER_LOCKLESS_READ = "move_pages_huge_pmd:after_lockless_read" in "mm::uffd_move::move_huge_block, the src huge PMD seen without the lock, before the folio and the PMD locks";
     ZAP_HUGE_PMD_BEFORE_LOCK = "zap_huge_pmd:before_lock" in "mm::huge_memory::zap_or_split_huge_pmds, the huge PMDs of the range listed, before each is locked";
     COPY_HUGE_PMD_BEFORE_LOCK = "copy_huge_pmd:before_lock" in "mm::fork::copy_page_range, the parent's huge PMDs listed, before each is locked and copied";
+    COLLAPSE_HUGE_PAGE_AFTER_ALLOC = "collapse_huge_page:after_alloc" in "mm::khugepaged::collapse_huge_page, the mmap lock dropped and the THP allocated, before the read lock is retaken and the VMA revalidated";
+    COLLAPSE_HUGE_PAGE_BEFORE_WRITE_LOCK = "collapse_huge_page:before_mmap_write_lock" in "mm::khugepaged::collapse_huge_page, the stragglers swapped in and the read lock dropped, before the mmap write lock";
     SPLIT_FOLIO_AFTER_FREEZE = "split_folio:after_freeze" in "mm::split::split_folio, the refcount frozen, before the pages are rewritten";
 }

@@ -163,6 +163,38 @@ pub static SWAPIN_MTHP_MASKED_ENTRY: Variant = Variant::new(
     &["thp::mthp_swapin_from_a_masked_entry_is_caught"],
 );
 
+pub static COLLAPSE_NO_UFFD_WP_RECHECK: Variant = Variant::new(
+    "collapse:no_uffd_wp_recheck",
+    "mm::khugepaged::__collapse_huge_page_isolate",
+    "round 2 does not recheck uffd-wp: a pte write-protected while the mmap lock was dropped is collapsed into a writable PMD and its protection is lost",
+    "\"mm/khugepaged: check again on anon uffd-wp during isolation\" (dd47ac428c3f, v6.3-rc7)",
+    &["collapse::the_uffd_wp_window_without_the_recheck_is_caught"],
+);
+
+pub static COLLAPSE_COPY_DATA_ONLY: Variant = Variant::new(
+    "collapse:copy_data_only",
+    "mm::khugepaged::__collapse_huge_page_copy",
+    "the copy into the new THP moves the data but not the tags: after the collapse every tagged page has zero tags",
+    "a __collapse_huge_page_copy with a copy that is not arm64's tag-copying copy_highpage (copy_mc_user_highpage)",
+    &["collapse::a_collapse_copy_without_tags_is_caught"],
+);
+
+pub static COLLAPSE_NON_SWAP_AS_SWAP: Variant = Variant::new(
+    "collapse:non_swap_as_swap",
+    "mm::khugepaged::hpage_collapse_scan_pmd",
+    "migration, hwpoison and marker entries count as swap ptes and are handed to do_swap_page by the swap-in step",
+    "\"mm/khugepaged: abort collapse scan on non-swap entries\" (2025)",
+    &["collapse::non_swap_entries_handed_to_do_swap_page_is_caught"],
+);
+
+pub static COLLAPSE_TABLE_NOT_RESTORED: Variant = Variant::new(
+    "collapse:table_not_restored",
+    "mm::khugepaged::collapse_huge_page",
+    "when round 2 fails the detached page table is not put back: the range reads as empty and its pages are lost",
+    "collapse_huge_page's pmd_populate on the isolate failure path",
+    &["collapse::a_failed_collapse_that_loses_the_table_is_caught"],
+);
+
 /// Every variant, for listing, resets and the caught check.
 pub static ALL: &[&Variant] = &[
     &COW_DATA_ONLY,
@@ -177,6 +209,10 @@ pub static ALL: &[&Variant] = &[
     &SPLIT_TAILS_WITHOUT_MTE_TAGGED,
     &SWAPIN_MTHP_FAULTING_PAGE_TAGS_ONLY,
     &SWAPIN_MTHP_MASKED_ENTRY,
+    &COLLAPSE_NO_UFFD_WP_RECHECK,
+    &COLLAPSE_COPY_DATA_ONLY,
+    &COLLAPSE_NON_SWAP_AS_SWAP,
+    &COLLAPSE_TABLE_NOT_RESTORED,
 ];
 
 /// Switches every variant off; the names of those that were on.
