@@ -65,7 +65,7 @@ pub fn is_zero_pfn(pfn: u64) -> bool {
 pub(super) fn copy_highpage(dst: &Folio, src: &Folio, idx: usize) {
     copy_frame(dst.page_pfn(0), src.page_pfn(idx));
     if src.test(PG_MTE_TAGGED) && !crate::testhooks::variants::COW_DATA_ONLY.is_on() {
-        dst.set_tags(0, &src.tags(idx));
+        super::folio::copy_frame_tags(dst.page_pfn(0), src.page_pfn(idx));
         dst.set(PG_MTE_TAGGED);
     }
 }

@@ -157,10 +157,32 @@ pub fn write_frame(pfn: u64, off: usize, buf: &[u8]) {
 }
 
 /// copy_page: the data of frame `src` into frame `dst` (the same frame is
-/// allowed: the copy is a memmove).
+/// a no-op).
 pub fn copy_frame(dst: u64, src: u64) {
-    // SAFETY: two RAM frames; raw-pointer copy, no references.
-    unsafe { core::ptr::copy(linear_ptr::<u8>(frame_pa(src)), linear_ptr::<u8>(frame_pa(dst)), PAGE_SIZE) }
+    if dst == src {
+        return;
+    }
+    let (d, s) = (frame_pa(dst), frame_pa(src));
+    // SAFETY: two distinct RAM frames; the references live for the copy
+    // only, and the callers own `dst` (a new folio, or one being filled
+    // under its lock) while `src` is only read.
+    unsafe { linear_mut::<PageData>(d).copy_from(linear_ref::<PageData>(s)) }
+}
+
+/// The tags of frame `src` into frame `dst` (copy_highpage's tag half).
+pub fn copy_frame_tags(dst: u64, src: u64) {
+    if dst == src {
+        return;
+    }
+    let (d, s) = (frame_pa(dst), frame_pa(src));
+    // SAFETY: two distinct RAM frames; LDGM/STGM touch tag storage only and
+    // no data byte is read or written through the references.
+    unsafe { linear_mut::<PageData>(d).copy_tags_from(linear_ref::<PageData>(s)) }
+}
+
+/// Zeroes frame `pfn`'s data and tags (DC GZVA).
+pub fn zero_frame(pfn: u64) {
+    frames::zero_frame(frame_pa(pfn))
 }
 
 /// The 128 bytes of tags of frame `pfn` (LDGM).
@@ -206,11 +228,22 @@ impl core::fmt::Debug for Folio {
 impl Folio {
     /// A new folio of 2^order zeroed frames (data and tags), refcount 1.
     pub fn alloc(order: u8) -> Option<Folio> {
+        Self::alloc_frames(order, frames::alloc_zeroed)
+    }
+
+    /// A new folio whose frames hold whatever their last owner left: the
+    /// caller writes every page's data and tags before it is mapped
+    /// (collapse copies into it). Anything else takes `alloc`.
+    pub fn alloc_for_copy(order: u8) -> Option<Folio> {
+        Self::alloc_frames(order, frames::alloc_uninit)
+    }
+
+    fn alloc_frames(order: u8, frames_of: fn(usize, usize) -> Option<u64>) -> Option<Folio> {
         if crate::testhooks::fault_inject::FOLIO_ALLOC.should_fail() {
             return None;
         }
         let n = 1usize << order;
-        let pa = frames::alloc_zeroed(n, n)?;
+        let pa = frames_of(n, n)?;
         let pfn = pa / PAGE_SIZE as u64;
         for i in 0..n as u64 {
             pfn_to_page(pfn + i).head.store(pfn, Ordering::Release);

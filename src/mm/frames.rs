@@ -39,11 +39,23 @@ pub fn free_frames() -> usize {
 /// Allocates `count` contiguous frames aligned to `align` frames, zeroed
 /// (data and tags).
 pub fn alloc_zeroed(count: usize, align: usize) -> Option<u64> {
-    let pa = with(|fa| if count == 1 { fa.alloc() } else { fa.alloc_contig(count, align) })?;
+    let pa = alloc_uninit(count, align)?;
     for i in 0..count {
         zero_page(pa + (i * PAGE_SIZE) as u64);
     }
     Some(pa)
+}
+
+/// Allocates as `alloc_zeroed` but leaves the frames as their last owner
+/// left them: for a caller that writes every page (data and tags) before
+/// anything can read it (collapse's copy).
+pub fn alloc_uninit(count: usize, align: usize) -> Option<u64> {
+    with(|fa| if count == 1 { fa.alloc() } else { fa.alloc_contig(count, align) })
+}
+
+/// Zeroes frame `pa`'s data and tags (clear_user_highpage with tags).
+pub fn zero_frame(pa: u64) {
+    zero_page(pa)
 }
 
 pub fn free(pa: u64, count: usize) -> Result<(), FreeError> {

@@ -31,7 +31,8 @@
 //! SCAN_PTE_UFFD_WP; every other non-swap entry SCAN_PTE_NON_PRESENT.
 
 use super::folio::{
-    copy_frame, folio_head, frame_tags, pfn_to_page, set_frame_tags, Folio, PG_LOCKED, PG_MTE_TAGGED, PG_SWAPCACHE,
+    copy_frame, copy_frame_tags, folio_head, pfn_to_page, set_frame_tags, zero_frame, Folio, PG_LOCKED, PG_MTE_TAGGED,
+    PG_SWAPCACHE,
 };
 use super::huge_memory::{map_new_thp, thp_vma_allowable};
 use super::mm_types::*;
@@ -308,8 +309,11 @@ fn __collapse_huge_page_swapin(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr:
 struct Isolated(Vec<Folio>);
 
 impl Isolated {
-    fn contains(&self, head: u64) -> bool {
-        self.0.iter().any(|f| f.pfn() == head)
+    /// Whether `folio` was taken already: only a large folio can be mapped
+    /// by more than one pte of the range (an anonymous small folio has one
+    /// address in an mm), so only large ones are looked for.
+    fn contains(&self, folio: &Folio) -> bool {
+        folio.order() > 0 && self.0.iter().rev().any(|f| f.pfn() == folio.pfn())
     }
 }
 
@@ -362,7 +366,7 @@ fn __collapse_huge_page_isolate(
                 return Err(SCAN_EXCEED_SHARED_PTE);
             }
         }
-        if !isolated.contains(folio.pfn()) {
+        if !isolated.contains(&folio) {
             // A large folio is locked and counted once.
             if !folio.trylock_raw() {
                 return Err(SCAN_PAGE_LOCK);
@@ -388,25 +392,35 @@ fn __collapse_huge_page_isolate(
 }
 
 /// __collapse_huge_page_copy: each page's data, and its tags when its
-/// folio has them (arm64's copy_highpage); none and zero-page ptes leave
-/// the new folio's page zero, tags included (clear_user_highpage).
+/// folio has them (arm64's copy_highpage); none and zero-page ptes become
+/// zero pages, tags included (clear_user_highpage). The new folio was not
+/// zeroed, so every page is written here: the tags of a page copied from
+/// an untagged one are cleared when any page of the THP is tagged (it is
+/// then PG_mte_tagged as a whole), and otherwise left to mte_sync_tags,
+/// which clears them all the first time the THP is mapped tagged.
 fn __collapse_huge_page_copy(pt: &PteTable, folio: &Folio, addr: usize) {
-    let mut tagged = false;
+    let mut untagged = Vec::new();
     for i in 0..NR {
         let pte = pt.get(addr + i * PAGE_SIZE);
+        let dst = folio.page_pfn(i);
         if none_or_zero(pte) {
+            zero_frame(dst);
             continue;
         }
-        let (dst, src) = (folio.page_pfn(i), pte_pfn(pte));
+        let src = pte_pfn(pte);
         copy_frame(dst, src);
         let src_tagged = pfn_to_page(folio_head(src)).flags.load(Ordering::Acquire) & PG_MTE_TAGGED != 0;
         if src_tagged && !variants::COLLAPSE_COPY_DATA_ONLY.is_on() {
-            set_frame_tags(dst, &frame_tags(src));
-            tagged = true;
+            copy_frame_tags(dst, src);
+        } else {
+            untagged.push(dst);
         }
     }
-    if tagged {
-        folio.set(PG_MTE_TAGGED); // untagged pages keep zero tags
+    if untagged.len() < NR {
+        for dst in untagged {
+            set_frame_tags(dst, &[0; crate::arch::mte::PAGE_TAG_BYTES]);
+        }
+        folio.set(PG_MTE_TAGGED);
     }
 }
 
@@ -461,7 +475,7 @@ fn collapse_huge_page(
     scanned: Scanned,
     cc: &CollapseControl,
 ) -> Result<(), ScanResult> {
-    let Some(folio) = Folio::alloc(THP_PMD_ORDER as u8) else {
+    let Some(folio) = Folio::alloc_for_copy(THP_PMD_ORDER as u8) else {
         ALLOC_FAILED.fetch_add(1, Ordering::Relaxed);
         return Err(SCAN_ALLOC_HUGE_PAGE_FAIL);
     };

@@ -1060,3 +1060,19 @@ fn the_write_lock_revalidates_again() -> TestResult {
     s.finish()
 }
 kernel_test!(collapse, the_write_lock_revalidates_again, cpus = 2);
+
+/// With enabled=always an anonymous mmap registers its mm with khugepaged
+/// (no MADV_HUGEPAGE needed); with madvise it does not.
+fn enabled_always_registers_at_mmap() -> TestResult {
+    let mut s = Scenario::new();
+    s.thp();
+    let t = s.spawn()?;
+    mmap(&t, A, HUGE, RW, ANON | MAP_FIXED, -1)?;
+    ensure!(!khugepaged::is_registered(&t.mm()), "enabled=madvise: an mmap without MADV_HUGEPAGE registered");
+    let k = THP_ENABLED.set(crate::cmdline::ThpEnabled::Always as u64);
+    mmap(&t, B, HUGE, RW, ANON | MAP_FIXED, -1)?;
+    ensure!(khugepaged::is_registered(&t.mm()), "enabled=always: the mmap did not register the mm");
+    drop(k);
+    s.finish()
+}
+kernel_test!(collapse, enabled_always_registers_at_mmap);

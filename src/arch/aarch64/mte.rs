@@ -302,6 +302,57 @@ impl PageData {
         }
     }
 
+    /// copy_page: the data of `src` into this page, 64 bytes per step with
+    /// LDP/STP (what arm64's copy_page does; a generic memmove moves a word
+    /// at a time). Tags are not touched. Kernel accesses through the linear
+    /// map use the match-all tag, so tag checks never fire here.
+    pub fn copy_from(&mut self, src: &PageData) {
+        let (d, s) = (self.addr(), src.addr());
+        // SAFETY: two distinct, page-aligned 4 KiB frames (the borrows say
+        // so); the loop reads and writes exactly PAGE_SIZE bytes of each.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "ldp {a}, {b}, [{s}]",
+                "ldp {c}, {e}, [{s}, #16]",
+                "stp {a}, {b}, [{d}]",
+                "stp {c}, {e}, [{d}, #16]",
+                "ldp {a}, {b}, [{s}, #32]",
+                "ldp {c}, {e}, [{s}, #48]",
+                "stp {a}, {b}, [{d}, #32]",
+                "stp {c}, {e}, [{d}, #48]",
+                "add {s}, {s}, #64",
+                "add {d}, {d}, #64",
+                "subs {n}, {n}, #1",
+                "b.ne 2b",
+                s = inout(reg) s => _,
+                d = inout(reg) d => _,
+                n = inout(reg) PAGE_SIZE / 64 => _,
+                a = out(reg) _, b = out(reg) _, c = out(reg) _, e = out(reg) _,
+                options(nostack)
+            )
+        }
+    }
+
+    /// The tags of `src` into this page, block by block (LDGM then STGM,
+    /// with no buffer in between); the data is untouched.
+    pub fn copy_tags_from(&mut self, src: &PageData) {
+        let bs = gm_block_size();
+        for off in (0..PAGE_SIZE).step_by(bs) {
+            let (s, d) = (src.addr() + off, self.addr() + off);
+            // SAFETY: LDGM reads the tags of one aligned block of `src`,
+            // STGM writes them to the same block of this page.
+            unsafe {
+                core::arch::asm!(
+                    "ldgm {v}, [{s}]",
+                    "stgm {v}, [{d}]",
+                    v = out(reg) _, s = in(reg) s, d = in(reg) d,
+                    options(nostack)
+                )
+            };
+        }
+    }
+
     /// DC GZVA over the page: zeroes the data and sets every tag to `tag`.
     pub fn dc_gzva(&mut self, tag: u8) {
         let bs = zva_block_size();
