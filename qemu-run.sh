@@ -17,7 +17,9 @@
 #   --smp N           number of CPUs (default 2)
 #   --el2             enter the kernel at EL2 (virtualization=on; PSCI over SMC)
 #   --image           boot the raw arm64 Image instead of the ELF
-#   --timeout SECS    kill a hung guest after SECS seconds (default 300)
+#   --timeout SECS    limit for the whole run, every boot included (default 900)
+#   --test-timeout S  limit for one test that declares none (default 120); a
+#                     test over its limit fails and the run goes on in a fresh boot
 #   --memory SIZE     guest RAM (default 512M)
 #   --verbose         show debug log frames too (per-test instruction/cycle counts)
 #   --bench NAME      run a benchmark (swap, uffd, thp, collapse) instead of the tests
@@ -33,8 +35,15 @@ cd "$(dirname "$0")"
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
-smp=2 el2=0 image=0 timeout=300 memory=512M list=0 hooks='' install=1 verbose=() bench='' icount=()
+smp=2 el2=0 image=0 timeout=900 test_timeout=120 memory=512M list=0 hooks='' install=1 verbose=() bench='' icount=()
 filters=() extra=()
+# value OPTION "$@": the option's value, or status 2 with one line.
+value() {
+    if [ $# -lt 2 ] || [ -z "$2" ] || [ "${2#--}" != "$2" ]; then
+        echo "qemu-run.sh: $1 needs a value (see --help)" >&2; exit 2
+    fi
+    printf '%s' "$2"
+}
 while [ $# -gt 0 ]; do
     case "$1" in
         --list) list=1 ;;
@@ -42,13 +51,14 @@ while [ $# -gt 0 ]; do
         --list-points) list=1; hooks=list-points ;;
         --list-faults) list=1; hooks=list-faults ;;
         --list-knobs) list=1; hooks=list-knobs ;;
-        --smp) smp=${2:?--smp needs a number}; shift ;;
+        --smp) smp=$(value --smp "${2:-}"); shift ;;
         --el2) el2=1 ;;
         --image) image=1 ;;
-        --timeout) timeout=${2:?--timeout needs seconds}; shift ;;
-        --memory) memory=${2:?--memory needs a size}; shift ;;
+        --timeout) timeout=$(value --timeout "${2:-}"); shift ;;
+        --test-timeout) test_timeout=$(value --test-timeout "${2:-}"); shift ;;
+        --memory) memory=$(value --memory "${2:-}"); shift ;;
         --verbose) verbose=(-v) ;;
-        --bench) bench=${2:?--bench needs a benchmark name}; shift ;;
+        --bench) bench=$(value --bench "${2:-}"); shift ;;
         --icount) icount=(-icount shift=0) ;;
         --no-install) install=0 ;;
         -h|--help) usage; exit 0 ;;
@@ -60,6 +70,8 @@ while [ $# -gt 0 ]; do
 done
 case "$smp" in ''|*[!0-9]*) echo "qemu-run.sh: --smp wants a number of CPUs, not '$smp'" >&2; exit 2 ;; esac
 case "$timeout" in ''|*[!0-9]*) echo "qemu-run.sh: --timeout wants whole seconds, not '$timeout'" >&2; exit 2 ;; esac
+case "$test_timeout" in ''|*[!0-9]*) echo "qemu-run.sh: --test-timeout wants whole seconds, not '$test_timeout'" >&2; exit 2 ;; esac
+case "$bench" in ''|swap|uffd|thp|collapse) ;; *) echo "qemu-run.sh: unknown benchmark '$bench' (swap, uffd, thp, collapse)" >&2; exit 2 ;; esac
 if [ "$smp" -lt 1 ] || [ "$smp" -gt 8 ]; then
     echo "qemu-run.sh: --smp $smp: the kernel supports 1 to 8 CPUs" >&2; exit 2
 fi
@@ -116,7 +128,7 @@ machine=virt,mte=on
 listflag=()
 [ "$list" = 1 ] && listflag=(--list)
 
-exec target/release/kreport --elf "$elf" --reports target/reports --timeout "$timeout" "${listflag[@]}" "${verbose[@]}" "${benchflag[@]}" -- \
+exec target/release/kreport --elf "$elf" --reports target/reports --timeout "$timeout" --test-timeout "$test_timeout" "${listflag[@]}" "${verbose[@]}" "${benchflag[@]}" -- \
     "$qemu" -machine "$machine" -cpu max -smp "$smp" -m "$memory" "${icount[@]}" \
     -display none -monitor none -serial stdio -no-reboot \
     -semihosting-config enable=on,target=native \

@@ -2,7 +2,8 @@
 # Installs what a fresh Debian machine lacks to build and run the suite:
 # a QEMU that models MTE correctly (bookworm-backports 10.x; bookworm's 7.2
 # stores tags per granule-parity, see shared/spec/platform-notes.md) and the
-# Rust target from rust-toolchain.toml. Safe to run again; skips what is there.
+# Rust target from rust-toolchain.toml, and the report consumers test-all.sh
+# uses. Safe to run again; skips what is there.
 set -euo pipefail
 
 # With QEMU=... set the caller chose the emulator: leave it to qemu-run.sh
@@ -59,6 +60,23 @@ if need_qemu; then
     echo "install-prereqs: installing qemu-system-arm from bookworm-backports"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -t bookworm-backports qemu-system-arm >/dev/null
+fi
+
+# The report consumers test-all.sh checks the reports with: xmllint (the
+# JUnit XSD) and prove (TAP), by Debian package name.
+missing=()
+command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
+command -v prove >/dev/null 2>&1 || missing+=(perl)
+if [ ${#missing[@]} -gt 0 ]; then
+    if command -v apt-get >/dev/null 2>&1; then
+        SUDO=""
+        [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+        echo "install-prereqs: installing ${missing[*]}"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "install-prereqs: no apt-get to install ${missing[*]} (test-all.sh needs xmllint and prove)" >&2
+    fi
 fi
 
 # The toolchain, its targets and components, as rust-toolchain.toml names

@@ -46,34 +46,35 @@ pub struct TestDesc {
     pub min_cpus: usize,
     /// Needs the swap RAM-disk; without one (ramdisk=0) it is skipped.
     pub needs_ramdisk: bool,
+    /// The host runner's time limit for this test in seconds (0: its
+    /// default); announced on the PLAN line.
+    pub timeout_s: u32,
     pub run: fn() -> TestResult,
 }
 
-/// Registers `fn $name() -> TestResult` as test `$suite::$name`; with
-/// `cpus = N` it needs N CPUs and with `ramdisk` the swap RAM-disk (the
-/// harness skips it, saying why, without them); with `explicit_only` it
-/// runs only when named in full.
+/// Registers `fn $name() -> TestResult` as test `$suite::$name`, with
+/// options in any order: `cpus = N` (it needs N CPUs) and `ramdisk` (the
+/// swap RAM-disk; the harness skips it, saying why, without them),
+/// `timeout = S` (the host runner's per-test limit in seconds, instead of
+/// its default), `explicit_only` (it runs only when named in full).
 #[macro_export]
 macro_rules! kernel_test {
-    ($suite:ident, $name:ident) => {
-        $crate::kernel_test!(@reg $suite, $name, false, 1, false);
+    ($suite:ident, $name:ident $(, $($opt:tt)+)?) => {
+        $crate::kernel_test!(@opt $suite, $name, [false, 1, false, 0] $(, $($opt)+)?);
     };
-    ($suite:ident, $name:ident, cpus = $n:expr) => {
-        $crate::kernel_test!(@reg $suite, $name, false, $n, false);
+    (@opt $s:ident, $n:ident, [$e:expr, $c:expr, $r:expr, $t:expr], cpus = $v:literal $(, $($rest:tt)+)?) => {
+        $crate::kernel_test!(@opt $s, $n, [$e, $v, $r, $t] $(, $($rest)+)?);
     };
-    ($suite:ident, $name:ident, ramdisk) => {
-        $crate::kernel_test!(@reg $suite, $name, false, 1, true);
+    (@opt $s:ident, $n:ident, [$e:expr, $c:expr, $r:expr, $t:expr], ramdisk $(, $($rest:tt)+)?) => {
+        $crate::kernel_test!(@opt $s, $n, [$e, $c, true, $t] $(, $($rest)+)?);
     };
-    ($suite:ident, $name:ident, cpus = $n:expr, ramdisk) => {
-        $crate::kernel_test!(@reg $suite, $name, false, $n, true);
+    (@opt $s:ident, $n:ident, [$e:expr, $c:expr, $r:expr, $t:expr], explicit_only $(, $($rest:tt)+)?) => {
+        $crate::kernel_test!(@opt $s, $n, [true, $c, $r, $t] $(, $($rest)+)?);
     };
-    ($suite:ident, $name:ident, explicit_only) => {
-        $crate::kernel_test!(@reg $suite, $name, true, 1, false);
+    (@opt $s:ident, $n:ident, [$e:expr, $c:expr, $r:expr, $t:expr], timeout = $v:literal $(, $($rest:tt)+)?) => {
+        $crate::kernel_test!(@opt $s, $n, [$e, $c, $r, $v] $(, $($rest)+)?);
     };
-    ($suite:ident, $name:ident, ramdisk, explicit_only) => {
-        $crate::kernel_test!(@reg $suite, $name, true, 1, true);
-    };
-    (@reg $suite:ident, $name:ident, $explicit:expr, $cpus:expr, $ramdisk:expr) => {
+    (@opt $suite:ident, $name:ident, [$explicit:expr, $cpus:expr, $ramdisk:expr, $timeout:expr]) => {
         const _: () = {
             #[used]
             #[link_section = ".kernel_tests"]
@@ -84,6 +85,7 @@ macro_rules! kernel_test {
                 explicit_only: $explicit,
                 min_cpus: $cpus,
                 needs_ramdisk: $ramdisk,
+                timeout_s: $timeout,
                 run: $name,
             };
         };
@@ -351,7 +353,20 @@ pub fn run(cmd: &Cmdline, cpus_online: usize) -> u8 {
         println!("{} tests listed", selected.len());
         return (FAILED.load(Ordering::Relaxed) != 0) as u8;
     }
-    println!("mtekernel: running {} tests on {} CPUs", selected.len(), cpus_online);
+    // The plan first, so the runner can account for every selected test
+    // even if this boot dies early.
+    let variants_check = cmd.filters.is_empty() && cmd.after.is_none();
+    for t in &selected {
+        match t.timeout_s {
+            0 => println!("PLAN: {}", full_name(t)),
+            s => println!("PLAN: {} timeout={s}", full_name(t)),
+        }
+    }
+    if variants_check {
+        println!("PLAN: harness::every_variant_is_caught");
+    }
+    let n = selected.len() + usize::from(variants_check);
+    println!("mtekernel: running {n} test{} on {} CPUs", if n == 1 { "" } else { "s" }, cpus_online);
     for t in selected {
         let name = full_name(t);
         println!("RUN  {name}");
@@ -378,7 +393,7 @@ pub fn run(cmd: &Cmdline, cpus_online: usize) -> u8 {
         *CURRENT.lock() = None;
     }
     // Only a run of every test in one boot can say every variant is caught.
-    if cmd.filters.is_empty() && cmd.after.is_none() {
+    if variants_check {
         match every_variant_is_caught(&all_tests()) {
             Ok(()) => {
                 PASSED.fetch_add(1, Ordering::Relaxed);

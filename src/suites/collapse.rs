@@ -76,6 +76,20 @@ fn filled(mte: bool, pages: impl IntoIterator<Item = usize>) -> Result<(Scenario
     Ok((s, t))
 }
 
+/// A 2 MiB folio with every byte and tag set, freed again: the frame
+/// allocator hands the same frames to the collapse's new THP next, so a
+/// page the collapse leaves unwritten shows stale data or tags instead of
+/// zero by luck.
+fn dirty_the_next_thp() -> TestResult {
+    let f = Folio::alloc(9).ok_or_else(|| verdict("a 2 MiB folio", "no memory"))?;
+    for i in 0..NR {
+        f.set_tags(i, &[0xA5; crate::arch::mte::PAGE_TAG_BYTES]);
+        f.write(i, 0, &[0x5A; PAGE]);
+    }
+    drop(f);
+    Ok(())
+}
+
 fn all() -> core::ops::Range<usize> {
     0..NR
 }
@@ -240,6 +254,7 @@ kernel_test!(collapse, a_collapse_copy_without_tags_is_caught);
 fn a_sparse_range_collapses_with_zeroed_holes() -> TestResult {
     let _k = KHUGEPAGED_MAX_PTES_NONE.set(0);
     let (s, t) = filled(true, (0..NR).step_by(3))?;
+    dirty_the_next_thp()?;
     ensure_eq!(collapse(&t, A)?, Ok(()), "MADV_COLLAPSE of a sparse range");
     expect_thp(&t, A, "sparse")?;
     expect_pages(&t, A, true, |p| p % 3 == 0, "sparse range")?;
@@ -1076,3 +1091,46 @@ fn enabled_always_registers_at_mmap() -> TestResult {
     s.finish()
 }
 kernel_test!(collapse, enabled_always_registers_at_mmap);
+
+/// A range whose first half was tagged (PROT_MTE for a while) and whose
+/// second half was faulted in untagged: the THP keeps the first half's
+/// tags and has zero tags in the second, as mprotect(PROT_MTE) shows.
+fn a_half_tagged_range_keeps_its_tags_and_zeroes_the_rest() -> TestResult {
+    let mut s = Scenario::new();
+    s.thp();
+    let t = s.spawn()?;
+    ensure_eq!(mmap(&t, A, HUGE, RW, ANON | MAP_FIXED, -1)?, A, "MAP_FIXED");
+    must(t.madvise(A, HUGE, MADV_NOHUGEPAGE), "MADV_NOHUGEPAGE")?;
+    for p in 0..NR / 2 {
+        ok(t.store(A + p * PAGE, word(p)), "write")?;
+    }
+    must(t.mprotect(A, HUGE, RW | PROT_MTE), "mprotect PROT_MTE")?;
+    for p in 0..NR / 2 {
+        ok(t.tag_range(with_tag(A + p * PAGE, tag_of(p)), PAGE), "STG")?;
+    }
+    must(t.mprotect(A, HUGE, RW), "mprotect without PROT_MTE")?;
+    for p in NR / 2..NR {
+        ok(t.store(A + p * PAGE, word(p)), "write")?;
+    }
+    must(t.madvise(A, HUGE, MADV_HUGEPAGE), "MADV_HUGEPAGE")?;
+    dirty_the_next_thp()?;
+    ensure_eq!(collapse(&t, A)?, Ok(()), "MADV_COLLAPSE");
+    let head = expect_thp(&t, A, "half tagged")?;
+    ensure!(Folio::get(head).test(PG_MTE_TAGGED), "a THP with tagged pages is PG_mte_tagged");
+    must(t.mprotect(A, HUGE, RW | PROT_MTE), "mprotect PROT_MTE again")?;
+    for p in all() {
+        let tags = frame_tags(pfn_at(&t, A + p * PAGE)?);
+        let want = if p < NR / 2 { tag_of(p) * 0x11 } else { 0 };
+        ensure!(
+            tags.iter().all(|&b| b == want),
+            "tags of page {p}: expected {want:#x} everywhere, got {:x?}",
+            &tags[..4]
+        );
+    }
+    for p in [0, 255, 256, 511] {
+        let tag = if p < NR / 2 { tag_of(p) } else { 0 };
+        ensure_eq!(ok(t.load(with_tag(A + p * PAGE, tag)), "read")?, word(p), "page {p} through its tag");
+    }
+    s.finish()
+}
+kernel_test!(collapse, a_half_tagged_range_keeps_its_tags_and_zeroes_the_rest);

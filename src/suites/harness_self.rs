@@ -150,7 +150,7 @@ fn deliberate_hang() -> TestResult {
         cpu::wfe();
     }
 }
-kernel_test!(selftest, deliberate_hang, explicit_only);
+kernel_test!(selftest, deliberate_hang, explicit_only, timeout = 5);
 
 /// Fails part-way the way a real test can: swap on, a page swapped out with
 /// its tags saved, a known-wrong order and a fault injection switched on, a

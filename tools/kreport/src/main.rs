@@ -1,12 +1,7 @@
 //! kreport: runs the kernel (or reads a captured serial stream), decodes
 //! report lines and defmt log frames with file:line, prints the human
 //! report, writes TAP13 and JUnit files and exits with the suite's status.
-//!
-//! Usage:
-//!   kreport [--elf KERNEL] [--reports DIR] [--timeout SECS] [--list] [-v] -- COMMAND [ARGS...]
-//!   kreport [--elf KERNEL] [--reports DIR] < capture.bin
-//!
-//! Without --elf, defmt frames are counted but not decoded.
+//! See `kreport --help`.
 
 mod report;
 mod stream;
@@ -22,10 +17,39 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use stream::{Piece, Splitter};
 
+const HELP: &str = "\
+kreport: runs the kernel under an emulator (or reads a captured serial
+stream), decodes its report lines and defmt log frames, prints the report,
+writes TAP13 and JUnit files, and exits 0 only if every selected test
+passed (1 if not, 2 on a usage or start-up error).
+
+usage:
+  kreport [OPTIONS] -- COMMAND [ARGS...]   run COMMAND (QEMU) and read its stdout
+  kreport [OPTIONS] < CAPTURE              read a captured serial stream from stdin
+
+options:
+  --elf KERNEL          the kernel ELF, to decode defmt frames with file:line
+                        (without it frames are only counted)
+  --reports DIR         write DIR/report.tap and DIR/junit.xml
+  --timeout SECS        limit for the whole run, every boot included (default: none)
+  --test-timeout SECS   limit for one test, for tests that declare none
+                        (kernel_test!(.., timeout = S)); default 120
+  --list                print the listed test names (TEST: lines) only
+  --bench               a benchmark run: it passes if the guest says BENCH DONE
+  -v, --verbose         also show debug and trace log frames
+  -h, --help            this text
+
+A panic or a hang fails only the test that was running: kreport boots a
+fresh kernel (COMMAND with after=NAME added to QEMU's -append) for the
+tests after it.";
+
 struct Options {
     elf: Option<PathBuf>,
     reports: Option<PathBuf>,
+    /// The whole run's limit.
     timeout: Option<u64>,
+    /// One test's limit unless it declares its own.
+    test_timeout: u64,
     list: bool,
     verbose: bool,
     /// A benchmark run: it passes if the guest says BENCH DONE and exits 0.
@@ -33,39 +57,44 @@ struct Options {
     command: Vec<String>,
 }
 
+fn seconds(p: &mut lexopt::Parser, opt: &str) -> Result<u64> {
+    let v = p.value().with_context(|| format!("{opt} needs a number of seconds"))?;
+    let v = v.to_string_lossy().to_string();
+    v.parse().with_context(|| format!("{opt}: '{v}' is not a number of seconds"))
+}
+
 fn parse_args() -> Result<Options> {
+    use lexopt::prelude::*;
     let mut o = Options {
         elf: None,
         reports: None,
         timeout: None,
+        test_timeout: 120,
         list: false,
         verbose: false,
         bench: false,
         command: Vec::new(),
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--elf" => o.elf = Some(args.next().context("--elf needs a file")?.into()),
-            "--reports" => o.reports = Some(args.next().context("--reports needs a directory")?.into()),
-            "--timeout" => {
-                let v = args.next().context("--timeout needs seconds")?;
-                o.timeout = Some(v.parse().with_context(|| format!("--timeout: '{v}' is not a number of seconds"))?);
-            }
-            "--list" => o.list = true,
-            "-v" | "--verbose" => o.verbose = true,
-            "--bench" => o.bench = true,
-            "--" => {
-                o.command = args.collect();
-                break;
-            }
-            "-h" | "--help" => {
-                println!(
-                    "usage: kreport [--elf KERNEL] [--reports DIR] [--timeout SECS] [--list] [-v] [-- COMMAND ARGS...]"
-                );
+    let mut p = lexopt::Parser::from_env();
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("elf") => o.elf = Some(p.value().context("--elf needs a file")?.into()),
+            Long("reports") => o.reports = Some(p.value().context("--reports needs a directory")?.into()),
+            Long("timeout") => o.timeout = Some(seconds(&mut p, "--timeout")?),
+            Long("test-timeout") => o.test_timeout = seconds(&mut p, "--test-timeout")?,
+            Long("list") => o.list = true,
+            Short('v') | Long("verbose") => o.verbose = true,
+            Long("bench") => o.bench = true,
+            Short('h') | Long("help") => {
+                println!("{HELP}");
                 std::process::exit(0);
             }
-            other => bail!("unknown option '{other}' (see --help)"),
+            Value(v) => {
+                // The command starts here (after `--`, or at its first word).
+                o.command.push(v.to_string_lossy().to_string());
+                o.command.extend(p.raw_args()?.map(|a| a.to_string_lossy().to_string()));
+            }
+            other => bail!("{} (see --help)", other.unexpected()),
         }
     }
     Ok(o)
@@ -121,17 +150,23 @@ struct Printer {
     list: bool,
     verbose: bool,
     frames_undecoded: usize,
+    /// Items printed by a --list run.
+    items_listed: usize,
+    /// The run's start, the clock of the report's test times.
+    t0: Instant,
 }
 
 impl Printer {
     fn piece(&mut self, p: Piece) {
         let out = std::io::stdout();
         let mut out = out.lock();
+        let now = self.t0.elapsed().as_secs_f64();
         match p {
             Piece::Text(t) => {
                 for line in t.lines() {
-                    self.report.line(line);
+                    self.report.line_at(line, now);
                     let hide = line.starts_with("RUN  ")
+                        || line.starts_with("PLAN: ")
                         || report::parse_summary(line).is_some()
                         || (self.list && line.starts_with("TEST: "));
                     if self.list {
@@ -139,7 +174,10 @@ impl Printer {
                             .iter()
                             .find_map(|p| line.strip_prefix(p));
                         if let Some(item) = listed {
+                            self.items_listed += 1;
                             let _ = writeln!(out, "{item}");
+                        } else if line.starts_with("FAIL: ") || line.starts_with("FATAL: ") {
+                            eprintln!("{line}");
                         }
                     } else if !hide {
                         let _ = writeln!(out, "{line}");
@@ -149,6 +187,7 @@ impl Printer {
             Piece::Frame(f) => match &self.defmt {
                 Some(d) if !self.list => {
                     if let Some(line) = d.show(&f, self.verbose) {
+                        self.report.log_line(&line);
                         let _ = writeln!(out, "{line}");
                     }
                 }
@@ -159,9 +198,27 @@ impl Printer {
     }
 }
 
-/// Feeds the child's stdout (or our stdin) to the printer; returns the
-/// child's exit status and whether the timeout killed it.
-fn pump(o: &Options, command: &[String], p: &mut Printer) -> Result<(Option<i32>, bool)> {
+/// Which limit stopped a boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stopped {
+    /// The emulator exited (or the capture ended).
+    Exited,
+    /// The running test's own limit (its name's, or --test-timeout).
+    TestLimit(u64),
+    /// The whole run's limit (--timeout).
+    RunLimit(u64),
+}
+
+/// Feeds the child's stdout (or our stdin) to the printer until it ends or
+/// a limit passes: the whole run's `run_deadline`, or the running test's
+/// own limit from its RUN line. Returns the child's exit status (None if
+/// killed) and what stopped it.
+fn pump(
+    o: &Options,
+    command: &[String],
+    run_deadline: Option<Instant>,
+    p: &mut Printer,
+) -> Result<(Option<i32>, Stopped)> {
     let mut splitter = Splitter::default();
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
     let mut child = if command.is_empty() {
@@ -181,7 +238,7 @@ fn pump(o: &Options, command: &[String], p: &mut Printer) -> Result<(Option<i32>
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
-            .with_context(|| format!("starting {}", command[0]))?;
+            .with_context(|| format!("cannot start the emulator '{}'", command[0]))?;
         let mut stdout = c.stdout.take().expect("piped stdout");
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
@@ -193,14 +250,30 @@ fn pump(o: &Options, command: &[String], p: &mut Printer) -> Result<(Option<i32>
         });
         Some(c)
     };
-    let deadline = o.timeout.map(|s| Instant::now() + Duration::from_secs(s));
-    let mut timed_out = false;
+    let mut stopped = Stopped::Exited;
+    // The test being timed: its name, when it started and its limit.
+    let mut timing: Option<(String, Instant, u64)> = None;
     loop {
+        match (&timing, &p.report.running) {
+            (Some((n, _, _)), Some(r)) if n == r => {}
+            (_, Some(r)) => timing = Some((r.clone(), Instant::now(), p.report.limit_of(r, o.test_timeout))),
+            (_, None) => timing = None,
+        }
+        let test_deadline = timing.as_ref().map(|(_, t, s)| *t + Duration::from_secs(*s));
+        let deadline = match (run_deadline, test_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let msg = match deadline {
             Some(d) => match rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
                 Ok(m) => Some(m),
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    timed_out = true;
+                    stopped = match (test_deadline, &timing) {
+                        (Some(t), Some((_, _, s))) if Instant::now() >= t && run_deadline.is_none_or(|r| t <= r) => {
+                            Stopped::TestLimit(*s)
+                        }
+                        _ => Stopped::RunLimit(o.timeout.unwrap_or(0)),
+                    };
                     None
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => None,
@@ -221,14 +294,14 @@ fn pump(o: &Options, command: &[String], p: &mut Printer) -> Result<(Option<i32>
     }
     let status = match child.as_mut() {
         Some(c) => {
-            if timed_out {
+            if stopped != Stopped::Exited {
                 let _ = c.kill();
             }
             c.wait()?.code()
         }
         None => Some(0),
     };
-    Ok((status, timed_out))
+    Ok((status, stopped))
 }
 
 /// The command with `after=NAME` added to the kernel command line (QEMU's
@@ -249,48 +322,102 @@ fn with_after_word(command: &[String], name: &str) -> Option<Vec<String>> {
 /// At most this many fresh boots after panics and hangs in one run.
 const MAX_BOOTS: usize = 64;
 
+/// Now as ISO 8601 UTC (JUnit's timestamp), from the system clock.
+fn timestamp_now() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string())
+}
+
 fn run() -> Result<bool> {
     let o = parse_args()?;
+    if o.command.is_empty() && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        // `cargo run` at the workspace root lands here: say what kreport is.
+        eprintln!("{HELP}\n\nkreport: no COMMAND and stdin is a terminal: nothing to read");
+        std::process::exit(2);
+    }
     let defmt = o.elf.as_ref().map(Defmt::load).transpose()?;
-    let mut p = Printer { defmt, report: Report::default(), list: o.list, verbose: o.verbose, frames_undecoded: 0 };
+    let t0 = Instant::now();
+    let timestamp = timestamp_now();
+    let mut p = Printer {
+        defmt,
+        report: Report::default(),
+        list: o.list,
+        verbose: o.verbose,
+        frames_undecoded: 0,
+        items_listed: 0,
+        t0,
+    };
+    let run_deadline = o.timeout.map(|s| t0 + Duration::from_secs(s));
     let mut command = o.command.clone();
     let mut boots = Vec::new();
-    let (status, timed_out) = loop {
-        let (status, timed_out) = pump(&o, &command, &mut p)?;
+    let (status, stopped) = loop {
+        let (status, stopped) = pump(&o, &command, run_deadline, &mut p)?;
         let r = &mut p.report;
-        if timed_out {
-            r.timed_out(o.timeout.unwrap_or(0));
+        let now = t0.elapsed().as_secs_f64();
+        match stopped {
+            Stopped::TestLimit(s) => r.timed_out(s, "its per-test limit", now),
+            Stopped::RunLimit(s) => r.timed_out(s, "the whole run's limit, --timeout", now),
+            Stopped::Exited => {}
+        }
+        if stopped != Stopped::Exited {
             if let Some(c) = r.cases.last() {
-                if let report::Outcome::Fail(why) = &c.outcome {
+                if let report::Outcome::Error(why) = &c.outcome {
                     println!("FAIL: {}: {why}", c.name);
                 }
             }
         }
-        // A panic or a hang fails only the test that was running: the
-        // tests after it get a fresh kernel (as kvm-unit-tests runs each
-        // test in its own guest).
-        let next = match (r.resume_after(), o.list || o.bench) {
+        // A panic or a test's hang fails only the test that was running:
+        // the tests after it get a fresh kernel (as kvm-unit-tests runs
+        // each test in its own guest). The run's own limit ends the run.
+        let next = match (r.resume_after(), o.list || o.bench || matches!(stopped, Stopped::RunLimit(_))) {
             (Some(name), false) if boots.len() + 1 < MAX_BOOTS => {
                 with_after_word(&command, name).map(|c| (name.to_string(), c))
             }
             _ => None,
         };
-        let Some((name, c)) = next else { break (status, timed_out) };
+        let Some((name, c)) = next else { break (status, stopped) };
         println!("kreport: {name} took the kernel down; booting a fresh kernel for the tests after it");
         command = c;
         boots.push(std::mem::take(&mut p.report));
     };
-    let r = Report::after_boots(boots.into_iter().chain([std::mem::take(&mut p.report)]).collect());
+    let not_run = match stopped {
+        Stopped::RunLimit(s) => format!("the run's time limit of {s} s (--timeout) ran out before it"),
+        _ => "the kernel stopped before it (see the errors of this run)".to_string(),
+    };
+    let mut r = Report::after_boots(boots.into_iter().chain([std::mem::take(&mut p.report)]).collect(), &not_run);
     if p.frames_undecoded > 0 {
         eprintln!("kreport: {} defmt log frames not shown (pass --elf KERNEL to decode them)", p.frames_undecoded);
     }
+    let timed_out = stopped != Stopped::Exited;
     if o.list {
+        if p.items_listed == 0 && status == Some(0) {
+            eprintln!("kreport: nothing listed: no test matches the selection");
+        }
         return Ok(status == Some(0) && !timed_out && !r.panicked && r.counted().failed == 0);
     }
     if o.bench {
         let done = r.bench_done;
         if !done || timed_out || r.panicked || status != Some(0) {
-            println!("ERROR: the benchmark did not finish (exit status {status:?}, timed out: {timed_out})");
+            let status = status.map_or("killed".to_string(), |s| s.to_string());
+            println!("ERROR: the benchmark did not finish (emulator exit status {status}, stopped by a time limit: {timed_out})");
             return Ok(false);
         }
         return Ok(true);
@@ -300,31 +427,51 @@ fn run() -> Result<bool> {
     if timed_out {
         problems.retain(|p| !p.contains("no summary line"));
     }
+    if r.lines_seen == 0 && !o.command.is_empty() && status != Some(0) && !timed_out {
+        // Not the kernel's fault: QEMU refused its arguments or could not start.
+        let st = status.map_or("a signal".to_string(), |s| format!("status {s}"));
+        problems =
+            vec![format!("the emulator exited with {st} before the kernel printed anything (see its messages above)")];
+    }
     match status {
         Some(0) => {}
+        Some(_) if r.lines_seen == 0 => {}
         Some(s) if r.ok() => problems.push(format!("the emulator exited with status {s} although every test passed")),
         Some(_) => {}
         None if !timed_out => problems.push("the emulator was killed by a signal".to_string()),
         None => {}
     }
+    if r.cases.is_empty() && problems.is_empty() {
+        problems.push("no test ran and none was planned".to_string());
+    }
+    if !problems.is_empty() && r.bail.is_none() && r.summary.is_none_or(|_| r.cases.iter().all(|c| c.time.is_none())) {
+        r.bail = Some(problems[0].clone());
+    }
+    r.add_run_problems(&problems);
     if let Some(dir) = &o.reports {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         std::fs::write(dir.join("report.tap"), r.tap())?;
-        std::fs::write(dir.join("junit.xml"), r.junit())?;
+        std::fs::write(dir.join("junit.xml"), r.junit(&timestamp, &hostname()))?;
         println!("reports: {} and {}", dir.join("report.tap").display(), dir.join("junit.xml").display());
     }
     for p in &problems {
         println!("ERROR: {p}");
     }
-    let failed: Vec<&str> =
-        r.cases.iter().filter(|c| matches!(c.outcome, report::Outcome::Fail(_))).map(|c| c.name.as_str()).collect();
+    let failed: Vec<String> = r
+        .cases
+        .iter()
+        .filter(|c| c.outcome.failed())
+        .map(|c| match c.outcome {
+            report::Outcome::NotRun(_) => format!("{} (not run)", c.name),
+            _ => c.name.clone(),
+        })
+        .collect();
     if !failed.is_empty() {
         println!("failed: {}", failed.join(", "));
     }
     let s = r.counted();
-    let extra = usize::from(!problems.is_empty() && s.failed == 0);
-    println!("{} passed, {} failed, {} skipped", s.passed, s.failed + extra, s.skipped);
-    Ok(problems.is_empty() && s.failed == 0)
+    println!("{s}");
+    Ok(s.failed == 0)
 }
 
 fn main() {
