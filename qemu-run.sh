@@ -21,6 +21,7 @@
 #   --test-timeout S  limit for one test that declares none (default 120); a
 #                     test over its limit fails and the run goes on in a fresh boot
 #   --memory SIZE     guest RAM (default 512M)
+#   --capture FILE    also save the raw serial stream to FILE (kreport decode reads it)
 #   --verbose         show debug log frames too (per-test instruction/cycle counts)
 #   --bench NAME      run a benchmark (swap, uffd, thp, collapse) instead of the tests
 #   --icount          run QEMU with -icount shift=0 (deterministic instruction counts)
@@ -36,7 +37,7 @@ cd "$(dirname "$0")"
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
 smp=2 el2=0 image=0 timeout=900 test_timeout=120 memory=512M list=0 hooks='' install=1 verbose=() bench='' icount=()
-filters=() extra=()
+filters=() extra=() capture=()
 # value OPTION "$@": the option's value, or status 2 with one line.
 value() {
     if [ $# -lt 2 ] || [ -z "$2" ] || [ "${2#--}" != "$2" ]; then
@@ -57,6 +58,7 @@ while [ $# -gt 0 ]; do
         --timeout) timeout=$(value --timeout "${2:-}"); shift ;;
         --test-timeout) test_timeout=$(value --test-timeout "${2:-}"); shift ;;
         --memory) memory=$(value --memory "${2:-}"); shift ;;
+        --capture) capture=(--save-capture "$(value --capture "${2:-}")"); shift ;;
         --verbose) verbose=(-v) ;;
         --bench) bench=$(value --bench "${2:-}"); shift ;;
         --icount) icount=(-icount shift=0) ;;
@@ -128,7 +130,7 @@ machine=virt,mte=on
 listflag=()
 [ "$list" = 1 ] && listflag=(--list)
 
-exec target/release/kreport --elf "$elf" --reports target/reports --timeout "$timeout" --test-timeout "$test_timeout" "${listflag[@]}" "${verbose[@]}" "${benchflag[@]}" -- \
+exec target/release/kreport --elf "$elf" --reports target/reports --timeout "$timeout" --test-timeout "$test_timeout" "${capture[@]}" "${listflag[@]}" "${verbose[@]}" "${benchflag[@]}" -- \
     "$qemu" -machine "$machine" -cpu max -smp "$smp" -m "$memory" "${icount[@]}" \
     -display none -monitor none -serial stdio -no-reboot \
     -semihosting-config enable=on,target=native \

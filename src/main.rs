@@ -28,6 +28,7 @@ extern crate alloc;
 
 mod arch;
 mod bench;
+mod build_id;
 mod cmdline;
 mod console;
 mod drivers;
@@ -135,6 +136,8 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64, entry_el: u64) -> ! {
     smp::init_this_cpu();
 
     let (psci_major, psci_minor) = arch::psci::version();
+    // Plain text, before any log frame: frames decode only with this ELF.
+    println!("mtekernel: build id {}", build_id::Hex);
     defmt::info!(
         "mtekernel: entered at EL{=u64}, running at EL{=u64}, PSCI {=u16}.{=u16}, {=usize} CPUs in DTB, RAM {=u64:#x}+{=u64:#x}, image at {=u64:#x}, DTB at {=u64:#x}",
         entry_el,

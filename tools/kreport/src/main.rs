@@ -25,7 +25,16 @@ passed (1 if not, 2 on a usage or start-up error).
 
 usage:
   kreport [OPTIONS] -- COMMAND [ARGS...]   run COMMAND (QEMU) and read its stdout
-  kreport [OPTIONS] < CAPTURE              read a captured serial stream from stdin
+  kreport [OPTIONS] decode CAPTURE         read a captured serial log (a board's,
+                                           LAVA's) from a file
+  kreport [OPTIONS] < CAPTURE              the same from stdin
+
+A capture is the raw serial output: report lines as text, log frames as
+`DEFMT <base64>` lines. Decode it with the ELF of the very build that
+printed it: the kernel prints its GNU build id first (`mtekernel: build
+id ...`) and kreport refuses to decode frames with another ELF (the run
+fails, saying so). Damaged frame lines (a log that lost or replaced bytes)
+are skipped and counted; the report lines survive them.
 
 options:
   --elf KERNEL          the kernel ELF, to decode defmt frames with file:line
@@ -34,6 +43,8 @@ options:
   --timeout SECS        limit for the whole run, every boot included (default: none)
   --test-timeout SECS   limit for one test, for tests that declare none
                         (kernel_test!(.., timeout = S)); default 120
+  --save-capture FILE   also write the raw serial stream (every boot) to FILE,
+                        for `kreport decode` later
   --list                print the listed test names (TEST: lines) only
   --bench               a benchmark run: it passes if the guest says BENCH DONE
   -v, --verbose         also show debug and trace log frames
@@ -55,6 +66,10 @@ struct Options {
     /// A benchmark run: it passes if the guest says BENCH DONE and exits 0.
     bench: bool,
     command: Vec<String>,
+    /// `kreport decode CAPTURE`: read the capture from this file.
+    capture: Option<PathBuf>,
+    /// --save-capture: the raw serial bytes of every boot go to this file.
+    save: Option<PathBuf>,
 }
 
 fn seconds(p: &mut lexopt::Parser, opt: &str) -> Result<u64> {
@@ -74,14 +89,18 @@ fn parse_args() -> Result<Options> {
         verbose: false,
         bench: false,
         command: Vec::new(),
+        capture: None,
+        save: None,
     };
     let mut p = lexopt::Parser::from_env();
+    let mut decode = false;
     while let Some(arg) = p.next()? {
         match arg {
             Long("elf") => o.elf = Some(p.value().context("--elf needs a file")?.into()),
             Long("reports") => o.reports = Some(p.value().context("--reports needs a directory")?.into()),
             Long("timeout") => o.timeout = Some(seconds(&mut p, "--timeout")?),
             Long("test-timeout") => o.test_timeout = seconds(&mut p, "--test-timeout")?,
+            Long("save-capture") => o.save = Some(p.value().context("--save-capture needs a file")?.into()),
             Long("list") => o.list = true,
             Short('v') | Long("verbose") => o.verbose = true,
             Long("bench") => o.bench = true,
@@ -89,13 +108,18 @@ fn parse_args() -> Result<Options> {
                 println!("{HELP}");
                 std::process::exit(0);
             }
-            Value(v) => {
+            Value(v) if v == "decode" && !decode && o.command.is_empty() && o.capture.is_none() => decode = true,
+            Value(v) if decode && o.capture.is_none() => o.capture = Some(v.into()),
+            Value(v) if !decode => {
                 // The command starts here (after `--`, or at its first word).
                 o.command.push(v.to_string_lossy().to_string());
                 o.command.extend(p.raw_args()?.map(|a| a.to_string_lossy().to_string()));
             }
             other => bail!("{} (see --help)", other.unexpected()),
         }
+    }
+    if decode && o.capture.is_none() {
+        bail!("decode needs a capture file: kreport decode --elf KERNEL CAPTURE");
     }
     Ok(o)
 }
@@ -104,6 +128,8 @@ fn parse_args() -> Result<Options> {
 struct Defmt {
     table: Table,
     locations: Locations,
+    /// The ELF's GNU build id, as the kernel prints it (hex).
+    build_id: Option<String>,
 }
 
 impl Defmt {
@@ -111,7 +137,13 @@ impl Defmt {
         let bytes = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
         let table = Table::parse(&bytes)?.context("the kernel ELF has no defmt table")?;
         let locations = table.get_locations(&bytes)?;
-        Ok(Defmt { table, locations })
+        let build_id = {
+            use object::Object;
+            object::File::parse(&*bytes)
+                .ok()
+                .and_then(|f| f.build_id().ok().flatten().map(|b| b.iter().map(|x| format!("{x:02x}")).collect()))
+        };
+        Ok(Defmt { table, locations, build_id })
     }
 
     /// One decoded frame as a line, or None for a debug/trace frame when not verbose.
@@ -152,6 +184,10 @@ struct Printer {
     frames_undecoded: usize,
     /// Items printed by a --list run.
     items_listed: usize,
+    /// `DEFMT ` lines whose base64 was damaged.
+    frames_damaged: usize,
+    /// The ELF is not the capture's build (its frames are left undecoded).
+    wrong_elf: bool,
     /// The run's start, the clock of the report's test times.
     t0: Instant,
 }
@@ -164,6 +200,9 @@ impl Printer {
         match p {
             Piece::Text(t) => {
                 for line in t.lines() {
+                    if let (Some(id), Some(d)) = (line.strip_prefix("mtekernel: build id "), &self.defmt) {
+                        self.check_build_id(id.trim(), d.build_id.clone());
+                    }
                     self.report.line_at(line, now);
                     let hide = line.starts_with("RUN  ")
                         || line.starts_with("PLAN: ")
@@ -184,6 +223,12 @@ impl Printer {
                     }
                 }
             }
+            Piece::BadFrame(line) => {
+                self.frames_damaged += 1;
+                if self.verbose {
+                    let _ = writeln!(out, "[defmt] damaged frame line: {line}");
+                }
+            }
             Piece::Frame(f) => match &self.defmt {
                 Some(d) if !self.list => {
                     if let Some(line) = d.show(&f, self.verbose) {
@@ -194,6 +239,27 @@ impl Printer {
                 Some(_) => {}
                 None => self.frames_undecoded += 1,
             },
+        }
+    }
+}
+
+impl Printer {
+    /// A capture from another build than the ELF decodes its frames into
+    /// wrong messages and file:line: say so loudly, stop decoding, and fail
+    /// the run.
+    fn check_build_id(&mut self, seen: &str, elf: Option<String>) {
+        match elf {
+            Some(e) if e == seen => {}
+            e => {
+                let e = e.unwrap_or_else(|| "none".to_string());
+                let why = format!(
+                    "the kernel that printed this (build id {seen}) is not the ELF given with --elf (build id {e}): its log frames are not decoded"
+                );
+                println!("ERROR: {why}");
+                self.report.carried.push(why);
+                self.defmt = None;
+                self.wrong_elf = true;
+            }
         }
     }
 }
@@ -222,8 +288,17 @@ fn pump(
     let mut splitter = Splitter::default();
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
     let mut child = if command.is_empty() {
+        let capture = match &o.capture {
+            Some(path) => {
+                Some(std::fs::File::open(path).with_context(|| format!("cannot read the capture {}", path.display()))?)
+            }
+            None => None,
+        };
         std::thread::spawn(move || {
-            let mut stdin = std::io::stdin();
+            let mut stdin: Box<dyn Read> = match capture {
+                Some(f) => Box::new(f),
+                None => Box::new(std::io::stdin()),
+            };
             let mut buf = [0u8; 4096];
             while let Ok(n) = stdin.read(&mut buf) {
                 if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
@@ -249,6 +324,16 @@ fn pump(
             }
         });
         Some(c)
+    };
+    let mut save = match &o.save {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot write the capture {}", path.display()))?,
+        ),
+        None => None,
     };
     let mut stopped = Stopped::Exited;
     // The test being timed: its name, when it started and its limit.
@@ -282,6 +367,9 @@ fn pump(
         };
         match msg {
             Some(bytes) => {
+                if let Some(f) = save.as_mut() {
+                    f.write_all(&bytes).context("writing the capture")?;
+                }
                 for piece in splitter.push(&bytes) {
                     p.piece(piece);
                 }
@@ -348,7 +436,10 @@ fn hostname() -> String {
 
 fn run() -> Result<bool> {
     let o = parse_args()?;
-    if o.command.is_empty() && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+    if let Some(path) = &o.save {
+        std::fs::write(path, b"").with_context(|| format!("cannot write the capture {}", path.display()))?;
+    }
+    if o.command.is_empty() && o.capture.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         // `cargo run` at the workspace root lands here: say what kreport is.
         eprintln!("{HELP}\n\nkreport: no COMMAND and stdin is a terminal: nothing to read");
         std::process::exit(2);
@@ -363,6 +454,8 @@ fn run() -> Result<bool> {
         verbose: o.verbose,
         frames_undecoded: 0,
         items_listed: 0,
+        frames_damaged: 0,
+        wrong_elf: false,
         t0,
     };
     let run_deadline = o.timeout.map(|s| t0 + Duration::from_secs(s));
@@ -403,8 +496,15 @@ fn run() -> Result<bool> {
         _ => "the kernel stopped before it (see the errors of this run)".to_string(),
     };
     let mut r = Report::after_boots(boots.into_iter().chain([std::mem::take(&mut p.report)]).collect(), &not_run);
+    if p.frames_damaged > 0 {
+        eprintln!(
+            "kreport: {} damaged defmt frame lines skipped (the capture lost or changed bytes)",
+            p.frames_damaged
+        );
+    }
     if p.frames_undecoded > 0 {
-        eprintln!("kreport: {} defmt log frames not shown (pass --elf KERNEL to decode them)", p.frames_undecoded);
+        let why = if p.wrong_elf { "the ELF is not this capture's build" } else { "pass --elf KERNEL to decode them" };
+        eprintln!("kreport: {} defmt log frames not shown ({why})", p.frames_undecoded);
     }
     let timed_out = stopped != Stopped::Exited;
     if o.list {
