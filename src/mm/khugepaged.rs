@@ -397,7 +397,10 @@ fn __collapse_huge_page_isolate(
 /// zeroed, so every page is written here: the tags of a page copied from
 /// an untagged one are cleared when any page of the THP is tagged (it is
 /// then PG_mte_tagged as a whole), and otherwise left to mte_sync_tags,
-/// which clears them all the first time the THP is mapped tagged.
+/// which clears them all the first time the THP is mapped tagged. (With
+/// VM_MTE sticky and UFFDIO_MOVE refusing PROT_MTE on one side only, a
+/// range mixes tagged and untagged pages only if that ever changes; the
+/// clearing keeps the THP right then too.)
 fn __collapse_huge_page_copy(pt: &PteTable, folio: &Folio, addr: usize) {
     let mut untagged = Vec::new();
     for i in 0..NR {
