@@ -98,15 +98,7 @@ fn run_cases(t: &Task) -> Result<(), Errno> {
 
 pub fn run() {
     println!("bench: MADV_COLLAPSE and khugepaged, {N} x 2 MiB of 4 KiB pages per case");
-    match Task::spawn() {
-        Ok(t) => {
-            if let Err(e) = run_cases(&t) {
-                println!("bench: a step failed with {e}");
-            }
-            let _ = t.exit(0);
-        }
-        Err(e) => println!("bench: cannot spawn a task: {e}"),
-    }
+    super::with_task(run_cases);
     println!("bench: Linux in the same QEMU (platform-notes; ../shared/linux-ref ONLY=collapse runs it):");
     println!("bench:   MADV_COLLAPSE, tagged 2 MiB   Linux 6.12: 8.2 ms, 1.75M instr   Linux 7.2: 6.1 ms");
 }

@@ -39,3 +39,17 @@ pub fn measure<R>(f: impl FnOnce() -> R) -> (R, Cost) {
         },
     )
 }
+
+/// Runs `cases` with a fresh EL0 task, reporting a failed step or a task
+/// that cannot be spawned, then ends the task.
+pub fn with_task(cases: impl FnOnce(&crate::task::Task) -> Result<(), crate::errno::Errno>) {
+    match crate::task::Task::spawn() {
+        Ok(t) => {
+            if let Err(e) = cases(&t) {
+                crate::println!("bench: a step failed with {e}");
+            }
+            let _ = t.exit(0);
+        }
+        Err(e) => crate::println!("bench: cannot spawn a task: {e}"),
+    }
+}

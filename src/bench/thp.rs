@@ -98,15 +98,7 @@ pub fn run() {
     println!("bench: PROT_MTE THPs, {N} x 2 MiB per case");
     let _thp = THP_ENABLED.set(ThpEnabled::Always as u64);
     let swap = crate::mm::swapfile::swapon().is_ok();
-    match Task::spawn() {
-        Ok(t) => {
-            if let Err(e) = run_cases(&t) {
-                println!("bench: a step failed with {e}");
-            }
-            let _ = t.exit(0);
-        }
-        Err(e) => println!("bench: cannot spawn a task: {e}"),
-    }
+    super::with_task(run_cases);
     if swap {
         let _ = crate::mm::swap::swapoff(0);
     }

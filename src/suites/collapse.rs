@@ -118,12 +118,17 @@ fn expect_refused(t: &Task, at: usize, errno: Errno, why: ScanResult, what: &str
 /// takes to reach it (the scan goes on from where the last one stopped).
 fn khugepaged_scan(t: &Task, at: usize) -> Result<ScanResult, Verdict> {
     let id = t.mm().id;
-    for _ in 0..4 {
-        if let Some(s) = khugepaged::khugepaged_scan_once().iter().find(|s| s.mm == id && s.addr == at) {
-            return Ok(s.result);
-        }
+    match scan_of(id, at) {
+        Some(r) => Ok(r),
+        None => fail!("khugepaged never scanned the range at {at:#x} of mm {id}"),
     }
-    fail!("khugepaged never scanned the range at {at:#x} of mm {id}")
+}
+
+/// khugepaged passes until one scans mm `id`'s range at `at` (at most 4).
+fn scan_of(id: u64, at: usize) -> Option<ScanResult> {
+    (0..4)
+        .find_map(|_| khugepaged::khugepaged_scan_once().into_iter().find(|s| s.mm == id && s.addr == at))
+        .map(|s| s.result)
 }
 
 /// A huge PMD at `at` mapping an exclusive order-9 folio, mapped 512
@@ -873,10 +878,10 @@ fn khugepaged_sees_the_uffd_wp_window() -> TestResult {
     let id = t.mm().id;
     let r = window(
         &points::COLLAPSE_HUGE_PAGE_AFTER_ALLOC,
-        move || (0..4).find_map(|_| khugepaged::khugepaged_scan_once().into_iter().find(|s| s.mm == id && s.addr == A)),
+        move || scan_of(id, A),
         || must(u.writeprotect(A + 300 * PAGE, PAGE, UFFDIO_WRITEPROTECT_MODE_WP), "WP in the window").map(|_| ()),
     )?;
-    ensure_eq!(r.map(|s| s.result), Some(SCAN_PTE_UFFD_WP), "khugepaged's round 2");
+    ensure_eq!(r, Some(SCAN_PTE_UFFD_WP), "khugepaged's round 2");
     expect_wp_fault(&t, &u, A + 300 * PAGE, tag_of(300))?;
     s.finish()
 }
@@ -1008,13 +1013,13 @@ fn exit_in_the_window_leaves_nothing_behind() -> TestResult {
     let mm = t.mm();
     let r = window(
         &points::COLLAPSE_HUGE_PAGE_AFTER_ALLOC,
-        move || (0..4).find_map(|_| khugepaged::khugepaged_scan_once().into_iter().find(|s| s.mm == id && s.addr == A)),
+        move || scan_of(id, A),
         || {
             let _ = t.exit(0);
             Ok(())
         },
     )?;
-    ensure_eq!(r.map(|s| s.result), Some(SCAN_VMA_NULL), "khugepaged after the exit");
+    ensure_eq!(r, Some(SCAN_VMA_NULL), "khugepaged after the exit");
     drop(mm);
     s.teardown();
     ensure!(free_frames() >= frames + 512, "the exited task's pages and the THP freed");
