@@ -288,7 +288,7 @@ pub fn parse(s: &str) -> Result<Cmdline, String> {
     Ok(c)
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_os = "none")))]
 mod tests {
     use super::*;
 

@@ -33,7 +33,7 @@ pub fn selected<S: AsRef<str>>(patterns: &[S], name: &str, explicit_only: bool) 
     patterns.is_empty() || patterns.iter().any(|p| pattern_matches(p.as_ref(), name))
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_os = "none")))]
 mod tests {
     use super::*;
 

@@ -81,7 +81,7 @@ impl<'a> FrameAllocator<'a> {
         self.free
     }
 
-    #[cfg(test)]
+    #[cfg(all(test, not(target_os = "none")))]
     fn is_allocated(&self, pa: u64) -> bool {
         pa >= self.base
             && ((pa - self.base) / FRAME_SIZE) < self.frames as u64
@@ -162,7 +162,7 @@ impl<'a> FrameAllocator<'a> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_os = "none")))]
 mod tests {
     use super::*;
 

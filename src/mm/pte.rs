@@ -441,7 +441,7 @@ pub const fn pmd_mkinvalid(p: pmd_t) -> pmd_t {
     pmd_t((p.0 & !PTE_VALID) | PTE_PRESENT_INVALID)
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_os = "none")))]
 mod tests {
     use super::*;
 

@@ -97,7 +97,7 @@ const _: () = {
     assert!(core::mem::offset_of!(UffdioRegister, ioctls) == 24);
 };
 
-#[cfg(test)]
+#[cfg(all(test, not(target_os = "none")))]
 mod tests {
     use super::*;
 

@@ -145,7 +145,7 @@ pub fn reset_all() -> alloc::vec::Vec<&'static str> {
     ALL.iter().filter(|f| f.disarm()).map(|f| f.name).collect()
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_os = "none")))]
 mod tests {
     use super::*;
 

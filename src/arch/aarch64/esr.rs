@@ -176,7 +176,7 @@ impl fmt::Display for Event {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_os = "none")))]
 mod tests {
     use super::*;
 
