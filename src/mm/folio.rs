@@ -117,6 +117,12 @@ pub fn all_pages() -> impl Iterator<Item = (u64, &'static Page)> {
     m.pages.iter().enumerate().map(move |(i, p)| (m.base_pfn + i as u64, p))
 }
 
+/// Whether `pfn` is a frame of RAM (one with a `Page`): pfn_valid.
+pub fn pfn_valid(pfn: u64) -> bool {
+    let m = mem_map();
+    pfn >= m.base_pfn && pfn - m.base_pfn < m.pages.len() as u64
+}
+
 /// The head pfn of the folio page `pfn` belongs to (itself for a page that
 /// is not part of a live folio).
 pub fn folio_head(pfn: u64) -> u64 {

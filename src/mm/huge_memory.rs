@@ -130,6 +130,18 @@ pub fn is_huge_zero_pfn(pfn: u64) -> bool {
     HUGE_ZERO.get().copied().flatten().is_some_and(|z| folio_head(pfn) == z)
 }
 
+/// pmd_folio: the folio the PMD's pfn names, with a reference. Only for a
+/// present huge PMD (the callers check pmd_trans_huge first); read from
+/// anything else (a migration entry) the pfn is garbage, and then this
+/// finds no frame or no live folio and gives None instead of a folio.
+pub fn pmd_folio(pmd: pmd_t) -> Option<Folio> {
+    let pfn = pte_pfn(pmd_pte(pmd));
+    if !super::folio::pfn_valid(pfn) {
+        return None;
+    }
+    Folio::try_get(pfn)
+}
+
 fn is_huge_zero_pmd(pmd: pmd_t) -> bool {
     pte_special(pmd_pte(pmd)) && is_huge_zero_pfn(pte_pfn(pmd_pte(pmd)))
 }
@@ -223,7 +235,8 @@ pub(super) fn map_new_thp(mm: &MmStruct, locked: &PmdLocked, folio: &Folio, anon
 }
 
 /// A fault on a huge PMD (huge_pmd_set_accessed, do_huge_pmd_wp_page).
-/// None: the PMD was split (or is gone) and the pte path takes over.
+/// None: the PMD was split and the pte path takes over; Some(Ok) after the
+/// PMD went away too (the access faults again).
 pub fn do_huge_pmd_fault(
     mm: &Arc<MmStruct>,
     vma: &Vma,
@@ -233,8 +246,13 @@ pub fn do_huge_pmd_fault(
 ) -> Option<Result<(), FaultError>> {
     let locked = mm.pgtables.pmd_lock(addr, false).ok()??;
     let pmd = locked.get();
+    if pmd_none(pmd) {
+        // Zapped since the lockless look: retry the whole fault (Linux
+        // returns and the access faults again), so it can map a new THP.
+        return Some(Ok(()));
+    }
     if !pmd_trans_huge(pmd) || !pte_valid(pmd_pte(pmd)) {
-        return None; // gone, a table now, or PROT_NONE: the pte path decides
+        return None; // a table now, or PROT_NONE: the pte path decides
     }
     let pte = pmd_pte(pmd);
     if !write {
@@ -291,9 +309,10 @@ fn do_huge_zero_wp_pmd(
         split_huge_pmd(&mm.pgtables, addr);
         return None;
     };
+    crate::testhooks::schedpoint::sched_point(&crate::testhooks::points::DO_HUGE_ZERO_WP_PMD_BEFORE_PMD_LOCK);
     let locked = mm.pgtables.pmd_lock(start, false).ok()??;
     if !is_huge_zero_pmd(locked.get()) {
-        return None; // changed meanwhile: look again
+        return Some(Ok(())); // changed meanwhile: the access faults again
     }
     map_new_thp(mm, &locked, &folio, &anon_vma, vma);
     FAULT_ALLOC.fetch_add(1, Ordering::Relaxed);

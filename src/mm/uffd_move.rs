@@ -397,6 +397,12 @@ impl Mover<'_> {
         let (mm, dst_vma, dst_anon_vma) = (self.mm, self.dst_vma, self.dst_anon_vma);
         let src_pmd = mm.pgtables.pmd_peek(s);
         if is_pmd_migration_entry(src_pmd) {
+            if variants::MOVE_PMD_FOLIO_ON_MIGRATION_ENTRY.is_on() {
+                // aba6faec0103's bug: the entry taken for a THP's PMD. In
+                // Linux the garbage folio pointer crashed; here the pfn
+                // check finds no folio and the move fails.
+                return Some(Err(super::huge_memory::pmd_folio(src_pmd).map_or(EFAULT, |_| EBUSY)));
+            }
             // Wait for the migration and retry; never a folio (aba6faec0103).
             while mm.pgtables.pmd_peek(s) == src_pmd {
                 crate::arch::cpu::wfe();
@@ -486,7 +492,7 @@ impl Mover<'_> {
                 let new = if wrong { pte_pmd(pte_t(pte.0 & !PTE_SPECIAL)) } else { src_pmd };
                 return mm.pgtables.move_huge_pmd(s, d, src_pmd, || Ok(new)).map(|_| PMD_SIZE);
             }
-            let folio = Folio::try_get(pte_pfn(pte)).ok_or(EAGAIN)?;
+            let folio = super::huge_memory::pmd_folio(src_pmd).ok_or(EAGAIN)?;
             if !folio.test(PG_ANON_EXCLUSIVE) || folio.page().pincount.load(Ordering::Acquire) > 0 {
                 return Err(EBUSY);
             }

@@ -888,6 +888,17 @@ fn move_waits_for_a_pmd_migration_entry() -> TestResult {
 }
 kernel_test!(thp, move_waits_for_a_pmd_migration_entry, cpus = 2);
 
+fn move_taking_a_pmd_migration_entry_for_a_folio_is_caught() -> TestResult {
+    move_waits_for_a_pmd_migration_entry()?;
+    let _v = crate::testhooks::variants::MOVE_PMD_FOLIO_ON_MIGRATION_ENTRY.enable();
+    expect_caught(
+        Ok(move_waits_for_a_pmd_migration_entry()),
+        &["did not wait for the PMD migration entry", "MOVE after the migration"],
+        "uffd_move:pmd_folio_on_migration_entry",
+    )
+}
+kernel_test!(thp, move_taking_a_pmd_migration_entry_for_a_folio_is_caught, cpus = 2);
+
 /// The kernel writing user memory in a huge zero PMD (an ioctl's reply)
 /// takes the write fault that replaces it with a THP.
 fn a_kernel_write_into_the_huge_zero_page_gets_a_thp() -> TestResult {
@@ -1036,6 +1047,90 @@ fn fork_of_a_pmd_split_under_it_copies_the_ptes() -> TestResult {
     s.finish()
 }
 kernel_test!(thp, fork_of_a_pmd_split_under_it_copies_the_ptes, cpus = 2);
+
+// The huge-zero state in the PMD windows: a path read the huge zero PMD
+// without the lock and it became a THP (or went away) before the lock.
+// (fork holds the mmap write lock across copy_huge_pmd, so no fault can
+// change a PMD in its window; only lockless changers such as a split can,
+// as fork_of_a_pmd_split_under_it_copies_the_ptes tests.)
+
+/// `point` is in the write fault on a huge zero PMD: another write
+/// replaces it with a THP first, and the fault ends up writing into that
+/// THP (re-reading the PMD under its lock, or refaulting): one THP, both
+/// writes, no split, nothing leaked.
+fn zero_pmd_replaced_under_a_write(point: &'static crate::testhooks::points::Point) -> TestResult {
+    let (s, t, a) = thp_scenario()?;
+    ensure_eq!(ok(t.load(a), "read")?, 0, "the huge zero page");
+    let zero = expect_block(&t, a, "the huge zero page")?;
+    let (frames, split) = (crate::mm::frames::free_frames(), splits());
+    let tt = t.clone();
+    let r = window(point, move || tt.store(a + 8 * PAGE, 0x88), || ok(t.store(a + 9 * PAGE, 0x99), "CPU 0's write"))?;
+    ok(r, "CPU 1's write")?;
+    let head = expect_block(&t, a, "after both writes")?;
+    ensure!(head != zero, "a THP replaced the huge zero page");
+    ensure_eq!((ok(t.load(a + 8 * PAGE), "read")?, ok(t.load(a + 9 * PAGE), "read")?), (0x88, 0x99), "both writes");
+    ensure_eq!(splits(), split, "thp_split_pmd: the fault did not split the new THP");
+    ensure_eq!(crate::mm::frames::free_frames() + 512, frames, "free frames: one THP taken, the other given back");
+    expect_rss(&t, 512, 0, "one THP")?;
+    ensure!(!Folio::get(zero).test(PG_MTE_TAGGED), "the huge zero page stays untagged");
+    s.finish()
+}
+
+fn a_write_on_a_huge_zero_pmd_replaced_before_the_fault_locks_it() -> TestResult {
+    zero_pmd_replaced_under_a_write(&points::HUGE_PMD_FAULT_AFTER_LOCKLESS_READ)
+}
+kernel_test!(thp, a_write_on_a_huge_zero_pmd_replaced_before_the_fault_locks_it, cpus = 2);
+
+fn a_write_on_a_huge_zero_pmd_replaced_while_its_thp_is_allocated() -> TestResult {
+    zero_pmd_replaced_under_a_write(&points::DO_HUGE_ZERO_WP_PMD_BEFORE_PMD_LOCK)
+}
+kernel_test!(thp, a_write_on_a_huge_zero_pmd_replaced_while_its_thp_is_allocated, cpus = 2);
+
+/// A write fault saw the huge zero PMD; MADV_DONTNEED zapped it first: the
+/// fault finds the PMD empty and refaults, which maps a new THP (as Linux
+/// retries the fault), with the write in it.
+fn a_write_on_a_huge_zero_pmd_zapped_under_it_refaults_a_thp() -> TestResult {
+    let (s, t, a) = thp_scenario()?;
+    ensure_eq!(ok(t.load(a), "read")?, 0, "the huge zero page");
+    let tt = t.clone();
+    let r = window(
+        &points::HUGE_PMD_FAULT_AFTER_LOCKLESS_READ,
+        move || tt.store(a + 8 * PAGE, 0x88),
+        || must(t.madvise(a, HUGE, MADV_DONTNEED), "MADV_DONTNEED"),
+    )?;
+    ok(r, "CPU 1's write")?;
+    expect_block(&t, a, "the refault")?;
+    ensure_eq!(ok(t.load(a + 8 * PAGE), "read")?, 0x88, "the write");
+    expect_tags(&t, a + 8 * PAGE, |_| 0, "a new PROT_MTE THP")?;
+    expect_rss(&t, 512, 0, "one THP")?;
+    s.finish()
+}
+kernel_test!(thp, a_write_on_a_huge_zero_pmd_zapped_under_it_refaults_a_thp, cpus = 2);
+
+/// MADV_DONTNEED listed a huge zero PMD; a write replaced it with a THP
+/// before the zap took the lock: the zap frees the THP, nothing leaks.
+fn a_zap_of_a_huge_zero_pmd_replaced_under_it_frees_the_thp() -> TestResult {
+    let (s, t, a) = thp_scenario()?;
+    ensure_eq!(ok(t.load(a), "read")?, 0, "the huge zero page");
+    let frames = crate::mm::frames::free_frames();
+    let tt = t.clone();
+    let r = window(
+        &points::ZAP_HUGE_PMD_BEFORE_LOCK,
+        move || tt.madvise(A, HUGE, MADV_DONTNEED),
+        || {
+            ok(t.store(a + 3 * PAGE, 0x33), "CPU 0's write")?;
+            expect_block(&t, a, "the THP").map(|_| ())
+        },
+    )?;
+    must(r, "MADV_DONTNEED")?;
+    ensure!(pmd_none(huge_pmd(&t, a)), "the THP was zapped: {:?}", huge_pmd(&t, a));
+    expect_rss(&t, 0, 0, "after the zap")?;
+    // The huge zero PMD's deposit was there before; the THP's replaced it.
+    ensure_eq!(crate::mm::frames::free_frames(), frames + 1, "free frames: the THP and the deposit freed");
+    ensure_eq!(ok(t.load(a + 3 * PAGE), "read")?, 0, "the range reads zero again");
+    s.finish()
+}
+kernel_test!(thp, a_zap_of_a_huge_zero_pmd_replaced_under_it_frees_the_thp, cpus = 2);
 
 /// Reclaim of a PMD THP when no aligned run of 512 slots is free (a 600-slot
 /// device): the folio is split and its pages swapped out one by one, each

@@ -34,6 +34,7 @@ points! {
     MOVE_SWAP_PTE_BEFORE_PTL = "move_swap_pte:before_ptl" in "mm::uffd_move::move_swap, the swap-cache folio locked, before the pte locks";
     SPLIT_FOLIO_BEFORE_FREEZE = "split_folio:before_freeze" in "mm::split::split_folio, the pte tables locked, before folio_ref_freeze";
     DO_HUGE_PMD_ANONYMOUS_PAGE_BEFORE_PMD_LOCK = "do_huge_pmd_anonymous_page:before_pmd_lock" in "mm::huge_memory::install, the THP allocated and a table deposited, before the PMD lock and the pmd_none recheck";
+    DO_HUGE_ZERO_WP_PMD_BEFORE_PMD_LOCK = "do_huge_zero_wp_pmd:before_pmd_lock" in "mm::huge_memory::do_huge_zero_wp_pmd, the new THP allocated for a write on the huge zero page, before the PMD lock and the is_huge_zero_pmd recheck";
     HUGE_PMD_FAULT_AFTER_LOCKLESS_READ = "do_huge_pmd_fault:after_lockless_read" in "mm::fault::handle_mm_fault, a huge PMD seen without the lock, before do_huge_pmd_fault takes it";
     MOVE_HUGE_PMD_AFTER_LOCKLESS_READ = "move_pages_huge_pmd:after_lockless_read" in "mm::uffd_move::move_huge_block, the src huge PMD seen without the lock, before the folio and the PMD locks";
     ZAP_HUGE_PMD_BEFORE_LOCK = "zap_huge_pmd:before_lock" in "mm::huge_memory::zap_or_split_huge_pmds, the huge PMDs of the range listed, before each is locked";

@@ -163,6 +163,14 @@ pub static SWAPIN_MTHP_MASKED_ENTRY: Variant = Variant::new(
     &["thp::mthp_swapin_from_a_masked_entry_is_caught"],
 );
 
+pub static MOVE_PMD_FOLIO_ON_MIGRATION_ENTRY: Variant = Variant::new(
+    "uffd_move:pmd_folio_on_migration_entry",
+    "mm::uffd_move::move_pages_huge_pmd",
+    "a PMD migration entry in src is taken for a huge PMD and its pfn for a folio (pmd_folio) instead of waiting for the migration",
+    "\"mm/huge_memory: fix dereferencing invalid pmd migration entry\" (aba6faec0103)",
+    &["thp::move_taking_a_pmd_migration_entry_for_a_folio_is_caught"],
+);
+
 pub static COLLAPSE_NO_UFFD_WP_RECHECK: Variant = Variant::new(
     "collapse:no_uffd_wp_recheck",
     "mm::khugepaged::__collapse_huge_page_isolate",
@@ -209,6 +217,7 @@ pub static ALL: &[&Variant] = &[
     &SPLIT_TAILS_WITHOUT_MTE_TAGGED,
     &SWAPIN_MTHP_FAULTING_PAGE_TAGS_ONLY,
     &SWAPIN_MTHP_MASKED_ENTRY,
+    &MOVE_PMD_FOLIO_ON_MIGRATION_ENTRY,
     &COLLAPSE_NO_UFFD_WP_RECHECK,
     &COLLAPSE_COPY_DATA_ONLY,
     &COLLAPSE_NON_SWAP_AS_SWAP,
