@@ -42,6 +42,9 @@ pub fn reclaim_range(mm: &Arc<MmStruct>, start: usize, end: usize) -> ReclaimSta
             candidates.push(addr);
         }
     });
+    if !candidates.is_empty() {
+        crate::testhooks::schedpoint::sched_point(&crate::testhooks::points::RECLAIM_RANGE_AFTER_LISTING);
+    }
     let mut folios: Vec<Folio> = Vec::new();
     let mut seen = alloc::collections::BTreeSet::new();
     for addr in candidates {

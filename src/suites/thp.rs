@@ -1132,6 +1132,57 @@ fn a_zap_of_a_huge_zero_pmd_replaced_under_it_frees_the_thp() -> TestResult {
 }
 kernel_test!(thp, a_zap_of_a_huge_zero_pmd_replaced_under_it_frees_the_thp, cpus = 2);
 
+/// MADV_PAGEOUT listed a THP's pages; MADV_DONTNEED zapped the PMD before
+/// reclaim read them under their locks: nothing is reclaimed, no slot is
+/// taken, nothing leaks.
+fn reclaim_of_a_pmd_zapped_under_it_finds_nothing() -> TestResult {
+    let _swap = SwapOn::new()?;
+    let (s, t, a) = thp_scenario()?;
+    stamp(&t, a, 6)?;
+    let mm = t.mm();
+    let r = window(
+        &points::RECLAIM_RANGE_AFTER_LISTING,
+        move || do_madvise(&mm, A as u64, HUGE as u64, MADV_PAGEOUT),
+        || must(t.madvise(a, HUGE, MADV_DONTNEED), "MADV_DONTNEED"),
+    )?;
+    let st = r.map_err(|e| verdict("MADV_PAGEOUT", e))?;
+    ensure_eq!((st.reclaimed, st.split), (0, 0), "reclaim of a zapped THP ({st:?})");
+    ensure!(
+        crate::mm::swapfile::slots_in_use().is_empty(),
+        "swap slots taken: {:?}",
+        crate::mm::swapfile::slots_in_use()
+    );
+    expect_rss(&t, 0, 0, "after the zap")?;
+    s.finish()
+}
+kernel_test!(thp, reclaim_of_a_pmd_zapped_under_it_finds_nothing, cpus = 2, ramdisk);
+
+/// Reclaim listed a THP; it was zapped and another THP faulted in at the
+/// same place before reclaim took the locks: reclaim swaps out what is
+/// mapped now, and that is what comes back, with its tags.
+fn reclaim_of_a_pmd_replaced_under_it_swaps_the_new_thp() -> TestResult {
+    let _swap = SwapOn::new()?;
+    let (s, t, a) = thp_scenario()?;
+    stamp(&t, a, 6)?;
+    let mm = t.mm();
+    let r = window(
+        &points::RECLAIM_RANGE_AFTER_LISTING,
+        move || do_madvise(&mm, A as u64, HUGE as u64, MADV_PAGEOUT),
+        || {
+            must(t.madvise(a, HUGE, MADV_DONTNEED), "MADV_DONTNEED")?;
+            stamp(&t, a, 7)?;
+            expect_block(&t, a, "the new THP").map(|_| ())
+        },
+    )?;
+    let st = r.map_err(|e| verdict("MADV_PAGEOUT", e))?;
+    ensure_eq!(st.reclaimed, 1, "the new THP reclaimed ({st:?})");
+    ensure!(is_swap_pte(pte_of(&t, a + 7 * PAGE)), "the new THP's page is swapped out");
+    expect_stamp(&t, a, 7, "the new THP's page back from swap")?;
+    ensure_eq!(ok(t.load(a + 6 * PAGE), "read")?, 0, "the zapped page stays zero");
+    s.finish()
+}
+kernel_test!(thp, reclaim_of_a_pmd_replaced_under_it_swaps_the_new_thp, cpus = 2, ramdisk);
+
 /// Reclaim of a PMD THP when no aligned run of 512 slots is free (a 600-slot
 /// device): the folio is split and its pages swapped out one by one, each
 /// with its own tags, and they come back with them.

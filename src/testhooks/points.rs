@@ -27,6 +27,7 @@ points! {
     DO_SWAP_PAGE_AFTER_RESTORE = "do_swap_page:after_restore" in "mm::swap::do_swap_page, tags restored, before swap_free (pte lock held)";
     DO_SWAP_PAGE_AFTER_SWAP_FREE = "do_swap_page:after_swap_free" in "mm::swap::free_swap, the slot's count dropped, before folio_free_swap";
     DO_SWAP_PAGE_AFTER_SET_PTE = "do_swap_page:after_set_pte" in "mm::swap::do_swap_page (RestoreAfterSetPte variant), the pte set, before the restore";
+    RECLAIM_RANGE_AFTER_LISTING = "reclaim_range:after_listing" in "mm::vmscan::reclaim_range, the mapped pages listed by a lockless walk (a huge PMD as its 512 pages), before each is read again under its lock";
     SHRINK_FOLIO_BEFORE_PAGEOUT = "shrink_folio:before_pageout" in "mm::vmscan::shrink_folio, unmapped, before the tags are saved and written";
     MOVE_PAGES_RETRY = "move_pages:retry" in "mm::uffd_move::move_pages, a step answered EAGAIN, before it is retried";
     MOVE_PAGES_PTE_AFTER_FOLIO_LOCK = "move_pages_pte:after_folio_lock" in "mm::uffd_move::move_present, the folio locked, before a split or the pte move";
