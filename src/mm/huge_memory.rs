@@ -262,9 +262,9 @@ pub fn do_huge_pmd_fault(
         return Some(Ok(()));
     }
     if pte_uffd_wp(pte) && vma.flags & VM_UFFD_WP != 0 {
+        // userfaultfd_huge_pmd_wp: the handler resolves it; no split.
         drop(locked);
-        split_huge_pmd(&mm.pgtables, addr); // the pte path raises the userfault
-        return None;
+        return Some(Err(super::userfaultfd::handle_userfault(vma, addr, write, true)));
     }
     if pte_write(pte) {
         locked.set(pte_pmd(pte_mkyoung(pte_mkdirty(pte))), mm.asid);
@@ -435,6 +435,35 @@ pub fn change_huge_pmds(mm: &MmStruct, start: usize, end: usize, prot: pgprot_t)
         }
         locked.set(pte_pmd(pte_t(new.0 & !PTE_TYPE_PAGE)), mm.asid);
     }
+}
+
+/// UFFDIO_WRITEPROTECT of a whole huge PMD, in place (change_huge_pmd with
+/// MM_CP_UFFD_WP / _RESOLVE): uffd-wp set and the PMD read-only, or the
+/// bit cleared and the PMD writable again when the VMA is writable and the
+/// THP exclusive (the huge zero page stays read-only). False: no huge PMD
+/// there any more (the caller's pte walk handles what is).
+pub fn change_huge_pmd_uffd_wp(mm: &MmStruct, vma: &Vma, addr: usize, wp: bool) -> bool {
+    let Ok(Some(locked)) = mm.pgtables.pmd_lock(addr, false) else { return false };
+    let pmd = locked.get();
+    if !pmd_trans_huge(pmd) {
+        return false;
+    }
+    let pte = pmd_pte(pmd);
+    let new = if wp {
+        pte_mkuffd_wp(pte)
+    } else {
+        let p = pte_clear_uffd_wp(pte);
+        let writable = vma.flags & VM_WRITE != 0
+            && !is_huge_zero_pmd(pmd)
+            && pmd_folio(pmd).is_some_and(|f| f.test(PG_ANON_EXCLUSIVE));
+        if writable {
+            pte_mkwrite(p)
+        } else {
+            p
+        }
+    };
+    locked.set(pte_pmd(new), mm.asid);
+    true
 }
 
 /// Splits the huge PMDs that `[start, end)` covers only in part, and zaps

@@ -797,10 +797,10 @@ fn mthp_swapin_from_a_masked_entry_is_caught() -> TestResult {
 }
 kernel_test!(thp, mthp_swapin_from_a_masked_entry_is_caught, ramdisk);
 
-/// A THP write-protected with UFFDIO_WRITEPROTECT, then moved whole (its
-/// pte table moves in one step): every pte keeps uffd-wp and stays
-/// read-only at dst, as the 2026 fix on the list has it (Linux made them
-/// writable and dropped uffd-wp).
+/// A THP write-protected with UFFDIO_WRITEPROTECT (in place: still one
+/// huge PMD), then moved whole (the PMD moves in one step): it keeps
+/// uffd-wp and stays read-only at dst, as the 2026 fix on the list has it
+/// (Linux made it writable and dropped uffd-wp).
 fn move_keeps_uffd_wp_and_write_protection() -> TestResult {
     use crate::mm::userfaultfd::{UFFDIO_REGISTER_MODE_WP, UFFDIO_WRITEPROTECT_MODE_WP};
     let (s, t, src) = thp_scenario()?;
@@ -811,17 +811,69 @@ fn move_keeps_uffd_wp_and_write_protection() -> TestResult {
     let wp = UffdioWriteprotect { start: src as u64, len: HUGE as u64, mode: UFFDIO_WRITEPROTECT_MODE_WP };
     ok(t.ioctl_struct(fd, UFFDIO_WRITEPROTECT, arg, &wp), "WRITEPROTECT")?.0.map_err(|e| verdict("WRITEPROTECT", e))?;
     ensure!(pte_uffd_wp(pte_of(&t, src + 6 * PAGE)), "src is uffd-wp");
+    expect_block(&t, src, "WRITEPROTECT of the whole PMD keeps it")?;
     let (r, moved) = move_2m(&t, fd, arg, B, src)?;
     ensure!(r == Ok(0) && moved == HUGE as i64, "MOVE: {r:?} {moved}");
     for p in [0usize, 6, 511] {
         let pte = pte_of(&t, B + p * PAGE);
         ensure!(pte_uffd_wp(pte) && !pte_write(pte), "dst page {p} lost uffd-wp or became writable: {pte:?}");
     }
+    expect_block(&t, B, "the moved PMD")?;
     expect_stamp(&t, B, 6, "moved")?;
     must(t.close(fd), "close")?;
     s.finish()
 }
 kernel_test!(thp, move_keeps_uffd_wp_and_write_protection);
+
+/// UFFDIO_WRITEPROTECT of a whole PMD changes it in place (Linux's
+/// change_huge_pmd): no split; a write raises the WP userfault on the
+/// huge PMD; un-protecting makes the exclusive THP writable again.
+fn writeprotect_of_a_whole_pmd_changes_it_in_place() -> TestResult {
+    use crate::mm::userfaultfd::{UFFDIO_REGISTER_MODE_WP, UFFDIO_WRITEPROTECT_MODE_WP, UFFD_PAGEFAULT_FLAG_WP};
+    let (s, t, a) = thp_scenario()?;
+    stamp(&t, a, 6)?;
+    let head = expect_block(&t, a, "the THP")?;
+    let split = splits();
+    let u = UffdFd::new(&t, 0)?;
+    u.register(a, HUGE, UFFDIO_REGISTER_MODE_WP)?;
+    must(u.writeprotect(a, HUGE, UFFDIO_WRITEPROTECT_MODE_WP), "WP of the whole PMD")?;
+    let pmd = pmd_pte(huge_pmd(&t, a));
+    ensure!(pte_uffd_wp(pmd) && !pte_write(pmd), "the PMD is uffd-wp and read-only: {pmd:?}");
+    match t.store(with_tag(a + 6 * PAGE, tag_of(6)), 1) {
+        Err(crate::task::agent::Signal::UffdWait { .. }) => {}
+        other => crate::fail!("a write to the write-protected THP should wait for the handler, got {other:?}"),
+    }
+    ensure!(u.read()?.is_some_and(|m| m.1 & UFFD_PAGEFAULT_FLAG_WP != 0), "a WP fault message");
+    ensure_eq!(expect_block(&t, a, "after the WP fault")?, head, "the same THP, still one PMD");
+    must(u.writeprotect(a, HUGE, 0), "un-WP of the whole PMD")?;
+    let pmd = pmd_pte(huge_pmd(&t, a));
+    ensure!(!pte_uffd_wp(pmd) && pte_write(pmd), "the exclusive THP is writable again: {pmd:?}");
+    ok(t.store(with_tag(a + 6 * PAGE, tag_of(6)), 0x7006), "the write goes on")?;
+    expect_stamp(&t, a, 6, "after WP and un-WP")?;
+    ensure_eq!(splits(), split, "thp_split_pmd: nothing was split");
+    s.finish()
+}
+kernel_test!(thp, writeprotect_of_a_whole_pmd_changes_it_in_place);
+
+/// UFFDIO_WRITEPROTECT of part of a PMD splits it (as Linux): only the
+/// protected page is uffd-wp, the others stay writable.
+fn writeprotect_of_part_of_a_pmd_splits_it() -> TestResult {
+    use crate::mm::userfaultfd::{UFFDIO_REGISTER_MODE_WP, UFFDIO_WRITEPROTECT_MODE_WP};
+    let (s, t, a) = thp_scenario()?;
+    stamp(&t, a, 6)?;
+    let u = UffdFd::new(&t, 0)?;
+    u.register(a, HUGE, UFFDIO_REGISTER_MODE_WP)?;
+    let split = splits();
+    must(u.writeprotect(a + 6 * PAGE, PAGE, UFFDIO_WRITEPROTECT_MODE_WP), "WP of one page")?;
+    ensure_eq!(splits(), split + 1, "thp_split_pmd");
+    ensure!(!pmd_trans_huge(huge_pmd(&t, a)), "split into ptes");
+    ensure!(pte_uffd_wp(pte_of(&t, a + 6 * PAGE)) && !pte_write(pte_of(&t, a + 6 * PAGE)), "page 6 protected");
+    ensure!(!pte_uffd_wp(pte_of(&t, a + 7 * PAGE)) && pte_write(pte_of(&t, a + 7 * PAGE)), "page 7 not");
+    ok(t.store(a + 7 * PAGE, 7), "a write to page 7")?;
+    expect_stamp(&t, a, 6, "page 6")?;
+    s.finish()
+}
+kernel_test!(thp, writeprotect_of_part_of_a_pmd_splits_it);
 
 /// A PMD migration entry (set by hand: nothing migrates THPs here), and
 /// `what` on CPU 1 at its range must wait until the THP is back.
