@@ -1184,6 +1184,21 @@ fn a_zap_of_a_huge_zero_pmd_replaced_under_it_frees_the_thp() -> TestResult {
 }
 kernel_test!(thp, a_zap_of_a_huge_zero_pmd_replaced_under_it_frees_the_thp, cpus = 2);
 
+/// MADV_PAGEOUT of the THP at A on CPU 1, with `change` made on CPU 0
+/// between reclaim's lockless listing and its locked look at each page.
+fn reclaim_with_a_change(
+    t: &Task,
+    change: impl FnOnce() -> TestResult,
+) -> Result<crate::mm::vmscan::ReclaimStats, Verdict> {
+    let mm = t.mm();
+    let r = window(
+        &points::RECLAIM_RANGE_AFTER_LISTING,
+        move || do_madvise(&mm, A as u64, HUGE as u64, MADV_PAGEOUT),
+        change,
+    )?;
+    r.map_err(|e| verdict("MADV_PAGEOUT", e))
+}
+
 /// MADV_PAGEOUT listed a THP's pages; MADV_DONTNEED zapped the PMD before
 /// reclaim read them under their locks: nothing is reclaimed, no slot is
 /// taken, nothing leaks.
@@ -1191,13 +1206,7 @@ fn reclaim_of_a_pmd_zapped_under_it_finds_nothing() -> TestResult {
     let _swap = SwapOn::new()?;
     let (s, t, a) = thp_scenario()?;
     stamp(&t, a, 6)?;
-    let mm = t.mm();
-    let r = window(
-        &points::RECLAIM_RANGE_AFTER_LISTING,
-        move || do_madvise(&mm, A as u64, HUGE as u64, MADV_PAGEOUT),
-        || must(t.madvise(a, HUGE, MADV_DONTNEED), "MADV_DONTNEED"),
-    )?;
-    let st = r.map_err(|e| verdict("MADV_PAGEOUT", e))?;
+    let st = reclaim_with_a_change(&t, || must(t.madvise(a, HUGE, MADV_DONTNEED), "MADV_DONTNEED"))?;
     ensure_eq!((st.reclaimed, st.split), (0, 0), "reclaim of a zapped THP ({st:?})");
     ensure!(
         crate::mm::swapfile::slots_in_use().is_empty(),
@@ -1216,17 +1225,11 @@ fn reclaim_of_a_pmd_replaced_under_it_swaps_the_new_thp() -> TestResult {
     let _swap = SwapOn::new()?;
     let (s, t, a) = thp_scenario()?;
     stamp(&t, a, 6)?;
-    let mm = t.mm();
-    let r = window(
-        &points::RECLAIM_RANGE_AFTER_LISTING,
-        move || do_madvise(&mm, A as u64, HUGE as u64, MADV_PAGEOUT),
-        || {
-            must(t.madvise(a, HUGE, MADV_DONTNEED), "MADV_DONTNEED")?;
-            stamp(&t, a, 7)?;
-            expect_block(&t, a, "the new THP").map(|_| ())
-        },
-    )?;
-    let st = r.map_err(|e| verdict("MADV_PAGEOUT", e))?;
+    let st = reclaim_with_a_change(&t, || {
+        must(t.madvise(a, HUGE, MADV_DONTNEED), "MADV_DONTNEED")?;
+        stamp(&t, a, 7)?;
+        expect_block(&t, a, "the new THP").map(|_| ())
+    })?;
     ensure_eq!(st.reclaimed, 1, "the new THP reclaimed ({st:?})");
     ensure!(is_swap_pte(pte_of(&t, a + 7 * PAGE)), "the new THP's page is swapped out");
     expect_stamp(&t, a, 7, "the new THP's page back from swap")?;
