@@ -413,12 +413,20 @@ pub fn copy_huge_pmd(src_mm: &MmStruct, dst_mm: &MmStruct, addr: usize) -> Resul
     Ok(true)
 }
 
-/// change_huge_pmd for mprotect: a huge PMD that `[start, end)` covers
-/// whole takes `prot` in place (a PROT_MTE one gets its folio's tags
-/// synced first); one covered in part is split for the pte path.
-pub fn change_huge_pmds(mm: &MmStruct, start: usize, end: usize, prot: pgprot_t) {
+/// change_pmd_range's huge-PMD step, shared by the range operations that
+/// change entries in place (mprotect, MADV_COLD, UFFDIO_WRITEPROTECT): a
+/// huge PMD `[start, end)` covers only in part is split, so the caller's
+/// pte walk sees its ptes; one it covers whole gets `f(addr, pmd)` as its
+/// new entry, set under its lock. Returns the PMDs changed in place.
+pub fn change_whole_huge_pmds(
+    mm: &MmStruct,
+    start: usize,
+    end: usize,
+    mut f: impl FnMut(usize, pmd_t) -> pmd_t,
+) -> alloc::vec::Vec<usize> {
     let mut huge = alloc::vec::Vec::new();
     mm.pgtables.for_each_huge_pmd(start, end, |a, _| huge.push(a));
+    let mut changed = alloc::vec::Vec::new();
     for a in huge {
         if a < start || a + PMD_SIZE > end {
             split_huge_pmd(&mm.pgtables, a);
@@ -427,43 +435,40 @@ pub fn change_huge_pmds(mm: &MmStruct, start: usize, end: usize, prot: pgprot_t)
         let Ok(Some(locked)) = mm.pgtables.pmd_lock(a, false) else { continue };
         let pmd = locked.get();
         if !pmd_trans_huge(pmd) {
-            continue;
+            continue; // split or zapped since the walk: the pte path's now
         }
+        locked.set(f(a, pmd), mm.asid);
+        changed.push(a);
+    }
+    changed
+}
+
+/// change_huge_pmd for mprotect: `prot` in place (a PROT_MTE one gets its
+/// folio's tags synced first).
+pub fn change_huge_pmds(mm: &MmStruct, start: usize, end: usize, prot: pgprot_t) {
+    change_whole_huge_pmds(mm, start, end, |_, pmd| {
         let new = pte_modify(pmd_pte(pmd), prot);
         if pte_tagged(new) && !is_huge_zero_pmd(pmd) {
             mte_sync_tags(pte_pfn(new));
         }
-        locked.set(pte_pmd(pte_t(new.0 & !PTE_TYPE_PAGE)), mm.asid);
-    }
+        pte_pmd(pte_t(new.0 & !PTE_TYPE_PAGE))
+    });
 }
 
-/// UFFDIO_WRITEPROTECT of a whole huge PMD, in place (change_huge_pmd with
-/// MM_CP_UFFD_WP / _RESOLVE): uffd-wp set and the PMD read-only, or the
-/// bit cleared and the PMD writable again when the VMA is writable and the
-/// THP exclusive (the huge zero page stays read-only). False: no huge PMD
-/// there any more (the caller's pte walk handles what is).
-pub fn change_huge_pmd_uffd_wp(mm: &MmStruct, vma: &Vma, addr: usize, wp: bool) -> bool {
-    let Ok(Some(locked)) = mm.pgtables.pmd_lock(addr, false) else { return false };
-    let pmd = locked.get();
-    if !pmd_trans_huge(pmd) {
-        return false;
-    }
+/// change_huge_pmd for UFFDIO_WRITEPROTECT (MM_CP_UFFD_WP / _RESOLVE):
+/// uffd-wp set and the PMD read-only, or the bit cleared and the PMD
+/// writable again when the VMA is writable and the THP exclusive (the huge
+/// zero page stays read-only).
+pub fn uffd_wp_pmd(vma: &Vma, pmd: pmd_t, wp: bool) -> pmd_t {
     let pte = pmd_pte(pmd);
-    let new = if wp {
-        pte_mkuffd_wp(pte)
-    } else {
-        let p = pte_clear_uffd_wp(pte);
-        let writable = vma.flags & VM_WRITE != 0
-            && !is_huge_zero_pmd(pmd)
-            && pmd_folio(pmd).is_some_and(|f| f.test(PG_ANON_EXCLUSIVE));
-        if writable {
-            pte_mkwrite(p)
-        } else {
-            p
-        }
-    };
-    locked.set(pte_pmd(new), mm.asid);
-    true
+    if wp {
+        return pte_pmd(pte_mkuffd_wp(pte));
+    }
+    let p = pte_clear_uffd_wp(pte);
+    let writable = vma.flags & VM_WRITE != 0
+        && !is_huge_zero_pmd(pmd)
+        && pmd_folio(pmd).is_some_and(|f| f.test(PG_ANON_EXCLUSIVE));
+    pte_pmd(if writable { pte_mkwrite(p) } else { p })
 }
 
 /// Splits the huge PMDs that `[start, end)` covers only in part, and zaps

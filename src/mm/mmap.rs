@@ -548,17 +548,7 @@ fn madvise_vma(
 /// madvise_cold_or_pageout_pte_range does. There is no LRU to deactivate.
 fn madvise_cold(mm: &Arc<MmStruct>, start: usize, end: usize) {
     use super::pte::{pmd_pte, pte_mkold, pte_pmd, pte_present, pte_young};
-    let mut huge = Vec::new();
-    mm.pgtables.for_each_huge_pmd(start, end, |a, _| huge.push(a));
-    for a in huge {
-        if a < start || a + crate::arch::mmu::PMD_SIZE > end {
-            super::huge_memory::split_huge_pmd(&mm.pgtables, a);
-        } else if let Ok(Some(l)) = mm.pgtables.pmd_lock(a, false) {
-            if super::pte::pmd_trans_huge(l.get()) {
-                l.set(pte_pmd(pte_mkold(pmd_pte(l.get()))), mm.asid);
-            }
-        }
-    }
+    super::huge_memory::change_whole_huge_pmds(mm, start, end, |_, pmd| pte_pmd(pte_mkold(pmd_pte(pmd))));
     mm.pgtables.for_each_locked_table(start, end, |pt, lo, hi| {
         for addr in (lo..hi).step_by(PAGE_SIZE) {
             let pte = pt.get(addr);

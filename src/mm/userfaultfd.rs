@@ -17,7 +17,7 @@ use super::mm_types::*;
 use super::pte::*;
 use super::rmap::folio_add_new_anon_rmap;
 use super::uaccess::{copy_from_user, get_user, put_user, put_word};
-use crate::arch::mmu::{PAGE_MASK, PAGE_SIZE, PMD_MASK, PMD_SIZE};
+use crate::arch::mmu::{PAGE_MASK, PAGE_SIZE, PMD_MASK};
 use crate::errno::*;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::{Arc, Weak};
@@ -510,15 +510,11 @@ fn writeprotect(ctx: &Arc<Uffd>, caller: &Arc<MmStruct>, arg: u64) -> Result<u64
     if !map.fully_mapped(s, e) {
         return Err(ENOENT);
     }
-    // A huge PMD the range covers whole changes in place; one covered in
-    // part is split by the pte walk below (its pte lock splits it).
-    let mut huge = alloc::vec::Vec::new();
-    mm.pgtables.for_each_huge_pmd(s, e, |a, _| huge.push(a));
-    let whole: alloc::vec::Vec<usize> = huge
-        .into_iter()
-        .filter(|&a| a >= s && a + PMD_SIZE <= e)
-        .filter(|&a| super::huge_memory::change_huge_pmd_uffd_wp(mm, map.find(a).expect("checked above"), a, wp))
-        .collect();
+    // A huge PMD the range covers whole changes in place, one covered in
+    // part is split for the pte walk below.
+    let whole = super::huge_memory::change_whole_huge_pmds(mm, s, e, |a, pmd| {
+        super::huge_memory::uffd_wp_pmd(map.find(a).expect("checked above"), pmd, wp)
+    });
     for addr in (s..e).step_by(PAGE_SIZE) {
         if whole.contains(&(addr & PMD_MASK)) {
             continue;

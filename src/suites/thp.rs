@@ -825,6 +825,26 @@ fn move_keeps_uffd_wp_and_write_protection() -> TestResult {
 }
 kernel_test!(thp, move_keeps_uffd_wp_and_write_protection);
 
+/// MADV_COLD over a whole THP makes its PMD old in place, with no split;
+/// the next access makes it young again (the access-flag fault on the
+/// PMD). Over part of it the PMD is split and only those ptes age.
+fn madv_cold_ages_a_whole_pmd_in_place() -> TestResult {
+    let (s, t, a) = thp_scenario()?;
+    stamp(&t, a, 3)?;
+    let split = splits();
+    must(t.madvise(a, HUGE, MADV_COLD), "MADV_COLD of the whole THP")?;
+    expect_block(&t, a, "after MADV_COLD")?;
+    ensure!(!pte_young(pmd_pte(huge_pmd(&t, a))), "the PMD is old");
+    ensure_eq!(splits(), split, "thp_split_pmd");
+    expect_stamp(&t, a, 3, "read after MADV_COLD")?;
+    ensure!(pte_young(pmd_pte(huge_pmd(&t, a))), "the access made the PMD young again");
+    must(t.madvise(a, PAGE, MADV_COLD), "MADV_COLD of one page")?;
+    ensure_eq!(splits(), split + 1, "thp_split_pmd after a partial MADV_COLD");
+    ensure!(!pte_young(pte_of(&t, a)) && pte_young(pte_of(&t, a + PAGE)), "only the first page aged");
+    s.finish()
+}
+kernel_test!(thp, madv_cold_ages_a_whole_pmd_in_place);
+
 /// UFFDIO_WRITEPROTECT of a whole PMD changes it in place (Linux's
 /// change_huge_pmd): no split; a write raises the WP userfault on the
 /// huge PMD; un-protecting makes the exclusive THP writable again.
