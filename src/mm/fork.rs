@@ -57,7 +57,12 @@ pub fn dup_mmap(parent: &Arc<MmStruct>) -> Result<Arc<MmStruct>, Errno> {
         ctx.event(UFFD_FEATURE_EVENT_FORK, UFFD_EVENT_FORK, child.id, 0);
     }
     match result {
-        Ok(()) => Ok(child),
+        Ok(()) => {
+            if parent.khugepaged.load(core::sync::atomic::Ordering::Acquire) {
+                super::khugepaged::__khugepaged_enter(&child); // khugepaged_fork
+            }
+            Ok(child)
+        }
         Err(e) => {
             super::zap::exit_mmap(&child);
             Err(e)

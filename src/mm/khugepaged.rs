@@ -195,6 +195,62 @@ impl Limits {
     }
 }
 
+/// What both rounds count over the 512 ptes, with the rules they share.
+struct Tally<'a> {
+    vma: &'a Vma,
+    cc: &'a CollapseControl,
+    lim: Limits,
+    none: usize,
+    shared: usize,
+    referenced: usize,
+    writable: bool,
+}
+
+impl<'a> Tally<'a> {
+    fn new(vma: &'a Vma, cc: &'a CollapseControl) -> Tally<'a> {
+        Tally { vma, cc, lim: Limits::of(cc), none: 0, shared: 0, referenced: 0, writable: false }
+    }
+
+    /// A none or zero-page pte: over the limit, or any in a uffd-armed
+    /// VMA (its missing faults must still reach the handler), refuses.
+    fn none_pte(&mut self) -> Result<(), ScanResult> {
+        self.none += 1;
+        if userfaultfd_armed(self.vma) || self.none > self.lim.none {
+            return Err(SCAN_EXCEED_NONE_PTE);
+        }
+        Ok(())
+    }
+
+    fn folio(&mut self, folio: &Folio) -> Result<(), ScanResult> {
+        if folio_likely_mapped_shared(folio) {
+            self.shared += 1;
+            if self.shared > self.lim.shared {
+                return Err(SCAN_EXCEED_SHARED_PTE);
+            }
+        }
+        Ok(())
+    }
+
+    fn present(&mut self, pte: pte_t) {
+        self.writable |= pte_write(pte);
+        if self.cc.is_khugepaged && pte_young(pte) {
+            self.referenced += 1;
+        }
+    }
+
+    /// The end of a round: no writable pte, or (khugepaged only) too few
+    /// young ones, refuses.
+    fn finish(&self, unmapped: usize) -> Result<(), ScanResult> {
+        if !self.writable {
+            Err(SCAN_PAGE_RO)
+        } else if self.cc.is_khugepaged && (self.referenced == 0 || (unmapped > 0 && self.referenced < NR / 2)) {
+            Err(SCAN_LACK_REFERENCED_PAGE)
+        } else {
+            Ok(())
+        }
+    }
+}
+
 fn none_or_zero(pte: pte_t) -> bool {
     pte_none(pte) || (pte_present(pte) && super::fault::is_zero_pfn(pte_pfn(pte)))
 }
@@ -222,11 +278,10 @@ struct Scanned {
 fn hpage_collapse_scan_pmd(mm: &MmStruct, vma: &Vma, addr: usize, cc: &CollapseControl) -> Result<Scanned, ScanResult> {
     find_pmd_or_thp_or_none(mm, addr)?;
     let pt = mm.pgtables.lock(addr, false).ok().flatten().ok_or(SCAN_PMD_NULL)?;
-    let lim = Limits::of(cc);
-    let (mut none, mut unmapped, mut shared, mut referenced, mut writable) = (0, 0, 0, 0, false);
+    let mut t = Tally::new(vma, cc);
+    let mut unmapped = 0;
     for i in 0..NR {
-        let a = addr + i * PAGE_SIZE;
-        let pte = pt.get(a);
+        let pte = pt.get(addr + i * PAGE_SIZE);
         if is_swap_pte(pte) {
             let entry = pte_to_swp_entry(pte);
             // Migration, hwpoison and markers are no swap the fault path
@@ -235,7 +290,7 @@ fn hpage_collapse_scan_pmd(mm: &MmStruct, vma: &Vma, addr: usize, cc: &CollapseC
                 return Err(SCAN_PTE_NON_PRESENT);
             }
             unmapped += 1;
-            if unmapped > lim.swap {
+            if unmapped > t.lim.swap {
                 return Err(SCAN_EXCEED_SWAP_PTE);
             }
             if pte_swp_uffd_wp_any(pte) {
@@ -244,16 +299,12 @@ fn hpage_collapse_scan_pmd(mm: &MmStruct, vma: &Vma, addr: usize, cc: &CollapseC
             continue;
         }
         if none_or_zero(pte) {
-            none += 1;
-            if userfaultfd_armed(vma) || none > lim.none {
-                return Err(SCAN_EXCEED_NONE_PTE);
-            }
+            t.none_pte()?;
             continue;
         }
         if pte_uffd_wp(pte) {
             return Err(SCAN_PTE_UFFD_WP);
         }
-        writable |= pte_write(pte);
         if pte_special(pte) {
             return Err(SCAN_PAGE_NULL); // vm_normal_page finds none
         }
@@ -262,29 +313,17 @@ fn hpage_collapse_scan_pmd(mm: &MmStruct, vma: &Vma, addr: usize, cc: &CollapseC
         if !folio.is_anon() {
             return Err(SCAN_PAGE_ANON);
         }
-        if folio_likely_mapped_shared(&folio) {
-            shared += 1;
-            if shared > lim.shared {
-                return Err(SCAN_EXCEED_SHARED_PTE);
-            }
-        }
+        t.folio(&folio)?;
         if folio.test(PG_LOCKED) {
             return Err(SCAN_PAGE_LOCK);
         }
         if !is_refcount_suitable(&folio, 1) {
             return Err(SCAN_PAGE_COUNT);
         }
-        if cc.is_khugepaged && pte_young(pte) {
-            referenced += 1;
-        }
+        t.present(pte);
     }
-    if !writable {
-        Err(SCAN_PAGE_RO)
-    } else if cc.is_khugepaged && (referenced == 0 || (unmapped > 0 && referenced < NR / 2)) {
-        Err(SCAN_LACK_REFERENCED_PAGE)
-    } else {
-        Ok(Scanned { unmapped })
-    }
+    t.finish(unmapped)?;
+    Ok(Scanned { unmapped })
 }
 
 /// __collapse_huge_page_swapin: every swap pte of the range read back by
@@ -335,17 +374,12 @@ fn __collapse_huge_page_isolate(
     addr: usize,
     cc: &CollapseControl,
 ) -> Result<Isolated, ScanResult> {
-    let lim = Limits::of(cc);
+    let mut t = Tally::new(vma, cc);
     let mut isolated = Isolated(Vec::new());
-    let (mut none, mut shared, mut referenced, mut writable) = (0, 0, 0, false);
     for i in 0..NR {
-        let a = addr + i * PAGE_SIZE;
-        let pte = pt.get(a);
+        let pte = pt.get(addr + i * PAGE_SIZE);
         if none_or_zero(pte) {
-            none += 1;
-            if userfaultfd_armed(vma) || none > lim.none {
-                return Err(SCAN_EXCEED_NONE_PTE);
-            }
+            t.none_pte()?;
             continue;
         }
         if !pte_present(pte) {
@@ -360,12 +394,7 @@ fn __collapse_huge_page_isolate(
             return Err(SCAN_PAGE_NULL);
         }
         let folio = Folio::get(pte_pfn(pte));
-        if folio_likely_mapped_shared(&folio) {
-            shared += 1;
-            if shared > lim.shared {
-                return Err(SCAN_EXCEED_SHARED_PTE);
-            }
-        }
+        t.folio(&folio)?;
         if !isolated.contains(&folio) {
             // A large folio is locked and counted once.
             if !folio.trylock_raw() {
@@ -377,18 +406,10 @@ fn __collapse_huge_page_isolate(
                 return Err(SCAN_PAGE_COUNT);
             }
         }
-        writable |= pte_write(pte);
-        if cc.is_khugepaged && pte_young(pte) {
-            referenced += 1;
-        }
+        t.present(pte);
     }
-    if !writable {
-        Err(SCAN_PAGE_RO)
-    } else if cc.is_khugepaged && referenced == 0 {
-        Err(SCAN_LACK_REFERENCED_PAGE)
-    } else {
-        Ok(isolated)
-    }
+    t.finish(0)?; // every swap pte was swapped in before this round
+    Ok(isolated)
 }
 
 /// __collapse_huge_page_copy: each page's data, and its tags when its
@@ -634,22 +655,50 @@ struct Registry {
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry { slots: Vec::new(), cursor_mm: 0, cursor_addr: 0 });
 
-/// khugepaged_enter_vma: the mm is scanned from now on if this VMA may get
-/// a THP under the sysfs policy (MADV_HUGEPAGE, or enabled=always).
-pub fn khugepaged_enter_vma(mm: &Arc<MmStruct>, vma: &Vma) {
-    if !thp_vma_allowable(vma, THP_PMD_ORDER) {
-        return;
-    }
-    let mut reg = REGISTRY.lock();
-    reg.slots.retain(|w| w.strong_count() > 0);
-    if !reg.slots.iter().any(|w| core::ptr::eq(w.as_ptr(), Arc::as_ptr(mm))) {
-        reg.slots.push(Arc::downgrade(mm));
+impl Registry {
+    /// Drops the slots of mms that are gone, keeping the cursor on the mm
+    /// it was on.
+    fn prune(&mut self) {
+        let mut i = 0;
+        while i < self.slots.len() {
+            if self.slots[i].strong_count() > 0 {
+                i += 1;
+                continue;
+            }
+            self.slots.remove(i);
+            if i < self.cursor_mm {
+                self.cursor_mm -= 1;
+            } else if i == self.cursor_mm {
+                self.cursor_addr = 0;
+            }
+        }
     }
 }
 
+/// khugepaged_enter_vma: the mm is scanned from now on if this VMA may get
+/// a THP under the sysfs policy (MADV_HUGEPAGE, or enabled=always). Once
+/// per mm: the flag makes every later call (each mmap, each PMD fault) a
+/// load.
+pub fn khugepaged_enter_vma(mm: &Arc<MmStruct>, vma: &Vma) {
+    if !mm.khugepaged.load(Ordering::Acquire) && thp_vma_allowable(vma, THP_PMD_ORDER) {
+        __khugepaged_enter(mm);
+    }
+}
+
+/// __khugepaged_enter: `mm` joins the list (fork calls it for the child of
+/// a registered mm, as khugepaged_fork does).
+pub fn __khugepaged_enter(mm: &Arc<MmStruct>) {
+    if mm.khugepaged.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let mut reg = REGISTRY.lock();
+    reg.prune();
+    reg.slots.push(Arc::downgrade(mm));
+}
+
 /// Whether khugepaged scans `mm`.
-pub fn is_registered(mm: &Arc<MmStruct>) -> bool {
-    REGISTRY.lock().slots.iter().any(|w| core::ptr::eq(w.as_ptr(), Arc::as_ptr(mm)))
+pub fn is_registered(mm: &MmStruct) -> bool {
+    mm.khugepaged.load(Ordering::Acquire)
 }
 
 /// The next PMD range to scan at or after the cursor, moving the cursor
@@ -661,20 +710,16 @@ fn next_range() -> Option<(Arc<MmStruct>, usize)> {
     loop {
         let (mm, from) = {
             let mut reg = REGISTRY.lock();
-            loop {
-                if reg.cursor_mm >= reg.slots.len() {
-                    reg.cursor_mm = 0;
-                    reg.cursor_addr = 0;
-                    return None;
-                }
-                match reg.slots[reg.cursor_mm].upgrade() {
-                    Some(mm) => break (mm, reg.cursor_addr),
-                    None => {
-                        let i = reg.cursor_mm;
-                        reg.slots.remove(i);
-                        reg.cursor_addr = 0;
-                    }
-                }
+            reg.prune();
+            if reg.cursor_mm >= reg.slots.len() {
+                reg.cursor_mm = 0;
+                reg.cursor_addr = 0;
+                return None;
+            }
+            // Pruned just now under the same lock: the slot is alive.
+            match reg.slots[reg.cursor_mm].upgrade() {
+                Some(mm) => (mm, reg.cursor_addr),
+                None => continue,
             }
         };
         let next = {

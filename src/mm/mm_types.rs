@@ -182,6 +182,8 @@ pub struct MmStruct {
     pub pgtables: PgTables,
     pub mmap_lock: RwLock<MmMap>,
     pub rss: [AtomicIsize; 3],
+    /// MMF_VM_HUGEPAGE: khugepaged has this mm in its list.
+    pub khugepaged: core::sync::atomic::AtomicBool,
 }
 
 impl MmStruct {
@@ -200,6 +202,7 @@ impl MmStruct {
             pgtables: PgTables::new(asid)?,
             mmap_lock: RwLock::new(MmMap::default()),
             rss: Default::default(),
+            khugepaged: core::sync::atomic::AtomicBool::new(false),
         });
         let mut all = MMS.lock();
         all.retain(|w| w.strong_count() > 0);

@@ -58,13 +58,18 @@ fn write_page(t: &Task, at: usize, p: usize, mte: bool) -> TestResult {
 /// MADV_HUGEPAGE: what khugepaged finds in a process that grew its heap a
 /// page at a time.
 fn fill(t: &Task, at: usize, mte: bool, pages: impl IntoIterator<Item = usize>) -> TestResult {
+    fill_len(t, at, HUGE, mte, pages)
+}
+
+/// `fill` over one VMA of `len` bytes (pages counted from `at`).
+fn fill_len(t: &Task, at: usize, len: usize, mte: bool, pages: impl IntoIterator<Item = usize>) -> TestResult {
     let prot = if mte { RW | PROT_MTE } else { RW };
-    ensure_eq!(mmap(t, at, HUGE, prot, ANON | MAP_FIXED, -1)?, at, "MAP_FIXED");
-    must(t.madvise(at, HUGE, MADV_NOHUGEPAGE), "MADV_NOHUGEPAGE")?;
+    ensure_eq!(mmap(t, at, len, prot, ANON | MAP_FIXED, -1)?, at, "MAP_FIXED");
+    must(t.madvise(at, len, MADV_NOHUGEPAGE), "MADV_NOHUGEPAGE")?;
     for p in pages {
         write_page(t, at, p, mte)?;
     }
-    must(t.madvise(at, HUGE, MADV_HUGEPAGE), "MADV_HUGEPAGE")
+    must(t.madvise(at, len, MADV_HUGEPAGE), "MADV_HUGEPAGE")
 }
 
 /// A THP scenario with one task whose range at A has `pages` written.
@@ -351,6 +356,26 @@ fn one_refused_pmd_gives_its_errno_after_the_others_collapsed() -> TestResult {
 }
 kernel_test!(collapse, one_refused_pmd_gives_its_errno_after_the_others_collapsed);
 
+/// Inside one VMA too: the PMD before the refused one is collapsed, and
+/// the call fails with the refusal's errno (a pin: EAGAIN), since not
+/// every PMD of the range ended up huge.
+fn a_refused_pmd_inside_one_vma_fails_the_call() -> TestResult {
+    let mut s = Scenario::new();
+    s.thp();
+    let t = s.spawn()?;
+    fill_len(&t, A, 2 * HUGE, true, 0..2 * NR)?;
+    let f = Folio::get(pfn_at(&t, A + HUGE + 3 * PAGE)?);
+    f.pin();
+    let r = returned(t.madvise(A, 2 * HUGE, MADV_COLLAPSE), "MADV_COLLAPSE");
+    f.unpin();
+    drop(f);
+    ensure_eq!(r?, Err(EAGAIN), "MADV_COLLAPSE with the second PMD pinned");
+    expect_thp(&t, A, "the first PMD")?;
+    expect_result(&t, A + HUGE, SCAN_PAGE_COUNT, "the second PMD")?;
+    s.finish()
+}
+kernel_test!(collapse, a_refused_pmd_inside_one_vma_fails_the_call);
+
 fn madv_collapse_checks_its_arguments_and_the_vma() -> TestResult {
     let (mut s, t) = filled(true, all())?;
     expect_errno(t.madvise(A + 8, HUGE, MADV_COLLAPSE), EINVAL, "an unaligned start")?;
@@ -629,6 +654,7 @@ kernel_test!(collapse, a_read_only_range_is_page_ro);
 fn after_fork_the_write_protected_range_is_page_ro() -> TestResult {
     let (mut s, t) = filled(true, all())?;
     let child = s.fork(&t)?;
+    ensure!(khugepaged::is_registered(&child.mm()), "fork registers the child with khugepaged (khugepaged_fork)");
     expect_refused(&t, A, EINVAL, SCAN_PAGE_RO, "every pte shared and write-protected")?;
     ensure_eq!(khugepaged_scan(&t, A)?, SCAN_EXCEED_SHARED_PTE, "khugepaged: more than max_ptes_shared shared pages");
     ensure_eq!(ok(child.load(with_tag(A + 3 * PAGE, tag_of(3))), "child read")?, word(3), "the child's page");
