@@ -188,7 +188,7 @@ pub fn copy_frame_tags(dst: u64, src: u64) {
 
 /// Zeroes frame `pfn`'s data and tags (DC GZVA).
 pub fn zero_frame(pfn: u64) {
-    frames::zero_frame(frame_pa(pfn))
+    frames::zero_page(frame_pa(pfn))
 }
 
 /// The 128 bytes of tags of frame `pfn` (LDGM).

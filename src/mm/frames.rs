@@ -53,11 +53,6 @@ pub fn alloc_uninit(count: usize, align: usize) -> Option<u64> {
     with(|fa| if count == 1 { fa.alloc() } else { fa.alloc_contig(count, align) })
 }
 
-/// Zeroes frame `pa`'s data and tags (clear_user_highpage with tags).
-pub fn zero_frame(pa: u64) {
-    zero_page(pa)
-}
-
 pub fn free(pa: u64, count: usize) -> Result<(), FreeError> {
     with(|fa| if count == 1 { fa.free(pa) } else { fa.free_contig(pa, count) })
 }
@@ -70,7 +65,7 @@ unsafe fn page_at(pa: u64) -> &'static mut PageData {
 }
 
 /// Zeroes a frame's data and its tags (DC GZVA with tag 0).
-fn zero_page(pa: u64) {
+pub fn zero_page(pa: u64) {
     // SAFETY: called on a frame just allocated or being freed by its owner.
     unsafe { page_at(pa) }.dc_gzva(0);
 }

@@ -241,9 +241,7 @@ impl Printer {
             },
         }
     }
-}
 
-impl Printer {
     /// A capture from another build than the ELF decodes its frames into
     /// wrong messages and file:line: say so loudly, stop decoding, and fail
     /// the run.
