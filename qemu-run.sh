@@ -21,6 +21,10 @@
 #   --test-timeout S  limit for one test that declares none (default 120); a
 #                     test over its limit fails and the run goes on in a fresh boot
 #   --memory SIZE     guest RAM (default 512M)
+#   --numa N          split the RAM into N NUMA nodes (N /memory banks in the DTB)
+#   --dtb FILE        pass FILE to the kernel instead of QEMU's own tree (it must
+#                     describe the same machine: scripts/make-test-dtb.sh makes one
+#                     with firmware-reserved memory); implies --image
 #   --capture FILE    also save the raw serial stream to FILE (kreport decode reads it)
 #   --verbose         show debug log frames too (per-test instruction/cycle counts)
 #   --bench NAME      run a benchmark (swap, uffd, thp, collapse) instead of the tests
@@ -37,7 +41,7 @@ cd "$(dirname "$0")"
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
 smp=2 el2=0 image=0 timeout=900 test_timeout=120 memory=512M list=0 hooks='' install=1 verbose=() bench='' icount=()
-filters=() extra=() capture=()
+filters=() extra=() capture=() dtb=() numa=1 numaopts=()
 # value OPTION "$@": the option's value, or status 2 with one line.
 value() {
     if [ $# -lt 2 ] || [ -z "$2" ] || [ "${2#--}" != "$2" ]; then
@@ -58,6 +62,8 @@ while [ $# -gt 0 ]; do
         --timeout) timeout=$(value --timeout "${2:-}"); shift ;;
         --test-timeout) test_timeout=$(value --test-timeout "${2:-}"); shift ;;
         --memory) memory=$(value --memory "${2:-}"); shift ;;
+        --numa) numa=$(value --numa "${2:-}"); shift ;;
+        --dtb) dtb=(-dtb "$(value --dtb "${2:-}")"); image=1; shift ;;
         --capture) capture=(--save-capture "$(value --capture "${2:-}")"); shift ;;
         --verbose) verbose=(-v) ;;
         --bench) bench=$(value --bench "${2:-}"); shift ;;
@@ -74,6 +80,20 @@ case "$smp" in ''|*[!0-9]*) echo "qemu-run.sh: --smp wants a number of CPUs, not
 case "$timeout" in ''|*[!0-9]*) echo "qemu-run.sh: --timeout wants whole seconds, not '$timeout'" >&2; exit 2 ;; esac
 case "$test_timeout" in ''|*[!0-9]*) echo "qemu-run.sh: --test-timeout wants whole seconds, not '$test_timeout'" >&2; exit 2 ;; esac
 case "$bench" in ''|swap|uffd|thp|collapse) ;; *) echo "qemu-run.sh: unknown benchmark '$bench' (swap, uffd, thp, collapse)" >&2; exit 2 ;; esac
+case "$numa" in ''|*[!0-9]*|0) echo "qemu-run.sh: --numa wants a number of nodes, not '$numa'" >&2; exit 2 ;; esac
+if [ "$numa" -gt 1 ]; then
+    case "$memory" in
+        *[0-9]G) mib=$(( ${memory%G} * 1024 )) ;;
+        *[0-9]M) mib=${memory%M} ;;
+        *) echo "qemu-run.sh: --numa needs --memory in M or G, not '$memory'" >&2; exit 2 ;;
+    esac
+    if [ $(( mib % numa )) -ne 0 ]; then
+        echo "qemu-run.sh: --memory $memory does not split into $numa equal NUMA nodes" >&2; exit 2
+    fi
+    for ((i = 0; i < numa; i++)); do
+        numaopts+=(-object "memory-backend-ram,id=ram$i,size=$(( mib / numa ))M" -numa "node,nodeid=$i,memdev=ram$i")
+    done
+fi
 if [ "$smp" -lt 1 ] || [ "$smp" -gt 8 ]; then
     echo "qemu-run.sh: --smp $smp: the kernel supports 1 to 8 CPUs" >&2; exit 2
 fi
@@ -131,7 +151,7 @@ listflag=()
 [ "$list" = 1 ] && listflag=(--list)
 
 exec target/release/kreport --elf "$elf" --reports target/reports --timeout "$timeout" --test-timeout "$test_timeout" "${capture[@]}" "${listflag[@]}" "${verbose[@]}" "${benchflag[@]}" -- \
-    "$qemu" -machine "$machine" -cpu max -smp "$smp" -m "$memory" "${icount[@]}" \
+    "$qemu" -machine "$machine" -cpu max -smp "$smp" -m "$memory" "${numaopts[@]}" "${icount[@]}" \
     -display none -monitor none -serial stdio -no-reboot \
     -semihosting-config enable=on,target=native \
-    -kernel "$kernel" -append "${words[*]}"
+    -kernel "$kernel" "${dtb[@]}" -append "${words[*]}"

@@ -112,6 +112,15 @@ linux_words() {
     grep -q "'console=ttyAMA0,115200' is a Linux word; ignored" "$logs/accepts-linux-words.log"
 }
 step accepts-linux-words linux_words
+# Firmware-reserved memory, two RAM banks and RAM above 4 GiB: a DTB with
+# /memreserve/ and /reserved-memory (scripts/make-test-dtb.sh), two NUMA
+# nodes, 4 GiB from 0x40000000; the reserved test must run, not skip.
+firmware_memory() {
+    scripts/make-test-dtb.sh target/reserved.dtb --smp 2 --memory 4G || return 1
+    ./qemu-run.sh --no-install --smp 2 --memory 4G --numa 2 --dtb target/reserved.dtb boot || return 1
+    if grep -q "# SKIP" target/reports/report.tap; then echo "a boot test was skipped"; return 1; fi
+}
+step boot-reserved-dtb-numa2-4g firmware_memory
 # Every suite passes whatever the boot THP setting (scenarios that need a
 # THP set the tunables for their duration).
 suite el1-elf-smp2-thp-always --smp 2 -- transparent_hugepage=always

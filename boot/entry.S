@@ -8,7 +8,7 @@
 .section .text.head, "ax"
 .global _start
 _start:
-    // Linux arm64 Image header (Documentation/arm64/booting.rst layout).
+    // Linux arm64 Image header (Documentation/arch/arm64/booting.rst layout).
     b       primary_entry           // code0
     .long   0                       // code1
     .quad   {TEXT_OFFSET}           // text_offset: load at RAM base + 2 MiB
@@ -21,6 +21,9 @@ _start:
 .section .text.boot, "ax"
 primary_entry:
     mov     x19, x0                 // DTB physical address (0 on an ELF boot)
+    mov     x22, x1                 // x1-x3: reserved by the boot protocol, must be 0
+    mov     x23, x2
+    mov     x24, x3
     msr     daifset, #0xf
     mrs     x21, CurrentEL          // the EL we were entered at, for the banner
     lsr     x21, x21, #2
@@ -181,6 +184,9 @@ primary_high:
     mov     x0, x19                 // DTB PA
     mov     x1, x20                 // image PA
     mov     x2, x21                 // entry EL
+    mov     x3, x22                 // x1-x3 as the loader left them
+    mov     x4, x23
+    mov     x5, x24
     bl      kernel_main
 6:  wfe
     b       6b

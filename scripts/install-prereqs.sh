@@ -63,10 +63,12 @@ if need_qemu; then
 fi
 
 # The report consumers test-all.sh checks the reports with: xmllint (the
-# JUnit XSD) and prove (TAP), by Debian package name.
+# JUnit XSD) and prove (TAP); dtc for the firmware-reserved-memory DTB; by
+# Debian package name.
 missing=()
 command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
 command -v prove >/dev/null 2>&1 || missing+=(perl)
+command -v dtc >/dev/null 2>&1 || missing+=(device-tree-compiler)
 if [ ${#missing[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1; then
         SUDO=""
@@ -75,7 +77,7 @@ if [ ${#missing[@]} -gt 0 ]; then
         $SUDO apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-        echo "install-prereqs: no apt-get to install ${missing[*]} (test-all.sh needs xmllint and prove)" >&2
+        echo "install-prereqs: no apt-get to install ${missing[*]} (test-all.sh needs xmllint, prove and dtc)" >&2
     fi
 fi
 

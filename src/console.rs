@@ -24,6 +24,11 @@ pub fn init(uart: Pl011) {
     UART.call_once(|| uart);
 }
 
+/// Whether `init` has run (a panic before it has no console of its own).
+pub fn is_ready() -> bool {
+    UART.is_completed()
+}
+
 pub(crate) fn acquire() {
     let me = crate::arch::cpu::id() + 1;
     while OWNER.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed).is_err() {

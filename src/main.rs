@@ -56,12 +56,36 @@ const FDT_MAGIC: u32 = 0xd00d_feed;
 static EXIT: AtomicU8 = AtomicU8::new(0);
 
 fn dtb_at(pa: u64) -> bool {
-    // The early linear map covers [0, 4 GiB).
-    pa != 0 && pa < (4 << 30) && pa.is_multiple_of(8) && {
+    pa != 0 && pa < mmu::EARLY_LINEAR_LIMIT && pa.is_multiple_of(8) && {
         // SAFETY: the address is inside the early linear map, which maps all
         // of it as either RAM or device memory.
         let magic = unsafe { arch::mmu::linear_ptr::<u32>(pa).read_volatile() };
         u32::from_be(magic) == FDT_MAGIC
+    }
+}
+
+/// What boot never hands out besides the firmware's reservations.
+struct Kept {
+    image: (u64, u64),
+    dtb: (u64, u64),
+}
+
+impl Kept {
+    /// Frees the RAM of `early` that lies in [lo, hi), then takes back the
+    /// image (with .bss, the early tables and the stacks), the DTB and every
+    /// range firmware reserved.
+    fn give(&self, fa: &mut mm::frame_alloc::FrameAllocator, early: &platform::EarlyFacts, lo: u64, hi: u64) {
+        for (base, size) in early.ram.iter() {
+            let (s, e) = (base.max(lo), base.saturating_add(size).min(hi));
+            if s < e {
+                fa.add_free(s, e);
+            }
+        }
+        fa.reserve(self.image.0, self.image.1);
+        fa.reserve(self.dtb.0, self.dtb.1);
+        for (base, size) in early.reserved.iter() {
+            fa.reserve(base, base.saturating_add(size));
+        }
     }
 }
 
@@ -80,7 +104,7 @@ fn fatal(msg: &str) -> ! {
 }
 
 #[no_mangle]
-extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64, entry_el: u64) -> ! {
+extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64, entry_el: u64, x1: u64, x2: u64, x3: u64) -> ! {
     mmu::set_image_pa(image_pa);
     // An Image boot passes the DTB in x0; an ELF boot passes 0 and QEMU puts
     // the DTB at the start of RAM, text_offset below the image.
@@ -90,7 +114,8 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64, entry_el: u64) -> ! {
         console::init(unsafe { drivers::pl011::Pl011::new(phys_to_virt(FALLBACK_UART_PA)) });
         fatal("no DTB found (not in x0, not at RAM base); cannot continue");
     }
-    let fdt = platform::fdt_at(phys_to_virt(dtb_pa)).unwrap_or_else(|e| {
+    // SAFETY: dtb_at checked the magic; the blob is reserved below and never written.
+    let fdt = unsafe { platform::fdt_at(phys_to_virt(dtb_pa)) }.unwrap_or_else(|e| {
         // SAFETY: as above.
         console::init(unsafe { drivers::pl011::Pl011::new(phys_to_virt(FALLBACK_UART_PA)) });
         fatal(e)
@@ -102,23 +127,20 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64, entry_el: u64) -> ! {
     console::init(unsafe { drivers::pl011::Pl011::new(phys_to_virt(uart)) });
     let early = early.unwrap_or_else(|e| fatal(e));
 
+    platform::remember_memory(&early);
     let l = arch::boot::image_layout();
-    let image_end = image_pa + (l.end - l.start) as u64;
-    let dtb_end = dtb_pa + early.dtb_size;
-    mm::frames::init(early.ram_base, early.ram_size, |fa| {
-        fa.add_free(early.ram_base, early.ram_base + early.ram_size);
-        // The image (with .bss, the early tables and the stacks) and the DTB
-        // are never handed out.
-        fa.reserve(image_pa, image_end);
-        fa.reserve(dtb_pa, dtb_end);
-    })
-    .unwrap_or_else(|e| fatal(e));
-    let heap_size = mm::heap::heap_size(early.ram_size);
+    let kept = Kept { image: (image_pa, image_pa + (l.end - l.start) as u64), dtb: (dtb_pa, dtb_pa + early.dtb_size) };
+    let (ram_start, ram_end) = early.ram.span();
+    // Until the final tables exist only the early linear map's first 4 GiB
+    // can be written, so RAM above it is added after the switch.
+    mm::frames::init(ram_start, ram_end - ram_start, |fa| kept.give(fa, &early, 0, mmu::EARLY_LINEAR_LIMIT))
+        .unwrap_or_else(|e| fatal(e));
+    let heap_size = mm::heap::heap_size(early.ram.total());
     let heap =
         mm::frames::alloc_zeroed(heap_size / mmu::PAGE_SIZE, 1).unwrap_or_else(|| fatal("no memory for the heap"));
     // SAFETY: the frames were just allocated for the heap and are never freed.
     unsafe { mm::heap::init(phys_to_virt(heap), heap_size) };
-    mm::folio::init(early.ram_base, early.ram_size).unwrap_or_else(|e| fatal(e));
+    mm::folio::init(ram_start, ram_end - ram_start).unwrap_or_else(|e| fatal(e));
     mm::fault::zero_pfn();
     // At boot, so no test's frame count sees it appear (Linux allocates it
     // on first use and may free it under a shrinker; here it stays).
@@ -133,24 +155,37 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64, entry_el: u64) -> ! {
 
     let ttbr1 = mm::kmap::switch_to_final_tables(&p).unwrap_or_else(|e| fatal(e));
     arch::boot::publish_ttbr1(ttbr1);
+    mm::frames::extend(|fa| kept.give(fa, &early, mmu::EARLY_LINEAR_LIMIT, u64::MAX));
     smp::init_this_cpu();
 
     let (psci_major, psci_minor) = arch::psci::version();
     // Plain text, before any log frame: frames decode only with this ELF.
     println!("mtekernel: build id {}", build_id::Hex);
     defmt::info!(
-        "mtekernel: entered at EL{=u64}, running at EL{=u64}, PSCI {=u16}.{=u16}, {=usize} CPUs in DTB, RAM {=u64:#x}+{=u64:#x}, image at {=u64:#x}, DTB at {=u64:#x}",
+        "mtekernel: entered at EL{=u64}, running at EL{=u64}, PSCI {=u16}.{=u16}, {=usize} CPUs in DTB, RAM {=u64:#x}..{=u64:#x} in {=usize} banks, {=usize} reserved ranges, image at {=u64:#x}, DTB at {=u64:#x}",
         entry_el,
         arch::cpu::current_el(),
         psci_major,
         psci_minor,
         p.cpus.len(),
-        early.ram_base,
-        early.ram_size,
+        ram_start,
+        ram_end,
+        early.ram.iter().count(),
+        early.reserved.iter().count(),
         image_pa,
         dtb_pa
     );
 
+    if (x1, x2, x3) != (0, 0, 0) {
+        // booting.rst reserves them for future use; a loader that sets them
+        // follows another protocol, so say so and carry on as Linux does.
+        defmt::warn!(
+            "boot protocol: x1-x3 must be zero at entry (Documentation/arch/arm64/booting.rst), found {=u64:#x} {=u64:#x} {=u64:#x}",
+            x1,
+            x2,
+            x3
+        );
+    }
     let cmd = match cmd {
         Ok(c) => c,
         Err(e) => fatal(&alloc::format!("bad kernel command line: {e}")),
@@ -188,6 +223,11 @@ extern "C" fn secondary_main(cpu: usize) -> ! {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
+    if !console::is_ready() {
+        // A panic while reading the DTB: say so where a QEMU virt console is.
+        // SAFETY: as in kernel_main's fall-back, only to report the failure.
+        console::init(unsafe { drivers::pl011::Pl011::new(phys_to_virt(FALLBACK_UART_PA)) });
+    }
     console::break_lock_if_mine();
     let (file, line) = info.location().map_or(("?", 0), |l| (l.file(), l.line()));
     println!("PANIC on CPU {} at {}:{}: {}", arch::cpu::id(), file, line, info.message());

@@ -16,7 +16,7 @@ static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
 pub fn init(base: u64, size: u64, setup: impl FnOnce(&mut FrameAllocator<'static>)) -> Result<(), &'static str> {
     let frames = (size / PAGE_SIZE as u64) as usize;
     if frames > MAX_FRAMES {
-        return Err("more RAM than the frame bitmap covers (4 GiB)");
+        return Err("RAM spans more than the frame bitmap covers (4 GiB from the lowest bank)");
     }
     // SAFETY: init runs once, on the boot CPU, before anything else can see
     // BITMAP; afterwards only the allocator (behind FRAMES) touches it.
@@ -26,6 +26,12 @@ pub fn init(base: u64, size: u64, setup: impl FnOnce(&mut FrameAllocator<'static
     setup(&mut fa);
     *FRAMES.lock() = Some(fa);
     Ok(())
+}
+
+/// Runs more of boot's setup on the installed allocator: RAM that could not
+/// be handed out before the final tables mapped it.
+pub fn extend(setup: impl FnOnce(&mut FrameAllocator<'static>)) {
+    with(setup)
 }
 
 fn with<R>(f: impl FnOnce(&mut FrameAllocator<'static>) -> R) -> R {

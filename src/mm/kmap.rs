@@ -40,9 +40,17 @@ pub fn switch_to_final_tables(p: &Platform) -> Result<u64, &'static str> {
     let fs = &mut GlobalFrames;
     let mut t = PageTable::new(fs).map_err(map_err("root table"))?;
     let rw = Attrs::new(MemType::TaggedNormal, Perm::KernelRw);
-    for r in &p.ram {
-        t.map_range(phys_to_virt(r.0), r.0, r.1 as usize, rw, true, fs).map_err(map_err("linear map of RAM"))?;
+    // RAM firmware marked no-map stays unmapped, so not even a speculative
+    // access reaches it.
+    let mut res = Ok(());
+    for (base, size) in p.ram.iter() {
+        p.no_map.each_gap(base, base + size, |s, e| {
+            if res.is_ok() {
+                res = t.map_range(phys_to_virt(s), s, (e - s) as usize, rw, true, fs);
+            }
+        });
     }
+    res.map_err(map_err("linear map of RAM"))?;
     let dev = Attrs::new(MemType::Device, Perm::KernelRw);
     let uart = p.uart & PAGE_MASK as u64;
     t.map_range(phys_to_virt(uart), uart, PAGE_SIZE, dev, false, fs).map_err(map_err("UART"))?;

@@ -1,6 +1,7 @@
 //! On-target test suites. Each file is one suite of scenarios registered
 //! with `kernel_test!`; they use mm and the arch layer, never the reverse.
 
+mod boot;
 mod collapse;
 mod harness_self;
 pub(crate) mod mm;

@@ -30,5 +30,11 @@ pub mod pte;
 #[path = "../../src/testhooks/fault_inject.rs"]
 pub mod fault_inject;
 
+#[path = "../../src/platform/fdt.rs"]
+pub mod fdt;
+
+#[path = "../../src/platform/ranges.rs"]
+pub mod ranges;
+
 #[path = "../../src/mm/uffd_uapi.rs"]
 pub mod uffd_uapi;

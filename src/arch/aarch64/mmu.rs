@@ -14,6 +14,9 @@ use tock_registers::registers::InMemoryRegister;
 pub use super::pgtable_hwdef::{PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PMD_MASK, PMD_SIZE, PTRS_PER_PTE};
 /// Base of the linear map of physical memory in the TTBR1 half.
 pub const PAGE_OFFSET: u64 = 0xFFFF_0000_0000_0000;
+/// The early tables (boot/entry.S) map physical [0, 4 GiB) linearly; RAM
+/// above it is reachable only once the final tables are in.
+pub const EARLY_LINEAR_LIMIT: u64 = 4 << 30;
 const ENTRIES: usize = PTRS_PER_PTE;
 
 register_bitfields! {u64,
