@@ -17,6 +17,9 @@
 #   --smp N           number of CPUs (default 2)
 #   --el2             enter the kernel at EL2 (virtualization=on; PSCI over SMC)
 #   --image           boot the raw arm64 Image instead of the ELF
+#   --uboot           boot the Image through U-Boot (u-boot-qemu's qemu_arm64:
+#                     qfw load, bootargs, booti with U-Boot's DTB; the environment
+#                     is boards/qemu-virt/uboot-env.txt); implies --image
 #   --timeout SECS    limit for the whole run, every boot included (default 900)
 #   --test-timeout S  limit for one test that declares none (default 120); a
 #                     test over its limit fails and the run goes on in a fresh boot
@@ -40,7 +43,7 @@ cd "$(dirname "$0")"
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
-smp=2 el2=0 image=0 timeout=900 test_timeout=120 memory=512M list=0 hooks='' install=1 verbose=() bench='' icount=()
+smp=2 el2=0 image=0 uboot=0 timeout=900 test_timeout=120 memory=512M list=0 hooks='' install=1 verbose=() bench='' icount=()
 filters=() extra=() capture=() dtb=() numa=1 numaopts=()
 # value OPTION "$@": the option's value, or status 2 with one line.
 value() {
@@ -59,6 +62,7 @@ while [ $# -gt 0 ]; do
         --smp) smp=$(value --smp "${2:-}"); shift ;;
         --el2) el2=1 ;;
         --image) image=1 ;;
+        --uboot) uboot=1; image=1 ;;
         --timeout) timeout=$(value --timeout "${2:-}"); shift ;;
         --test-timeout) test_timeout=$(value --test-timeout "${2:-}"); shift ;;
         --memory) memory=$(value --memory "${2:-}"); shift ;;
@@ -131,6 +135,17 @@ if [ "$image" = 1 ]; then
     "$objcopy" -O binary "$elf" "$kernel"
 fi
 
+firmware=()
+if [ "$uboot" = 1 ]; then
+    ubin=${UBOOT:-/usr/lib/u-boot/qemu_arm64/u-boot.bin}
+    [ -f "$ubin" ] || { echo "qemu-run.sh: no U-Boot at $ubin (Debian: u-boot-qemu; or UBOOT=/path/to/u-boot.bin)" >&2; exit 2; }
+    command -v mkenvimage >/dev/null || { echo "qemu-run.sh: --uboot needs mkenvimage (Debian: u-boot-tools)" >&2; exit 2; }
+    # qemu_arm64 keeps its environment in the first 256 KiB of flash bank 1.
+    mkenvimage -s 0x40000 -o target/uboot-env.img boards/qemu-virt/uboot-env.txt
+    truncate -s 64M target/uboot-env.img
+    firmware=(-bios "$ubin" -drive if=pflash,unit=1,format=raw,file=target/uboot-env.img)
+fi
+
 words=(exit=semihosting)
 if [ -n "$hooks" ]; then
     words+=("$hooks")
@@ -154,4 +169,4 @@ exec target/release/kreport --elf "$elf" --reports target/reports --timeout "$ti
     "$qemu" -machine "$machine" -cpu max -smp "$smp" -m "$memory" "${numaopts[@]}" "${icount[@]}" \
     -display none -monitor none -serial stdio -no-reboot \
     -semihosting-config enable=on,target=native \
-    -kernel "$kernel" "${dtb[@]}" -append "${words[*]}"
+    "${firmware[@]}" -kernel "$kernel" "${dtb[@]}" -append "${words[*]}"

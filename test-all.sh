@@ -121,6 +121,11 @@ firmware_memory() {
     if grep -q "# SKIP" target/reports/report.tap; then echo "a boot test was skipped"; return 1; fi
 }
 step boot-reserved-dtb-numa2-4g firmware_memory
+# Through firmware as boards boot it: U-Boot's qfw load and booti with its
+# own DTB, bootargs from its environment plus the Linux word it adds.
+suite el2-uboot-smp2 --uboot --el2 --smp 2 mte_hw boot mmu
+step uboot-booti-with-its-dtb grep -q "Booting using the fdt blob" "$logs/el2-uboot-smp2.log"
+step uboot-bootargs-reach-kernel grep -q "'console=ttyAMA0,115200' is a Linux word; ignored" "$logs/el2-uboot-smp2.log"
 # Every suite passes whatever the boot THP setting (scenarios that need a
 # THP set the tunables for their duration).
 suite el1-elf-smp2-thp-always --smp 2 -- transparent_hugepage=always
