@@ -17,6 +17,12 @@
 #   --smp N           number of CPUs (default 2)
 #   --el2             enter the kernel at EL2 (virtualization=on; PSCI over SMC)
 #   --image           boot the raw arm64 Image instead of the ELF
+#   --uefi            boot the Image as an EFI application under EDK2 (Debian's
+#                     qemu-efi-aarch64 AAVMF): the firmware loads it from QEMU's
+#                     -kernel and passes the kernel words as LoadOptions; implies --image
+#   --uefi-shell      as --uefi, but from a FAT disk: the EFI shell's startup.nsh
+#                     runs EFI/mtekernel/mtekernel.efi with the kernel words as
+#                     arguments (no fresh boot after a hang: there is no -append)
 #   --uboot           boot the Image through U-Boot (u-boot-qemu's qemu_arm64:
 #                     qfw load, bootargs, booti with U-Boot's DTB; the environment
 #                     is boards/qemu-virt/uboot-env.txt); implies --image
@@ -43,7 +49,7 @@ cd "$(dirname "$0")"
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
-smp=2 el2=0 image=0 uboot=0 timeout=900 test_timeout=120 memory=512M list=0 hooks='' install=1 verbose=() bench='' icount=()
+smp=2 el2=0 image=0 uboot=0 uefi=0 timeout=900 test_timeout=120 memory=512M list=0 hooks='' install=1 verbose=() bench='' icount=()
 filters=() extra=() capture=() dtb=() numa=1 numaopts=()
 # value OPTION "$@": the option's value, or status 2 with one line.
 value() {
@@ -63,6 +69,8 @@ while [ $# -gt 0 ]; do
         --el2) el2=1 ;;
         --image) image=1 ;;
         --uboot) uboot=1; image=1 ;;
+        --uefi) uefi=1; image=1 ;;
+        --uefi-shell) uefi=2; image=1 ;;
         --timeout) timeout=$(value --timeout "${2:-}"); shift ;;
         --test-timeout) test_timeout=$(value --test-timeout "${2:-}"); shift ;;
         --memory) memory=$(value --memory "${2:-}"); shift ;;
@@ -146,6 +154,13 @@ if [ "$uboot" = 1 ]; then
     firmware=(-bios "$ubin" -drive if=pflash,unit=1,format=raw,file=target/uboot-env.img)
 fi
 
+if [ "$uefi" != 0 ]; then
+    code=${AAVMF_CODE:-/usr/share/AAVMF/AAVMF_CODE.fd} vars=${AAVMF_VARS:-/usr/share/AAVMF/AAVMF_VARS.fd}
+    [ -f "$code" ] && [ -f "$vars" ] || { echo "qemu-run.sh: no EDK2 firmware at $code (Debian: qemu-efi-aarch64)" >&2; exit 2; }
+    cp "$vars" target/efi-vars.fd
+    firmware=(-drive "if=pflash,format=raw,readonly=on,file=$code" -drive if=pflash,format=raw,file=target/efi-vars.fd -nic none)
+fi
+
 words=(exit=semihosting)
 if [ -n "$hooks" ]; then
     words+=("$hooks")
@@ -161,12 +176,23 @@ for f in "${filters[@]}"; do words+=("test=$f"); done
 words+=("${extra[@]}")
 
 machine=virt,mte=on
+# EDK2 publishes the DTB in its configuration table only without ACPI.
+[ "$uefi" != 0 ] && machine=$machine,acpi=off
 [ "$el2" = 1 ] && machine=$machine,virtualization=on
 listflag=()
 [ "$list" = 1 ] && listflag=(--list)
+boot=(-kernel "$kernel" "${dtb[@]}" -append "${words[*]}")
+if [ "$uefi" = 2 ]; then
+    # An EFI system partition QEMU serves from a directory (vvfat).
+    esp=target/esp
+    rm -rf "$esp" && mkdir -p "$esp/EFI/mtekernel"
+    cp "$kernel" "$esp/EFI/mtekernel/mtekernel.efi"
+    printf 'FS0:\\EFI\\mtekernel\\mtekernel.efi %s\r\n' "${words[*]}" >"$esp/startup.nsh"
+    boot=(-drive "if=virtio,format=raw,readonly=on,file=fat:$esp")
+fi
 
 exec target/release/kreport --elf "$elf" --reports target/reports --timeout "$timeout" --test-timeout "$test_timeout" "${capture[@]}" "${listflag[@]}" "${verbose[@]}" "${benchflag[@]}" -- \
     "$qemu" -machine "$machine" -cpu max -smp "$smp" -m "$memory" "${numaopts[@]}" "${icount[@]}" \
     -display none -monitor none -serial stdio -no-reboot \
     -semihosting-config enable=on,target=native \
-    "${firmware[@]}" -kernel "$kernel" "${dtb[@]}" -append "${words[*]}"
+    "${firmware[@]}" "${boot[@]}"

@@ -121,6 +121,17 @@ firmware_memory() {
     if grep -q "# SKIP" target/reports/report.tap; then echo "a boot test was skipped"; return 1; fi
 }
 step boot-reserved-dtb-numa2-4g firmware_memory
+# The same Image as an EFI application under EDK2: from QEMU's -kernel (the
+# firmware's own loader, LoadOptions from -append) and from a FAT disk through
+# the EFI shell's startup.nsh; the UEFI memory map's reservations are checked.
+suite el1-uefi-smp2 --uefi --smp 2 mte_hw boot mmu mm
+step uefi-entered-through-uefi grep -q "entered at EL1 through UEFI" "$logs/el1-uefi-smp2.log"
+step uefi-reserved-memory-checked grep -q "^PASS: boot::firmware_reserved_memory_never_allocated" "$logs/el1-uefi-smp2.log"
+suite el2-uefi-shell-smp2 --uefi-shell --el2 --smp 2 mte_hw boot
+uefi_shell_args() { # the shell's arguments were the kernel words: only the two suites ran
+    grep -q "^PASS: boot::" "$logs/el2-uefi-shell-smp2.log" && ! grep -qE "^(PASS|FAIL|SKIP): (mm|swap|uffd)::" "$logs/el2-uefi-shell-smp2.log"
+}
+step uefi-shell-arguments-reach-kernel uefi_shell_args
 # Through firmware as boards boot it: U-Boot's qfw load and booti with its
 # own DTB, bootargs from its environment plus the Linux word it adds.
 suite el2-uboot-smp2 --uboot --el2 --smp 2 mte_hw boot mmu

@@ -8,15 +8,72 @@
 .section .text.head, "ax"
 .global _start
 _start:
-    // Linux arm64 Image header (Documentation/arch/arm64/booting.rst layout).
-    b       primary_entry           // code0
-    .long   0                       // code1
+    // Linux arm64 Image header (Documentation/arch/arm64/booting.rst layout),
+    // which is also the DOS stub of a PE/COFF image so UEFI firmware can
+    // start the same file as an EFI application (efi_pe_entry below).
+    .inst   0xfa405a4d              // code0: "MZ", and as code ccmp x18, #0, #0xd, pl (no effect)
+    b       primary_entry           // code1
     .quad   {TEXT_OFFSET}           // text_offset: load at RAM base + 2 MiB
     .quad   __image_end - _start    // image_size, including .bss and stacks
     .quad   0x2                     // flags: little-endian, 4 KiB pages
     .quad   0, 0, 0                 // res2..res4
     .ascii  "ARM\x64"               // magic
-    .long   0                       // res5 (no PE header)
+    .long   pe_header - _start      // res5: offset of the PE header
+
+// PE32+ headers (the PE format specification, "Optional Header" and
+// "Section Table"). The file is laid out so each section's file offset is
+// its RVA: the headers take the first page, .text the code, .data the rest
+// of the file and, in memory only, .bss, the early tables and the stacks.
+// The sizes are absolute symbols from linker.ld.
+.balign 8
+pe_header:
+    .ascii  "PE\0\0"
+    .short  0xaa64                  // Machine: ARM64
+    .short  2                       // NumberOfSections
+    .long   0, 0, 0                 // TimeDateStamp, symbol table, symbols
+    .short  section_table - optional_header // SizeOfOptionalHeader
+    .short  0x0206                  // EXECUTABLE_IMAGE | LINE_NUMS_STRIPPED | DEBUG_STRIPPED
+optional_header:
+    .short  0x20b                   // PE32+
+    .byte   0, 0                    // linker version
+    .long   __pe_text_size          // SizeOfCode
+    .long   __pe_data_file_size     // SizeOfInitializedData
+    .long   __pe_data_bss_size      // SizeOfUninitializedData
+    .long   efi_pe_entry - _start   // AddressOfEntryPoint
+    .long   pe_text_start - _start  // BaseOfCode
+    .quad   0                       // ImageBase: position-independent, loaded anywhere
+    .long   0x1000                  // SectionAlignment
+    .long   0x1000                  // FileAlignment
+    .short  0, 0, 0, 0, 0, 0        // OS, image and subsystem versions
+    .long   0                       // Win32VersionValue
+    .long   __image_end - _start    // SizeOfImage
+    .long   pe_text_start - _start  // SizeOfHeaders
+    .long   0                       // CheckSum
+    .short  10                      // Subsystem: EFI application
+    .short  0                       // DllCharacteristics
+    .quad   0, 0, 0, 0              // stack and heap reserve and commit
+    .long   0                       // LoaderFlags
+    .long   6                       // NumberOfRvaAndSizes
+    .quad   0, 0, 0, 0, 0, 0        // no exports, imports, resources, exceptions, certificates, relocations
+section_table:
+    .ascii  ".text\0\0\0"
+    .long   __pe_text_size          // VirtualSize
+    .long   pe_text_start - _start  // VirtualAddress
+    .long   __pe_text_size          // SizeOfRawData
+    .long   pe_text_start - _start  // PointerToRawData
+    .long   0, 0                    // relocations, line numbers
+    .short  0, 0
+    .long   0x60000020              // CNT_CODE | MEM_EXECUTE | MEM_READ
+    .ascii  ".data\0\0\0"
+    .long   __pe_data_mem_size      // VirtualSize: through the stacks
+    .long   __pe_data_rva           // VirtualAddress
+    .long   __pe_data_file_size     // SizeOfRawData
+    .long   __pe_data_rva           // PointerToRawData
+    .long   0, 0
+    .short  0, 0
+    .long   0xc0000040              // CNT_INITIALIZED_DATA | MEM_READ | MEM_WRITE
+.balign 4096
+pe_text_start:
 
 .section .text.boot, "ax"
 primary_entry:
@@ -43,6 +100,62 @@ primary_entry:
     bl      enable_mmu
     ldr     x0, =primary_high
     br      x0
+
+// UEFI enters here (the PE entry point) with the MMU on, identity-mapped,
+// x0 = ImageHandle, x1 = SystemTable. efi_main (src/arch/aarch64/efi.rs)
+// returns only if it failed before ExitBootServices, with the EFI_STATUS.
+efi_pe_entry:
+    stp     x29, x30, [sp, #-16]!
+    mov     x29, sp
+    adrp    x2, _start              // where the firmware put the image
+    bl      efi_main
+    ldp     x29, x30, [sp], #16
+    ret
+
+// efi_enter_kernel(entry PA, DTB PA, start, end): after ExitBootServices.
+// Cleans [start, end) (the relocated image and DTB) to the point of
+// coherency, turns the MMU and caches off at the current EL and jumps to
+// the relocated primary_entry as a booti would: x0 = DTB, x1-x3 = 0.
+// Runs from the firmware's identity map, so turning the MMU off leaves the
+// next instruction where it is.
+.global efi_enter_kernel
+efi_enter_kernel:
+    mov     x9, x0
+    mrs     x4, ctr_el0             // DminLine: log2 of the line size in words
+    ubfx    x4, x4, #16, #4
+    mov     x5, #4
+    lsl     x5, x5, x4
+    sub     x6, x5, #1
+    bic     x2, x2, x6
+1:  dc      civac, x2
+    add     x2, x2, x5
+    cmp     x2, x3
+    b.lo    1b
+    dsb     sy
+    ic      iallu
+    dsb     sy
+    isb
+    mov     x0, x1
+    mov     x1, xzr
+    mov     x2, xzr
+    mov     x3, xzr
+    mrs     x4, CurrentEL
+    cmp     x4, #(2 << 2)
+    b.ne    2f
+    mrs     x4, sctlr_el2
+    bic     x4, x4, #1              // M
+    bic     x4, x4, #(1 << 2)       // C
+    bic     x4, x4, #(1 << 12)      // I
+    msr     sctlr_el2, x4
+    isb
+    br      x9
+2:  mrs     x4, sctlr_el1
+    bic     x4, x4, #1
+    bic     x4, x4, #(1 << 2)
+    bic     x4, x4, #(1 << 12)
+    msr     sctlr_el1, x4
+    isb
+    br      x9
 
 // Secondary CPUs come here from PSCI CPU_ON with x0 = their CPU index,
 // MMU off, at the boot EL.

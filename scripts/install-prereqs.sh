@@ -69,7 +69,9 @@ missing=()
 command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
 command -v prove >/dev/null 2>&1 || missing+=(perl)
 command -v dtc >/dev/null 2>&1 || missing+=(device-tree-compiler)
-# The firmware test-all.sh boots the Image through: U-Boot and its mkenvimage.
+# The firmware test-all.sh boots the Image through: EDK2 (AAVMF), U-Boot and
+# its mkenvimage.
+[ -f /usr/share/AAVMF/AAVMF_CODE.fd ] || missing+=(qemu-efi-aarch64)
 [ -f /usr/lib/u-boot/qemu_arm64/u-boot.bin ] || missing+=(u-boot-qemu)
 command -v mkenvimage >/dev/null 2>&1 || missing+=(u-boot-tools)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -80,7 +82,7 @@ if [ ${#missing[@]} -gt 0 ]; then
         $SUDO apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-        echo "install-prereqs: no apt-get to install ${missing[*]} (test-all.sh needs xmllint, prove, dtc, U-Boot and mkenvimage)" >&2
+        echo "install-prereqs: no apt-get to install ${missing[*]} (test-all.sh needs xmllint, prove, dtc, EDK2, U-Boot and mkenvimage)" >&2
     fi
 fi
 

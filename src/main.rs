@@ -162,8 +162,9 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64, entry_el: u64, x1: u64, x2
     // Plain text, before any log frame: frames decode only with this ELF.
     println!("mtekernel: build id {}", build_id::Hex);
     defmt::info!(
-        "mtekernel: entered at EL{=u64}, running at EL{=u64}, PSCI {=u16}.{=u16}, {=usize} CPUs in DTB, RAM {=u64:#x}..{=u64:#x} in {=usize} banks, {=usize} reserved ranges, image at {=u64:#x}, DTB at {=u64:#x}",
+        "mtekernel: entered at EL{=u64}{=str}, running at EL{=u64}, PSCI {=u16}.{=u16}, {=usize} CPUs in DTB, RAM {=u64:#x}..{=u64:#x} in {=usize} banks, {=usize} reserved ranges, image at {=u64:#x}, DTB at {=u64:#x}",
         entry_el,
+        if arch::efi::facts().is_some() { " through UEFI" } else { "" },
         arch::cpu::current_el(),
         psci_major,
         psci_minor,

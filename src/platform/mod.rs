@@ -4,6 +4,7 @@
 
 pub mod fdt;
 mod ranges;
+pub mod uefi;
 
 pub use ranges::{Ranges, MAX_RANGES};
 
@@ -101,16 +102,26 @@ fn uart_of(f: &Fdt) -> Option<u64> {
 
 pub fn early(f: &Fdt) -> Result<EarlyFacts, &'static str> {
     let mut ram = Ranges::new();
-    for n in f.root().children().filter(|n| n.prop_str("device_type") == Some("memory") && n.is_enabled()) {
-        for (base, size) in n.reg() {
-            ram.push(base, size)?;
-        }
-    }
-    if ram.is_empty() {
-        return Err("the DTB has no /memory region with a reg");
-    }
     let mut reserved = Ranges::new();
     let mut no_map = Ranges::new();
+    if let Some(efi) = crate::arch::efi::facts() {
+        // After a UEFI boot the memory map is the authority (the DTB's
+        // /memory nodes may not say what firmware kept).
+        let descs = efi.memory_map().map(|d| (d.ty, d.start, d.pages));
+        uefi::apply(descs, &mut ram, &mut reserved, &mut no_map)?;
+        if ram.is_empty() {
+            return Err("the UEFI memory map lists no RAM");
+        }
+    } else {
+        for n in f.root().children().filter(|n| n.prop_str("device_type") == Some("memory") && n.is_enabled()) {
+            for (base, size) in n.reg() {
+                ram.push(base, size)?;
+            }
+        }
+        if ram.is_empty() {
+            return Err("the DTB has no /memory region with a reg");
+        }
+    }
     for (base, size) in f.mem_reservations() {
         reserved.push(base, size)?;
     }
@@ -156,7 +167,10 @@ pub fn read(f: &Fdt) -> Result<Platform, &'static str> {
     if cpus.is_empty() {
         return Err("the DTB lists no CPUs");
     }
-    let bootargs = f.find("/chosen").and_then(|c| c.prop_str("bootargs")).unwrap_or("");
+    // UEFI's LoadOptions, when there are any, replace /chosen/bootargs (the
+    // EFI stub's rule).
+    let efi_args = crate::arch::efi::facts().map(|e| e.cmdline).filter(|c| !c.trim().is_empty());
+    let bootargs = efi_args.or_else(|| f.find("/chosen").and_then(|c| c.prop_str("bootargs"))).unwrap_or("");
     Ok(Platform {
         ram: e.ram,
         no_map: e.no_map,

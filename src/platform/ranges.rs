@@ -2,7 +2,7 @@
 //! before the heap exists. Pure logic: host unit tests include this file.
 
 /// Regions of one kind a board may list (RAM banks, carve-outs).
-pub const MAX_RANGES: usize = 32;
+pub const MAX_RANGES: usize = 128;
 
 /// A fixed-capacity list of physical ranges as (base, size), usable before
 /// the heap exists.
@@ -21,10 +21,22 @@ impl Ranges {
         if size == 0 {
             return Ok(());
         }
-        let slot = self.r.get_mut(self.n).ok_or("more memory ranges in the DTB than the kernel keeps (32)")?;
+        let slot = self.r.get_mut(self.n).ok_or("more memory ranges in the DTB than the kernel keeps (128)")?;
         *slot = (base, size);
         self.n += 1;
         Ok(())
+    }
+
+    /// As `push`, but extends the last range instead when this one starts
+    /// where it ends (a sorted firmware map then takes few slots).
+    pub fn push_joined(&mut self, base: u64, size: u64) -> Result<(), &'static str> {
+        if let Some(last) = self.n.checked_sub(1).map(|i| &mut self.r[i]) {
+            if last.0.checked_add(last.1) == Some(base) {
+                last.1 += size;
+                return Ok(());
+            }
+        }
+        self.push(base, size)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {

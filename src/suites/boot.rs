@@ -7,6 +7,7 @@ use crate::harness::{TestResult, Verdict};
 use crate::mm::{frames, kmap::kernel_root};
 use crate::platform::{self, MAX_RANGES};
 use crate::{ensure, ensure_eq, fail, kernel_test, skip};
+use alloc::vec::Vec;
 
 const PAGE: u64 = PAGE_SIZE as u64;
 
@@ -26,7 +27,7 @@ struct Census {
 /// Takes every free frame, checks each against the DTB's RAM banks and
 /// reserved ranges, and gives them all back. The frames are chained through
 /// their first word, so the census needs no memory of its own.
-fn census() -> Result<Census, Verdict> {
+fn census(kept: &[(u64, u64)]) -> Result<Census, Verdict> {
     let m = platform::memory();
     let before = frames::free_frames();
     let mut c = Census { taken: 0, in_reserved: None, outside_ram: None, per_bank: [0; MAX_RANGES], above_4g: 0 };
@@ -41,7 +42,7 @@ fn census() -> Result<Census, Verdict> {
         head = pa;
         c.taken += 1;
         c.above_4g += (pa >= EARLY_LINEAR_LIMIT) as usize;
-        if m.reserved.iter().chain(m.test_reserved.iter()).any(|r| overlaps(pa, r)) {
+        if m.reserved.iter().chain(m.test_reserved.iter()).chain(kept.iter().copied()).any(|r| overlaps(pa, r)) {
             c.in_reserved.get_or_insert(pa);
         }
         match m.ram.iter().position(|(b, s)| pa >= b && pa + PAGE <= b + s) {
@@ -72,7 +73,7 @@ fn census() -> Result<Census, Verdict> {
 /// (run with --numa 2 for two banks, --memory 4G for RAM above 4 GiB).
 fn every_ram_bank_is_used() -> TestResult {
     let m = platform::memory();
-    let c = census()?;
+    let c = census(&[])?;
     for (i, (base, size)) in m.ram.iter().enumerate() {
         let reserved = m.reserved.iter().any(|(b, s)| b <= base && b + s >= base + size);
         ensure!(c.per_bank[i] > 0 || reserved, "RAM bank {base:#x}+{size:#x} was never handed out");
@@ -86,24 +87,38 @@ fn every_ram_bank_is_used() -> TestResult {
 }
 kernel_test!(boot, every_ram_bank_is_used, timeout = 300);
 
-/// Nothing the DTB reserves (/memreserve/, /reserved-memory) is handed out,
-/// and what it marks no-map is not in the kernel's linear map. The expected
-/// ranges come from the test DTB's own /chosen properties, so a reservation
-/// the kernel failed to read is caught too.
+/// UEFI memory types firmware keeps after ExitBootServices (reserved,
+/// runtime services code and data, unusable, ACPI reclaim and NVS,
+/// persistent), listed here apart from platform::uefi's classification.
+const EFI_KEPT_TYPES: [u32; 7] = [0, 5, 6, 8, 9, 10, 14];
+
+/// Nothing firmware reserves is handed out: /memreserve/ and
+/// /reserved-memory of the DTB, and after a UEFI boot every descriptor of a
+/// type firmware keeps; what is no-map is not in the kernel's linear map.
+/// The expected ranges come from the test DTB's own /chosen properties and
+/// from the raw UEFI map, so a reservation boot failed to read is caught too.
 fn firmware_reserved_memory_never_allocated() -> TestResult {
     let m = platform::memory();
-    if m.test_reserved.is_empty() {
-        skip!("not a test DTB (run with ./qemu-run.sh --dtb from scripts/make-test-dtb.sh)");
+    let efi_kept: Vec<(u64, u64)> = crate::arch::efi::facts()
+        .map(|e| e.memory_map().filter(|d| EFI_KEPT_TYPES.contains(&d.ty)).map(|d| (d.start, d.pages * PAGE)).collect())
+        .unwrap_or_default();
+    if m.test_reserved.is_empty() && efi_kept.is_empty() {
+        skip!("neither a test DTB (./qemu-run.sh --dtb from scripts/make-test-dtb.sh) nor a UEFI boot with reserved memory");
     }
     let covered =
         |(base, size): (u64, u64), by: &platform::Ranges| by.iter().any(|(b, s)| b <= base && b + s >= base + size);
-    for r in m.test_reserved.iter() {
-        ensure!(covered(r, &m.reserved), "the DTB reserves {:#x}+{:#x} but boot did not read it as reserved", r.0, r.1);
+    for r in m.test_reserved.iter().chain(efi_kept.iter().copied()) {
+        ensure!(
+            covered(r, &m.reserved),
+            "firmware reserves {:#x}+{:#x} but boot did not read it as reserved",
+            r.0,
+            r.1
+        );
     }
     for r in m.test_no_map.iter() {
         ensure!(covered(r, &m.no_map), "the DTB marks {:#x}+{:#x} no-map but boot did not read it so", r.0, r.1);
     }
-    let c = census()?;
+    let c = census(&efi_kept)?;
     if let Some(pa) = c.in_reserved {
         fail!("frame {pa:#x} was handed out inside a firmware-reserved range");
     }

@@ -36,5 +36,8 @@ pub mod fdt;
 #[path = "../../src/platform/ranges.rs"]
 pub mod ranges;
 
+#[path = "../../src/platform/uefi.rs"]
+pub mod uefi;
+
 #[path = "../../src/mm/uffd_uapi.rs"]
 pub mod uffd_uapi;

@@ -1,9 +1,10 @@
-//! AArch64: boot glue, system registers, the MMU, MTE instructions,
+//! AArch64: boot glue (booti and UEFI entry), system registers, the MMU, MTE instructions,
 //! exceptions, PSCI and semihosting.
 
 pub mod boot;
 pub mod context;
 pub mod cpu;
+pub mod efi;
 pub mod esr;
 pub mod mmu;
 pub mod mte;
