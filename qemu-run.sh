@@ -134,13 +134,7 @@ cargo build --quiet --release -p kreport
 elf=target/$target/release/mtekernel
 kernel=$elf
 if [ "$image" = 1 ]; then
-    objcopy="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/llvm-objcopy"
-    [ -x "$objcopy" ] || objcopy=$(command -v llvm-objcopy || true)
-    if [ -z "$objcopy" ]; then
-        echo "qemu-run.sh: no llvm-objcopy (rustup component add llvm-tools)" >&2; exit 2
-    fi
-    kernel=target/$target/release/Image
-    "$objcopy" -O binary "$elf" "$kernel"
+    kernel=$(scripts/build-image.sh)
 fi
 
 firmware=()

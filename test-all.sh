@@ -137,6 +137,11 @@ step uefi-shell-arguments-reach-kernel uefi_shell_args
 suite el2-uboot-smp2 --uboot --el2 --smp 2 mte_hw boot mmu
 step uboot-booti-with-its-dtb grep -q "Booting using the fdt blob" "$logs/el2-uboot-smp2.log"
 step uboot-bootargs-reach-kernel grep -q "'console=ttyAMA0,115200' is a Linux word; ignored" "$logs/el2-uboot-smp2.log"
+# LAVA's dispatcher runs boards/lava/qemu-job.yaml with no server: every
+# result recorded with its reason, counts equal to the kernel's summary, and
+# a hung test still gets a result (the in-kernel watchdog).
+step lava-run-qemu-job scripts/lava-run.sh test=mte_hw test=boot test=mmu test=smp
+step lava-run-hung-test-recorded scripts/lava-run.sh --expect-fail selftest::deliberate_hang test=mte_hw test=selftest::deliberate_hang
 # Every suite passes whatever the boot THP setting (scenarios that need a
 # THP set the tunables for their duration).
 suite el1-elf-smp2-thp-always --smp 2 -- transparent_hugepage=always

@@ -74,6 +74,19 @@ command -v dtc >/dev/null 2>&1 || missing+=(device-tree-compiler)
 [ -f /usr/share/AAVMF/AAVMF_CODE.fd ] || missing+=(qemu-efi-aarch64)
 [ -f /usr/lib/u-boot/qemu_arm64/u-boot.bin ] || missing+=(u-boot-qemu)
 command -v mkenvimage >/dev/null 2>&1 || missing+=(u-boot-tools)
+# LAVA's dispatcher for the lava-run step (it installs beside QEMU 10 when
+# qemu-system-x86 also comes from bookworm-backports) and the TFTP
+# directory its deploy actions look up.
+lava=()
+command -v lava-run >/dev/null 2>&1 || lava+=(lava-dispatcher qemu-system-x86/bookworm-backports)
+[ -f /etc/default/tftpd-hpa ] || lava+=(tftpd-hpa)
+if [ ${#lava[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    echo "install-prereqs: installing ${lava[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${lava[@]}" >/dev/null
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1; then
         SUDO=""

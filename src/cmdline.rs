@@ -67,6 +67,12 @@ pub struct Cmdline {
     pub thp_anon: [ThpOrderPolicy; 10],
     /// Linux words a bootloader added, accepted and ignored.
     pub ignored: Vec<String>,
+    /// `report=lava`: each result also as LAVA-CASE lines for LAVA's test
+    /// monitors (boards/lava/).
+    pub lava: bool,
+    /// `watchdog=S`: the last CPU times every test in-kernel (S seconds for
+    /// a test that declares no limit), for runs no host runner watches.
+    pub watchdog_s: Option<u32>,
 }
 
 /// Linux command-line words that bootloaders and board farms add (with or
@@ -225,6 +231,8 @@ impl Default for Cmdline {
             thp_enabled: ThpEnabled::Madvise,
             thp_anon: default_thp_anon(),
             ignored: Vec::new(),
+            lava: false,
+            watchdog_s: None,
         }
     }
 }
@@ -263,6 +271,12 @@ pub fn parse(s: &str) -> Result<Cmdline, String> {
             }
             ("after", Some(v)) if v.contains("::") => c.after = Some(String::from(v)),
             ("after", Some(v)) => return Err(alloc::format!("after= wants a full test name (suite::test), not '{v}'")),
+            ("report", Some("lava")) => c.lava = true,
+            ("report", Some(v)) => return Err(alloc::format!("report= wants lava, not '{v}'")),
+            ("watchdog", Some(v)) => match v.parse::<u32>() {
+                Ok(s) if s > 0 => c.watchdog_s = Some(s),
+                _ => return Err(alloc::format!("watchdog= wants a number of seconds above 0, not '{v}'")),
+            },
             ("exit", Some("semihosting")) => c.exit = ExitMethod::Semihosting,
             ("exit", Some("psci")) => c.exit = ExitMethod::Psci,
             ("mte", Some("sync")) => c.mte = MteMode::Sync,
@@ -291,6 +305,16 @@ pub fn parse(s: &str) -> Result<Cmdline, String> {
 #[cfg(all(test, not(target_os = "none")))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lava_report_and_watchdog() {
+        let c = parse("report=lava watchdog=300").unwrap();
+        assert!(c.lava);
+        assert_eq!(c.watchdog_s, Some(300));
+        assert!(parse("report=junit").unwrap_err().contains("report= wants lava"));
+        assert!(parse("watchdog=0").unwrap_err().contains("above 0"));
+        assert!(parse("watchdog=soon").unwrap_err().contains("'soon'"));
+    }
 
     #[test]
     fn empty_is_default() {

@@ -40,6 +40,24 @@ pub(crate) fn release() {
     OWNER.store(0, Ordering::Release);
 }
 
+/// Takes the line for this CPU even from another that holds it (the
+/// watchdog's last words while a hung CPU may be mid-line), after giving
+/// that CPU a moment to finish, and starts a fresh line.
+pub(crate) fn take_over() {
+    let me = crate::arch::cpu::id() + 1;
+    let until = crate::arch::cpu::counter() + crate::arch::cpu::counter_freq() / 10;
+    while OWNER.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        if crate::arch::cpu::counter() > until {
+            OWNER.store(me, Ordering::Release);
+            IN_FRAME.store(false, Ordering::Release);
+            write_bytes(b"\n");
+            break;
+        }
+        core::hint::spin_loop();
+    }
+    release();
+}
+
 /// Frees the line if this CPU holds it (a panic in the middle of a write),
 /// ending a frame line it was in the middle of so the panic's text starts a
 /// line of its own.

@@ -21,6 +21,7 @@ struct Mailbox {
 static MAILBOXES: [Mailbox; MAX_CPUS] =
     [const { Mailbox { work: Mutex::new(None), result: Mutex::new(None), online: AtomicBool::new(false) } }; MAX_CPUS];
 static ONLINE: AtomicUsize = AtomicUsize::new(1);
+static DEDICATED: AtomicUsize = AtomicUsize::new(0);
 static DTB_CPUS: AtomicUsize = AtomicUsize::new(1);
 
 /// CPUs the DTB lists.
@@ -117,6 +118,29 @@ impl core::fmt::Display for SmpError {
             SmpError::Busy(c) => write!(f, "CPU {c} is still running earlier work"),
         }
     }
+}
+
+/// Takes the last online CPU out of the tests' reach (`online()` no longer
+/// counts it) and runs `f` there for the rest of the run. Returns the CPU,
+/// or None with only one CPU online.
+pub fn dedicate_last(f: impl FnOnce() + Send + 'static) -> Option<usize> {
+    let n = online();
+    if n < 2 {
+        return None;
+    }
+    let cpu = n - 1;
+    let job = start(cpu, f).ok()?;
+    // The work never ends, so the Job is never joined or dropped (dropping
+    // would wait for it).
+    core::mem::forget(job);
+    ONLINE.store(cpu, Ordering::Release);
+    DEDICATED.fetch_add(1, Ordering::AcqRel);
+    Some(cpu)
+}
+
+/// CPUs `dedicate_last` took out of the tests' reach.
+pub fn dedicated() -> usize {
+    DEDICATED.load(Ordering::Acquire)
 }
 
 /// Starts `f` on CPU `cpu` (not the caller's).

@@ -15,13 +15,14 @@
 pub mod cleanup;
 pub mod filter;
 pub mod scratch;
+pub mod watchdog;
 
 use crate::arch::{cpu, mte, trap};
 use crate::cmdline::{Cmdline, MteMode};
 use crate::println;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use spin::Mutex;
 
 /// Why a test did not pass.
@@ -156,6 +157,59 @@ static PASSED: AtomicUsize = AtomicUsize::new(0);
 static FAILED: AtomicUsize = AtomicUsize::new(0);
 static SKIPPED: AtomicUsize = AtomicUsize::new(0);
 static CURRENT: Mutex<Option<&'static TestDesc>> = Mutex::new(None);
+/// `report=lava`: results also as LAVA-CASE lines.
+static LAVA: AtomicBool = AtomicBool::new(false);
+
+/// The result for LAVA's test monitors (boards/lava/): one line per test,
+/// its case id the test's name, and for a failure or skip a second case
+/// `NAME.reason` whose id carries the reason (LAVA keeps a monitor case's
+/// id text, and nothing else of the line, in its result).
+fn lava_case(result: &str, name: &str, why: Option<&str>) {
+    if !LAVA.load(Ordering::Relaxed) {
+        return;
+    }
+    println!("LAVA-CASE: {result} {name}");
+    if let Some(why) = why {
+        let why: String = why.chars().take(120).map(|c| if c.is_control() { ' ' } else { c }).collect();
+        println!("LAVA-CASE: {result} {name}.reason: {why}");
+    }
+}
+
+/// Counts a result and prints its line (and, with report=lava, its
+/// LAVA-CASE lines). Every result line of a run goes through here, so the
+/// summary, the host runner and LAVA see the same results.
+fn record(name: &str, result: &TestResult) {
+    match result {
+        Ok(()) => {
+            PASSED.fetch_add(1, Ordering::Relaxed);
+            println!("PASS: {name}");
+            lava_case("pass", name, None);
+        }
+        Err(Verdict::Fail(why)) => {
+            FAILED.fetch_add(1, Ordering::Relaxed);
+            println!("FAIL: {name}: {why}");
+            lava_case("fail", name, Some(why));
+        }
+        Err(Verdict::Skip(why)) => {
+            SKIPPED.fetch_add(1, Ordering::Relaxed);
+            println!("SKIP: {name}: {why}");
+            lava_case("skip", name, Some(why));
+        }
+    }
+}
+
+fn record_fail(name: &str, why: String) {
+    record(name, &Err(Verdict::Fail(why)));
+}
+
+/// The watchdog's report of a test over its limit; the run ends after it.
+fn report_hang(t: &'static TestDesc, limit_s: u64) {
+    crate::console::take_over();
+    let name = full_name(t);
+    record_fail(&name, alloc::format!("timed out after {limit_s} s (in-kernel watchdog)"));
+    println!("Bail out! {name} hung");
+    summary(0);
+}
 static MODE: Mutex<MteMode> = Mutex::new(MteMode::Sync);
 
 fn summary(extra_failed: usize) {
@@ -174,8 +228,16 @@ fn summary(extra_failed: usize) {
 pub fn report_panic(what: &dyn core::fmt::Display) {
     let current = CURRENT.try_lock().and_then(|c| *c);
     match current {
-        Some(t) => println!("FAIL: {}: kernel panic: {what}", full_name(t)),
-        None => println!("FAIL: harness::run: kernel panic between tests: {what}"),
+        Some(t) => {
+            let why = alloc::format!("kernel panic: {what}");
+            println!("FAIL: {}: {why}", full_name(t));
+            lava_case("fail", &full_name(t), Some(&why));
+        }
+        None => {
+            let why = alloc::format!("kernel panic between tests: {what}");
+            println!("FAIL: harness::run: {why}");
+            lava_case("fail", "harness::run", Some(&why));
+        }
     }
     println!("Bail out! kernel panic");
     summary(1);
@@ -320,11 +382,23 @@ static SKIPPED_NAMES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 /// Runs the selected tests and prints the report; returns the exit status.
 pub fn run(cmd: &Cmdline, cpus_online: usize) -> u8 {
     *MODE.lock() = cmd.mte;
+    LAVA.store(cmd.lava, Ordering::Relaxed);
+    let mut cpus_online = cpus_online;
+    if let Some(s) = cmd.watchdog_s {
+        match watchdog::start(s) {
+            Some(cpu) => {
+                println!("mtekernel: watchdog on CPU {cpu} ({s} s for a test without its own limit)");
+                cpus_online -= 1;
+            }
+            None => {
+                record_fail("harness::watchdog", String::from("watchdog= needs a second CPU to run on"));
+            }
+        }
+    }
     let tests = all_tests();
     for f in &cmd.filters {
         if !tests.iter().any(|t| filter::selected(core::slice::from_ref(f), &full_name(t), t.explicit_only)) {
-            println!("FAIL: harness::selection: no test matches '{f}'");
-            FAILED.fetch_add(1, Ordering::Relaxed);
+            record_fail("harness::selection", alloc::format!("no test matches '{f}'"));
         }
     }
     let mut selected: Vec<&'static TestDesc> =
@@ -335,8 +409,7 @@ pub fn run(cmd: &Cmdline, cpus_online: usize) -> u8 {
                 selected.drain(..=i);
             }
             None => {
-                println!("FAIL: harness::selection: after={after} names no selected test");
-                FAILED.fetch_add(1, Ordering::Relaxed);
+                record_fail("harness::selection", alloc::format!("after={after} names no selected test"));
                 selected.clear();
             }
         }
@@ -373,37 +446,20 @@ pub fn run(cmd: &Cmdline, cpus_online: usize) -> u8 {
         // CURRENT stays set until the result line is out, so a panic on any
         // CPU before then reports this test and nothing twice.
         *CURRENT.lock() = Some(t);
+        watchdog::test_started(t);
         let result = run_one(t);
+        watchdog::test_ended();
         crate::testhooks::variants::note_result(&name, result.is_ok());
-        match result {
-            Ok(()) => {
-                PASSED.fetch_add(1, Ordering::Relaxed);
-                println!("PASS: {name}");
-            }
-            Err(Verdict::Fail(why)) => {
-                FAILED.fetch_add(1, Ordering::Relaxed);
-                println!("FAIL: {name}: {why}");
-            }
-            Err(Verdict::Skip(why)) => {
-                SKIPPED.fetch_add(1, Ordering::Relaxed);
-                SKIPPED_NAMES.lock().push(name.clone());
-                println!("SKIP: {name}: {why}");
-            }
+        if matches!(result, Err(Verdict::Skip(_))) {
+            SKIPPED_NAMES.lock().push(name.clone());
         }
+        record(&name, &result);
         *CURRENT.lock() = None;
     }
     // Only a run of every test in one boot can say every variant is caught.
     if variants_check {
-        match every_variant_is_caught(&all_tests()) {
-            Ok(()) => {
-                PASSED.fetch_add(1, Ordering::Relaxed);
-                println!("PASS: harness::every_variant_is_caught");
-            }
-            Err(why) => {
-                FAILED.fetch_add(1, Ordering::Relaxed);
-                println!("FAIL: harness::every_variant_is_caught: {why}");
-            }
-        }
+        let r = every_variant_is_caught(&all_tests()).map_err(Verdict::Fail);
+        record("harness::every_variant_is_caught", &r);
     }
     defmt::info!("heap in use at the end of the run: {=usize} bytes", crate::mm::heap::used_bytes());
     summary(0);
