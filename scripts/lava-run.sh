@@ -25,7 +25,7 @@ status=0
 lava-run --job-id 1 --output-dir "$out/work" --device boards/lava/qemu-device.yaml "$out/job.yaml" >"$out/log.yaml" 2>&1 || status=$?
 
 # lava-run logs YAML, one record a line; the results are the lvl: results
-# records, the serial output the lvl: target ones.
+# records, the serial output the lvl: target (or feedback) ones.
 python3 - "$out/log.yaml" "$status" "$expect_fail" <<'PY'
 import json, sys
 log, status, expect_fail = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -36,7 +36,9 @@ for line in open(log, errors="replace"):
     except ValueError:
         pass
 results = [r["msg"] for r in records if isinstance(r, dict) and r.get("lvl") == "results"]
-target = [r["msg"] for r in records if isinstance(r, dict) and r.get("lvl") == "target"]
+# Serial output is logged as target, or as feedback when it arrives while
+# LAVA is finishing an action (the watchdog's last lines can).
+target = [r["msg"] for r in records if isinstance(r, dict) and r.get("lvl") in ("target", "feedback")]
 cases = {}
 for r in results:
     if r.get("definition") == "mtekernel":
