@@ -202,7 +202,7 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64, entry_el: u64, x1: u64, x2
             None => fatal(&alloc::format!("no memory for a {} KiB RAM-disk (ramdisk=)", cmd.ramdisk >> 10)),
         }
     }
-    let online = smp::start_secondaries(&p.cpus);
+    smp::start_secondaries(&p.cpus);
     if let Some(b) = cmd.bench {
         match b {
             cmdline::Bench::Swap => bench::swap::run(),
@@ -213,7 +213,7 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64, entry_el: u64, x1: u64, x2
         println!("BENCH DONE");
         exit(0);
     }
-    let status = harness::run(&cmd, online);
+    let status = harness::run(&cmd);
     exit(status);
 }
 

@@ -157,6 +157,7 @@ static PASSED: AtomicUsize = AtomicUsize::new(0);
 static FAILED: AtomicUsize = AtomicUsize::new(0);
 static SKIPPED: AtomicUsize = AtomicUsize::new(0);
 static CURRENT: Mutex<Option<&'static TestDesc>> = Mutex::new(None);
+static MODE: Mutex<MteMode> = Mutex::new(MteMode::Sync);
 /// `report=lava`: results also as LAVA-CASE lines.
 static LAVA: AtomicBool = AtomicBool::new(false);
 
@@ -208,15 +209,14 @@ fn report_hang(t: &'static TestDesc, limit_s: u64) {
     let name = full_name(t);
     record_fail(&name, alloc::format!("timed out after {limit_s} s (in-kernel watchdog)"));
     println!("Bail out! {name} hung");
-    summary(0);
+    summary();
 }
-static MODE: Mutex<MteMode> = Mutex::new(MteMode::Sync);
 
-fn summary(extra_failed: usize) {
+fn summary() {
     println!(
         "{} passed, {} failed, {} skipped",
         PASSED.load(Ordering::Relaxed),
-        FAILED.load(Ordering::Relaxed) + extra_failed,
+        FAILED.load(Ordering::Relaxed),
         SKIPPED.load(Ordering::Relaxed)
     );
 }
@@ -228,19 +228,11 @@ fn summary(extra_failed: usize) {
 pub fn report_panic(what: &dyn core::fmt::Display) {
     let current = CURRENT.try_lock().and_then(|c| *c);
     match current {
-        Some(t) => {
-            let why = alloc::format!("kernel panic: {what}");
-            println!("FAIL: {}: {why}", full_name(t));
-            lava_case("fail", &full_name(t), Some(&why));
-        }
-        None => {
-            let why = alloc::format!("kernel panic between tests: {what}");
-            println!("FAIL: harness::run: {why}");
-            lava_case("fail", "harness::run", Some(&why));
-        }
+        Some(t) => record_fail(&full_name(t), alloc::format!("kernel panic: {what}")),
+        None => record_fail("harness::run", alloc::format!("kernel panic between tests: {what}")),
     }
     println!("Bail out! kernel panic");
-    summary(1);
+    summary();
 }
 
 /// Sets this CPU's MTE state to what every test starts from.
@@ -380,21 +372,17 @@ fn every_variant_is_caught(tests: &[&'static TestDesc]) -> Result<(), String> {
 static SKIPPED_NAMES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Runs the selected tests and prints the report; returns the exit status.
-pub fn run(cmd: &Cmdline, cpus_online: usize) -> u8 {
+pub fn run(cmd: &Cmdline) -> u8 {
     *MODE.lock() = cmd.mte;
     LAVA.store(cmd.lava, Ordering::Relaxed);
-    let mut cpus_online = cpus_online;
     if let Some(s) = cmd.watchdog_s {
         match watchdog::start(s) {
-            Some(cpu) => {
-                println!("mtekernel: watchdog on CPU {cpu} ({s} s for a test without its own limit)");
-                cpus_online -= 1;
-            }
-            None => {
-                record_fail("harness::watchdog", String::from("watchdog= needs a second CPU to run on"));
-            }
+            Some(cpu) => println!("mtekernel: watchdog on CPU {cpu} ({s} s for a test without its own limit)"),
+            None => record_fail("harness::watchdog", String::from("watchdog= needs a second CPU to run on")),
         }
     }
+    // After the watchdog took its CPU, if it did.
+    let cpus_online = crate::smp::online();
     let tests = all_tests();
     for f in &cmd.filters {
         if !tests.iter().any(|t| filter::selected(core::slice::from_ref(f), &full_name(t), t.explicit_only)) {
@@ -462,6 +450,6 @@ pub fn run(cmd: &Cmdline, cpus_online: usize) -> u8 {
         record("harness::every_variant_is_caught", &r);
     }
     defmt::info!("heap in use at the end of the run: {=usize} bytes", crate::mm::heap::used_bytes());
-    summary(0);
+    summary();
     (FAILED.load(Ordering::Relaxed) != 0) as u8
 }

@@ -232,33 +232,20 @@ unsafe fn save_cmdline(bs: &efi::BootServices, handle: efi::Handle, info: &mut E
         unsafe { core::slice::from_raw_parts(li.load_options as *const u16, units) }
     };
     let mut n = 0;
-    let mut first_word = true;
-    let mut skipping = false;
-    for (i, &u) in opts.iter().enumerate() {
-        if u == 0 {
-            break;
-        }
-        let c = if u < 0x80 { u as u8 } else { b'?' };
-        if first_word && c != b' ' {
-            // The first word is a program name if it names an .efi file.
-            first_word = false;
-            let word_end = opts[i..].iter().position(|&w| w == b' ' as u16 || w == 0).map_or(opts.len(), |p| i + p);
-            let w = &opts[i..word_end];
-            let efi_suffix =
-                w.len() > 4 && w[w.len() - 4..].iter().map(|&x| (x as u8).to_ascii_lowercase()).eq(*b".efi");
-            skipping = efi_suffix;
-        }
-        if skipping {
-            if c == b' ' {
-                skipping = false;
-            }
-            continue;
-        }
+    for &u in opts.iter().take_while(|&&u| u != 0) {
         if n == info.cmdline.len() {
             return Err((efi::Status::BAD_BUFFER_SIZE, "the EFI load options are longer than 2 KiB"));
         }
-        info.cmdline[n] = c;
+        info.cmdline[n] = if u < 0x80 { u as u8 } else { b'?' };
         n += 1;
+    }
+    // The first word is the program name when it names an .efi file.
+    let line = &mut info.cmdline[..n];
+    let start = line.iter().position(|&c| c != b' ').unwrap_or(n);
+    let end = line[start..].iter().position(|&c| c == b' ').map_or(n, |p| start + p);
+    if end - start > 4 && line[end - 4..end].eq_ignore_ascii_case(b".efi") {
+        line.copy_within(end.., 0);
+        n -= end;
     }
     info.cmdline_len = n;
     Ok(())
