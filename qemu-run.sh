@@ -37,6 +37,9 @@
 #   --capture FILE    also save the raw serial stream to FILE (kreport decode reads it)
 #   --verbose         show debug log frames too (per-test instruction/cycle counts)
 #   --bench NAME      run a benchmark (swap, uffd, thp, collapse) instead of the tests
+#   --soak N          run only the tag-integrity soak, N passes over all free
+#                     memory (soak::tag_integrity); the time limits grow with N
+#                     and --memory; mismatches print as SOAK-MISMATCH lines
 #   --icount          run QEMU with -icount shift=0 (deterministic instruction counts)
 #   --no-install      do not install missing prerequisites
 #   -h, --help        this text
@@ -49,7 +52,7 @@ cd "$(dirname "$0")"
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
-smp=2 el2=0 image=0 uboot=0 uefi=0 timeout=900 test_timeout=120 memory=512M list=0 hooks='' install=1 verbose=() bench='' icount=()
+smp=2 el2=0 image=0 uboot=0 uefi=0 timeout=900 test_timeout=120 memory=512M list=0 hooks='' install=1 verbose=() bench='' soak='' icount=()
 filters=() extra=() capture=() dtb=() numa=1 numaopts=()
 # value OPTION "$@": the option's value, or status 2 with one line.
 value() {
@@ -79,6 +82,7 @@ while [ $# -gt 0 ]; do
         --capture) capture=(--save-capture "$(value --capture "${2:-}")"); shift ;;
         --verbose) verbose=(-v) ;;
         --bench) bench=$(value --bench "${2:-}"); shift ;;
+        --soak) soak=$(value --soak "${2:-}"); shift ;;
         --icount) icount=(-icount shift=0) ;;
         --no-install) install=0 ;;
         -h|--help) usage; exit 0 ;;
@@ -92,6 +96,7 @@ case "$smp" in ''|*[!0-9]*) echo "qemu-run.sh: --smp wants a number of CPUs, not
 case "$timeout" in ''|*[!0-9]*) echo "qemu-run.sh: --timeout wants whole seconds, not '$timeout'" >&2; exit 2 ;; esac
 case "$test_timeout" in ''|*[!0-9]*) echo "qemu-run.sh: --test-timeout wants whole seconds, not '$test_timeout'" >&2; exit 2 ;; esac
 case "$bench" in ''|swap|uffd|thp|collapse) ;; *) echo "qemu-run.sh: unknown benchmark '$bench' (swap, uffd, thp, collapse)" >&2; exit 2 ;; esac
+case "$soak" in ''|[1-9]|[1-9][0-9]*) ;; *) echo "qemu-run.sh: --soak wants a number of passes above 0, not '$soak'" >&2; exit 2 ;; esac
 case "$numa" in ''|*[!0-9]*|0) echo "qemu-run.sh: --numa wants a number of nodes, not '$numa'" >&2; exit 2 ;; esac
 if [ "$numa" -gt 1 ]; then
     case "$memory" in
@@ -165,6 +170,19 @@ benchflag=()
 if [ -n "$bench" ]; then
     words+=("bench=$bench")
     benchflag=(--bench)
+fi
+if [ -n "$soak" ]; then
+    [ ${#filters[@]} -eq 0 ] || { echo "qemu-run.sh: --soak runs only soak::tag_integrity; drop the test filters" >&2; exit 2; }
+    case "$memory" in
+        *[0-9]G) gib=${memory%G} ;;
+        *[0-9]M) gib=$(( (${memory%M} + 1023) / 1024 )) ;;
+        *) echo "qemu-run.sh: --soak needs --memory in M or G, not '$memory'" >&2; exit 2 ;;
+    esac
+    # About 4 s per GiB and pass under TCG on a 2-core host; allow 30.
+    test_timeout=$(( 120 + (soak + 1) * gib * 30 ))
+    timeout=$(( test_timeout + 120 ))
+    words+=("soak=$soak")
+    filters=(soak::tag_integrity)
 fi
 for f in "${filters[@]}"; do words+=("test=$f"); done
 words+=("${extra[@]}")

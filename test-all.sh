@@ -117,10 +117,17 @@ step accepts-linux-words linux_words
 # nodes, 4 GiB from 0x40000000; the reserved test must run, not skip.
 firmware_memory() {
     scripts/make-test-dtb.sh target/reserved.dtb --smp 2 --memory 4G || return 1
-    ./qemu-run.sh --no-install --smp 2 --memory 4G --numa 2 --dtb target/reserved.dtb boot || return 1
+    ./qemu-run.sh --no-install --smp 2 --memory 4G --numa 2 --dtb target/reserved.dtb boot soak || return 1
     if grep -q "# SKIP" target/reports/report.tap; then echo "a boot test was skipped"; return 1; fi
 }
 step boot-reserved-dtb-numa2-4g firmware_memory
+# The soak mode as a user runs it: only soak::tag_integrity, N passes.
+soak_mode() {
+    ./qemu-run.sh --no-install --soak 2 || return 1
+    grep -q "^SOAK: passes=2 .* mismatches=0 " "$logs/soak-mode-2-passes.log" || { echo "no clean 2-pass SOAK line"; return 1; }
+    grep -q "^1 passed, 0 failed, 0 skipped" "$logs/soak-mode-2-passes.log" || { echo "the soak ran more than its test"; return 1; }
+}
+step soak-mode-2-passes soak_mode
 # The same Image as an EFI application under EDK2: from QEMU's -kernel (the
 # firmware's own loader, LoadOptions from -append) and from a FAT disk through
 # the EFI shell's startup.nsh; the UEFI memory map's reservations are checked.

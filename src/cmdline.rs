@@ -26,6 +26,8 @@
 //!                              ranges (16K-64K, 2M), POLICY always, inherit,
 //!                              madvise or never (default: never below 2M,
 //!                              inherit at 2M)
+//!   soak=N                     passes of the tag-integrity soak
+//!                              (soak::tag_integrity; default 1)
 //! Words a bootloader adds for Linux (console=, earlycon=, root=, rw, quiet,
 //! loglevel=, ...; see LINUX_WORDS) are accepted and ignored, and listed
 //! in `ignored` so the kernel can say so. Any other unknown word is an
@@ -73,6 +75,8 @@ pub struct Cmdline {
     /// `watchdog=S`: the last CPU times every test in-kernel (S seconds for
     /// a test that declares no limit), for runs no host runner watches.
     pub watchdog_s: Option<u32>,
+    /// `soak=N`: passes of the tag-integrity soak.
+    pub soak_passes: u32,
 }
 
 /// Linux command-line words that bootloaders and board farms add (with or
@@ -233,6 +237,7 @@ impl Default for Cmdline {
             ignored: Vec::new(),
             lava: false,
             watchdog_s: None,
+            soak_passes: 1,
         }
     }
 }
@@ -289,6 +294,10 @@ pub fn parse(s: &str) -> Result<Cmdline, String> {
             ("bench", Some(v)) => {
                 return Err(alloc::format!("unknown benchmark '{v}' in '{word}' (known: swap, uffd, thp, collapse)"))
             }
+            ("soak", Some(v)) => match v.parse::<u32>() {
+                Ok(n) if n > 0 => c.soak_passes = n,
+                _ => return Err(alloc::format!("soak= wants a number of passes above 0, not '{v}'")),
+            },
             ("ramdisk", Some(v)) => {
                 c.ramdisk = parse_size(v)
                     .ok_or_else(|| alloc::format!("'{v}' is not a size in whole 4 KiB pages in '{word}'"))?
@@ -314,6 +323,14 @@ mod tests {
         assert!(parse("report=junit").unwrap_err().contains("report= wants lava"));
         assert!(parse("watchdog=0").unwrap_err().contains("above 0"));
         assert!(parse("watchdog=soon").unwrap_err().contains("'soon'"));
+    }
+
+    #[test]
+    fn soak_passes() {
+        assert_eq!(Cmdline::default().soak_passes, 1);
+        assert_eq!(parse("soak=40").unwrap().soak_passes, 40);
+        assert!(parse("soak=0").unwrap_err().contains("above 0"));
+        assert!(parse("soak=-1").unwrap_err().contains("'-1'"));
     }
 
     #[test]

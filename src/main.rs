@@ -195,6 +195,7 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64, entry_el: u64, x1: u64, x2
         defmt::info!("command line: '{=str}' is a Linux word; ignored", w.as_str());
     }
     mm::huge_memory::apply_cmdline(&cmd);
+    testhooks::knobs::SOAK_PASSES.set_boot_default(u64::from(cmd.soak_passes));
     if cmd.ramdisk > 0 {
         let frames = (cmd.ramdisk / mmu::PAGE_SIZE as u64) as usize;
         match mm::frames::alloc_zeroed(frames, 1) {

@@ -28,6 +28,7 @@ pub mod split;
 pub mod swap;
 pub mod swap_state;
 pub mod swapfile;
+pub mod tag_soak;
 pub mod uaccess;
 pub mod uffd_move;
 pub mod uffd_uapi;

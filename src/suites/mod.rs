@@ -8,6 +8,7 @@ pub(crate) mod mm;
 mod mmu;
 mod mte_hw;
 pub(crate) mod scenario;
+mod soak;
 mod swap;
 mod thp;
 mod uffd;

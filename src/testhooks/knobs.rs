@@ -167,6 +167,20 @@ pub static KHUGEPAGED_SCAN_SLEEP_MILLISECS: Knob = Knob::new(
     10_000,
 );
 
+pub static SOAK_PASSES: Knob = Knob::new(
+    "soak:passes",
+    "mm::tag_soak::run from suites::soak (the soak= word sets it at boot)",
+    "how many store-then-verify passes the tag-integrity soak makes over all free memory",
+    1,
+);
+
+pub static SOAK_FLIP_PA: Knob = Knob::new(
+    "soak:flip_pa",
+    "mm::tag_soak::run, between the first pass's stores and its reads",
+    "the tag of the granule at this physical address is changed, as a faulty tag-storage cell would (0: off)",
+    0,
+);
+
 pub static ALL: &[&Knob] = &[
     &SWAP_SLOT_LIMIT,
     &KEEP_IN_SWAPCACHE,
@@ -187,6 +201,8 @@ pub static ALL: &[&Knob] = &[
     &KHUGEPAGED_MAX_PTES_SHARED,
     &KHUGEPAGED_PAGES_TO_SCAN,
     &KHUGEPAGED_SCAN_SLEEP_MILLISECS,
+    &SOAK_PASSES,
+    &SOAK_FLIP_PA,
 ];
 
 /// Every knob back to its default; the names of those that were not.
