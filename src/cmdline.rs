@@ -28,6 +28,9 @@
 //!                              inherit at 2M)
 //!   soak=N                     passes of the tag-integrity soak
 //!                              (soak::tag_integrity; default 1)
+//!   fuzz=SEED:COUNT            the fuzzer's seed and number of programs
+//!                              (fuzz::random_programs; default 1:4; the
+//!                              seed decimal or 0x hex)
 //! Words a bootloader adds for Linux (console=, earlycon=, root=, rw, quiet,
 //! loglevel=, ...; see LINUX_WORDS) are accepted and ignored, and listed
 //! in `ignored` so the kernel can say so. Any other unknown word is an
@@ -77,6 +80,8 @@ pub struct Cmdline {
     pub watchdog_s: Option<u32>,
     /// `soak=N`: passes of the tag-integrity soak.
     pub soak_passes: u32,
+    /// `fuzz=SEED:COUNT`.
+    pub fuzz: Option<(u64, u64)>,
 }
 
 /// Linux command-line words that bootloaders and board farms add (with or
@@ -238,6 +243,7 @@ impl Default for Cmdline {
             lava: false,
             watchdog_s: None,
             soak_passes: 1,
+            fuzz: None,
         }
     }
 }
@@ -294,6 +300,16 @@ pub fn parse(s: &str) -> Result<Cmdline, String> {
             ("bench", Some(v)) => {
                 return Err(alloc::format!("unknown benchmark '{v}' in '{word}' (known: swap, uffd, thp, collapse)"))
             }
+            ("fuzz", Some(v)) => {
+                let num = |s: &str| match s.strip_prefix("0x") {
+                    Some(h) => u64::from_str_radix(h, 16).ok(),
+                    None => s.parse::<u64>().ok(),
+                };
+                match v.split_once(':').map(|(a, b)| (num(a), num(b))) {
+                    Some((Some(seed), Some(count))) if count > 0 => c.fuzz = Some((seed, count)),
+                    _ => return Err(alloc::format!("fuzz= wants SEED:COUNT with COUNT above 0, not '{v}'")),
+                }
+            }
             ("soak", Some(v)) => match v.parse::<u32>() {
                 Ok(n) if n > 0 => c.soak_passes = n,
                 _ => return Err(alloc::format!("soak= wants a number of passes above 0, not '{v}'")),
@@ -323,6 +339,16 @@ mod tests {
         assert!(parse("report=junit").unwrap_err().contains("report= wants lava"));
         assert!(parse("watchdog=0").unwrap_err().contains("above 0"));
         assert!(parse("watchdog=soon").unwrap_err().contains("'soon'"));
+    }
+
+    #[test]
+    fn fuzz_seed_and_count() {
+        assert_eq!(Cmdline::default().fuzz, None);
+        assert_eq!(parse("fuzz=7:100").unwrap().fuzz, Some((7, 100)));
+        assert_eq!(parse("fuzz=0x1f:1").unwrap().fuzz, Some((31, 1)));
+        assert!(parse("fuzz=7").unwrap_err().contains("SEED:COUNT"));
+        assert!(parse("fuzz=7:0").unwrap_err().contains("above 0"));
+        assert!(parse("fuzz=x:1").is_err());
     }
 
     #[test]

@@ -46,6 +46,11 @@ impl Errno {
         }
     }
 
+    /// The errno a name such as "EINVAL" stands for (the names above).
+    pub fn from_name(name: &str) -> Option<Errno> {
+        (1..=133).map(Errno).find(|e| e.name() == name)
+    }
+
     /// The value a syscall returns for it.
     pub fn to_ret(self) -> u64 {
         (-(self.0 as i64)) as u64

@@ -36,6 +36,7 @@ mod errno;
 mod harness;
 mod mm;
 mod platform;
+mod script;
 mod smp;
 mod suites;
 mod task;
@@ -196,6 +197,10 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64, entry_el: u64, x1: u64, x2
     }
     mm::huge_memory::apply_cmdline(&cmd);
     testhooks::knobs::SOAK_PASSES.set_boot_default(u64::from(cmd.soak_passes));
+    if let Some((seed, count)) = cmd.fuzz {
+        testhooks::knobs::FUZZ_SEED.set_boot_default(seed);
+        testhooks::knobs::FUZZ_COUNT.set_boot_default(count);
+    }
     if cmd.ramdisk > 0 {
         let frames = (cmd.ramdisk / mmu::PAGE_SIZE as u64) as usize;
         match mm::frames::alloc_zeroed(frames, 1) {
@@ -214,6 +219,7 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64, entry_el: u64, x1: u64, x2
         println!("BENCH DONE");
         exit(0);
     }
+    script::load();
     let status = harness::run(&cmd);
     exit(status);
 }
@@ -233,6 +239,7 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     console::break_lock_if_mine();
     let (file, line) = info.location().map_or(("?", 0), |l| (l.file(), l.line()));
     println!("PANIC on CPU {} at {}:{}: {}", arch::cpu::id(), file, line, info.message());
+    script::fuzz::note_panic();
     harness::report_panic(&format_args!("{} at {}:{}", info.message(), file, line));
     exit(1);
 }

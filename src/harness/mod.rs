@@ -50,7 +50,25 @@ pub struct TestDesc {
     /// The host runner's time limit for this test in seconds (0: its
     /// default); announced on the PLAN line.
     pub timeout_s: u32,
-    pub run: fn() -> TestResult,
+    pub run: Body,
+}
+
+/// What a test runs: a function registered with `kernel_test!`, or one
+/// made at run time from loaded data (a script) with its argument.
+#[derive(Clone, Copy)]
+pub enum Body {
+    Fn(fn() -> TestResult),
+    With(fn(usize) -> TestResult, usize),
+}
+
+/// Tests made at run time (scripts loaded from the initrd), after the
+/// registered ones.
+static RUNTIME_TESTS: Mutex<Vec<&'static TestDesc>> = Mutex::new(Vec::new());
+
+/// Adds a test made at run time; it is selected and reported like any
+/// other. It lives for the rest of the boot.
+pub fn register(t: TestDesc) {
+    RUNTIME_TESTS.lock().push(alloc::boxed::Box::leak(alloc::boxed::Box::new(t)));
 }
 
 /// Registers `fn $name() -> TestResult` as test `$suite::$name`, with
@@ -87,7 +105,7 @@ macro_rules! kernel_test {
                 min_cpus: $cpus,
                 needs_ramdisk: $ramdisk,
                 timeout_s: $timeout,
-                run: $name,
+                run: $crate::harness::Body::Fn($name),
             };
         };
     };
@@ -146,6 +164,7 @@ pub fn all_tests() -> Vec<&'static TestDesc> {
     };
     let mut v: Vec<&TestDesc> = tests.iter().collect();
     v.sort_by(|a, b| (a.suite, a.line).cmp(&(b.suite, b.line)));
+    v.extend(RUNTIME_TESTS.lock().iter().copied());
     v
 }
 
@@ -263,7 +282,12 @@ fn run_one(t: &'static TestDesc) -> TestResult {
     let frames_before = crate::mm::frames::free_frames();
     let mut result = Ok(());
     let (i0, c0, w0) = (cpu::pmu::instructions(), cpu::pmu::cycles(), cpu::counter());
-    let outcome = trap::guarded(&mut || result = (t.run)());
+    let outcome = trap::guarded(&mut || {
+        result = match t.run {
+            Body::Fn(f) => f(),
+            Body::With(f, arg) => f(arg),
+        }
+    });
     let (i1, c1, w1) = (cpu::pmu::instructions(), cpu::pmu::cycles(), cpu::counter());
     // Guest instructions read 0 unless QEMU runs with -icount.
     defmt::debug!(

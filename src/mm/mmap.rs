@@ -130,6 +130,60 @@ fn split_at(mm: &Arc<MmStruct>, map: &mut MmMap, at: usize) {
     mm.vma_link(map, v.split(at, v.end));
 }
 
+/// is_mergeable_vma and its anon_vma check: `a` ends where `b` starts and
+/// one VMA could stand for both (same flags, file, userfaultfd context and
+/// anon_vma, and the page offsets run on).
+fn can_merge(a: &Vma, b: &Vma) -> bool {
+    let same_file = match (&a.file, &b.file) {
+        (None, None) => true,
+        (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+        _ => false,
+    };
+    let same_uffd = match (&a.uffd, &b.uffd) {
+        (None, None) => true,
+        (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+        _ => false,
+    };
+    let same_anon = Arc::ptr_eq(&a.anon_vma, &b.anon_vma) || (a.anon_vma().is_none() && b.anon_vma().is_none());
+    a.end == b.start
+        && a.flags == b.flags
+        && a.flags & VM_SPECIAL == 0
+        && same_file
+        && same_uffd
+        && same_anon
+        && a.pgoff_of(a.end) == b.pgoff
+}
+
+/// vma_merge after a change over `[start, end)`: joins each VMA there with
+/// a neighbour it can merge with, as Linux's vma_modify does, so a change
+/// undone leaves one VMA again (UFFDIO_MOVE and the mfill ioctls want
+/// their range in one VMA).
+pub fn merge_range(mm: &Arc<MmStruct>, map: &mut MmMap, start: usize, end: usize) {
+    let lo = start.saturating_sub(1);
+    let mut at = map.vmas.range(..=lo).next_back().map_or(start, |(s, _)| *s);
+    loop {
+        let Some(a) = map.vmas.range(at..).next().map(|(_, v)| v.clone()) else { return };
+        if a.start > end {
+            return;
+        }
+        let next = map.vmas.range(a.end..).next().map(|(_, v)| v.clone());
+        match next {
+            Some(b) if can_merge(&a, &b) => {
+                mm.vma_unlink(map, a.start);
+                mm.vma_unlink(map, b.start);
+                let mut joined = a.split(a.start, b.end);
+                if a.anon_vma().is_none() {
+                    joined.anon_vma = b.anon_vma.clone();
+                }
+                mm.vma_link(map, joined);
+                at = a.start; // it may merge with the next one too
+            }
+            Some(b) => at = b.start,
+            None => return,
+        }
+    }
+}
+
 /// A free range of `len` bytes at or after `hint`.
 fn get_unmapped_area(map: &MmMap, hint: usize, len: usize) -> Result<usize, Errno> {
     let mut at = if hint == 0 { MMAP_BASE } else { hint };
@@ -367,6 +421,10 @@ pub fn do_mprotect(mm: &Arc<MmStruct>, addr: u64, len: u64, prot: u64) -> Result
             return Err(EINVAL);
         }
         let stop = v.end.min(end);
+        if flags == v.flags {
+            at = stop; // mprotect_fixup: nothing to change, nothing to split
+            continue;
+        }
         split_at(mm, &mut map, at);
         split_at(mm, &mut map, stop);
         let vma = map.vmas.get_mut(&at).expect("VMA split at its start");
@@ -375,6 +433,7 @@ pub fn do_mprotect(mm: &Arc<MmStruct>, addr: u64, len: u64, prot: u64) -> Result
         vma.flags = flags;
         let prot = vma.page_prot();
         change_protection(mm, at, stop, prot);
+        merge_range(mm, &mut map, at, stop);
         at = stop;
     }
     Ok(())
@@ -641,6 +700,9 @@ fn change_vma_flags(mm: &Arc<MmStruct>, start: usize, end: usize, f: impl Fn(u64
     if !map.fully_mapped(start, end) {
         return Err(ENOMEM);
     }
+    if map.overlapping(start, end).all(|v| f(v.flags) == v.flags) {
+        return Ok(());
+    }
     split_at(mm, &mut map, start);
     split_at(mm, &mut map, end);
     let inside: Vec<usize> = map.overlapping(start, end).map(|v| v.start).collect();
@@ -648,6 +710,7 @@ fn change_vma_flags(mm: &Arc<MmStruct>, start: usize, end: usize, f: impl Fn(u64
         let v = map.vmas.get_mut(&s).expect("VMA vanished under the mmap lock");
         v.flags = f(v.flags);
     }
+    merge_range(mm, &mut map, start, end);
     Ok(())
 }
 

@@ -331,6 +331,7 @@ fn register(ctx: &Arc<Uffd>, caller: &Arc<MmStruct>, arg: u64) -> Result<u64, Er
             v.flags = (v.flags & !(VM_UFFD_MISSING | VM_UFFD_WP)) | vm;
             v.uffd = Some(ctx.clone());
         }
+        super::mmap::merge_range(mm, &mut map, s, e);
     }
     put_word(caller, arg + core::mem::offset_of!(UffdioRegister, ioctls) as u64, IOCTLS_RANGE)?;
     Ok(0)
@@ -353,6 +354,7 @@ fn unregister(ctx: &Arc<Uffd>, caller: &Arc<MmStruct>, arg: u64) -> Result<u64, 
             v.flags &= !(VM_UFFD_MISSING | VM_UFFD_WP);
         }
     }
+    super::mmap::merge_range(mm, &mut map, s, e);
     drop(map);
     ctx.wake(s, e);
     Ok(0)
@@ -442,7 +444,12 @@ fn copy(ctx: &Arc<Uffd>, caller: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno>
         return Err(EINVAL);
     }
     let (s, e) = validate_range(dst, len)?;
-    validate_range(src & !0xFFF, len).map_err(|_| EINVAL)?;
+    // As Linux: only the dst range is validated; src is a user pointer
+    // (tagged with the tagged-address ABI) that copy_from_user checks, and
+    // only a wrapping src is EINVAL.
+    if src.checked_add(len).is_none() {
+        return Err(EINVAL);
+    }
     let mut buf = alloc::vec![0u8; PAGE_SIZE];
     let r = mfill(ctx, mm, s, e, |map, vma, addr, off| {
         if vma.flags & VM_UFFD_WP == 0 && mode & UFFDIO_COPY_MODE_WP != 0 {

@@ -41,6 +41,19 @@ pub struct EarlyFacts {
     pub test_reserved: Ranges,
     pub test_no_map: Ranges,
     pub dtb_size: u64,
+    /// /chosen linux,initrd-start and -end: the initrd (scripts), kept out
+    /// of the allocator like a reservation.
+    pub initrd: Option<(u64, u64)>,
+}
+
+/// A /chosen address property of one or two cells.
+fn chosen_addr(chosen: Option<fdt::Node>, prop: &str) -> Option<u64> {
+    let v = chosen?.prop(prop)?;
+    match v.len() {
+        4 => v.try_into().ok().map(u32::from_be_bytes).map(u64::from),
+        8 => v.try_into().ok().map(u64::from_be_bytes),
+        _ => None,
+    }
 }
 
 /// A property of (address, size) pairs of two cells each.
@@ -64,6 +77,7 @@ pub struct MemoryFacts {
     pub no_map: Ranges,
     pub test_reserved: Ranges,
     pub test_no_map: Ranges,
+    pub initrd: Option<(u64, u64)>,
 }
 
 static MEMORY: spin::Once<MemoryFacts> = spin::Once::new();
@@ -75,6 +89,7 @@ pub fn remember_memory(e: &EarlyFacts) {
         no_map: e.no_map,
         test_reserved: e.test_reserved,
         test_no_map: e.test_no_map,
+        initrd: e.initrd,
     });
 }
 
@@ -139,6 +154,15 @@ pub fn early(f: &Fdt) -> Result<EarlyFacts, &'static str> {
         }
     }
     let chosen = f.find("/chosen");
+    let initrd = match (chosen_addr(chosen, "linux,initrd-start"), chosen_addr(chosen, "linux,initrd-end")) {
+        (Some(s), Some(e)) if e > s => Some((s, e)),
+        _ => None,
+    };
+    if let Some((s, e)) = initrd {
+        let page = crate::arch::mmu::PAGE_SIZE as u64;
+        let base = s & !(page - 1);
+        reserved.push(base, (e - base).div_ceil(page) * page)?;
+    }
     Ok(EarlyFacts {
         uart: uart_of(f),
         ram,
@@ -147,6 +171,7 @@ pub fn early(f: &Fdt) -> Result<EarlyFacts, &'static str> {
         test_reserved: pairs(chosen, "mtekernel,test-reserved")?,
         test_no_map: pairs(chosen, "mtekernel,test-no-map")?,
         dtb_size: f.total_size() as u64,
+        initrd,
     })
 }
 

@@ -1187,3 +1187,35 @@ fn failed_page_table_allocation_loses_nothing() -> TestResult {
     s.finish()
 }
 kernel_test!(mm, failed_page_table_allocation_loses_nothing);
+
+/// How many VMAs cover `[a, a + len)`.
+fn vmas_over(t: &Task, a: usize, len: usize) -> usize {
+    t.mm().mmap_lock.read().overlapping(a, a + len).count()
+}
+
+/// mprotect of part of a VMA and back leaves one VMA (vma_merge), an
+/// mprotect to the flags a VMA has splits nothing (mprotect_fixup), and a
+/// UFFDIO_MOVE over the whole range then works as in Linux, where a move
+/// or an mfill ioctl must find its range in one VMA.
+fn mprotect_and_back_merges_the_vmas() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let a = mmap(&t, 0, 4 * PAGE, RW | PROT_MTE, ANON, -1)?;
+    must(t.mprotect(a + PAGE, PAGE, RW | PROT_MTE), "mprotect to the same flags")?;
+    ensure_eq!(vmas_over(&t, a, 4 * PAGE), 1, "VMAs after an mprotect that changes nothing");
+    must(t.mprotect(a + PAGE, 2 * PAGE, PROT_READ | PROT_MTE), "mprotect read-only")?;
+    ensure_eq!(vmas_over(&t, a, 4 * PAGE), 3, "VMAs with the middle read-only");
+    must(t.mprotect(a + PAGE, 2 * PAGE, RW | PROT_MTE), "mprotect back")?;
+    ensure_eq!(vmas_over(&t, a, 4 * PAGE), 1, "VMAs once the middle is read-write again");
+    must(t.madvise(a, PAGE, MADV_HUGEPAGE), "MADV_HUGEPAGE of the first page")?;
+    ensure_eq!(vmas_over(&t, a, 4 * PAGE), 2, "VMAs with VM_HUGEPAGE on the first page");
+    must(t.madvise(a, PAGE, MADV_NOHUGEPAGE), "MADV_NOHUGEPAGE of the first page")?;
+    // VM_NOHUGEPAGE now differs from the rest: still two VMAs, as in Linux.
+    ensure_eq!(vmas_over(&t, a, 4 * PAGE), 2, "VMAs with VM_NOHUGEPAGE on the first page");
+    let u = UffdFd::new(&t, crate::mm::userfaultfd::UFFD_FEATURE_MOVE)?;
+    u.register(a + PAGE, 3 * PAGE, crate::mm::userfaultfd::UFFDIO_REGISTER_MODE_MISSING)?;
+    must(u.unregister(a + PAGE, 3 * PAGE), "UFFDIO_UNREGISTER")?;
+    ensure_eq!(vmas_over(&t, a + PAGE, 3 * PAGE), 1, "VMAs after register and unregister");
+    s.finish()
+}
+kernel_test!(mm, mprotect_and_back_merges_the_vmas);

@@ -416,7 +416,10 @@ fn split_with_tag_state(wrong: bool) -> Result<Result<(), Verdict>, Verdict> {
     drop(v);
     ensure!(!pmd_trans_huge(huge_pmd(&t, a)), "the PMD was not split");
     ensure_eq!(Folio::get(head + 300).nr_pages(), 1, "page 300 is a folio of its own");
-    must(t.mprotect(a, HUGE, RW | PROT_MTE), "mprotect (every pte set again)")?;
+    // Read-only and back: every pte is set again (mprotect to the flags a
+    // VMA has already changes nothing, as in Linux).
+    must(t.mprotect(a, HUGE, PROT_READ | PROT_MTE), "mprotect read-only (every pte set again)")?;
+    must(t.mprotect(a, HUGE, RW | PROT_MTE), "mprotect back to read-write")?;
     let kept = (|| {
         for p in [0, 1, 300, 511] {
             expect_stamp(&t, a, p, "after the split and mprotect")?;

@@ -181,6 +181,20 @@ pub static SOAK_FLIP_PA: Knob = Knob::new(
     0,
 );
 
+pub static FUZZ_SEED: Knob = Knob::new(
+    "fuzz:seed",
+    "script::fuzz::random_programs (the fuzz=SEED:COUNT word sets it at boot)",
+    "the seed the fuzzer's programs are made from",
+    1,
+);
+
+pub static FUZZ_COUNT: Knob = Knob::new(
+    "fuzz:count",
+    "script::fuzz::random_programs (the fuzz=SEED:COUNT word sets it at boot)",
+    "how many programs the fuzzer runs",
+    4,
+);
+
 pub static ALL: &[&Knob] = &[
     &SWAP_SLOT_LIMIT,
     &KEEP_IN_SWAPCACHE,
@@ -203,6 +217,8 @@ pub static ALL: &[&Knob] = &[
     &KHUGEPAGED_SCAN_SLEEP_MILLISECS,
     &SOAK_PASSES,
     &SOAK_FLIP_PA,
+    &FUZZ_SEED,
+    &FUZZ_COUNT,
 ];
 
 /// Every knob back to its default; the names of those that were not.

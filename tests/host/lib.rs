@@ -41,3 +41,15 @@ pub mod uefi;
 
 #[path = "../../src/mm/uffd_uapi.rs"]
 pub mod uffd_uapi;
+
+#[path = "../../src/errno.rs"]
+pub mod errno;
+
+#[path = "../../src/script/lang.rs"]
+pub mod lang;
+
+#[path = "../../src/script/model.rs"]
+pub mod model;
+
+#[path = "../../src/script/cpio.rs"]
+pub mod cpio;

@@ -3,6 +3,12 @@
 //! report, writes TAP13 and JUnit files and exits with the suite's status.
 //! See `kreport --help`.
 
+extern crate alloc;
+
+// The kernel's own reader and writer; kreport only writes.
+#[path = "../../../src/script/cpio.rs"]
+#[allow(dead_code)]
+mod cpio;
 mod report;
 mod stream;
 
@@ -28,6 +34,9 @@ usage:
   kreport [OPTIONS] decode CAPTURE         read a captured serial log (a board's,
                                            LAVA's) from a file
   kreport [OPTIONS] < CAPTURE              the same from stdin
+  kreport pack-initrd OUT FILE...          write FILEs as a cpio newc archive
+                                           (the initrd ./qemu-run.sh --script
+                                           passes; names are the base names)
 
 A capture is the raw serial output: report lines as text, log frames as
 `DEFMT <base64>` lines. Decode it with the ELF of the very build that
@@ -572,7 +581,35 @@ fn run() -> Result<bool> {
     Ok(s.failed == 0)
 }
 
+/// `kreport pack-initrd OUT FILE...`: the scripts as the kernel's initrd.
+fn pack_initrd(args: &[String]) -> Result<()> {
+    let [out, files @ ..] = args else { bail!("usage: kreport pack-initrd OUT FILE...") };
+    if files.is_empty() {
+        bail!("usage: kreport pack-initrd OUT FILE...");
+    }
+    let mut read = Vec::new();
+    for f in files {
+        let data = std::fs::read(f).with_context(|| format!("cannot read the script {f}"))?;
+        let name = std::path::Path::new(f).file_name().and_then(|n| n.to_str()).unwrap_or(f).to_string();
+        if read.iter().any(|(n, _): &(String, Vec<u8>)| *n == name) {
+            bail!("two scripts are named {name}: the kernel names each test by its file name");
+        }
+        read.push((name, data));
+    }
+    let entries: Vec<(&str, &[u8])> = read.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+    std::fs::write(out, cpio::archive(&entries)).with_context(|| format!("cannot write {out}"))?;
+    Ok(())
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("pack-initrd") {
+        if let Err(e) = pack_initrd(&args[2..]) {
+            eprintln!("kreport: {e:#}");
+            std::process::exit(2);
+        }
+        return;
+    }
     match run() {
         Ok(true) => std::process::exit(0),
         Ok(false) => std::process::exit(1),
