@@ -37,6 +37,12 @@
 #   --capture FILE    also save the raw serial stream to FILE (kreport decode reads it)
 #   --verbose         show debug log frames too (per-test instruction/cycle counts)
 #   --bench NAME      run a benchmark (swap, uffd, thp, collapse) instead of the tests
+#   --script PATH     run scenario scripts (a file, or every *.txt of a directory;
+#                     repeatable) instead of the built-in tests: they go to the
+#                     kernel as a cpio initrd and each is a test script::NAME;
+#                     implies --image
+#   --fuzz SEED:COUNT run COUNT fuzzer programs from SEED (fuzz::random_programs);
+#                     the time limits grow with COUNT
 #   --soak N          run only the tag-integrity soak, N passes over all free
 #                     memory (soak::tag_integrity); the time limits grow with N
 #                     and --memory; mismatches print as SOAK-MISMATCH lines
@@ -52,7 +58,7 @@ cd "$(dirname "$0")"
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
-smp=2 el2=0 image=0 uboot=0 uefi=0 timeout=900 test_timeout=120 memory=512M list=0 hooks='' install=1 verbose=() bench='' soak='' icount=()
+smp=2 el2=0 image=0 uboot=0 uefi=0 timeout=900 test_timeout=120 memory=512M list=0 hooks='' install=1 verbose=() bench='' soak='' fuzz='' scripts=() icount=()
 filters=() extra=() capture=() dtb=() numa=1 numaopts=()
 # value OPTION "$@": the option's value, or status 2 with one line.
 value() {
@@ -83,6 +89,8 @@ while [ $# -gt 0 ]; do
         --verbose) verbose=(-v) ;;
         --bench) bench=$(value --bench "${2:-}"); shift ;;
         --soak) soak=$(value --soak "${2:-}"); shift ;;
+        --script) scripts+=("$(value --script "${2:-}")"); image=1; shift ;;
+        --fuzz) fuzz=$(value --fuzz "${2:-}"); shift ;;
         --icount) icount=(-icount shift=0) ;;
         --no-install) install=0 ;;
         -h|--help) usage; exit 0 ;;
@@ -97,6 +105,10 @@ case "$timeout" in ''|*[!0-9]*) echo "qemu-run.sh: --timeout wants whole seconds
 case "$test_timeout" in ''|*[!0-9]*) echo "qemu-run.sh: --test-timeout wants whole seconds, not '$test_timeout'" >&2; exit 2 ;; esac
 case "$bench" in ''|swap|uffd|thp|collapse) ;; *) echo "qemu-run.sh: unknown benchmark '$bench' (swap, uffd, thp, collapse)" >&2; exit 2 ;; esac
 case "$soak" in ''|[1-9]|[1-9][0-9]*) ;; *) echo "qemu-run.sh: --soak wants a number of passes above 0, not '$soak'" >&2; exit 2 ;; esac
+case "$fuzz" in ''|[0-9]*:[1-9]*) ;; *) echo "qemu-run.sh: --fuzz wants SEED:COUNT with COUNT above 0, not '$fuzz'" >&2; exit 2 ;; esac
+if [ ${#scripts[@]} -gt 0 ] && { [ "$uboot" = 1 ] || [ "$uefi" != 0 ]; }; then
+    echo "qemu-run.sh: --script passes an initrd, which the --uboot and --uefi boots here do not load" >&2; exit 2
+fi
 case "$numa" in ''|*[!0-9]*|0) echo "qemu-run.sh: --numa wants a number of nodes, not '$numa'" >&2; exit 2 ;; esac
 if [ "$numa" -gt 1 ]; then
     case "$memory" in
@@ -171,6 +183,31 @@ if [ -n "$bench" ]; then
     words+=("bench=$bench")
     benchflag=(--bench)
 fi
+if [ -n "$fuzz" ]; then
+    [ ${#filters[@]} -eq 0 ] || { echo "qemu-run.sh: --fuzz runs only fuzz::random_programs; drop the test filters" >&2; exit 2; }
+    test_timeout=$(( 120 + ${fuzz#*:} * 3 ))
+    [ "$timeout" -ge $(( test_timeout + 120 )) ] || timeout=$(( test_timeout + 120 ))
+    words+=("fuzz=$fuzz")
+    filters=(fuzz::random_programs)
+fi
+initrd=()
+if [ ${#scripts[@]} -gt 0 ]; then
+    files=()
+    for s in "${scripts[@]}"; do
+        if [ -d "$s" ]; then
+            found=("$s"/*.txt)
+            [ -e "${found[0]}" ] || { echo "qemu-run.sh: no *.txt script in $s" >&2; exit 2; }
+            files+=("${found[@]}")
+        elif [ -f "$s" ]; then
+            files+=("$s")
+        else
+            echo "qemu-run.sh: no script at $s" >&2; exit 2
+        fi
+    done
+    target/release/kreport pack-initrd target/scripts.cpio "${files[@]}"
+    initrd=(-initrd target/scripts.cpio)
+    [ ${#filters[@]} -gt 0 ] || filters=(script)
+fi
 if [ -n "$soak" ]; then
     [ ${#filters[@]} -eq 0 ] || { echo "qemu-run.sh: --soak runs only soak::tag_integrity; drop the test filters" >&2; exit 2; }
     case "$memory" in
@@ -193,7 +230,7 @@ machine=virt,mte=on
 [ "$el2" = 1 ] && machine=$machine,virtualization=on
 listflag=()
 [ "$list" = 1 ] && listflag=(--list)
-boot=(-kernel "$kernel" "${dtb[@]}" -append "${words[*]}")
+boot=(-kernel "$kernel" "${initrd[@]}" "${dtb[@]}" -append "${words[*]}")
 if [ "$uefi" = 2 ]; then
     # An EFI system partition QEMU serves from a directory (vvfat).
     esp=target/esp

@@ -128,6 +128,18 @@ soak_mode() {
     grep -q "^1 passed, 0 failed, 0 skipped" "$logs/soak-mode-2-passes.log" || { echo "the soak ran more than its test"; return 1; }
 }
 step soak-mode-2-passes soak_mode
+# Scenario scripts loaded at run time (a cpio initrd): the shipped corpus
+# passes; a script that does not parse, or whose stated outcome is wrong,
+# fails naming its file and line.
+suite scripts-corpus-smp2 --smp 2 --script tests/scripts
+script_errors() {
+    if ./qemu-run.sh --no-install --script tests/scripts/bad; then echo "the bad scripts passed"; return 1; fi
+    grep -q "^FAIL: script::syntax_error: syntax-error.txt:3: 'two' is not a number" "$logs/scripts-errors-name-file-and-line.log" || { echo "no file:line for the syntax error"; return 1; }
+    grep -q "^FAIL: script::wrong_expectation: wrong-expectation.txt:4: " "$logs/scripts-errors-name-file-and-line.log" || { echo "no file:line for the wrong outcome"; return 1; }
+}
+step scripts-errors-name-file-and-line script_errors
+# The fuzzer's CI budget (README gives the long-run command).
+suite fuzz-200-programs --smp 2 --fuzz 1:200
 # The same Image as an EFI application under EDK2: from QEMU's -kernel (the
 # firmware's own loader, LoadOptions from -append) and from a FAT disk through
 # the EFI shell's startup.nsh; the UEFI memory map's reservations are checked.

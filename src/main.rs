@@ -3,7 +3,9 @@
 //!
 //! Layout (dependencies point down the list):
 //! - `suites/`: the on-target test suites (`mte_hw`, `mm`, `swap`, `uffd`,
-//!   `mmu`, `smp`, `harness`, `selftest`), scenarios only; `bench/`.
+//!   `mmu`, `smp`, `harness`, `selftest`), scenarios only; `bench/`;
+//!   `script/`: scenario scripts loaded at run time and the fuzzer (beside
+//!   the suites, using their scenario helpers).
 //! - `harness/`: test registration, selection, running, cleanup, reporting.
 //! - `task/`: EL0 tasks, the EL0 agent, the system calls, prctl.
 //! - `mm/`: frames, heap, the kernel address space; the mm core and paths

@@ -21,7 +21,9 @@
 //!
 //! A selector is `r` (the whole range), `r[N]` (page N) or `r[A..B]`
 //! (pages A to B-1). Without `=>` an operation must do what the shadow
-//! model predicts. Errors name the file and the line.
+//! model predicts; with it, what it says (a write or check with `=> segv`
+//! accesses each page once through an untagged pointer and must fault so).
+//! Errors name the file and the line.
 
 use crate::errno::Errno;
 use alloc::format;
@@ -337,11 +339,12 @@ fn parse_op(w: &[&str]) -> Result<Op, String> {
         "mmap" => {
             const U: &str = "mmap RANGE PAGES [prot=none|r|rw[,mte]]";
             want(w, 3, U)?;
+            let (range, pages) = (name(w[1], "range")?, small(w[2], "pages")?);
             let mut prot = Prot { read: true, write: true, mte: true };
             for (_, v) in options(&w[3..], &["prot"])? {
                 prot = Prot::parse(v).ok_or_else(|| format!("'{v}' is not a protection ({U})"))?;
             }
-            Op::Mmap { range: name(w[1], "range")?, pages: small(w[2], "pages")?, prot }
+            Op::Mmap { range, pages, prot }
         }
         "munmap" => {
             exact(w, 2, "munmap SEL")?;
