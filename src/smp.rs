@@ -36,6 +36,7 @@ pub fn init_this_cpu() {
     mte::set_tcf(mte::TcfMode::Sync);
     mte::set_tcf0(mte::TcfMode::Sync);
     cpu::pmu::enable();
+    cpu::enable_pan();
 }
 
 /// CPUs running, the boot CPU included.

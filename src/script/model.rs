@@ -449,33 +449,68 @@ impl Model {
         Ok(((db, df), (sb, sf), dc))
     }
 
+    /// UFFDIO_COPY (mfill_atomic_pte_copy): per page the source is read
+    /// first (which faults it in: a hole gets the zero page), then a
+    /// populated dst pte is EEXIST; the new page has the data and tag 0.
     fn copy(&mut self, t: &str, dst: &Sel, src: &Sel) -> Result<Plan, String> {
         let ((db, df), (sb, sf), n) = self.two(t, dst, src)?;
         let from: Vec<PageM> = self.pages(t, src)?.to_vec();
-        let mut i = 0;
-        let pages = self.pages_mut(t, dst)?;
-        let want = fill_rule(pages, |p| {
-            let s = &from[i];
-            i += 1;
-            // The source is read through a pointer with its first granule's
-            // tag: another tag further on is a tag-check fault (EFAULT).
-            if !s.mapped || !s.prot.read || (s.prot.mte && s.tags.ramp) || (s.pop == Pop::None && s.missing) {
-                return Err(EFAULT);
+        // The source pointer carries the first granule's tag, as a program
+        // would pass it (tagged-address ABI); a page whose tags differ is a
+        // tag-check fault in copy_from_user: EFAULT.
+        let ptr_tag = from[0].visible_tags().of_granule(0);
+        let src_addr = (sb + u64::from(sf) * PAGE) | (u64::from(ptr_tag) << 56);
+        let plan = |want| Plan::Call { addr: db + u64::from(df) * PAGE, pages: n, src: Some(src_addr), want };
+        let readable = |s: &PageM| {
+            let tags = s.visible_tags();
+            s.mapped
+                && s.prot.read
+                && !(s.pop == Pop::None && s.missing)
+                && (!s.prot.mte || (!tags.ramp && tags.tag == ptr_tag))
+        };
+        let dpages = self.pages(t, dst)?;
+        let reg = |p: &PageM| p.mapped && (p.missing || p.wp_reg);
+        if !dpages.iter().all(reg) || !dpages.windows(2).all(|w| w[0].same_vma(&w[1])) {
+            return Ok(plan(Want::Errno(ENOENT)));
+        }
+        let dpop: Vec<Pop> = dpages.iter().map(|p| p.pop).collect();
+        let (mut done, mut read, mut err) = (0u32, 0usize, None);
+        for i in 0..n as usize {
+            if !readable(&from[i]) {
+                err = Some(EFAULT);
+                break;
             }
-            p.data = s.data;
-            p.tags = TagPat { tag: 0, ramp: false };
-            p.pop = Pop::Page;
-            p.exclusive = true;
-            Ok(())
-        });
-        if matches!(want, Want::Done { pages: 1.., .. }) {
+            read += 1;
+            if dpop[i] != Pop::None {
+                err = Some(EEXIST);
+                break;
+            }
+            done += 1;
+        }
+        for i in 0..read {
+            let sp = &mut self.task_mut(t)?.ranges.get_mut(&src.range).expect("resolved").pages[sf as usize + i];
+            if sp.pop == Pop::None {
+                sp.pop = Pop::Zero;
+            }
+        }
+        if read > 0 {
+            self.set_table(t, &src.range);
+        }
+        for i in 0..done as usize {
+            let s = from[i];
+            let dp = &mut self.task_mut(t)?.ranges.get_mut(&dst.range).expect("resolved").pages[df as usize + i];
+            dp.data = s.data;
+            dp.tags = TagPat { tag: 0, ramp: false };
+            dp.pop = Pop::Page;
+            dp.exclusive = true;
+        }
+        if done > 0 {
             self.set_table(t, &dst.range);
         }
-        // The source pointer carries the first granule's tag, as a program
-        // would pass it (tagged-address ABI).
-        let tag = from.first().map_or(0, |p| p.visible_tags().of_granule(0));
-        let src_addr = (sb + u64::from(sf) * PAGE) | (u64::from(tag) << 56);
-        Ok(Plan::Call { addr: db + u64::from(df) * PAGE, pages: n, src: Some(src_addr), want })
+        Ok(plan(match err {
+            None => Want::Done { pages: done, errno: None },
+            Some(e) => partial(done, e),
+        }))
     }
 
     fn mv(&mut self, t: &str, dst: &Sel, src: &Sel) -> Result<Plan, String> {

@@ -4,6 +4,7 @@
 mod boot;
 mod collapse;
 mod harness_self;
+mod isolation;
 pub(crate) mod mm;
 mod mmu;
 mod mte_hw;

@@ -336,6 +336,10 @@ fn move_validation_errnos() -> TestResult {
     let oa = mmap(&other, 0, p, RW | PROT_MTE, ANON, -1)?;
     o.register(oa, p, UFFDIO_REGISTER_MODE_MISSING)?;
     let fd2 = o.fd;
+    // Not in t's descriptor table: EBADF.
+    expect_errno(t.ioctl(fd2, UFFDIO_MOVE, u.arg), EBADF, "another task's descriptor")?;
+    // Passed to t (SCM_RIGHTS): it is t's descriptor of another mm's context.
+    t.install_fd(fd2 as i32);
     let cross = t.ioctl(fd2, UFFDIO_MOVE, u.arg);
     expect_errno(cross, EINVAL, "a context of another mm")?;
     for i in 0..4 {
@@ -972,8 +976,10 @@ fn a_handler_task_resolves_another_tasks_fault() -> TestResult {
     let a = mmap(&f, 0, PAGE, RW, ANON, -1)?;
     let u = UffdFd::new(&f, 0)?;
     u.register(a, PAGE, UFFDIO_REGISTER_MODE_MISSING)?;
-    // The handler is another process holding the same descriptor.
+    // The handler is another process holding the same descriptor (passed
+    // to it as over a unix socket, SCM_RIGHTS).
     let h = s.spawn()?;
+    h.install_fd(u.fd as i32);
     let hbuf = mmap(&h, 0, PAGE, RW, ANON, -1)?;
     let hsrc = mmap(&h, 0, PAGE, RW, ANON, -1)?;
     ok(h.fill(hsrc, PAGE, 99), "handler's source page")?;

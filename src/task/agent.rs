@@ -21,7 +21,7 @@ core::arch::global_asm!(
     ".arch_extension memtag",
     // Global, so Rust code in any codegen unit links to them.
     ".global agent_load, agent_store, agent_ldg, agent_stg_range, agent_tags16, agent_fill, agent_fnv, agent_syscall",
-    ".global agent_store_until, agent_irg",
+    ".global agent_store_until, agent_irg, agent_call",
     // x0 = [x0]
     "agent_load: ldr x0, [x0]",
     "    svc #0x7ff",
@@ -91,6 +91,9 @@ core::arch::global_asm!(
     // x0 = x0 with a random tag from IRG (GCR_EL1.Exclude applies)
     "agent_irg: irg x0, x0",
     "    svc #0x7ff",
+    // branches to x0 (which must end the routine itself): executing from
+    // a page, to see that a data page is execute-never
+    "agent_call: br x0",
     // a system call: x8 = number, x0-x5 = arguments
     "agent_syscall: svc #0",
     "    svc #0x7ff",
@@ -108,6 +111,7 @@ extern "C" {
     fn agent_syscall();
     fn agent_store_until();
     fn agent_irg();
+    fn agent_call();
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -122,6 +126,7 @@ pub enum Routine {
     Syscall,
     StoreUntil,
     Irg,
+    Call,
 }
 
 impl Routine {
@@ -138,6 +143,7 @@ impl Routine {
             Routine::Syscall => agent_syscall,
             Routine::StoreUntil => agent_store_until,
             Routine::Irg => agent_irg,
+            Routine::Call => agent_call,
         };
         let (start, _) = crate::arch::boot::image_layout().user_text;
         (AGENT_VA + (f as *const () as usize - start)) as u64

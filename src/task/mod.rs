@@ -9,7 +9,7 @@ pub mod usys;
 use crate::errno::{Errno, ENOMEM};
 use crate::mm::mm_types::MmStruct;
 use agent::{Routine, Signal};
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -21,6 +21,9 @@ pub struct Task {
     mm: Mutex<Option<Arc<MmStruct>>>,
     /// PR_SET_TAGGED_ADDR_CTRL's value (inherited by fork).
     pub tagged_addr_ctrl: AtomicU64,
+    /// The userfaultfd descriptors this task holds (its fd table: fork
+    /// copies it; another task gets one only if it is passed, install_fd).
+    fds: Mutex<BTreeSet<i32>>,
 }
 
 static NEXT_PID: AtomicU32 = AtomicU32::new(1);
@@ -31,14 +34,22 @@ impl Task {
     pub fn spawn() -> Result<Arc<Task>, Errno> {
         let mm = MmStruct::new().ok_or(ENOMEM)?;
         crate::mm::mmap::map_special(&mm, agent::AGENT_VA, &agent::code_pfns())?;
-        Ok(Self::register(mm, prctl::DEFAULT_CTRL))
+        Ok(Self::register(mm, prctl::DEFAULT_CTRL, BTreeSet::new()))
     }
 
-    fn register(mm: Arc<MmStruct>, tagged_addr_ctrl: u64) -> Arc<Task> {
+    /// The child of a fork: its address space, and the parent's tagged
+    /// address control and descriptors.
+    pub fn register_child(&self, mm: Arc<MmStruct>) -> Arc<Task> {
+        let ctrl = self.tagged_addr_ctrl.load(Ordering::Acquire);
+        Self::register(mm, ctrl, self.fds.lock().clone())
+    }
+
+    fn register(mm: Arc<MmStruct>, tagged_addr_ctrl: u64, fds: BTreeSet<i32>) -> Arc<Task> {
         let t = Arc::new(Task {
             pid: NEXT_PID.fetch_add(1, Ordering::Relaxed),
             mm: Mutex::new(Some(mm)),
             tagged_addr_ctrl: AtomicU64::new(tagged_addr_ctrl),
+            fds: Mutex::new(fds),
         });
         TASKS.lock().insert(t.pid, t.clone());
         t
@@ -58,13 +69,37 @@ impl Task {
         self.mm.lock().is_some()
     }
 
-    /// Tears the address space down (exit_mmap) and forgets the task.
+    /// Whether descriptor `fd` is in this task's table.
+    pub fn holds_fd(&self, fd: i64) -> bool {
+        i32::try_from(fd).is_ok_and(|fd| self.fds.lock().contains(&fd))
+    }
+
+    pub fn install_fd(&self, fd: i32) {
+        self.fds.lock().insert(fd);
+    }
+
+    /// close(2) of a userfaultfd in this task: the context goes once no
+    /// task holds it any more. EBADF if this task does not hold it.
+    pub fn close_fd(&self, fd: i32) -> Result<(), Errno> {
+        if !self.fds.lock().remove(&fd) {
+            return Err(crate::errno::EBADF);
+        }
+        release(fd);
+        Ok(())
+    }
+
+    /// Tears the address space down (exit_mmap), closes the task's
+    /// descriptors and forgets the task.
     pub fn do_exit(&self) {
         let mm = self.mm.lock().take();
         if let Some(mm) = mm {
             crate::mm::zap::exit_mmap(&mm);
         }
         TASKS.lock().remove(&self.pid);
+        let fds = core::mem::take(&mut *self.fds.lock());
+        for fd in fds {
+            release(fd);
+        }
     }
 
     pub fn run(&self, r: Routine, args: &[u64]) -> Result<u64, Signal> {
@@ -129,6 +164,14 @@ impl Task {
         a[..args.len()].copy_from_slice(args);
         a[6] = nr;
         self.run(Routine::Syscall, &a)
+    }
+}
+
+/// Closes the context of `fd` unless a live task still holds it.
+fn release(fd: i32) {
+    let held = TASKS.lock().values().any(|t| t.fds.lock().contains(&fd));
+    if !held {
+        let _ = crate::mm::userfaultfd::close(fd);
     }
 }
 

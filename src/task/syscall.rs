@@ -36,6 +36,18 @@ fn fd(a: u64) -> i64 {
 
 /// Handles a system call; None when the task exited. The number is an int
 /// on arm64 (el0_svc_common): only the low 32 bits of x8 count.
+/// The userfaultfd context behind descriptor `fd` of this task: a context
+/// another task holds is not this task's to use (EBADF, as Linux's per
+/// process descriptor tables make it).
+fn uffd_of(task: &Task, raw: u64) -> Option<alloc::sync::Arc<userfaultfd::Uffd>> {
+    let fd = fd(raw);
+    if task.holds_fd(fd) {
+        userfaultfd::get(fd)
+    } else {
+        None
+    }
+}
+
 pub fn dispatch(task: &Task, nr: u64, a: [u64; 6]) -> Option<u64> {
     let mm = task.mm();
     let nr = nr as u32 as u64;
@@ -48,20 +60,23 @@ pub fn dispatch(task: &Task, nr: u64, a: [u64; 6]) -> Option<u64> {
         SYS_MUNLOCK => ret(mmap::do_mlock(&mm, a[0], a[1], false).map(|_| 0)),
         SYS_GETPID => task.pid as u64,
         super::prctl::SYS_PRCTL => ret(super::prctl::prctl(&task.tagged_addr_ctrl, a)),
-        SYS_USERFAULTFD => ret(userfaultfd::create(&mm, a[0]).map(|fd| fd as u64)),
+        SYS_USERFAULTFD => ret(userfaultfd::create(&mm, a[0]).map(|fd| {
+            task.install_fd(fd);
+            fd as u64
+        })),
         // fd and cmd are unsigned ints: only their low 32 bits count.
-        SYS_IOCTL => ret(match userfaultfd::get(fd(a[0])) {
+        SYS_IOCTL => ret(match uffd_of(task, a[0]) {
             Some(ctx) => userfaultfd::ioctl(&ctx, &mm, a[1] as u32 as u64, a[2]),
             None if filemap::lookup(fd(a[0])).is_some() => Err(ENOTTY), // a file: no such ioctl
             None => Err(EBADF),
         }),
-        SYS_READ => ret(match userfaultfd::get(fd(a[0])) {
+        SYS_READ => ret(match uffd_of(task, a[0]) {
             Some(_) if a[2] < 32 => Err(EINVAL),
             Some(ctx) => ctx.read().and_then(|m| uaccess::copy_to_user(&mm, a[1], &m).map(|_| 32)),
             None => Err(EBADF),
         }),
-        SYS_CLOSE => ret(match userfaultfd::get(fd(a[0])) {
-            Some(_) => userfaultfd::close(fd(a[0]) as i32).map(|_| 0),
+        SYS_CLOSE => ret(match uffd_of(task, a[0]) {
+            Some(_) => task.close_fd(fd(a[0]) as i32).map(|_| 0),
             None if filemap::lookup(fd(a[0])).is_some() => {
                 filemap::close(fd(a[0]) as i32);
                 Ok(0)
@@ -75,8 +90,7 @@ pub fn dispatch(task: &Task, nr: u64, a: [u64; 6]) -> Option<u64> {
         SYS_CLONE => ret(if a[0] != SIGCHLD {
             Err(EINVAL) // only fork-style clone
         } else {
-            let ctrl = task.tagged_addr_ctrl.load(core::sync::atomic::Ordering::Acquire);
-            fork::dup_mmap(&mm).map(|child| Task::register(child, ctrl).pid as u64)
+            fork::dup_mmap(&mm).map(|child| task.register_child(child).pid as u64)
         }),
         SYS_EXIT | SYS_EXIT_GROUP => {
             drop(mm);

@@ -2,7 +2,7 @@
 //! Registers aarch64-cpu defines are read through it; the PMU's are not
 //! among them.
 
-use aarch64_cpu::registers::{CurrentEL, Readable, CNTFRQ_EL0, CNTPCT_EL0, MPIDR_EL1, SCTLR_EL1, TPIDR_EL1};
+use aarch64_cpu::registers::{CurrentEL, Readable, Writeable, CNTFRQ_EL0, CNTPCT_EL0, MPIDR_EL1, SCTLR_EL1, TPIDR_EL1};
 
 /// The index of the running CPU (0 = boot CPU), kept in TPIDR_EL1 by boot code.
 pub fn id() -> usize {
@@ -21,6 +21,59 @@ pub fn current_el() -> u64 {
 /// SCTLR_EL1 of this CPU (as a test checks it on every CPU).
 pub fn sctlr_el1() -> u64 {
     SCTLR_EL1.get()
+}
+
+/// FEAT_PAN (ID_AA64MMFR1_EL1.PAN): every MTE CPU has it (Armv8.1).
+pub fn has_pan() -> bool {
+    let mmfr1: u64;
+    // SAFETY: reads an ID register; no side effects.
+    unsafe { core::arch::asm!("mrs {v}, id_aa64mmfr1_el1", v = out(reg) mmfr1, options(nomem, nostack)) };
+    (mmfr1 >> 20) & 0xF != 0
+}
+
+/// Privileged Access Never: EL1 loads and stores to EL0-accessible memory
+/// fault, so a kernel access to user memory outside uaccess (which uses
+/// LDTR/STTR) is caught. SCTLR_EL1.SPAN cleared makes every exception
+/// entry to EL1 set PSTATE.PAN again; the MSR sets it for the code running
+/// now. Returns whether PAN is on.
+pub fn enable_pan() -> bool {
+    if !has_pan() {
+        return false;
+    }
+    const SPAN: u64 = 1 << 23;
+    SCTLR_EL1.set(SCTLR_EL1.get() & !SPAN);
+    set_pan(true);
+    PAN_ENABLED.store(true, core::sync::atomic::Ordering::Release);
+    true
+}
+
+static PAN_ENABLED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Whether boot turned PAN on (the kernel's returns to EL1 keep it on).
+pub fn pan_enabled() -> bool {
+    PAN_ENABLED.load(core::sync::atomic::Ordering::Acquire)
+}
+
+/// PSTATE.PAN of the code running now (tests turn it off for a moment to
+/// show what it stops).
+pub fn set_pan(on: bool) {
+    // SAFETY: MSR PAN, #imm changes only whether EL1 may access EL0 memory;
+    // raw encodings so the assembler needs no v8.1 extension flag.
+    unsafe {
+        if on {
+            core::arch::asm!(".inst 0xd500419f", "isb", options(nostack)); // msr pan, #1
+        } else {
+            core::arch::asm!(".inst 0xd500409f", "isb", options(nostack)); // msr pan, #0
+        }
+    }
+}
+
+/// PSTATE.PAN now.
+pub fn pan() -> bool {
+    let v: u64;
+    // SAFETY: reads PSTATE.PAN (raw encoding of mrs x, pan); no side effects.
+    unsafe { core::arch::asm!("mrs {v}, s3_0_c4_c2_3", v = out(reg) v, options(nomem, nostack)) };
+    v & (1 << 22) != 0
 }
 
 pub fn wfe() {

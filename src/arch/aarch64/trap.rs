@@ -23,6 +23,8 @@ const _: () = assert!(core::mem::size_of::<TrapFrame>().is_multiple_of(16));
 
 /// SPSR for resuming at EL1h with DAIF masked.
 const SPSR_EL1H: u64 = 0x3C5;
+/// PSTATE.PAN in an SPSR.
+const SPSR_PAN: u64 = 1 << 22;
 /// SPSR for EL0t with DAIF masked (the kernel takes no interrupts).
 pub const SPSR_EL0T: u64 = 0x3C0;
 
@@ -62,7 +64,8 @@ fn resume(frame: &mut TrapFrame, ctx: *mut KContext, value: u64) {
     frame.x[0] = ctx as u64;
     frame.x[1] = value;
     frame.elr = context::resume_address();
-    frame.spsr = SPSR_EL1H;
+    // Back in the kernel with PAN on again, as exception entry left it.
+    frame.spsr = SPSR_EL1H | if super::cpu::pan_enabled() { SPSR_PAN } else { 0 };
 }
 
 #[no_mangle]
