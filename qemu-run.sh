@@ -41,8 +41,9 @@
 #                     repeatable) instead of the built-in tests: they go to the
 #                     kernel as a cpio initrd and each is a test script::NAME;
 #                     implies --image
-#   --fuzz SEED:COUNT run COUNT fuzzer programs from SEED (fuzz::random_programs);
-#                     the time limits grow with COUNT
+#   --fuzz SEED:COUNT run the fuzz suite from SEED: COUNT programs
+#                     (fuzz::random_programs) and 10 x COUNT calls of every system
+#                     call (fuzz::syscall_arguments); the time limits grow with COUNT
 #   --soak N          run only the tag-integrity soak, N passes over all free
 #                     memory (soak::tag_integrity); the time limits grow with N
 #                     and --memory; mismatches print as SOAK-MISMATCH lines
@@ -184,11 +185,11 @@ if [ -n "$bench" ]; then
     benchflag=(--bench)
 fi
 if [ -n "$fuzz" ]; then
-    [ ${#filters[@]} -eq 0 ] || { echo "qemu-run.sh: --fuzz runs only fuzz::random_programs; drop the test filters" >&2; exit 2; }
+    [ ${#filters[@]} -eq 0 ] || { echo "qemu-run.sh: --fuzz runs only the fuzz suite; drop the test filters" >&2; exit 2; }
     test_timeout=$(( 120 + ${fuzz#*:} * 3 ))
     [ "$timeout" -ge $(( test_timeout + 120 )) ] || timeout=$(( test_timeout + 120 ))
     words+=("fuzz=$fuzz")
-    filters=(fuzz::random_programs)
+    filters=(fuzz)
 fi
 initrd=()
 if [ ${#scripts[@]} -gt 0 ]; then

@@ -8,6 +8,8 @@
 //! - `cpio`: the initrd's archive format.
 //! - `fuzz`: random programs in the language, checked the same way, and
 //!   minimised when one fails.
+//! - `sysfuzz`: every system call and ioctl with random and edge-case
+//!   arguments from EL0, each answer checked against Linux's errnos.
 //!
 //! Each file of the initrd (`./qemu-run.sh --script FILE...`) becomes a
 //! test `script::NAME`, selected and reported like the built-in ones; a
@@ -18,6 +20,7 @@ pub mod fuzz;
 pub mod lang;
 pub mod model;
 pub mod run;
+pub mod sysfuzz;
 
 use crate::harness::{Body, TestDesc, TestResult, Verdict};
 use alloc::string::String;

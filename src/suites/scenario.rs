@@ -186,6 +186,10 @@ impl Scenario {
             if t.alive() {
                 let _ = t.exit(0);
             }
+            if t.alive() {
+                // It could not run exit (it unmapped its own code): killed.
+                t.do_exit();
+            }
         }
         for fd in self.fds.drain(..) {
             filemap::close(fd);
