@@ -418,9 +418,11 @@ impl Model {
         }
     }
 
-    /// An access that worked populated a pte, so the range has a table.
+    /// An access that reached the fault handler made the page table (as
+    /// do_anonymous_page allocates it before handing a missing fault to
+    /// the userfaultfd handler), so the range has one.
     fn note_table(&mut self, t: &str, sel: &Sel, out: &[(u64, PageWant)]) {
-        if out.iter().any(|(_, w)| matches!(w, PageWant::Access { .. })) {
+        if out.iter().any(|(_, w)| matches!(w, PageWant::Access { .. } | PageWant::Wait)) {
             self.set_table(t, &sel.range);
         }
     }
