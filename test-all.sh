@@ -140,6 +140,9 @@ script_errors() {
 step scripts-errors-name-file-and-line script_errors
 # The fuzzer's CI budget (README gives the long-run command).
 suite fuzz-200-programs --smp 2 --fuzz 1:200
+# Fault-injection sweeps (on request, so not in the runs above): each key
+# scenario with the Nth call of each fault attribute failing in turn.
+suite sweep-smp2 --smp 2 sweep
 # The same Image as an EFI application under EDK2: from QEMU's -kernel (the
 # firmware's own loader, LoadOptions from -append) and from a FAT disk through
 # the EFI shell's startup.nsh; the UEFI memory map's reservations are checked.

@@ -25,10 +25,15 @@ pub fn pattern_matches(pattern: &str, name: &str) -> bool {
     }
 }
 
-/// Whether a test named `name` runs under `patterns`.
-pub fn selected<S: AsRef<str>>(patterns: &[S], name: &str, explicit_only: bool) -> bool {
+/// Whether a test named `name` runs under `patterns`. An on-request test
+/// needs a pattern without `*` that matches it (its suite, a prefix, its
+/// name): it is not in a run of everything nor picked by a glob.
+pub fn selected<S: AsRef<str>>(patterns: &[S], name: &str, explicit_only: bool, on_request: bool) -> bool {
     if explicit_only {
         return patterns.iter().any(|p| p.as_ref() == name);
+    }
+    if on_request {
+        return patterns.iter().any(|p| !p.as_ref().contains('*') && pattern_matches(p.as_ref(), name));
     }
     patterns.is_empty() || patterns.iter().any(|p| pattern_matches(p.as_ref(), name))
 }
@@ -36,6 +41,16 @@ pub fn selected<S: AsRef<str>>(patterns: &[S], name: &str, explicit_only: bool) 
 #[cfg(all(test, not(target_os = "none")))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn on_request_needs_its_suite_or_name() {
+        let none: [&str; 0] = [];
+        assert!(!selected(&none, "sweep::swapoff", false, true));
+        assert!(!selected(&["*"], "sweep::swapoff", false, true));
+        assert!(selected(&["sweep"], "sweep::swapoff", false, true));
+        assert!(selected(&["sweep::swapoff"], "sweep::swapoff", false, true));
+        assert!(!selected(&["mm"], "sweep::swapoff", false, true));
+    }
 
     #[test]
     fn suites_prefixes_and_globs() {
@@ -57,14 +72,14 @@ mod tests {
     #[test]
     fn empty_filter_selects_all_but_explicit() {
         let none: [&str; 0] = [];
-        assert!(selected(&none, "mte_hw::a", false));
-        assert!(!selected(&none, "selftest::deliberate_failure", true));
+        assert!(selected(&none, "mte_hw::a", false, false));
+        assert!(!selected(&none, "selftest::deliberate_failure", true, false));
     }
 
     #[test]
     fn explicit_only_needs_the_full_name() {
-        assert!(!selected(&["selftest"], "selftest::deliberate_failure", true));
-        assert!(!selected(&["*"], "selftest::deliberate_failure", true));
-        assert!(selected(&["selftest::deliberate_failure"], "selftest::deliberate_failure", true));
+        assert!(!selected(&["selftest"], "selftest::deliberate_failure", true, false));
+        assert!(!selected(&["*"], "selftest::deliberate_failure", true, false));
+        assert!(selected(&["selftest::deliberate_failure"], "selftest::deliberate_failure", true, false));
     }
 }

@@ -43,6 +43,9 @@ pub struct TestDesc {
     pub line: u32,
     /// Runs only when named in full (for example a deliberately failing test).
     pub explicit_only: bool,
+    /// Runs only when a filter names its suite or itself, not in a run of
+    /// everything (a long test with a CI step of its own).
+    pub on_request: bool,
     /// CPUs the test needs; with fewer online it is skipped, saying so.
     pub min_cpus: usize,
     /// Needs the swap RAM-disk; without one (ramdisk=0) it is skipped.
@@ -75,25 +78,30 @@ pub fn register(t: TestDesc) {
 /// options in any order: `cpus = N` (it needs N CPUs) and `ramdisk` (the
 /// swap RAM-disk; the harness skips it, saying why, without them),
 /// `timeout = S` (the host runner's per-test limit in seconds, instead of
-/// its default), `explicit_only` (it runs only when named in full).
+/// its default), `explicit_only` (it runs only when named in full),
+/// `on_request` (it runs when its suite or name is given, not in a run of
+/// everything).
 #[macro_export]
 macro_rules! kernel_test {
     ($suite:ident, $name:ident $(, $($opt:tt)+)?) => {
-        $crate::kernel_test!(@opt $suite, $name, [false, 1, false, 0] $(, $($opt)+)?);
+        $crate::kernel_test!(@opt $suite, $name, [false, false, 1, false, 0] $(, $($opt)+)?);
     };
-    (@opt $s:ident, $n:ident, [$e:expr, $c:expr, $r:expr, $t:expr], cpus = $v:literal $(, $($rest:tt)+)?) => {
-        $crate::kernel_test!(@opt $s, $n, [$e, $v, $r, $t] $(, $($rest)+)?);
+    (@opt $s:ident, $n:ident, [$e:expr, $q:expr, $c:expr, $r:expr, $t:expr], cpus = $v:literal $(, $($rest:tt)+)?) => {
+        $crate::kernel_test!(@opt $s, $n, [$e, $q, $v, $r, $t] $(, $($rest)+)?);
     };
-    (@opt $s:ident, $n:ident, [$e:expr, $c:expr, $r:expr, $t:expr], ramdisk $(, $($rest:tt)+)?) => {
-        $crate::kernel_test!(@opt $s, $n, [$e, $c, true, $t] $(, $($rest)+)?);
+    (@opt $s:ident, $n:ident, [$e:expr, $q:expr, $c:expr, $r:expr, $t:expr], ramdisk $(, $($rest:tt)+)?) => {
+        $crate::kernel_test!(@opt $s, $n, [$e, $q, $c, true, $t] $(, $($rest)+)?);
     };
-    (@opt $s:ident, $n:ident, [$e:expr, $c:expr, $r:expr, $t:expr], explicit_only $(, $($rest:tt)+)?) => {
-        $crate::kernel_test!(@opt $s, $n, [true, $c, $r, $t] $(, $($rest)+)?);
+    (@opt $s:ident, $n:ident, [$e:expr, $q:expr, $c:expr, $r:expr, $t:expr], explicit_only $(, $($rest:tt)+)?) => {
+        $crate::kernel_test!(@opt $s, $n, [true, $q, $c, $r, $t] $(, $($rest)+)?);
     };
-    (@opt $s:ident, $n:ident, [$e:expr, $c:expr, $r:expr, $t:expr], timeout = $v:literal $(, $($rest:tt)+)?) => {
-        $crate::kernel_test!(@opt $s, $n, [$e, $c, $r, $v] $(, $($rest)+)?);
+    (@opt $s:ident, $n:ident, [$e:expr, $q:expr, $c:expr, $r:expr, $t:expr], on_request $(, $($rest:tt)+)?) => {
+        $crate::kernel_test!(@opt $s, $n, [$e, true, $c, $r, $t] $(, $($rest)+)?);
     };
-    (@opt $suite:ident, $name:ident, [$explicit:expr, $cpus:expr, $ramdisk:expr, $timeout:expr]) => {
+    (@opt $s:ident, $n:ident, [$e:expr, $q:expr, $c:expr, $r:expr, $t:expr], timeout = $v:literal $(, $($rest:tt)+)?) => {
+        $crate::kernel_test!(@opt $s, $n, [$e, $q, $c, $r, $v] $(, $($rest)+)?);
+    };
+    (@opt $suite:ident, $name:ident, [$explicit:expr, $on_request:expr, $cpus:expr, $ramdisk:expr, $timeout:expr]) => {
         const _: () = {
             #[used]
             #[link_section = ".kernel_tests"]
@@ -102,6 +110,7 @@ macro_rules! kernel_test {
                 name: stringify!($name),
                 line: line!(),
                 explicit_only: $explicit,
+                on_request: $on_request,
                 min_cpus: $cpus,
                 needs_ramdisk: $ramdisk,
                 timeout_s: $timeout,
@@ -409,12 +418,17 @@ pub fn run(cmd: &Cmdline) -> u8 {
     let cpus_online = crate::smp::online();
     let tests = all_tests();
     for f in &cmd.filters {
-        if !tests.iter().any(|t| filter::selected(core::slice::from_ref(f), &full_name(t), t.explicit_only)) {
+        if !tests
+            .iter()
+            .any(|t| filter::selected(core::slice::from_ref(f), &full_name(t), t.explicit_only, t.on_request))
+        {
             record_fail("harness::selection", alloc::format!("no test matches '{f}'"));
         }
     }
-    let mut selected: Vec<&'static TestDesc> =
-        tests.into_iter().filter(|t| filter::selected(&cmd.filters, &full_name(t), t.explicit_only)).collect();
+    let mut selected: Vec<&'static TestDesc> = tests
+        .into_iter()
+        .filter(|t| filter::selected(&cmd.filters, &full_name(t), t.explicit_only, t.on_request))
+        .collect();
     if let Some(after) = &cmd.after {
         match selected.iter().position(|t| full_name(t) == *after) {
             Some(i) => {

@@ -8,6 +8,8 @@
 //! - `cpio`: the initrd's archive format.
 //! - `fuzz`: random programs in the language, checked the same way, and
 //!   minimised when one fails.
+//! - `sweep`: key scenarios rerun with the Nth call of each fault
+//!   attribute failing, N = 1, 2, ... (nothing may be lost).
 //! - `sysfuzz`: every system call and ioctl with random and edge-case
 //!   arguments from EL0, each answer checked against Linux's errnos.
 //!
@@ -20,6 +22,7 @@ pub mod fuzz;
 pub mod lang;
 pub mod model;
 pub mod run;
+pub mod sweep;
 pub mod sysfuzz;
 
 use crate::harness::{Body, TestDesc, TestResult, Verdict};
@@ -89,6 +92,7 @@ pub fn load() {
             name: String::leak(name),
             line: i as u32,
             explicit_only: false,
+            on_request: false,
             min_cpus: cpus,
             needs_ramdisk: swap,
             timeout_s: 0,

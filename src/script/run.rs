@@ -59,6 +59,10 @@ pub struct Machine {
     pub stats: Stats,
     /// Invariants checked every this many operations (0: never).
     pub check_every: usize,
+    /// Mixed into every data seed: runs of one script with different salts
+    /// write different bytes, so stale data a device kept from an earlier
+    /// run can never pass for this run's.
+    pub salt: u64,
 }
 
 impl Drop for Machine {
@@ -212,7 +216,38 @@ impl Machine {
             model: Model::new(),
             stats: Stats::default(),
             check_every: 0,
+            salt: 0,
         }
+    }
+
+    /// The task is killed (as the OOM killer would): gone from the machine
+    /// and from the model.
+    pub fn kill(&mut self, t: &str) {
+        if let Some(task) = self.tasks.remove(t) {
+            task.do_exit();
+        }
+        self.uffds.remove(t);
+        self.model.tasks.remove(t);
+    }
+
+    /// Checks every page of every live task that holds something (data, or
+    /// the zero page it was read as) against the model.
+    pub fn verify_all(&mut self) -> Result<(), Failure> {
+        let mut pages = Vec::new();
+        for (t, tm) in &self.model.tasks {
+            for (r, rm) in &tm.ranges {
+                for (i, p) in rm.pages.iter().enumerate() {
+                    if p.mapped && p.pop != super::model::Pop::None {
+                        pages.push((t.clone(), r.clone(), i as u32));
+                    }
+                }
+            }
+        }
+        for (task, range, first) in pages {
+            let op = Op::Check(super::lang::Sel { range, first, count: Some(1) });
+            self.step(&Stmt { line: 0, cpu: None, kind: Kind::Op { task, op, expect: None } })?;
+        }
+        Ok(())
     }
 
     fn task(&self, t: &str) -> Result<Arc<Task>, String> {
@@ -267,7 +302,10 @@ impl Machine {
                 Ok(())
             }
             Kind::Swapoff => {
-                self.swap = None;
+                if self.swap.is_some() {
+                    crate::mm::swap::swapoff(0).map_err(|e| format!("swapoff returned {}", e.name()))?;
+                    self.swap = None;
+                }
                 Ok(())
             }
             Kind::Thp(mode) => {
@@ -323,9 +361,13 @@ impl Machine {
                 let forced = expect.map(page_want_of).transpose()?;
                 let is_write = matches!(op, Op::Write { .. });
                 self.stats.pages_checked += if is_write { 0 } else { pages.len() };
+                let salt = self.salt;
                 on(cpu, move || {
                     for (addr, want) in pages {
-                        let want = forced.unwrap_or(want);
+                        let mut want = forced.unwrap_or(want);
+                        if let PageWant::Access { data: Some(seed), .. } = &mut want {
+                            *seed ^= salt;
+                        }
                         page_op(&t, addr as usize, want, is_write)?;
                     }
                     Ok(())

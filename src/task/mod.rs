@@ -33,7 +33,12 @@ impl Task {
     /// A new task with an empty address space and the agent mapped.
     pub fn spawn() -> Result<Arc<Task>, Errno> {
         let mm = MmStruct::new().ok_or(ENOMEM)?;
-        crate::mm::mmap::map_special(&mm, agent::AGENT_VA, &agent::code_pfns())?;
+        if let Err(e) = crate::mm::mmap::map_special(&mm, agent::AGENT_VA, &agent::code_pfns()) {
+            // A page table for the agent could not be allocated: the half
+            // built address space goes as an exiting one would.
+            crate::mm::zap::exit_mmap(&mm);
+            return Err(e);
+        }
         Ok(Self::register(mm, prctl::DEFAULT_CTRL, BTreeSet::new()))
     }
 
