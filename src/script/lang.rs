@@ -209,8 +209,14 @@ pub enum Kind {
     Task(String),
     Swapon,
     Swapoff,
+    /// Reclaim keeps written folios in the swap cache (true) or frees them.
+    SwapcacheKeep(bool),
     Thp(Thp),
-    Op { task: String, op: Op, expect: Option<Expect> },
+    Op {
+        task: String,
+        op: Op,
+        expect: Option<Expect>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -434,6 +440,9 @@ fn parse_line(words: &[&str]) -> Result<Kind, String> {
         ["task", ..] => Err(String::from("usage: task NAME")),
         ["swapon"] => Ok(Kind::Swapon),
         ["swapoff"] => Ok(Kind::Swapoff),
+        ["swapcache", "keep"] => Ok(Kind::SwapcacheKeep(true)),
+        ["swapcache", "free"] => Ok(Kind::SwapcacheKeep(false)),
+        ["swapcache", ..] => Err(String::from("usage: swapcache keep|free")),
         ["thp", "always"] => Ok(Kind::Thp(Thp::Always)),
         ["thp", "madvise"] => Ok(Kind::Thp(Thp::Madvise)),
         ["thp", "never"] => Ok(Kind::Thp(Thp::Never)),
@@ -498,6 +507,7 @@ pub fn unparse(s: &Stmt) -> String {
         Kind::Task(n) => return format!("task {n}"),
         Kind::Swapon => return String::from("swapon"),
         Kind::Swapoff => return String::from("swapoff"),
+        Kind::SwapcacheKeep(k) => return String::from(if *k { "swapcache keep" } else { "swapcache free" }),
         Kind::Thp(t) => return format!("thp {}", format!("{t:?}").to_lowercase()),
         Kind::Op { op, .. } => op,
     };

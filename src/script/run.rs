@@ -308,6 +308,10 @@ impl Machine {
                 }
                 Ok(())
             }
+            Kind::SwapcacheKeep(keep) => {
+                self.knobs.push(knobs::KEEP_IN_SWAPCACHE.set(u64::from(*keep)));
+                Ok(())
+            }
             Kind::Thp(mode) => {
                 use crate::cmdline::{ThpEnabled, ThpOrderPolicy};
                 let e = match mode {

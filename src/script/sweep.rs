@@ -133,5 +133,6 @@ macro_rules! sweep_test {
 sweep_test!(swap_of_a_tagged_page, "swap-tagged-page.txt");
 sweep_test!(swap_of_a_large_folio, "swap-large-folio.txt");
 sweep_test!(move_of_swapped_pages, "move-swapped.txt");
+sweep_test!(move_of_swap_cache_pages, "move-swapcache.txt");
 sweep_test!(collapse, "collapse.txt");
 sweep_test!(swapoff, "swapoff.txt");
