@@ -58,6 +58,10 @@ pub fn program_seed(seed: u64, i: u64) -> u64 {
 pub struct Options {
     pub swap: bool,
     pub ops: u32,
+    /// CPUs online: with more than one, some operations run on another
+    /// CPU (`on cpu N` blocks), so the same seed gives the same program
+    /// only at the same -smp.
+    pub cpus: u32,
 }
 
 struct Gen {
@@ -65,12 +69,17 @@ struct Gen {
     model: Model,
     stmts: Vec<Stmt>,
     names: u32,
+    cpus: u32,
 }
 
 impl Gen {
     fn push(&mut self, kind: Kind) {
+        self.push_on(None, kind);
+    }
+
+    fn push_on(&mut self, cpu: Option<u32>, kind: Kind) {
         let line = self.stmts.len() as u32 + 1;
-        let st = Stmt { line, cpu: None, kind };
+        let st = Stmt { line, cpu, kind };
         // The generation-time model keeps names and sizes current.
         let ok = match &st.kind {
             Kind::Task(n) => self.model.spawn(n).is_ok(),
@@ -81,8 +90,17 @@ impl Gen {
         self.stmts.push(st);
     }
 
+    /// One operation, now and then on a CPU other than the boot CPU (the
+    /// task's address space then runs there, with its own TLB). Fork and
+    /// exit stay on the boot CPU, where the interpreter runs them.
     fn op(&mut self, task: &str, op: Op) {
-        self.push(Kind::Op { task: task.into(), op, expect: None });
+        let movable = !matches!(op, Op::Fork(_) | Op::Exit);
+        let cpu = if self.cpus > 1 && movable && self.rng.chance(20) {
+            Some(1 + self.rng.below(u64::from(self.cpus - 1)) as u32)
+        } else {
+            None
+        };
+        self.push_on(cpu, Kind::Op { task: task.into(), op, expect: None });
     }
 
     fn new_task_name(&mut self) -> String {
@@ -221,7 +239,7 @@ impl Gen {
 
 /// Program `seed` as a script.
 pub fn generate(seed: u64, o: Options) -> Script {
-    let mut g = Gen { rng: Rng::new(seed), model: Model::new(), stmts: Vec::new(), names: 0 };
+    let mut g = Gen { rng: Rng::new(seed), model: Model::new(), stmts: Vec::new(), names: 0, cpus: o.cpus };
     let first = g.new_task_name();
     g.push(Kind::Task(first));
     if g.rng.chance(50) {
@@ -324,8 +342,8 @@ pub fn run_one(seed: u64, o: Options) -> Result<usize, String> {
         small.stmts.len()
     );
     crate::println!("--- repro.txt");
-    for st in &small.stmts {
-        crate::println!("{}", super::lang::unparse(st));
+    for line in super::lang::unparse_all(&small.stmts) {
+        crate::println!("{line}");
     }
     crate::println!("--- end");
     let again = execute(&small, 8).err().map(|e| super::run::describe_error(&small, &e));
@@ -335,7 +353,7 @@ pub fn run_one(seed: u64, o: Options) -> Result<usize, String> {
 /// `fuzz=SEED:COUNT` (knobs fuzz:seed, fuzz:count): COUNT programs.
 fn random_programs() -> TestResult {
     let (seed, count) = (knobs::FUZZ_SEED.get(), knobs::FUZZ_COUNT.get());
-    let o = Options { swap: crate::drivers::ramdisk::present(), ops: 24 };
+    let o = Options { swap: crate::drivers::ramdisk::present(), ops: 24, cpus: crate::smp::online() as u32 };
     let t0 = crate::arch::cpu::counter();
     let mut ops = 0;
     for i in 0..count {

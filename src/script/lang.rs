@@ -501,6 +501,30 @@ pub fn parse(file: &str, text: &str) -> Result<Script, Error> {
     Ok(Script { file: file.to_string(), stmts })
 }
 
+/// The statements as script lines, those of one CPU in a row inside an
+/// `on cpu N { }` block (parse gives the same statements back).
+pub fn unparse_all(stmts: &[Stmt]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut open: Option<u32> = None;
+    for st in stmts {
+        if st.cpu != open {
+            if open.is_some() {
+                out.push(String::from("}"));
+            }
+            if let Some(c) = st.cpu {
+                out.push(format!("on cpu {c} {{"));
+            }
+            open = st.cpu;
+        }
+        let line = unparse(st);
+        out.push(if open.is_some() { format!("  {line}") } else { line });
+    }
+    if open.is_some() {
+        out.push(String::from("}"));
+    }
+    out
+}
+
 /// The statement as a script line (for printing generated programs).
 pub fn unparse(s: &Stmt) -> String {
     let op = match &s.kind {
@@ -610,5 +634,15 @@ mod tests {
         let s = parse("f", text).unwrap();
         let back: Vec<String> = s.stmts.iter().map(unparse).collect();
         assert_eq!(back.join("\n"), text);
+    }
+
+    #[test]
+    fn on_cpu_blocks_round_trip() {
+        let text = "task A\non cpu 1 {\n  A: mmap r 2 prot=rw,mte\n  A: check r\n}\nswapcache keep\non cpu 2 {\n  \
+                    A: madvise r pageout\n}\non cpu 1 {\n  A: check r[1]\n}\nA: exit";
+        let s = parse("f", text).unwrap();
+        assert_eq!(s.stmts[1].cpu, Some(1));
+        assert_eq!(unparse_all(&s.stmts).join("\n"), text);
+        assert_eq!(parse("f", &unparse_all(&s.stmts).join("\n")).unwrap().stmts, s.stmts);
     }
 }
