@@ -20,13 +20,15 @@ fn tag_pattern(p: usize) -> [u8; 128] {
     core::array::from_fn(|i| (((p + i) % 15 + 1) as u8) | ((((p + 3 * i) % 15 + 1) as u8) << 4))
 }
 
-/// Returns false (after saying why) if the run cannot go on.
-fn one_size(pages: usize) -> bool {
+/// A task with `pages` populated PROT_MTE pages at the returned address,
+/// page p tagged `layout(p)` from the kernel (setup, not measured); None
+/// after saying why.
+fn tagged_task(pages: usize, layout: fn(usize) -> [u8; 128]) -> Option<(alloc::sync::Arc<Task>, usize)> {
     let t = match Task::spawn() {
         Ok(t) => t,
         Err(e) => {
             println!("bench: cannot spawn a task: {e}");
-            return false;
+            return None;
         }
     };
     let len = pages * PAGE;
@@ -35,25 +37,31 @@ fn one_size(pages: usize) -> bool {
         other => {
             println!("bench: mmap of {pages} pages failed: {other:?}");
             let _ = t.exit(0);
-            return false;
+            return None;
         }
     };
-    // Populate and tag every page from the kernel: setup, not measured.
     let populated = t.mlock(a, len);
     if populated != Ok(Ok(())) {
         println!("bench: populating {pages} pages failed ({populated:?}): give QEMU more memory (-m)");
         let _ = t.exit(0);
-        return false;
+        return None;
     }
     let mm = t.mm();
     for p in 0..pages {
         let pte = mm.pgtables.peek(a + p * PAGE);
         if pte_present(pte) {
-            set_frame_tags(pte_pfn(pte), &tag_pattern(p));
+            set_frame_tags(pte_pfn(pte), &layout(p));
         }
     }
     drop(mm);
     let _ = t.munlock(a, len);
+    Some((t, a))
+}
+
+/// Returns false (after saying why) if the run cannot go on.
+fn one_size(pages: usize) -> bool {
+    let Some((t, a)) = tagged_task(pages, tag_pattern) else { return false };
+    let len = pages * PAGE;
     let free_before = swapfile::swap_info(0).map_or(0, |si| si.free_slots());
 
     let (out, c_out) = measure(|| t.madvise(a, len, MADV_PAGEOUT));
@@ -113,6 +121,40 @@ fn one_size(pages: usize) -> bool {
     true
 }
 
+/// Tag layouts a swapped page may have, from the commonest to the worst.
+const LAYOUTS: [(&str, fn(usize) -> [u8; 128]); 5] = [
+    ("one tag for the page", |p| [((p % 15 + 1) * 0x11) as u8; 128]),
+    ("4 allocations of 1 KiB", |p| core::array::from_fn(|i| (((i / 32 + p) % 15 + 1) * 0x11) as u8)),
+    ("16 allocations of 256 B", |p| core::array::from_fn(|i| (((i / 8 + p) % 15 + 1) * 0x11) as u8)),
+    ("64 allocations of 64 B", |p| core::array::from_fn(|i| (((i / 2 + p) % 15 + 1) * 0x11) as u8)),
+    ("a tag per granule", tag_pattern),
+];
+
+/// Bytes of tag storage per swapped page for each layout, through the real
+/// swap-out path (1024 pages each), against the most a page can cost.
+fn storage_by_layout() {
+    const PAGES: usize = 1024;
+    for (name, layout) in LAYOUTS {
+        let Some((t, a)) = tagged_task(PAGES, layout) else { return };
+        let before = mteswap::stats();
+        let _ = t.madvise(a, PAGES * PAGE, MADV_PAGEOUT);
+        let after = mteswap::stats();
+        let stored = after.entries - before.entries;
+        let bytes = after.bytes.saturating_sub(before.bytes);
+        println!(
+            "bench: tag storage, {name:<24} {:>4} B/page ({} pages stored, {} of them inline; Linux: 128 B + xarray)",
+            bytes / stored.max(1),
+            stored,
+            after.inline - before.inline
+        );
+        let _ = t.exit(0);
+    }
+    println!(
+        "bench: tag storage is at most {} B for any swapped tagged page, 0 for an untagged one",
+        mteswap::MAX_BYTES_PER_ENTRY
+    );
+}
+
 fn tag_costs() {
     let Some(mut f) = crate::mm::frames::Frame::alloc() else {
         println!("bench: no frame for the tag-cost measurement");
@@ -169,10 +211,7 @@ pub fn run() {
         return;
     }
     tag_costs();
-    println!(
-        "bench: tag storage costs {} bytes per swapped tagged page (128 of tags), 0 per untagged page",
-        mteswap::BYTES_PER_ENTRY
-    );
+    storage_by_layout();
     for pages in SIZES {
         if !one_size(pages) {
             break;

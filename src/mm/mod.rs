@@ -29,6 +29,7 @@ pub mod swap;
 pub mod swap_state;
 pub mod swapfile;
 pub mod tag_soak;
+pub mod tagcodec;
 pub mod uaccess;
 pub mod uffd_move;
 pub mod uffd_uapi;

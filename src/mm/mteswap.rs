@@ -1,98 +1,258 @@
 //! MTE tag storage for swapped-out pages, keyed by swap entry, as arm64's
-//! mteswap.c keeps it: 128 bytes of tags per tagged 4 KiB page, saved with
-//! LDGM at swap-out, restored with STGM at swap-in, dropped when the slot
-//! is freed and for a whole area at swapoff. Untagged pages get no entry.
+//! mteswap.c keeps it: the tags of each tagged 4 KiB page saved with LDGM
+//! at swap-out, restored with STGM at swap-in, dropped when the slot is
+//! freed and for a whole area at swapoff. Untagged pages get no entry.
+//!
+//! The index is one 64-bit word per swap slot of each swap type, in leaves
+//! of 512 slots allocated when a slot in them is first stored (as an
+//! xarray's nodes are), so a lookup costs the same at 1K and at 256K
+//! entries and an index grows without copying. A page whose tags are a few
+//! runs (one tag for the page, a few allocations) is stored inline in its
+//! word (tagcodec: bit 0 set); anything else in a buffer the word names,
+//! as runs when that is shorter, else the 128 raw bytes.
 //!
 //! Freed buffers are poisoned and kept in a quarantine instead of being
 //! reused at once, so a restore through a stale handle (the T1/T2 race of
-//! the May 2023 thread) reads poison and is counted as a use-after-free.
+//! the May 2023 thread) reads poison and is counted as a use-after-free. An
+//! inline entry cannot go stale: a handle to it is a copy of the value.
 
 use super::folio::{Folio, PG_MTE_TAGGED};
-use super::pte::{swp_entry_nth, swp_entry_t, swp_type};
+use super::pte::{swp_entry, swp_entry_nth, swp_entry_t, swp_offset, swp_type, MAX_SWAPFILES};
+use super::tagcodec::{self, Form};
 use crate::arch::mte::PAGE_TAG_BYTES;
 use crate::errno::{Errno, ENOMEM};
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use spin::Mutex;
 
-/// Every freed buffer is filled with this (tag 0xE in every granule).
+/// A freed buffer reads as this in every byte (tag 0xE in every granule).
 pub const POISON: u8 = 0xEE;
 /// Freed buffers kept before one is reused.
 const QUARANTINE: usize = 1024;
 
 struct TagBuf {
-    tags: [u8; PAGE_TAG_BYTES],
+    /// A tagcodec Runs body, or the raw 128 bytes.
+    body: Box<[u8]>,
     live: bool,
+}
+
+impl TagBuf {
+    fn bytes(&self) -> usize {
+        core::mem::size_of::<TagBuf>() + self.body.len()
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     pub entries: usize,
+    /// Entries held inline in their index word.
+    pub inline: usize,
     pub saves: u64,
     pub restores: u64,
     pub invalidates: u64,
     /// Restores that read a freed (poisoned) buffer.
     pub use_after_free: u64,
-    /// Bytes the live entries use (buffers and index).
+    /// Bytes the index words and the live buffers use.
     pub bytes: usize,
+    /// Of those, the index words'.
+    pub index_bytes: usize,
     /// Bytes held by freed, poisoned buffers in quarantine.
     pub quarantine_bytes: usize,
 }
 
+/// The most one stored page can cost: its index word and a raw buffer
+/// (and its share of a leaf's pointer, 16 bytes a 512 slots, not counted).
+pub const MAX_BYTES_PER_ENTRY: usize = 8 + core::mem::size_of::<TagBuf>() + PAGE_TAG_BYTES;
+
+/// Slots per index leaf (one 4 KiB page of words).
+const LEAF: usize = 512;
+
+struct Leaf {
+    /// One word per slot: 0 (no entry), odd (a tagcodec inline value) or
+    /// (buffer + 1) << 1.
+    words: Box<[u64]>,
+    /// Words not 0; the leaf is freed when none is left.
+    used: usize,
+}
+
 struct Store {
-    index: BTreeMap<u64, usize>,
+    /// Per swap type, its leaves by slot / LEAF.
+    index: [Vec<Option<Leaf>>; MAX_SWAPFILES as usize],
     bufs: Vec<TagBuf>,
     quarantine: VecDeque<usize>,
+    live_buf_bytes: usize,
     stats: Stats,
 }
 
-static STORE: Mutex<Store> =
-    Mutex::new(Store { index: BTreeMap::new(), bufs: Vec::new(), quarantine: VecDeque::new(), stats: Stats::zero() });
+const NO_SLOTS: Vec<Option<Leaf>> = Vec::new();
+static STORE: Mutex<Store> = Mutex::new(Store {
+    index: [NO_SLOTS; MAX_SWAPFILES as usize],
+    bufs: Vec::new(),
+    quarantine: VecDeque::new(),
+    live_buf_bytes: 0,
+    stats: Stats::zero(),
+});
 
 impl Stats {
     const fn zero() -> Stats {
-        Stats { entries: 0, saves: 0, restores: 0, invalidates: 0, use_after_free: 0, bytes: 0, quarantine_bytes: 0 }
+        Stats {
+            entries: 0,
+            inline: 0,
+            saves: 0,
+            restores: 0,
+            invalidates: 0,
+            use_after_free: 0,
+            bytes: 0,
+            index_bytes: 0,
+            quarantine_bytes: 0,
+        }
     }
 }
 
-/// Bytes one stored page costs: its buffer plus an index entry (key,
-/// value and the B-tree's per-entry share, estimated as two words more).
-pub const BYTES_PER_ENTRY: usize = core::mem::size_of::<TagBuf>() + 4 * core::mem::size_of::<u64>();
+fn buf_word(i: usize) -> u64 {
+    (i as u64 + 1) << 1
+}
+
+fn word_buf(w: u64) -> Option<usize> {
+    (w != 0 && w & 1 == 0).then(|| (w >> 1) as usize - 1)
+}
 
 impl Store {
-    fn alloc(&mut self) -> usize {
+    fn word(&self, key: swp_entry_t) -> u64 {
+        let off = swp_offset(key) as usize;
+        let leaves = self.index.get(usize::from(swp_type(key)));
+        let leaf = leaves.and_then(|l| l.get(off / LEAF)).and_then(Option::as_ref);
+        leaf.map_or(0, |l| l.words[off % LEAF])
+    }
+
+    /// The leaf of `key` and the word's place in it, allocating the leaf
+    /// if there is none.
+    fn slot(&mut self, key: swp_entry_t) -> Result<(&mut Leaf, usize), Errno> {
+        let leaves = self.index.get_mut(usize::from(swp_type(key))).ok_or(ENOMEM)?;
+        let off = swp_offset(key) as usize;
+        if off / LEAF >= leaves.len() {
+            leaves.try_reserve(off / LEAF + 1 - leaves.len()).map_err(|_| ENOMEM)?;
+            leaves.resize_with(off / LEAF + 1, || None);
+        }
+        let leaf = &mut leaves[off / LEAF];
+        if leaf.is_none() {
+            let mut words: Vec<u64> = Vec::new();
+            words.try_reserve_exact(LEAF).map_err(|_| ENOMEM)?;
+            words.resize(LEAF, 0);
+            *leaf = Some(Leaf { words: words.into_boxed_slice(), used: 0 });
+        }
+        Ok((leaf.as_mut().expect("allocated above"), off % LEAF))
+    }
+
+    /// A buffer holding `tags` in `form` (Runs or Raw).
+    fn alloc(&mut self, tags: &[u8; PAGE_TAG_BYTES], form: Form) -> Result<usize, Errno> {
+        let mut body: Vec<u8> = Vec::new();
+        body.try_reserve_exact(form.body_bytes()).map_err(|_| ENOMEM)?;
+        match form {
+            Form::Runs(_) => tagcodec::write_runs(tags, &mut body),
+            _ => body.extend_from_slice(tags),
+        }
+        let buf = TagBuf { body: body.into_boxed_slice(), live: true };
+        self.live_buf_bytes += buf.bytes();
         if self.quarantine.len() > QUARANTINE {
             let i = self.quarantine.pop_front().expect("non-empty quarantine");
-            self.bufs[i].live = true;
-            return i;
+            self.bufs[i] = buf;
+            return Ok(i);
         }
-        self.bufs.push(TagBuf { tags: [0; PAGE_TAG_BYTES], live: true });
-        self.bufs.len() - 1
+        self.bufs.try_reserve(1).map_err(|_| ENOMEM)?;
+        self.bufs.push(buf);
+        Ok(self.bufs.len() - 1)
     }
 
     fn free(&mut self, i: usize) {
-        self.bufs[i].tags = [POISON; PAGE_TAG_BYTES];
-        self.bufs[i].live = false;
+        let b = &mut self.bufs[i];
+        b.body.fill(POISON);
+        b.live = false;
+        self.live_buf_bytes -= b.bytes();
         self.quarantine.push_back(i);
     }
 
-    fn erase(&mut self, key: u64) -> bool {
-        match self.index.remove(&key) {
-            Some(i) => {
-                self.free(i);
-                self.stats.invalidates += 1;
-                true
+    fn erase(&mut self, key: swp_entry_t) -> bool {
+        let w = self.word(key);
+        if w == 0 {
+            return false;
+        }
+        // The word is not 0, so its leaf exists: nothing is allocated.
+        let off = swp_offset(key) as usize;
+        let leaf = &mut self.index[usize::from(swp_type(key))][off / LEAF];
+        if let Some(l) = leaf {
+            l.words[off % LEAF] = 0;
+            l.used -= 1;
+            if l.used == 0 {
+                *leaf = None;
             }
-            None => false,
+        }
+        match word_buf(w) {
+            Some(i) => self.free(i),
+            None => self.stats.inline -= 1,
+        }
+        self.stats.entries -= 1;
+        self.stats.invalidates += 1;
+        true
+    }
+
+    fn drop_leaf_if_unused(&mut self, key: swp_entry_t) {
+        let off = swp_offset(key) as usize;
+        if let Some(leaf) = self.index[usize::from(swp_type(key))].get_mut(off / LEAF) {
+            if leaf.as_ref().is_some_and(|l| l.used == 0) {
+                *leaf = None;
+            }
         }
     }
+
+    /// Stores `tags` under `key`, replacing (and freeing) what was there.
+    fn store(&mut self, key: swp_entry_t, tags: &[u8; PAGE_TAG_BYTES]) -> Result<(), Errno> {
+        self.erase(key);
+        self.slot(key)?; // the leaf first: a failure leaves nothing behind
+        let form = tagcodec::form(tags);
+        let w = match form {
+            Form::Inline(v) => v,
+            _ => match self.alloc(tags, form) {
+                Ok(b) => buf_word(b),
+                Err(e) => {
+                    self.drop_leaf_if_unused(key);
+                    return Err(e);
+                }
+            },
+        };
+        let (leaf, i) = self.slot(key)?;
+        leaf.words[i] = w;
+        leaf.used += 1;
+        self.stats.entries += 1;
+        if word_buf(w).is_none() {
+            self.stats.inline += 1;
+        }
+        self.stats.saves += 1;
+        Ok(())
+    }
+}
+
+/// Every stored key, type by type, slot by slot.
+fn keys(s: &Store, only: Option<u8>) -> Vec<swp_entry_t> {
+    let mut out = Vec::new();
+    for (ty, leaves) in s.index.iter().enumerate() {
+        if only.is_some_and(|t| usize::from(t) != ty) {
+            continue;
+        }
+        for (n, leaf) in leaves.iter().enumerate() {
+            let Some(leaf) = leaf else { continue };
+            let stored = leaf.words.iter().enumerate().filter(|(_, &w)| w != 0);
+            out.extend(stored.map(|(i, _)| swp_entry(ty as u8, (n * LEAF + i) as u64)));
+        }
+    }
+    out
 }
 
 /// Drops every entry (the harness's cleanup after a test that leaked some).
 pub fn invalidate_all() {
     let mut s = STORE.lock();
-    let keys: Vec<u64> = s.index.keys().copied().collect();
-    for k in keys {
+    for k in keys(&s, None) {
         s.erase(k);
     }
 }
@@ -105,45 +265,56 @@ pub fn arch_prepare_to_swap(folio: &Folio, entry: swp_entry_t) -> Result<(), Err
     }
     let n = folio.nr_pages();
     for i in 0..n {
-        let key = swp_entry_nth(entry, i as u64).0;
+        let key = swp_entry_nth(entry, i as u64);
         let tags = folio.tags(i);
         let mut s = STORE.lock();
-        if crate::testhooks::fault_inject::MTESWAP_SAVE.should_fail() {
+        let injected = crate::testhooks::fault_inject::MTESWAP_SAVE.should_fail();
+        if injected || s.store(key, &tags).is_err() {
             for j in 0..i {
-                s.erase(swp_entry_nth(entry, j as u64).0);
+                s.erase(swp_entry_nth(entry, j as u64));
             }
             return Err(ENOMEM);
         }
-        s.erase(key); // storing over an entry frees the old buffer
-        let b = s.alloc();
-        s.bufs[b].tags = tags;
-        s.index.insert(key, b);
-        s.stats.saves += 1;
     }
     Ok(())
 }
 
-/// A stale-able reference to an entry's buffer, as a raw pointer would be.
+/// What `lookup` found: an inline value (a copy, never stale) or a buffer
+/// that may be freed behind the holder's back, as a raw pointer would be.
 #[derive(Clone, Copy, Debug)]
-pub struct Handle(usize);
+pub struct Handle(u64);
 
-/// xa_load: the buffer stored for `entry` now.
+/// xa_load: the entry stored for `entry` now.
 pub fn lookup(entry: swp_entry_t) -> Option<Handle> {
-    STORE.lock().index.get(&entry.0).map(|&i| Handle(i))
+    let w = STORE.lock().word(entry);
+    (w != 0).then_some(Handle(w))
 }
 
 /// Copies the tags behind `h` into page `i` of `folio`, whatever state the
 /// buffer is in (the step the known-wrong orders do too early). A freed
-/// buffer is counted as a use-after-free.
+/// buffer reads as poison and is counted as a use-after-free.
 pub fn restore_from(h: Handle, folio: &Folio, i: usize) {
     let tags = {
         let mut s = STORE.lock();
-        if !s.bufs[h.0].live {
-            s.stats.use_after_free += 1;
-            defmt::warn!("mteswap: tag buffer {=usize} read after it was freed (use-after-free)", h.0);
-        }
         s.stats.restores += 1;
-        s.bufs[h.0].tags
+        let decoded = match word_buf(h.0) {
+            None => tagcodec::decode_inline(h.0),
+            Some(b) if !s.bufs[b].live => {
+                s.stats.use_after_free += 1;
+                defmt::warn!("mteswap: tag buffer {=usize} read after it was freed (use-after-free)", b);
+                Some([POISON; PAGE_TAG_BYTES])
+            }
+            Some(b) => match s.bufs[b].body.len() {
+                PAGE_TAG_BYTES => s.bufs[b].body.as_ref().try_into().ok(),
+                _ => tagcodec::decode_runs(&s.bufs[b].body),
+            },
+        };
+        // Only this file writes the words and bodies, so a failed decode
+        // is a bug here; the page then shows poison rather than made-up tags.
+        decoded.unwrap_or_else(|| {
+            defmt::error!("mteswap: an entry did not decode");
+            [POISON; PAGE_TAG_BYTES]
+        })
     };
     folio.set_tags(i, &tags);
     folio.set(PG_MTE_TAGGED);
@@ -165,31 +336,36 @@ pub fn arch_swap_restore(entry: swp_entry_t, folio: &Folio) {
     }
 }
 
-/// arch_swap_invalidate_page: the slot is free; so is its tag buffer.
+/// arch_swap_invalidate_page: the slot is free; so is its tag entry.
 pub fn arch_swap_invalidate_page(entry: swp_entry_t) {
-    STORE.lock().erase(entry.0);
+    STORE.lock().erase(entry);
 }
 
-/// arch_swap_invalidate_area: every entry of swap type `ty`.
+/// arch_swap_invalidate_area: every entry of swap type `ty`; the type's
+/// index goes too.
 pub fn arch_swap_invalidate_area(ty: u8) {
     let mut s = STORE.lock();
-    let keys: Vec<u64> = s.index.keys().copied().filter(|&k| swp_type(swp_entry_t(k)) == ty).collect();
-    for k in keys {
+    for k in keys(&s, Some(ty)) {
         s.erase(k);
+    }
+    if let Some(v) = s.index.get_mut(usize::from(ty)) {
+        *v = Vec::new();
     }
 }
 
 pub fn stats() -> Stats {
     let s = STORE.lock();
+    let leaf_bytes = LEAF * core::mem::size_of::<u64>();
+    let index: usize = s.index.iter().flatten().filter(|l| l.is_some()).count() * leaf_bytes;
     Stats {
-        entries: s.index.len(),
-        bytes: s.index.len() * BYTES_PER_ENTRY,
-        quarantine_bytes: s.quarantine.len() * core::mem::size_of::<TagBuf>(),
+        bytes: index + s.live_buf_bytes,
+        index_bytes: index,
+        quarantine_bytes: s.quarantine.iter().map(|&i| s.bufs[i].bytes()).sum(),
         ..s.stats
     }
 }
 
 /// Every stored entry (for the invariant checker).
 pub fn entries() -> Vec<swp_entry_t> {
-    STORE.lock().index.keys().map(|&k| swp_entry_t(k)).collect()
+    keys(&STORE.lock(), None)
 }

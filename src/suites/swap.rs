@@ -708,6 +708,9 @@ kernel_test!(swap, race_on_one_entry_locked_points, cpus = 3, ramdisk);
 
 // --- the tag storage's cost -----------------------------------------------------------------------
 
+/// Pages of one tag, or of a few runs, are stored inline in the index;
+/// a tag per granule takes a raw buffer; untagged pages take nothing. All
+/// come back intact.
 fn tag_storage_memory_use() -> TestResult {
     let mut s = SwapScenario::new()?;
     let (t, a) = tagged_pages(&mut s, 8)?;
@@ -716,19 +719,33 @@ fn tag_storage_memory_use() -> TestResult {
     for i in 0..8 {
         ok(u.store(b + i * PAGE, 1), "write")?;
     }
+    let w = s.spawn()?;
+    let c = mmap(&w, 0, 8 * PAGE, RW | PROT_MTE, ANON, -1)?;
+    let runs = |p: usize| move |g: usize| if p % 2 == 0 { p as u8 + 1 } else { (g / 64 + p) as u8 % 15 + 1 };
+    for p in 0..8 {
+        tag_page(&w, c + p * PAGE, runs(p))?;
+    }
     pageout(&t, a, 8 * PAGE)?;
+    let raw = mteswap::stats();
     pageout(&u, b, 8 * PAGE)?;
+    ensure_eq!(mteswap::stats().entries, 8, "entries: one per tagged page, none for untagged ones");
+    pageout(&w, c, 8 * PAGE)?;
     let st = mteswap::stats();
-    ensure_eq!(st.entries, 8, "entries: one per tagged page, none for untagged ones");
-    ensure_eq!(st.bytes, 8 * mteswap::BYTES_PER_ENTRY, "bytes");
-    ensure!(
-        mteswap::BYTES_PER_ENTRY >= crate::arch::mte::PAGE_TAG_BYTES,
-        "an entry smaller than its 128 bytes of tags"
-    );
+    ensure_eq!(raw.inline, 0, "a tag per granule is not inline");
+    ensure_eq!(raw.bytes - raw.index_bytes, 8 * (mteswap::MAX_BYTES_PER_ENTRY - 8), "buffers of 8 raw pages");
+    ensure_eq!(st.entries, 16, "entries");
+    ensure_eq!(st.inline, 8, "pages of one tag and of 4 runs are inline");
+    ensure_eq!(st.bytes - st.index_bytes, raw.bytes - raw.index_bytes, "inline pages take no buffer");
+    ensure!(st.index_bytes >= 16 * 8, "an index word per stored slot");
     defmt::info!(
-        "tag storage: {=usize} bytes per swapped tagged page (128 bytes of tags + index), 0 per untagged page",
-        mteswap::BYTES_PER_ENTRY
+        "tag storage: {=usize} bytes of index and buffers for 8 raw and 8 inline pages (at most {=usize} a page)",
+        st.bytes,
+        mteswap::MAX_BYTES_PER_ENTRY
     );
+    for p in 0..8 {
+        expect_page(&t, a, p, "raw page after swap-in")?;
+        expect_tags(&w, c + p * PAGE, runs(p), &format!("inline page {p} after swap-in"))?;
+    }
     s.finish()
 }
 kernel_test!(swap, tag_storage_memory_use, ramdisk);

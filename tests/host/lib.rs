@@ -53,3 +53,6 @@ pub mod model;
 
 #[path = "../../src/script/cpio.rs"]
 pub mod cpio;
+
+#[path = "../../src/mm/tagcodec.rs"]
+pub mod tagcodec;
