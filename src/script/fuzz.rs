@@ -367,4 +367,5 @@ fn random_programs() -> TestResult {
     crate::println!("FUZZ: seed={seed} programs={count} operations={ops} failures=0 ms={ms}");
     Ok(())
 }
-crate::kernel_test!(fuzz, random_programs, timeout = 900);
+// No limit of its own: the runner's, which qemu-run.sh --fuzz scales with COUNT.
+crate::kernel_test!(fuzz, random_programs);
