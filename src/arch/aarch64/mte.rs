@@ -262,31 +262,51 @@ impl PageData {
     /// nibble of byte i, 2i + 1 in the high nibble).
     pub fn save_tags(&self) -> [u8; PAGE_TAG_BYTES] {
         let bs = gm_block_size();
-        let mut out = [0u8; PAGE_TAG_BYTES];
-        for chunk in 0..PAGE_SIZE / 256 {
-            let mut word = 0u64;
-            for sub in (0..256).step_by(bs) {
-                let a = self.addr() + chunk * 256 + sub;
-                let v: u64;
+        let mut words = [0u64; PAGE_TAG_BYTES / 8];
+        if bs == 256 {
+            // One LDGM a 256-byte chunk (QEMU and most cores): a straight loop.
+            for (chunk, word) in words.iter_mut().enumerate() {
+                let a = self.addr() + chunk * 256;
                 // SAFETY: LDGM reads the tags of one aligned block of this page.
                 unsafe {
-                    core::arch::asm!("ldgm {v}, [{a}]", v = out(reg) v, a = in(reg) a, options(nostack, readonly))
+                    core::arch::asm!("ldgm {v}, [{a}]", v = out(reg) *word, a = in(reg) a, options(nostack, readonly))
                 };
-                word |= v;
             }
-            out[chunk * 8..chunk * 8 + 8].copy_from_slice(&word.to_le_bytes());
+        } else {
+            for (chunk, word) in words.iter_mut().enumerate() {
+                for sub in (0..256).step_by(bs) {
+                    let a = self.addr() + chunk * 256 + sub;
+                    let v: u64;
+                    // SAFETY: as above.
+                    unsafe {
+                        core::arch::asm!("ldgm {v}, [{a}]", v = out(reg) v, a = in(reg) a, options(nostack, readonly))
+                    };
+                    *word |= v;
+                }
+            }
         }
-        out
+        // SAFETY: 16 words are 128 bytes and any byte pattern is a valid
+        // [u8; 128]; little-endian, so byte i holds granules 2i and 2i + 1
+        // as LDGM's word has them.
+        unsafe { core::mem::transmute::<[u64; PAGE_TAG_BYTES / 8], [u8; PAGE_TAG_BYTES]>(words) }
     }
 
     /// Writes the tags saved by `save_tags` back with STGM.
     pub fn restore_tags(&mut self, tags: &[u8; PAGE_TAG_BYTES]) {
         let bs = gm_block_size();
-        for chunk in 0..PAGE_SIZE / 256 {
-            let word = u64::from_le_bytes(tags[chunk * 8..chunk * 8 + 8].try_into().unwrap());
+        let words = tags.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().expect("chunks of 8")));
+        if bs == 256 {
+            for (chunk, word) in words.enumerate() {
+                let a = self.addr() + chunk * 256;
+                // SAFETY: STGM writes the tags of one aligned block of this page.
+                unsafe { core::arch::asm!("stgm {v}, [{a}]", v = in(reg) word, a = in(reg) a, options(nostack)) };
+            }
+            return;
+        }
+        for (chunk, word) in words.enumerate() {
             for sub in (0..256).step_by(bs) {
                 let a = self.addr() + chunk * 256 + sub;
-                // SAFETY: STGM writes the tags of one aligned block of this page.
+                // SAFETY: as above.
                 unsafe { core::arch::asm!("stgm {v}, [{a}]", v = in(reg) word, a = in(reg) a, options(nostack)) };
             }
         }
