@@ -746,6 +746,11 @@ fn tag_storage_memory_use() -> TestResult {
         expect_page(&t, a, p, "raw page after swap-in")?;
         expect_tags(&w, c + p * PAGE, runs(p), &format!("inline page {p} after swap-in"))?;
     }
+    for (x, at) in [(&t, a), (&u, b), (&w, c)] {
+        must(x.munmap(at, 8 * PAGE), "munmap")?;
+    }
+    let end = mteswap::stats();
+    ensure_eq!((end.entries, end.bytes), (0, 0), "entries and bytes once every page is unmapped (empty leaves freed)");
     s.finish()
 }
 kernel_test!(swap, tag_storage_memory_use, ramdisk);
