@@ -51,14 +51,14 @@ linux() {
     echo
 }
 for b in "${benches[@]}"; do
-    args=(--memory 1536M --smp 1 --timeout 1200 --bench "$b")
+    args=(--memory 3G --smp 1 --timeout 1200 --bench "$b")
     echo "== $b: deterministic counts (-icount shift=0; times are virtual) =="
-    ./qemu-run.sh "${args[@]}" "${install[@]}" --icount -- ramdisk=300M
+    ./qemu-run.sh "${args[@]}" "${install[@]}" --icount -- ramdisk=1100M
     install=(--no-install)
     echo
     if [ "$vs_linux" = 1 ]; then linux "$b" 1; fi
     echo "== $b: real time (no icount; instruction counts read 0) =="
-    ./qemu-run.sh "${args[@]}" --no-install -- ramdisk=300M
+    ./qemu-run.sh "${args[@]}" --no-install -- ramdisk=1100M
     echo
     if [ "$vs_linux" = 1 ]; then linux "$b" 0; fi
 done

@@ -1,5 +1,5 @@
 //! The swap benchmark: swap-out (MADV_PAGEOUT) and swap-in (EL0 faults)
-//! of tagged pages at 1K, 16K and 64K pages, the cost of saving and
+//! of tagged pages at 1K, 16K, 64K and 256K pages, the cost of saving and
 //! restoring one page's tags, and tag storage per swapped page, with the
 //! Linux figures measured in the same QEMU (shared/spec/platform-notes.md)
 //! beside ours.
@@ -14,7 +14,7 @@ use crate::println;
 use crate::task::Task;
 
 const PAGE: usize = crate::arch::mmu::PAGE_SIZE;
-const SIZES: [usize; 3] = [1024, 16 * 1024, 64 * 1024];
+const SIZES: [usize; 4] = [1024, 16 * 1024, 64 * 1024, 256 * 1024];
 
 fn tag_pattern(p: usize) -> [u8; 128] {
     core::array::from_fn(|i| (((p + i) % 15 + 1) as u8) | ((((p + 3 * i) % 15 + 1) as u8) << 4))
