@@ -140,6 +140,18 @@ script_errors() {
 step scripts-errors-name-file-and-line script_errors
 # The fuzzer's CI budget (README gives the long-run command).
 suite fuzz-200-programs --smp 2 --fuzz 1:200
+# A panic the kernel cannot minimise itself: the host-side minimiser takes
+# program 1 (which has an mprotect) with the interpreter made to panic on
+# mprotect, and must end with a short script that still panics there.
+fuzz_minimise() {
+    local out="$logs/fuzz-minimise-repro.txt"
+    scripts/fuzz-minimise.py 1 --out "$out" -- knob=script:fail_on_mprotect=1 || return 1
+    grep -q "^# program seed 1, minimised by scripts/fuzz-minimise.py: panic at src/script/run.rs:" "$out" || { echo "no panic location in $out"; return 1; }
+    local n; n=$(grep -vc '^#' "$out")
+    [ "$n" -le 4 ] || { echo "the repro kept $n lines"; return 1; }
+    grep -q ": mprotect " "$out" || { echo "the repro lost the mprotect"; return 1; }
+}
+step fuzz-minimise-a-panic fuzz_minimise
 # Fault-injection sweeps (on request, so not in the runs above): each key
 # scenario with the Nth call of each fault attribute failing in turn.
 suite sweep-smp2 --smp 2 sweep

@@ -69,6 +69,7 @@ missing=()
 command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
 command -v prove >/dev/null 2>&1 || missing+=(perl)
 command -v dtc >/dev/null 2>&1 || missing+=(device-tree-compiler)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)   # scripts/fuzz-minimise.py
 # The firmware test-all.sh boots the Image through: EDK2 (AAVMF), U-Boot and
 # its mkenvimage.
 [ -f /usr/share/AAVMF/AAVMF_CODE.fd ] || missing+=(qemu-efi-aarch64)
@@ -95,7 +96,7 @@ if [ ${#missing[@]} -gt 0 ]; then
         $SUDO apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-        echo "install-prereqs: no apt-get to install ${missing[*]} (test-all.sh needs xmllint, prove, dtc, EDK2, U-Boot and mkenvimage)" >&2
+        echo "install-prereqs: no apt-get to install ${missing[*]} (test-all.sh needs xmllint, prove, dtc, python3, EDK2, U-Boot and mkenvimage)" >&2
     fi
 fi
 

@@ -31,6 +31,8 @@
 //!   fuzz=SEED:COUNT            the fuzzer's seed and number of programs
 //!                              (fuzz::random_programs; default 1:4; the
 //!                              seed decimal or 0x hex)
+//!   knob=NAME=VALUE            a test knob's value for the whole run
+//!                              (list-knobs names them; repeatable)
 //! Words a bootloader adds for Linux (console=, earlycon=, root=, rw, quiet,
 //! loglevel=, ...; see LINUX_WORDS) are accepted and ignored, and listed
 //! in `ignored` so the kernel can say so. Any other unknown word is an
@@ -82,6 +84,8 @@ pub struct Cmdline {
     pub soak_passes: u32,
     /// `fuzz=SEED:COUNT`.
     pub fuzz: Option<(u64, u64)>,
+    /// `knob=NAME=VALUE` words, in order (the names are checked at boot).
+    pub knobs: Vec<(String, u64)>,
 }
 
 /// Linux command-line words that bootloaders and board farms add (with or
@@ -244,6 +248,7 @@ impl Default for Cmdline {
             watchdog_s: None,
             soak_passes: 1,
             fuzz: None,
+            knobs: Vec::new(),
         }
     }
 }
@@ -310,6 +315,16 @@ pub fn parse(s: &str) -> Result<Cmdline, String> {
                     _ => return Err(alloc::format!("fuzz= wants SEED:COUNT with COUNT above 0, not '{v}'")),
                 }
             }
+            ("knob", Some(v)) => {
+                let num = |s: &str| match s.strip_prefix("0x") {
+                    Some(h) => u64::from_str_radix(h, 16).ok(),
+                    None => s.parse::<u64>().ok(),
+                };
+                match v.split_once('=').map(|(n, x)| (n, num(x))) {
+                    Some((name, Some(x))) if !name.is_empty() => c.knobs.push((String::from(name), x)),
+                    _ => return Err(alloc::format!("knob= wants NAME=VALUE with a number, not '{v}'")),
+                }
+            }
             ("soak", Some(v)) => match v.parse::<u32>() {
                 Ok(n) if n > 0 => c.soak_passes = n,
                 _ => return Err(alloc::format!("soak= wants a number of passes above 0, not '{v}'")),
@@ -339,6 +354,15 @@ mod tests {
         assert!(parse("report=junit").unwrap_err().contains("report= wants lava"));
         assert!(parse("watchdog=0").unwrap_err().contains("above 0"));
         assert!(parse("watchdog=soon").unwrap_err().contains("'soon'"));
+    }
+
+    #[test]
+    fn knob_words() {
+        let c = parse("knob=script:fail_on_mprotect=1 knob=swap:slot_limit=0x10").unwrap();
+        assert_eq!(c.knobs, [(String::from("script:fail_on_mprotect"), 1), (String::from("swap:slot_limit"), 16)]);
+        assert!(parse("knob=x").unwrap_err().contains("NAME=VALUE"));
+        assert!(parse("knob==1").is_err());
+        assert!(parse("knob=a=b").is_err());
     }
 
     #[test]

@@ -203,6 +203,12 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64, entry_el: u64, x1: u64, x2
         testhooks::knobs::FUZZ_SEED.set_boot_default(seed);
         testhooks::knobs::FUZZ_COUNT.set_boot_default(count);
     }
+    for (name, v) in &cmd.knobs {
+        match testhooks::knobs::ALL.iter().find(|k| k.name == name.as_str()) {
+            Some(k) => k.set_boot_default(*v),
+            None => fatal(&alloc::format!("knob={name}=...: no such knob (list-knobs names them)")),
+        }
+    }
     if cmd.ramdisk > 0 {
         let frames = (cmd.ramdisk / mmu::PAGE_SIZE as u64) as usize;
         match mm::frames::alloc_zeroed(frames, 1) {

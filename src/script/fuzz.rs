@@ -49,8 +49,13 @@ impl Rng {
     }
 }
 
+/// The seed of program `i` of a run from `seed`: the first is `seed`
+/// itself, so `--fuzz P:1` reruns program P.
 pub fn program_seed(seed: u64, i: u64) -> u64 {
-    Rng::new(seed ^ i.wrapping_mul(0xA24B_AED4_963E_E407)).next()
+    match i {
+        0 => seed,
+        _ => Rng::new(seed ^ i.wrapping_mul(0xA24B_AED4_963E_E407)).next(),
+    }
 }
 
 /// What the generator may use.
@@ -316,7 +321,9 @@ static RUNNING: AtomicU64 = AtomicU64::new(0);
 pub fn note_panic() {
     let seed = RUNNING.load(Ordering::Acquire);
     if seed != 0 {
-        crate::println!("fuzz: the panic came in program seed {seed:#x}; `./qemu-run.sh --fuzz {seed:#x}:1` reruns it");
+        crate::println!(
+            "fuzz: the panic came in program seed {seed:#x}; `./qemu-run.sh --fuzz {seed:#x}:1 fuzz::random_programs` reruns it, `scripts/fuzz-minimise.py {seed:#x}` minimises it"
+        );
     }
 }
 
@@ -358,6 +365,20 @@ fn random_programs() -> TestResult {
     let mut ops = 0;
     for i in 0..count {
         let s = program_seed(seed, i);
+        if count == 1 {
+            // A rerun of one program: its text first, so a panic or a hang,
+            // which the kernel cannot minimise, still leaves the program
+            // behind for scripts/fuzz-minimise.py.
+            crate::println!("fuzz: program seed {s:#x}:");
+            crate::println!("--- program.txt");
+            for line in super::lang::unparse_all(&generate(s, o).stmts) {
+                crate::println!("{line}");
+            }
+            crate::println!("--- end");
+        } else {
+            // One short line a program: after a hang the last one names it.
+            crate::println!("fuzz: program {i} seed {s:#x}");
+        }
         ops += run_one(s, o).map_err(Verdict::Fail)?;
         if (i + 1) % 50 == 0 {
             crate::println!("fuzz: {} programs, {ops} operations", i + 1);

@@ -499,7 +499,16 @@ fn call(
             plain(errno_of(r))
         }
         Op::Munmap(_) => plain(sys(t.munmap(addr, len))?),
-        Op::Mprotect(_, p) => plain(sys(t.mprotect(addr, len, prot_bits(*p)))?),
+        Op::Mprotect(_, p) => {
+            match knobs::SCRIPT_FAIL_ON_MPROTECT.get() {
+                0 => {}
+                1 => panic!("script:fail_on_mprotect=1: a deliberate panic"),
+                _ => loop {
+                    crate::arch::cpu::spin_hint(); // script:fail_on_mprotect=2: a deliberate hang
+                },
+            }
+            plain(sys(t.mprotect(addr, len, prot_bits(*p)))?)
+        }
         Op::Madvise(_, a) => {
             use super::lang::Advice::*;
             let advice = match a {

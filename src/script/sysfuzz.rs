@@ -330,7 +330,13 @@ fn syscall_arguments() -> TestResult {
         }
     }
     crate::println!("SYSFUZZ: calls={calls} errors={failed_ok} ok={} fresh-tasks={respawns}", calls - failed_ok);
-    s.finish()
+    let ended = s.finish();
+    // A random swapon that succeeded and was never undone by a random
+    // swapoff: the device goes off as the test found it.
+    if crate::mm::swapfile::swap_info(0).is_some() {
+        crate::mm::swap::swapoff(0).map_err(|e| Verdict::Fail(format!("swapoff after the calls: {e}")))?;
+    }
+    ended
 }
 // No limit of its own: the runner's, which qemu-run.sh --fuzz scales with COUNT.
 crate::kernel_test!(fuzz, syscall_arguments);

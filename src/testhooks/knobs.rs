@@ -188,6 +188,15 @@ pub static FUZZ_SEED: Knob = Knob::new(
     1,
 );
 
+/// For testing the fuzzer's tools (scripts/fuzz-minimise.py) on a failure
+/// the kernel cannot report itself: the interpreter panics on purpose.
+pub static SCRIPT_FAIL_ON_MPROTECT: Knob = Knob::new(
+    "script:fail_on_mprotect",
+    "script::run (an mprotect statement)",
+    "1: the script interpreter panics when it runs an mprotect statement, 2: it hangs there (deliberate)",
+    0,
+);
+
 pub static FUZZ_COUNT: Knob = Knob::new(
     "fuzz:count",
     "script::fuzz::random_programs (the fuzz=SEED:COUNT word sets it at boot)",
@@ -219,6 +228,7 @@ pub static ALL: &[&Knob] = &[
     &SOAK_FLIP_PA,
     &FUZZ_SEED,
     &FUZZ_COUNT,
+    &SCRIPT_FAIL_ON_MPROTECT,
 ];
 
 /// Every knob back to its default; the names of those that were not.
