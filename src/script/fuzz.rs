@@ -151,7 +151,8 @@ impl Gen {
                 7 | 8 => Prot { read: true, write: true, mte: false },
                 _ => Prot { read: true, write: false, mte: true },
             };
-            self.op(task, Op::Mmap { range: name, pages, prot });
+            let populate = self.rng.chance(20);
+            self.op(task, Op::Mmap { range: name, pages, prot, populate });
             return;
         }
         let (range, len, prot, registered) = self.rng.pick(&ranges).clone();

@@ -144,6 +144,9 @@ pub enum Op {
         range: String,
         pages: u32,
         prot: Prot,
+        /// MAP_POPULATE: every page faulted in at once, as a first write
+        /// (or, read-only, a first read) would.
+        populate: bool,
     },
     Munmap(Sel),
     Mprotect(Sel, Prot),
@@ -343,14 +346,22 @@ fn parse_op(w: &[&str]) -> Result<Op, String> {
     let Some(&verb) = w.first() else { return Err(String::from("an operation is missing after ':'")) };
     Ok(match verb {
         "mmap" => {
-            const U: &str = "mmap RANGE PAGES [prot=none|r|rw[,mte]]";
+            const U: &str = "mmap RANGE PAGES [prot=none|r|rw[,mte]] [flags=populate]";
             want(w, 3, U)?;
             let (range, pages) = (name(w[1], "range")?, small(w[2], "pages")?);
-            let mut prot = Prot { read: true, write: true, mte: true };
-            for (_, v) in options(&w[3..], &["prot"])? {
-                prot = Prot::parse(v).ok_or_else(|| format!("'{v}' is not a protection ({U})"))?;
+            let (mut prot, mut populate) = (Prot { read: true, write: true, mte: true }, false);
+            for (k, v) in options(&w[3..], &["prot", "flags"])? {
+                match k {
+                    "prot" => prot = Prot::parse(v).ok_or_else(|| format!("'{v}' is not a protection ({U})"))?,
+                    _ if v == "populate" => populate = true,
+                    _ => {
+                        return Err(format!(
+                            "'{v}' is not a flag here: populate is (MAP_PRIVATE | MAP_ANONYMOUS always)"
+                        ))
+                    }
+                }
             }
-            Op::Mmap { range, pages, prot }
+            Op::Mmap { range, pages, prot, populate }
         }
         "munmap" => {
             exact(w, 2, "munmap SEL")?;
@@ -536,7 +547,9 @@ pub fn unparse(s: &Stmt) -> String {
         Kind::Op { op, .. } => op,
     };
     let body = match op {
-        Op::Mmap { range, pages, prot } => format!("mmap {range} {pages} prot={prot}"),
+        Op::Mmap { range, pages, prot, populate } => {
+            format!("mmap {range} {pages} prot={prot}{}", if *populate { " flags=populate" } else { "" })
+        }
         Op::Munmap(s) => format!("munmap {s}"),
         Op::Mprotect(s, p) => format!("mprotect {s} {p}"),
         Op::Madvise(s, a) => format!("madvise {s} {}", a.name()),
@@ -623,12 +636,13 @@ mod tests {
         assert!(parse("b", "A: write r tag=16").unwrap_err().msg.contains("0-15"));
         assert!(parse("b", "A: mmap r 1 prot=rwx").is_err());
         assert!(parse("b", "A: mmap r 1 size=2").unwrap_err().msg.contains("unknown option"));
+        assert!(parse("b", "A: mmap r 1 flags=shared").unwrap_err().msg.contains("populate is"));
         assert!(parse("b", "}").is_err());
     }
 
     #[test]
     fn unparse_round_trips() {
-        let text = "task A\nA: mmap r 4 prot=r,mte\nA: write r[1..3] seed=9 tag=2+\nA: madvise r pageout\n\
+        let text = "task A\nA: mmap r 4 prot=r,mte\nA: mmap p 2 prot=rw flags=populate\nA: write r[1..3] seed=9 tag=2+\nA: madvise r pageout\n\
                     A: check r[2]\nA: fork B\nB: uffd register r[2..] missing,wp\nB: uffd move r[3] r[0] => EEXIST\n\
                     B: uffd wp r off\nB: exit\nswapoff\nthp madvise";
         let s = parse("f", text).unwrap();

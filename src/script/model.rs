@@ -233,7 +233,7 @@ impl Model {
     pub fn apply(&mut self, t: &str, op: &Op, line: u32) -> Result<Plan, String> {
         self.task(t)?;
         match op {
-            Op::Mmap { range, pages, prot } => {
+            Op::Mmap { range, pages, prot, populate } => {
                 if self.task(t)?.ranges.contains_key(range) {
                     return Err(format!("task {t} has a range '{range}' already"));
                 }
@@ -246,7 +246,17 @@ impl Model {
                 if *pages > 512 {
                     return Err(format!("a range is at most 512 pages (one PMD), not {pages}"));
                 }
-                let r = RangeM { base, pages: alloc::vec![PageM::empty(*prot); *pages as usize], table: false };
+                let mut r = RangeM { base, pages: alloc::vec![PageM::empty(*prot); *pages as usize], table: false };
+                // __mm_populate: a write fault per page of a writable private
+                // mapping (a zeroed page of its own, tags 0), else a read
+                // fault (the zero page); nothing without access.
+                if *populate && (prot.read || prot.write) {
+                    for p in &mut r.pages {
+                        p.pop = if prot.write { Pop::Page } else { Pop::Zero };
+                        p.exclusive = prot.write;
+                    }
+                    r.table = true;
+                }
                 self.task_mut(t)?.ranges.insert(range.clone(), r);
                 Ok(Plan::Call { addr: base, pages: *pages, src: None, want: Want::Ok })
             }

@@ -489,8 +489,9 @@ fn call(
         }
     };
     match op {
-        Op::Mmap { prot, .. } => {
-            let r = sys(t.mmap(addr, len, prot_bits(*prot), MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0))?;
+        Op::Mmap { prot, populate, .. } => {
+            let flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | if *populate { MAP_POPULATE } else { 0 };
+            let r = sys(t.mmap(addr, len, prot_bits(*prot), flags, -1, 0))?;
             if let Ok(a) = r {
                 if a != addr {
                     return Err(format!("mmap placed the range at {a:#x}, not at {addr:#x}"));
