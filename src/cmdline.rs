@@ -218,6 +218,14 @@ pub enum Bench {
 pub const DEFAULT_RAMDISK: u64 = 32 << 20;
 
 /// `123`, `64K`, `32M`, `1G`: a size in bytes, a whole number of pages.
+/// A number in decimal or 0x hex (a seed, a knob's value).
+fn parse_number(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => s.parse::<u64>().ok(),
+    }
+}
+
 fn parse_size(v: &str) -> Option<u64> {
     let (num, shift) = match v.as_bytes().last()? {
         b'K' | b'k' => (&v[..v.len() - 1], 10),
@@ -305,26 +313,14 @@ pub fn parse(s: &str) -> Result<Cmdline, String> {
             ("bench", Some(v)) => {
                 return Err(alloc::format!("unknown benchmark '{v}' in '{word}' (known: swap, uffd, thp, collapse)"))
             }
-            ("fuzz", Some(v)) => {
-                let num = |s: &str| match s.strip_prefix("0x") {
-                    Some(h) => u64::from_str_radix(h, 16).ok(),
-                    None => s.parse::<u64>().ok(),
-                };
-                match v.split_once(':').map(|(a, b)| (num(a), num(b))) {
-                    Some((Some(seed), Some(count))) if count > 0 => c.fuzz = Some((seed, count)),
-                    _ => return Err(alloc::format!("fuzz= wants SEED:COUNT with COUNT above 0, not '{v}'")),
-                }
-            }
-            ("knob", Some(v)) => {
-                let num = |s: &str| match s.strip_prefix("0x") {
-                    Some(h) => u64::from_str_radix(h, 16).ok(),
-                    None => s.parse::<u64>().ok(),
-                };
-                match v.split_once('=').map(|(n, x)| (n, num(x))) {
-                    Some((name, Some(x))) if !name.is_empty() => c.knobs.push((String::from(name), x)),
-                    _ => return Err(alloc::format!("knob= wants NAME=VALUE with a number, not '{v}'")),
-                }
-            }
+            ("fuzz", Some(v)) => match v.split_once(':').map(|(a, b)| (parse_number(a), parse_number(b))) {
+                Some((Some(seed), Some(count))) if count > 0 => c.fuzz = Some((seed, count)),
+                _ => return Err(alloc::format!("fuzz= wants SEED:COUNT with COUNT above 0, not '{v}'")),
+            },
+            ("knob", Some(v)) => match v.split_once('=').map(|(n, x)| (n, parse_number(x))) {
+                Some((name, Some(x))) if !name.is_empty() => c.knobs.push((String::from(name), x)),
+                _ => return Err(alloc::format!("knob= wants NAME=VALUE with a number, not '{v}'")),
+            },
             ("soak", Some(v)) => match v.parse::<u32>() {
                 Ok(n) if n > 0 => c.soak_passes = n,
                 _ => return Err(alloc::format!("soak= wants a number of passes above 0, not '{v}'")),

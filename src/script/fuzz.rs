@@ -328,9 +328,20 @@ pub fn note_panic() {
     }
 }
 
-/// Runs program `seed`; a failure is minimised and printed.
-pub fn run_one(seed: u64, o: Options) -> Result<usize, String> {
+/// Runs program `seed`; a failure is minimised and printed. With `show`,
+/// the program is printed first: a panic or a hang, which the kernel
+/// cannot minimise, then still leaves it behind for
+/// scripts/fuzz-minimise.py.
+pub fn run_one(seed: u64, o: Options, show: bool) -> Result<usize, String> {
     let s = generate(seed, o);
+    if show {
+        crate::println!("fuzz: program seed {seed:#x}:");
+        crate::println!("--- program.txt");
+        for line in super::lang::unparse_all(&s.stmts) {
+            crate::println!("{line}");
+        }
+        crate::println!("--- end");
+    }
     RUNNING.store(seed, Ordering::Release);
     let r = execute(&s, 8);
     RUNNING.store(0, Ordering::Release);
@@ -366,21 +377,12 @@ fn random_programs() -> TestResult {
     let mut ops = 0;
     for i in 0..count {
         let s = program_seed(seed, i);
-        if count == 1 {
-            // A rerun of one program: its text first, so a panic or a hang,
-            // which the kernel cannot minimise, still leaves the program
-            // behind for scripts/fuzz-minimise.py.
-            crate::println!("fuzz: program seed {s:#x}:");
-            crate::println!("--- program.txt");
-            for line in super::lang::unparse_all(&generate(s, o).stmts) {
-                crate::println!("{line}");
-            }
-            crate::println!("--- end");
-        } else {
-            // One short line a program: after a hang the last one names it.
+        // A rerun of one program shows it; in a longer run one short line
+        // a program names the one a hang stopped in.
+        if count > 1 {
             crate::println!("fuzz: program {i} seed {s:#x}");
         }
-        ops += run_one(s, o).map_err(Verdict::Fail)?;
+        ops += run_one(s, o, count == 1).map_err(Verdict::Fail)?;
         if (i + 1) % 50 == 0 {
             crate::println!("fuzz: {} programs, {ops} operations", i + 1);
         }
