@@ -179,6 +179,11 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64, entry_el: u64, x1: u64, x2
         image_pa,
         dtb_pa
     );
+    defmt::info!(
+        "cpu: MTE level {=u64}, TLB range invalidation (FEAT_TLBIRANGE) {=str}",
+        arch::mte::version(),
+        if arch::mmu::tlb::has_range() { "yes" } else { "no" }
+    );
 
     if (x1, x2, x3) != (0, 0, 0) {
         // booting.rst reserves them for future use; a loader that sets them

@@ -269,6 +269,7 @@ impl Drop for MmStruct {
         assert!(self.mmap_lock.get_mut().vmas.is_empty(), "mm {} dropped with VMAs", self.id);
         self.pgtables.free_all();
         mmu::tlb::flush_asid(self.asid);
+        mmu::tlb::reset_asid(self.asid);
     }
 }
 

@@ -11,8 +11,9 @@
 
 use super::folio::{pfn_to_page, PG_TABLE};
 use super::frames;
+use super::mmu_gather::{flush_tlb_page, flush_tlb_range, MmuGather};
 use super::pte::{pmd_t, pmd_trans_huge, pte_t, pte_valid, PTE_TYPE_PAGE};
-use crate::arch::mmu::{tlb, PAGE_MASK, PAGE_SIZE, PTRS_PER_PTE};
+use crate::arch::mmu::{PAGE_MASK, PAGE_SIZE, PMD_MASK, PMD_SIZE, PTRS_PER_PTE};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use spin::MutexGuard;
 
@@ -55,20 +56,22 @@ fn pmd_ptl(e: &AtomicU64) -> &'static spin::Mutex<()> {
     &pfn_to_page(holder / PAGE_SIZE as u64).ptl
 }
 
-/// A level-2 entry whose lock the caller holds.
-struct PmdEntry(&'static AtomicU64);
+/// A level-2 entry whose lock the caller holds, for the 2 MiB at `.1`.
+struct PmdEntry(&'static AtomicU64, usize);
 
 impl PmdEntry {
     fn get(&self) -> pmd_t {
         pmd_t(self.0.load(Ordering::Acquire))
     }
 
-    /// set_pmd_at: break-before-make over a valid entry, then `new`.
+    /// set_pmd_at: break-before-make over a valid entry (a block or a
+    /// table: the range invalidation takes the walk caches too), then `new`.
     fn set(&self, new: pmd_t, asid: u16) {
         if self.get().0 & 1 != 0 {
             self.0.store(0, Ordering::Release);
             crate::arch::mmu::publish_descriptors();
-            tlb::flush_asid(asid);
+            let start = self.1 & PMD_MASK;
+            flush_tlb_range(asid, start, start + PMD_SIZE);
         }
         self.0.store(new.0, Ordering::Release);
         crate::arch::mmu::publish_descriptors();
@@ -84,12 +87,12 @@ pub struct PmdLocked {
 
 impl PmdLocked {
     pub fn get(&self) -> pmd_t {
-        PmdEntry(self.entry).get()
+        PmdEntry(self.entry, self.addr).get()
     }
 
     /// set_pmd_at: break-before-make over a valid entry, then `new`.
     pub fn set(&self, new: pmd_t, asid: u16) {
-        PmdEntry(self.entry).set(new, asid)
+        PmdEntry(self.entry, self.addr).set(new, asid)
     }
 }
 
@@ -119,13 +122,13 @@ impl PteTable {
     }
 
     /// Writes a pte. Replacing a valid pte goes through an invalid one and a
-    /// TLB flush on every CPU first (break-before-make).
+    /// TLB flush on every CPU that ran the mm first (break-before-make).
     pub fn set(&self, addr: usize, new: pte_t, asid: u16) {
         let e = entry(self.table, index(addr, 3));
         let old = pte_t(e.load(Ordering::Acquire));
         if pte_valid(old) {
             e.store(0, Ordering::Release);
-            tlb::flush_va(addr, asid);
+            flush_tlb_page(asid, addr);
         }
         e.store(new.0, Ordering::Release);
         crate::arch::mmu::publish_descriptors();
@@ -135,6 +138,17 @@ impl PteTable {
     pub fn clear(&self, addr: usize, asid: u16) -> pte_t {
         let old = self.get(addr);
         self.set(addr, pte_t(0), asid);
+        old
+    }
+
+    /// ptep_get_and_clear with the flush left to `tlb` (zap's batching):
+    /// until `tlb` flushes, other CPUs may still reach the old page.
+    pub fn clear_gathered(&self, addr: usize, tlb: &mut MmuGather) -> pte_t {
+        let e = entry(self.table, index(addr, 3));
+        let old = pte_t(e.swap(0, Ordering::AcqRel));
+        if pte_valid(old) {
+            tlb.add_range(addr, PAGE_SIZE);
+        }
         old
     }
 }
@@ -180,7 +194,7 @@ impl PgTables {
     /// new table there before `pmd_populate` or a huge PMD replaces it.
     pub fn collapse_detach(&self, addr: usize) -> Option<u64> {
         let e = self.entry_at_level(addr, 2, false).ok()??;
-        let locked = PmdEntry(e);
+        let locked = PmdEntry(e, addr);
         let _ptl = pmd_ptl(e).lock();
         let d = locked.get().0;
         if d & TABLE != TABLE {
@@ -230,7 +244,7 @@ impl PgTables {
                 (sp.lock(), Some(d))
             }
         };
-        let sl = PmdEntry(se);
+        let sl = PmdEntry(se, s);
         if sl.get() != expect {
             return Err(EAGAIN);
         }
@@ -239,7 +253,7 @@ impl PgTables {
         }
         let new = check()?;
         sl.set(pmd_t(0), self.asid);
-        PmdEntry(de).set(new, self.asid);
+        PmdEntry(de, d).set(new, self.asid);
         let mut dep = self.deposited.lock();
         let t = dep.remove(&(s & crate::arch::mmu::PMD_MASK)).expect("a huge PMD without a deposit");
         dep.insert(d & crate::arch::mmu::PMD_MASK, t);
@@ -366,7 +380,7 @@ impl PgTables {
         }
         s.store(0, Ordering::Release);
         crate::arch::mmu::publish_descriptors();
-        tlb::flush_asid(asid);
+        flush_tlb_range(asid, src, src + PMD_SIZE);
         Ok(true)
     }
 

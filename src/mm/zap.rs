@@ -3,22 +3,25 @@
 
 use super::folio::{Folio, PG_DIRTY, PG_SWAPCACHE};
 use super::mm_types::{MmMap, MmStruct, MM_ANONPAGES, MM_FILEPAGES, MM_SWAPENTS};
+use super::mmu_gather::MmuGather;
 use super::pte::{is_swap_pte, non_swap_entry, pte_dirty, pte_pfn, pte_present, pte_special, pte_to_swp_entry};
 use super::rmap::folio_remove_rmap_pte;
 use crate::arch::mmu::PAGE_SIZE;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-/// Clears every pte of `[start, end)` and drops what they held.
+/// Clears every pte of `[start, end)` and drops what they held: one TLB
+/// invalidation for the whole range, and the pages freed after it.
 pub fn zap_page_range(mm: &MmStruct, start: usize, end: usize) {
     super::huge_memory::zap_or_split_huge_pmds(mm, start, end);
+    let mut tlb = MmuGather::new(mm.asid);
     // One pte table (up to 2 MiB) at a time, under its lock; ranges with
     // no table are skipped without a look.
     mm.pgtables.for_each_locked_table(start, end, |pt, lo, hi| {
         for a in (lo..hi).step_by(PAGE_SIZE) {
             let pte = pt.get(a);
             if pte_present(pte) {
-                pt.clear(a, mm.asid);
+                pt.clear_gathered(a, &mut tlb);
                 if !pte_special(pte) {
                     let folio = Folio::from_counted(pte_pfn(pte)); // the pte's reference
                     if pte_dirty(pte) && !folio.is_anon() {
@@ -27,9 +30,10 @@ pub fn zap_page_range(mm: &MmStruct, start: usize, end: usize) {
                     folio_remove_rmap_pte(&folio);
                     mm.add_rss(if folio.is_anon() { MM_ANONPAGES } else { MM_FILEPAGES }, -1);
                     free_swap_cache(&folio);
+                    tlb.remove_folio(folio);
                 }
             } else if is_swap_pte(pte) {
-                pt.clear(a, mm.asid);
+                pt.clear_gathered(a, &mut tlb);
                 // Markers, migration and hwpoison entries hold nothing.
                 let entry = pte_to_swp_entry(pte);
                 if !non_swap_entry(entry) {
@@ -39,6 +43,7 @@ pub fn zap_page_range(mm: &MmStruct, start: usize, end: usize) {
             }
         }
     });
+    tlb.flush();
 }
 
 /// free_swap_cache: an unmapped swap-cache folio whose slot no swap pte

@@ -16,6 +16,7 @@ use crate::mm::rmap::rmap_walk;
 use crate::mm::uffd_uapi::{UffdioApi, Words};
 use crate::task::agent::{fill_byte, fnv, SegvKind, Signal};
 use crate::task::syscall::*;
+use crate::task::usys::SysResult;
 use crate::task::Task;
 use crate::{ensure, ensure_eq, fail, kernel_test, smp};
 use alloc::format;
@@ -762,19 +763,37 @@ fn huge_untouched_vma_costs_what_is_mapped() -> TestResult {
 }
 kernel_test!(mm, huge_untouched_vma_costs_what_is_mapped);
 
-/// A CPU that keeps storing to a page in one EL0 entry (its ASID live, the
-/// translation in its TLB) while another CPU's mprotect(PROT_READ) makes
-/// the pte read-only: the TLB invalidation must reach it, so a store after
-/// the write-protection faults (SEGV_ACCERR) instead of going through a
-/// stale writable translation.
-fn write_after_mprotect_read_only_faults_on_a_running_cpu() -> TestResult {
+/// How a CPU's stores must end once another CPU's operation took its
+/// page away.
+struct StaleWrite {
+    what: &'static str,
+    /// Pages mapped; CPU 1 stores to the page at `target`.
+    pages: usize,
+    target: usize,
+    op: fn(&Task, usize, usize) -> SysResult<()>,
+    kind: SegvKind,
+}
+
+/// CPU 1 keeps storing to a page in one EL0 entry (its ASID live, the
+/// translation in its TLB) while CPU 0's `op` changes the ptes: the TLB
+/// invalidation must reach CPU 1, so its first store after `op` returned
+/// faults with `kind`. The outer error is the harness failing; the inner
+/// one is the verdict on the kernel.
+fn stale_write(w: &StaleWrite) -> Result<TestResult, Verdict> {
     let mut s = Scenario::new();
     let t = s.spawn()?;
-    let a = mmap(&t, 0, PAGE, RW, ANON, -1)?;
+    let len = w.pages * PAGE;
+    let base = mmap(&t, 0, len, RW, ANON, -1)?;
+    let a = base + w.target * PAGE;
     let control = mmap(&t, 0, PAGE, RW, ANON, -1)?;
+    // Every page present, so the invalidation covers the whole range.
+    ok(t.fill(base, len, 1), "write the pages")?;
     ok(t.store(a, 0), "write the target")?;
     ok(t.store(control, 0), "write the control word")?;
     let (target_pfn, control_pfn) = (pte_pfn(pte_of(&t, a)), pte_pfn(pte_of(&t, control)));
+    // Our own reference: even a wrong kernel that frees the page early
+    // leaves CPU 1 writing into this frame, not into a reused one.
+    let hold = crate::mm::folio::Folio::get(target_pfn);
     let tt = t.clone();
     let job = on_cpu(1, "CPU 1's store loop", move || tt.store_until(a, control))?;
     let stop = crate::mm::folio::frame_word(control_pfn, 0);
@@ -789,24 +808,169 @@ fn write_after_mprotect_read_only_faults_on_a_running_cpu() -> TestResult {
         }
         core::hint::spin_loop();
     }
-    let r = t.mprotect(a, PAGE, PROT_READ);
-    let at_protect = target.load(Ordering::Acquire);
+    let r = (w.op)(&t, base, len);
+    let at_op = target.load(Ordering::Acquire);
     stop.store(1, Ordering::Release);
     let last = job.join()?;
-    r?.map_err(|e| verdict("mprotect", e))?;
-    match last {
-        Err(Signal::Segv { kind: SegvKind::AccErr, addr }) if addr as usize & !0xfff == a => {}
-        Ok(v) => fail!(
-            "CPU 1 kept writing through a stale writable translation after mprotect(PROT_READ): \
-             its last store ({v}) succeeded, the target read {at_protect} when mprotect returned"
-        ),
-        other => fail!("CPU 1's store loop: expected SIGSEGV SEGV_ACCERR at {a:#x}, got {other:?}"),
+    r?.map_err(|e| verdict(w.what, e))?;
+    let verdict = match last {
+        Err(Signal::Segv { kind, addr }) if kind == w.kind && addr as usize & !0xfff == a => {
+            let after = target.load(Ordering::Acquire);
+            if after > at_op {
+                Err(Verdict::Fail(format!(
+                    "the target changed after {} returned: {at_op} then {after} (a stale translation)",
+                    w.what
+                )))
+            } else {
+                Ok(())
+            }
+        }
+        Ok(v) => Err(Verdict::Fail(format!(
+            "CPU 1 kept writing through a stale translation after {}: its last store ({v}) succeeded, \
+             the target read {at_op} when it returned",
+            w.what
+        ))),
+        other => {
+            Err(Verdict::Fail(format!("CPU 1's store loop: expected SIGSEGV {:?} at {a:#x}, got {other:?}", w.kind)))
+        }
+    };
+    drop(hold);
+    if verdict.is_ok() {
+        s.finish()?;
     }
-    let after = target.load(Ordering::Acquire);
-    ensure!(after <= at_protect, "the target changed after mprotect returned: {at_protect} then {after}");
-    s.finish()
+    Ok(verdict)
+}
+
+const MPROTECT_READ_ONLY: StaleWrite = StaleWrite {
+    what: "mprotect(PROT_READ)",
+    pages: 1,
+    target: 0,
+    op: |t, a, len| t.mprotect(a, len, PROT_READ),
+    kind: SegvKind::AccErr,
+};
+
+/// The page CPU 1 writes sits in the second range operation of the
+/// invalidation (100 pages: 64, then 36).
+const MUNMAP_100_PAGES: StaleWrite = StaleWrite {
+    what: "munmap of 100 pages",
+    pages: 100,
+    target: 77,
+    op: |t, a, len| t.munmap(a, len),
+    kind: SegvKind::MapErr,
+};
+
+/// A store on a running CPU after mprotect(PROT_READ) faults (SEGV_ACCERR)
+/// instead of going through a stale writable translation.
+fn write_after_mprotect_read_only_faults_on_a_running_cpu() -> TestResult {
+    stale_write(&MPROTECT_READ_ONLY)?
 }
 kernel_test!(mm, write_after_mprotect_read_only_faults_on_a_running_cpu, cpus = 2);
+
+/// A store on a running CPU after munmap faults (SEGV_MAPERR): munmap's
+/// one batched invalidation of the range reaches the other CPU.
+fn write_after_munmap_faults_on_a_running_cpu() -> TestResult {
+    stale_write(&MUNMAP_100_PAGES)?
+}
+kernel_test!(mm, write_after_munmap_faults_on_a_running_cpu, cpus = 2);
+
+/// The known-wrong local invalidation (this CPU only, although the mm runs
+/// on CPU 1 too) is caught by both stale-write scenarios.
+fn a_tlb_invalidation_kept_on_one_cpu_is_caught() -> TestResult {
+    for w in [&MPROTECT_READ_ONLY, &MUNMAP_100_PAGES] {
+        let wrong = crate::testhooks::variants::TLB_FLUSH_THIS_CPU_ONLY.enable();
+        let r = stale_write(w);
+        drop(wrong);
+        expect_caught(r, &["stale translation"], w.what)?;
+    }
+    Ok(())
+}
+kernel_test!(mm, a_tlb_invalidation_kept_on_one_cpu_is_caught, cpus = 2);
+
+/// munmap clears the ptes, invalidates the range once, and only then
+/// frees the page: stopped just before the invalidation (CPU 2), the page
+/// CPU 1 is still writing through its TLB must still be allocated.
+fn munmap_after_flush(wrong: bool) -> Result<TestResult, Verdict> {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let a = mmap(&t, 0, PAGE, RW, ANON, -1)?;
+    let control = mmap(&t, 0, PAGE, RW, ANON, -1)?;
+    ok(t.store(a, 0), "write the target")?;
+    ok(t.store(control, 0), "write the control word")?;
+    let (target_pfn, control_pfn) = (pte_pfn(pte_of(&t, a)), pte_pfn(pte_of(&t, control)));
+    let stop = crate::mm::folio::frame_word(control_pfn, 0);
+    let target = crate::mm::folio::frame_word(target_pfn, 0);
+    let tt = t.clone();
+    let writer = on_cpu(1, "CPU 1's store loop", move || tt.store_until(a, control))?;
+    let f = crate::arch::cpu::counter_freq().max(1);
+    let deadline = crate::arch::cpu::counter() + 5 * f;
+    while target.load(Ordering::Acquire) < 100 && crate::arch::cpu::counter() < deadline {
+        core::hint::spin_loop();
+    }
+    let bp = crate::testhooks::schedpoint::arm(&crate::testhooks::points::TLB_FLUSH_MMU_BEFORE_FLUSH);
+    let variant = wrong.then(|| crate::testhooks::variants::MMU_GATHER_FREE_BEFORE_FLUSH.enable());
+    let tu = t.clone();
+    let unmapper = on_cpu(2, "CPU 2's munmap", move || tu.munmap(a, PAGE))?;
+    let reached = bp.wait_reached(5_000_000);
+    // Stopped before the invalidation: CPU 1 may still write the page, so
+    // the page must still be someone's.
+    let refs = crate::mm::folio::pfn_to_page(target_pfn).refcount.load(Ordering::Acquire);
+    let before = target.load(Ordering::Acquire);
+    let mut still_writing = false;
+    while !still_writing && crate::arch::cpu::counter() < deadline + 5 * f {
+        still_writing = target.load(Ordering::Acquire) != before;
+    }
+    bp.release();
+    drop(variant);
+    let unmapped = unmapper.join()?;
+    stop.store(1, Ordering::Release);
+    let last = writer.join()?;
+    reached.map_err(|e| verdict("munmap reaching the batched flush", e))?;
+    unmapped?.map_err(|e| verdict("munmap", e))?;
+    ensure!(target.load(Ordering::Acquire) >= 100, "CPU 1's EL0 store loop did not start");
+    let verdict = if refs <= 0 && still_writing {
+        Err(Verdict::Fail(format!(
+            "the page was freed (refcount {refs}) before the TLB flush while CPU 1 still wrote into it"
+        )))
+    } else if !matches!(last, Err(Signal::Segv { kind: SegvKind::MapErr, .. })) {
+        Err(Verdict::Fail(format!("CPU 1's store loop after munmap: expected SIGSEGV SEGV_MAPERR, got {last:?}")))
+    } else {
+        Ok(())
+    };
+    if verdict.is_ok() {
+        ensure!(still_writing, "CPU 1 did not write through its TLB while munmap was stopped before the flush");
+        s.finish()?;
+    }
+    Ok(verdict)
+}
+
+fn munmap_frees_the_page_only_after_the_tlb_flush() -> TestResult {
+    munmap_after_flush(false)??;
+    expect_caught(munmap_after_flush(true), &["freed (refcount"], "freeing before the flush")
+}
+kernel_test!(mm, munmap_frees_the_page_only_after_the_tlb_flush, cpus = 3);
+
+/// munmap of 512 pages is one batched invalidation: a few range operations
+/// (FEAT_TLBIRANGE) or one ASID-wide one, not one per page; the range
+/// reads as unmapped afterwards.
+fn munmap_of_many_pages_is_one_batched_invalidation() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let pages = 512;
+    let a = mmap(&t, 0, pages * PAGE, RW, ANON, -1)?;
+    ok(t.fill(a, pages * PAGE, 5), "touch every page")?;
+    let before = crate::arch::mmu::tlb::stats();
+    must(t.munmap(a, pages * PAGE), "munmap")?;
+    let after = crate::arch::mmu::tlb::stats();
+    let ops = (after.page - before.page) + (after.range - before.range) + (after.asid - before.asid);
+    ensure!(ops <= 4, "munmap of {pages} pages issued {ops} TLB invalidations: {before:?} then {after:?}");
+    ensure!(ops >= 1 || after.skipped > before.skipped, "munmap of a used range invalidated nothing");
+    for p in [0, 255, 511] {
+        expect_segv(t.load(a + p * PAGE), SegvKind::MapErr, a + p * PAGE, "a load after munmap")?;
+    }
+    expect_rss(&t, 0, 0, "after munmap")?;
+    s.finish()
+}
+kernel_test!(mm, munmap_of_many_pages_is_one_batched_invalidation);
 
 // --- the tagged-address ABI and per-thread MTE controls ------------------------------
 

@@ -223,7 +223,9 @@ pub fn run(task: &super::Task, routine: Routine, args: &[u64]) -> Result<u64, Si
     mte::set_exclude(super::prctl::exclude(ctrl));
     crate::mm::uaccess::set_tagged_addr_abi(ctrl & super::prctl::PR_TAGGED_ADDR_ENABLE != 0);
     mte::clear_async_faults();
-    let mut faults = 0;
+    // A routine may fault on many pages in one entry (a fill of a range);
+    // only faulting again and again on one page means no progress.
+    let (mut last_fault, mut faults) = (usize::MAX, 0);
     let result = loop {
         let ev = trap::run_user(&mut frame);
         match ev {
@@ -245,7 +247,9 @@ pub fn run(task: &super::Task, routine: Routine, args: &[u64]) -> Result<u64, Si
                 instruction,
                 from_el0: true,
             } => {
-                faults += 1;
+                let page = untagged(addr) & !(PAGE_SIZE - 1);
+                faults = if page == last_fault { faults + 1 } else { 1 };
+                last_fault = page;
                 if faults > 16 {
                     break Err(Signal::Killed(format!("still faulting at {addr:#x} after 16 resolved faults")));
                 }

@@ -42,5 +42,6 @@ points! {
     COPY_HUGE_PMD_BEFORE_LOCK = "copy_huge_pmd:before_lock" in "mm::fork::copy_page_range, the parent's huge PMDs listed, before each is locked and copied";
     COLLAPSE_HUGE_PAGE_AFTER_ALLOC = "collapse_huge_page:after_alloc" in "mm::khugepaged::collapse_huge_page, the mmap lock dropped and the THP allocated, before the read lock is retaken and the VMA revalidated";
     COLLAPSE_HUGE_PAGE_BEFORE_WRITE_LOCK = "collapse_huge_page:before_mmap_write_lock" in "mm::khugepaged::collapse_huge_page, the stragglers swapped in and the read lock dropped, before the mmap write lock";
+    TLB_FLUSH_MMU_BEFORE_FLUSH = "tlb_flush_mmu:before_flush" in "mm::mmu_gather::MmuGather::flush, the ptes cleared, before the batched TLB invalidation and the freeing of the folios";
     SPLIT_FOLIO_AFTER_FREEZE = "split_folio:after_freeze" in "mm::split::split_folio, the refcount frozen, before the pages are rewritten";
 }

@@ -203,6 +203,22 @@ pub static COLLAPSE_TABLE_NOT_RESTORED: Variant = Variant::new(
     &["collapse::a_failed_collapse_that_loses_the_table_is_caught"],
 );
 
+pub static TLB_FLUSH_THIS_CPU_ONLY: Variant = Variant::new(
+    "tlb:this_cpu_only",
+    "mm::mmu_gather::scope (every user TLB invalidation)",
+    "an invalidation stays on the CPU that issued it although the mm has run on others: they keep writing through a stale translation",
+    "a local TLBI (tlbi vae1, dsb nsh) where the inner-shareable one is needed",
+    &["mm::a_tlb_invalidation_kept_on_one_cpu_is_caught"],
+);
+
+pub static MMU_GATHER_FREE_BEFORE_FLUSH: Variant = Variant::new(
+    "mmu_gather:free_before_flush",
+    "mm::mmu_gather::MmuGather::flush",
+    "the unmapped folios are freed before the batched TLB invalidation: another CPU still writes into a free frame",
+    "tlb_flush_mmu's order (tlb_flush_mmu_tlbonly before tlb_batch_pages_flush)",
+    &["mm::munmap_frees_the_page_only_after_the_tlb_flush"],
+);
+
 /// Every variant, for listing, resets and the caught check.
 pub static ALL: &[&Variant] = &[
     &COW_DATA_ONLY,
@@ -222,6 +238,8 @@ pub static ALL: &[&Variant] = &[
     &COLLAPSE_COPY_DATA_ONLY,
     &COLLAPSE_NON_SWAP_AS_SWAP,
     &COLLAPSE_TABLE_NOT_RESTORED,
+    &TLB_FLUSH_THIS_CPU_ONLY,
+    &MMU_GATHER_FREE_BEFORE_FLUSH,
 ];
 
 /// Switches every variant off; the names of those that were on.

@@ -24,6 +24,9 @@ pub mod arch {
     pub use super::pgtable_hwdef;
 }
 
+#[path = "../../src/arch/aarch64/tlbi_range.rs"]
+pub mod tlbi_range;
+
 #[path = "../../src/mm/pte.rs"]
 pub mod pte;
 

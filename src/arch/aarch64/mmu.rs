@@ -400,40 +400,22 @@ fn barrier_after_table_write() {
     unsafe { core::arch::asm!("dsb ishst", "isb", options(nostack)) }
 }
 
-/// TLB maintenance, inner-shareable (every CPU).
-pub mod tlb {
-    /// Invalidates the translations of one page for `asid` (kernel: 0, and
-    /// global entries go too).
-    pub fn flush_va(va: usize, asid: u16) {
-        let arg = ((va as u64 >> 12) & ((1 << 44) - 1)) | ((asid as u64) << 48);
-        // SAFETY: TLB invalidation has no memory effects beyond the TLB.
-        unsafe { core::arch::asm!("dsb ishst", "tlbi vae1is, {}", "dsb ish", "isb", in(reg) arg, options(nostack)) }
-    }
+pub use super::tlb;
 
-    /// Invalidates every translation for `asid`.
-    pub fn flush_asid(asid: u16) {
-        let arg = (asid as u64) << 48;
-        // SAFETY: as above.
-        unsafe { core::arch::asm!("dsb ishst", "tlbi aside1is, {}", "dsb ish", "isb", in(reg) arg, options(nostack)) }
-    }
-
-    /// Invalidates every EL1&0 translation on every CPU.
-    pub fn flush_all() {
-        // SAFETY: as above.
-        unsafe { core::arch::asm!("dsb ishst", "tlbi vmalle1is", "dsb ish", "isb", options(nostack)) }
-    }
-}
-
-/// Installs `table` with `asid` as this CPU's EL0 address space (TTBR0).
 /// The table TTBR0_EL1 points at (the EL0 address space in use).
 pub fn ttbr0_root() -> u64 {
     use aarch64_cpu::registers::{Readable, TTBR0_EL1};
     TTBR0_EL1.get() & 0x0000_FFFF_FFFF_FFFE
 }
 
+/// Installs `table` with `asid` as this CPU's EL0 address space (TTBR0),
+/// recording the CPU in the ASID's mask first (see tlb::scope).
 pub fn set_ttbr0(table_pa: u64, asid: u16) {
     use aarch64_cpu::asm::barrier;
     use aarch64_cpu::registers::{Writeable, TTBR0_EL1};
+    if asid != 0 {
+        tlb::note_installed(asid);
+    }
     // TTBR0 only translates EL0/low addresses; the kernel runs in TTBR1.
     TTBR0_EL1.set(table_pa | ((asid as u64) << 48));
     barrier::isb(barrier::SY);

@@ -12,4 +12,6 @@ pub mod pgtable_hwdef;
 pub mod psci;
 pub mod semihosting;
 pub mod sysreg;
+pub mod tlb;
+pub mod tlbi_range;
 pub mod trap;
