@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# The benchmarks (swap, userfaultfd MOVE vs COPY, THP, collapse): print tables,
-# assert nothing. Each runs twice: under -icount shift=0 for deterministic
-# guest instruction counts, then without for real wall times (the Linux
-# reference figures are wall times).
+# The benchmarks (swap, userfaultfd MOVE vs COPY, THP, collapse, faults):
+# print tables, assert nothing. Each runs twice at -smp 1: under -icount
+# shift=0 for deterministic guest instruction counts, then without for
+# real wall times.
 #
-# With --vs-linux, each benchmark is followed by Linux running the same
-# operations in the same QEMU with the same -smp (../shared/linux-ref,
-# when it is there: under -icount for instruction counts, then without),
-# its TIME lines printed under ours.
+# With --vs-linux, Linux runs the same operations in the same QEMU at the
+# same -smp (../shared/linux-ref, under -icount and without), and
+# scripts/bench-table.py prints one side-by-side table: instructions and
+# microseconds per page for each kernel, the ratio Linux/here and the goal
+# the performance issue sets for it. Without ../shared/linux-ref, Linux's
+# columns are skipped with a message and ours are printed alone.
 #
-#   ./bench.sh [--no-install] [--vs-linux] [swap|uffd|thp|collapse]...
+#   ./bench.sh [--no-install] [--vs-linux] [swap|uffd|thp|collapse|fault]...
 set -euo pipefail
 cd "$(dirname "$0")"
 install=()
@@ -20,45 +22,60 @@ for a in "$@"; do
     case "$a" in
         --no-install) install=(--no-install) ;;
         --vs-linux) vs_linux=1 ;;
-        swap|uffd|thp|collapse) benches+=("$a") ;;
-        *) echo "bench.sh: unknown argument '$a' (benchmarks: swap, uffd, thp, collapse)" >&2; exit 2 ;;
+        swap|uffd|thp|collapse|fault) benches+=("$a") ;;
+        *) echo "bench.sh: unknown argument '$a' (benchmarks: swap, uffd, thp, collapse, fault)" >&2; exit 2 ;;
     esac
 done
-[ ${#benches[@]} -gt 0 ] || benches=(swap uffd thp collapse)
-if [ "$vs_linux" = 1 ] && [ ! -x "$linux_ref" ] && [ ! -f "$linux_ref" ]; then
-    echo "bench.sh: --vs-linux needs $linux_ref (the team's shared Linux reference); it is not there" >&2
-    exit 2
-fi
+[ ${#benches[@]} -gt 0 ] || benches=(swap uffd thp collapse fault)
+out=target/bench
+mkdir -p "$out"
+: > "$out/ours-icount.log"
+: > "$out/ours-wall.log"
 
-# linux NAME ICOUNT: Linux's figures for benchmark NAME (the scenarios of
-# ../shared/linux-ref that do the same operations), 1 vCPU like ours. The
-# first call downloads and builds; later ones reuse that (FAST=1).
-linux_ran=0
-linux() {
-    local only
-    case "$1" in
-        swap) only=swap_nomte ;;
-        uffd) only=move_pte,move_swapped,copy ;;
-        thp) only=move_thp,swap_nomte ;;
-        collapse) only=collapse_nomte ;;
-    esac
-    local fast=()
-    [ "$linux_ran" = 1 ] && fast=(FAST=1)
-    linux_ran=1
-    echo "== $1: Linux (../shared/linux-ref ONLY=$only SMP=1 ICOUNT=$2) =="
-    env "${fast[@]}" ONLY="$only" SMP=1 ICOUNT="$2" bash "$linux_ref" 2>&1 | grep -E '^(TIME|CHECK) ' || {
-        echo "bench.sh: the Linux reference run failed (see its output: bash $linux_ref)"; return 1; }
-    echo
-}
 for b in "${benches[@]}"; do
     args=(--memory 3G --smp 1 --timeout 1200 --bench "$b")
     echo "== $b: deterministic counts (-icount shift=0; times are virtual) =="
-    ./qemu-run.sh "${args[@]}" "${install[@]}" --icount -- ramdisk=1100M
+    ./qemu-run.sh "${args[@]}" "${install[@]}" --icount -- ramdisk=1100M | tee -a "$out/ours-icount.log"
     install=(--no-install)
     echo
-    if [ "$vs_linux" = 1 ]; then linux "$b" 1; fi
     echo "== $b: real time (no icount; instruction counts read 0) =="
-    ./qemu-run.sh "${args[@]}" --no-install -- ramdisk=1100M
+    ./qemu-run.sh "${args[@]}" --no-install -- ramdisk=1100M | tee -a "$out/ours-wall.log"
     echo
-    if [ "$vs_linux" = 1 ]; then linux "$b" 0; fi
 done
+
+[ "$vs_linux" = 1 ] || exit 0
+
+# The mtetest scenarios (MTETEST_ONLY names) that do what each benchmark does.
+only=()
+for b in "${benches[@]}"; do
+    case "$b" in
+        swap) only+=(swap_nomte) ;; # also runs "swap", the tagged one
+        uffd) only+=(move_pte move_swapped move_thp copy) ;;
+        thp) only+=(move_thp) ;;
+        collapse) only+=(collapse_nomte) ;; # also runs "collapse"
+        fault) only+=(fault cow) ;;
+    esac
+done
+only=$(IFS=,; echo "${only[*]}")
+: > "$out/linux-icount.log"
+: > "$out/linux-wall.log"
+if [ -f "$linux_ref" ]; then
+    # The first run downloads and builds; the second reuses that (FAST=1).
+    echo "== Linux (../shared/linux-ref ONLY=$only SMP=1 ICOUNT=1) =="
+    if ! ONLY="$only" SMP=1 ICOUNT=1 bash "$linux_ref" > "$out/linux-icount.log" 2>&1; then
+        echo "bench.sh: the Linux reference run failed; its output: $out/linux-icount.log" >&2
+        exit 1
+    fi
+    grep -E '^(TIME|CHECK) |Linux version|qemu-system' "$out/linux-icount.log" | head -40 || true
+    echo "== Linux (../shared/linux-ref ONLY=$only SMP=1 ICOUNT=0) =="
+    if ! FAST=1 ONLY="$only" SMP=1 ICOUNT=0 bash "$linux_ref" > "$out/linux-wall.log" 2>&1; then
+        echo "bench.sh: the Linux reference run failed; its output: $out/linux-wall.log" >&2
+        exit 1
+    fi
+    grep -E '^(TIME|CHECK) ' "$out/linux-wall.log" | head -40 || true
+else
+    echo "bench.sh: --vs-linux: $linux_ref is not there (the team's shared Linux reference), so Linux's columns are skipped"
+fi
+echo
+echo "== side by side ($(date -u +%Y-%m-%d), $(qemu-system-aarch64 --version | head -1)) =="
+python3 scripts/bench-table.py "$out/ours-icount.log" "$out/ours-wall.log" "$out/linux-icount.log" "$out/linux-wall.log"

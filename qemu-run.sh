@@ -36,7 +36,7 @@
 #                     with firmware-reserved memory); implies --image
 #   --capture FILE    also save the raw serial stream to FILE (kreport decode reads it)
 #   --verbose         show debug log frames too (per-test instruction/cycle counts)
-#   --bench NAME      run a benchmark (swap, uffd, thp, collapse) instead of the tests
+#   --bench NAME      run a benchmark (swap, uffd, thp, collapse, fault) instead of the tests
 #   --script PATH     run scenario scripts (a file, or every *.txt of a directory;
 #                     repeatable) instead of the built-in tests: they go to the
 #                     kernel as a cpio initrd and each is a test script::NAME;
@@ -105,7 +105,7 @@ done
 case "$smp" in ''|*[!0-9]*) echo "qemu-run.sh: --smp wants a number of CPUs, not '$smp'" >&2; exit 2 ;; esac
 case "$timeout" in ''|*[!0-9]*) echo "qemu-run.sh: --timeout wants whole seconds, not '$timeout'" >&2; exit 2 ;; esac
 case "$test_timeout" in ''|*[!0-9]*) echo "qemu-run.sh: --test-timeout wants whole seconds, not '$test_timeout'" >&2; exit 2 ;; esac
-case "$bench" in ''|swap|uffd|thp|collapse) ;; *) echo "qemu-run.sh: unknown benchmark '$bench' (swap, uffd, thp, collapse)" >&2; exit 2 ;; esac
+case "$bench" in ''|swap|uffd|thp|collapse|fault) ;; *) echo "qemu-run.sh: unknown benchmark '$bench' (swap, uffd, thp, collapse, fault)" >&2; exit 2 ;; esac
 case "$soak" in ''|[1-9]|[1-9][0-9]*) ;; *) echo "qemu-run.sh: --soak wants a number of passes above 0, not '$soak'" >&2; exit 2 ;; esac
 case "$fuzz" in ''|[0-9]*:[1-9]*) ;; *) echo "qemu-run.sh: --fuzz wants SEED:COUNT with COUNT above 0, not '$fuzz'" >&2; exit 2 ;; esac
 if [ ${#scripts[@]} -gt 0 ] && { [ "$uboot" = 1 ] || [ "$uefi" != 0 ]; }; then

@@ -16,7 +16,7 @@
 //!   mte=sync|async|asymm       EL1 tag-check mode between tests (default sync)
 //!   ramdisk=SIZE               RAM-disk (swap device) size: bytes, or with a
 //!                              K/M/G suffix; 0 for none (default 32M)
-//!   bench=swap|uffd|thp|collapse run a benchmark instead of the tests
+//!   bench=swap|uffd|thp|collapse|fault run a benchmark instead of the tests
 //!   transparent_hugepage=always|madvise|never
 //!                              THP for PMD-sized anonymous folios (Linux's
 //!                              boot parameter; default madvise)
@@ -213,6 +213,7 @@ pub enum Bench {
     Uffd,
     Thp,
     Collapse,
+    Fault,
 }
 
 pub const DEFAULT_RAMDISK: u64 = 32 << 20;
@@ -310,6 +311,7 @@ pub fn parse(s: &str) -> Result<Cmdline, String> {
             ("bench", Some("uffd")) => c.bench = Some(Bench::Uffd),
             ("bench", Some("thp")) => c.bench = Some(Bench::Thp),
             ("bench", Some("collapse")) => c.bench = Some(Bench::Collapse),
+            ("bench", Some("fault")) => c.bench = Some(Bench::Fault),
             ("bench", Some(v)) => {
                 return Err(alloc::format!("unknown benchmark '{v}' in '{word}' (known: swap, uffd, thp, collapse)"))
             }
@@ -451,6 +453,7 @@ mod tests {
         assert_eq!(parse("bench=uffd").unwrap().bench, Some(Bench::Uffd));
         assert_eq!(parse("bench=thp").unwrap().bench, Some(Bench::Thp));
         assert_eq!(parse("bench=collapse").unwrap().bench, Some(Bench::Collapse));
+        assert_eq!(parse("bench=fault").unwrap().bench, Some(Bench::Fault));
         assert_eq!(parse("").unwrap().bench, None);
         assert!(parse("bench=zap").unwrap_err().contains("zap"));
     }

@@ -228,6 +228,7 @@ extern "C" fn kernel_main(dtb_pa: u64, image_pa: u64, entry_el: u64, x1: u64, x2
             cmdline::Bench::Uffd => bench::uffd::run(),
             cmdline::Bench::Thp => bench::thp::run(),
             cmdline::Bench::Collapse => bench::collapse::run(),
+            cmdline::Bench::Fault => bench::fault::run(),
         }
         println!("BENCH DONE");
         exit(0);

@@ -76,7 +76,7 @@ pub fn start_secondaries(mpidrs: &[u64]) -> usize {
 }
 
 pub fn secondary_loop(cpu: usize) -> ! {
-    crate::mm::kmap::install_empty_ttbr0();
+    crate::mm::mmu_context::leave_mm();
     init_this_cpu();
     let mb = &MAILBOXES[cpu];
     mb.online.store(true, Ordering::Release);
@@ -93,7 +93,10 @@ pub fn secondary_loop(cpu: usize) -> ! {
                 *mb.result.lock() = Some(r);
                 cpu::sev();
             }
-            None => cpu::wfe(),
+            None => {
+                crate::mm::mmu_context::service_leave_request();
+                cpu::wfe()
+            }
         }
     }
 }
@@ -204,6 +207,7 @@ impl Job {
             if let Some(r) = mb.result.lock().take() {
                 return r;
             }
+            crate::mm::mmu_context::service_leave_request();
             cpu::wfe();
         }
     }

@@ -70,6 +70,8 @@ fn run_cases(t: &Task) -> Result<(), Errno> {
             return Err(EFAULT);
         }
         show(if mte { "MADV_COLLAPSE, tagged 2 MiB" } else { "MADV_COLLAPSE, untagged 2 MiB" }, c, N);
+        let op = if mte { "collapse_MADV_COLLAPSE_2MiB" } else { "collapse_nomte_MADV_COLLAPSE_2MiB" };
+        super::row(op, (N * 512) as u64, c);
     }
     // khugepaged: one pass over N registered ranges that it collapses, and
     // one over N it refuses at their last pte (max_ptes_none 0, the last

@@ -4,6 +4,7 @@
 //! time under icount). `./bench.sh` runs both ways.
 
 pub mod collapse;
+pub mod fault;
 pub mod swap;
 pub mod thp;
 pub mod uffd;
@@ -52,4 +53,39 @@ pub fn with_task(cases: impl FnOnce(&crate::task::Task) -> Result<(), crate::err
         }
         Err(e) => crate::println!("bench: cannot spawn a task: {e}"),
     }
+}
+
+/// One grep-able line per measured operation, per 4 KiB page, named as
+/// ../shared/linux-ref's TIME lines name the same operation, for
+/// `./bench.sh --vs-linux` to set beside Linux's.
+pub fn row(op: &str, pages: u64, c: Cost) {
+    let (i, _, ns) = c.per(pages);
+    crate::println!("BENCHROW {op} pages={pages} instr_per_page={i} ns_per_page={ns}");
+}
+
+/// `words` written into a fresh, populated mapping of `t` (by the kernel,
+/// not measured): where an EL0 loop reads its pointers from. None after
+/// saying why.
+pub fn user_words(t: &crate::task::Task, words: impl ExactSizeIterator<Item = u64>) -> Option<usize> {
+    use crate::mm::mmap::{MAP_ANONYMOUS, MAP_POPULATE, MAP_PRIVATE, PROT_READ, PROT_WRITE};
+    let len = (words.len() * 8).next_multiple_of(crate::arch::mmu::PAGE_SIZE).max(crate::arch::mmu::PAGE_SIZE);
+    let a = match t.mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0) {
+        Ok(Ok(a)) => a,
+        other => {
+            crate::println!("bench: mmap of {len} bytes for a pointer list failed: {other:?}");
+            return None;
+        }
+    };
+    let mm = t.mm();
+    for (i, w) in words.enumerate() {
+        let at = a + 8 * i;
+        let pte = mm.pgtables.peek(at);
+        if !crate::mm::pte::pte_present(pte) {
+            crate::println!("bench: the pointer list is not populated at {at:#x}");
+            return None;
+        }
+        crate::mm::folio::frame_word(crate::mm::pte::pte_pfn(pte), at % crate::arch::mmu::PAGE_SIZE)
+            .store(w, core::sync::atomic::Ordering::Relaxed);
+    }
+    Some(a)
 }

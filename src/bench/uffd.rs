@@ -91,7 +91,8 @@ fn range_args(cmd: u64, dst: usize, src: usize, len: usize) -> alloc::vec::Vec<u
     }
 }
 
-fn show(what: &str, c: super::Cost, pages: u64) {
+fn show(what: &str, op: &str, c: super::Cost, pages: u64) {
+    super::row(op, pages, c);
     let (i, _, ns) = c.per(pages);
     println!(
         "bench: {what:<34} {i:>8} instr/page {:>5}.{:01} us/page | per 2 MiB {:>10} instr {:>7} us",
@@ -114,33 +115,37 @@ impl Bench {
 fn run_cases() -> Result<(), Errno> {
     let b = Bench::new()?;
     let n = N as u64;
-    show("MOVE present, one 2 MiB call", b.whole(UFFDIO_MOVE, b.region(0, false)?, b.dst()?)?, n);
-    // One call per page, argument set-up included.
+    show("MOVE present, one 2 MiB call", "uffdio_move_bulk", b.whole(UFFDIO_MOVE, b.region(0, false)?, b.dst()?)?, n);
+    // One call per page, each with its own argument block (written
+    // beforehand, as a program's loop fills one in a few stores).
     let src = b.region(0, false)?;
     let dst = b.dst()?;
+    let words: alloc::vec::Vec<u64> =
+        (0..N).flat_map(|p| range_args(UFFDIO_MOVE, dst + p * PAGE, src + p * PAGE, PAGE)).collect();
+    let per = words.len() / N * 8;
+    let args = super::user_words(&b.t, words.into_iter()).ok_or(EFAULT)?;
     let (r, c) = measure(|| -> Result<(), Errno> {
         for p in 0..N {
-            b.set_args(&range_args(UFFDIO_MOVE, dst + p * PAGE, src + p * PAGE, PAGE));
-            step(b.t.ioctl(b.fd, UFFDIO_MOVE, b.arg))?;
+            step(b.t.ioctl(b.fd, UFFDIO_MOVE, args + p * per))?;
         }
         Ok(())
     });
     r?;
-    show("MOVE present, one call per page", c, n);
-    show("COPY, one 2 MiB call", b.whole(UFFDIO_COPY, b.region(0, false)?, b.dst()?)?, n);
+    show("MOVE present, one call per page", "uffdio_move_perpage_ioctl", c, n);
+    show("COPY, one 2 MiB call", "uffdio_copy_bulk", b.whole(UFFDIO_COPY, b.region(0, false)?, b.dst()?)?, n);
     if crate::mm::swapfile::swapon().is_ok() {
         let src = b.region(0, false)?;
         step(b.t.madvise(src, N * PAGE, MADV_PAGEOUT))?;
-        show("MOVE swapped-out, one 2 MiB call", b.whole(UFFDIO_MOVE, src, b.dst()?)?, n);
+        show("MOVE swapped-out, one 2 MiB call", "uffdio_move_swapped_bulk", b.whole(UFFDIO_MOVE, src, b.dst()?)?, n);
     } else {
         println!("bench: no swap (ramdisk=0?): swapped-out MOVE not measured");
     }
     // An aligned THP moves in one PMD-level step; to an unaligned dst it
     // is split and moved pte by pte.
     let c = b.whole(UFFDIO_MOVE, b.region(0x50_0000_0000, true)?, b.dst_at(0x60_0000_0000)?)?;
-    show("MOVE aligned THP (one PMD)", c, n);
+    show("MOVE aligned THP (one PMD)", "uffdio_move_thp_2MiB", c, n);
     let c = b.whole(UFFDIO_MOVE, b.region(0x70_0000_0000, true)?, b.dst_at(0x80_0000_1000)?)?;
-    show("MOVE THP, unaligned dst (split)", c, n);
+    show("MOVE THP, unaligned dst (split)", "uffdio_move_thp_split", c, n);
     let _ = b.t.exit(0);
     let _ = crate::mm::swap::swapoff(0);
     Ok(())

@@ -276,7 +276,7 @@ pub fn reset_cpu_state() {
     mte::set_tcma1(true);
     mte::set_exclude(1 << 0xF);
     mte::clear_async_faults();
-    crate::mm::kmap::install_empty_ttbr0();
+    crate::mm::mmu_context::leave_mm();
 }
 
 fn run_one(t: &'static TestDesc) -> TestResult {
@@ -314,7 +314,11 @@ fn run_one(t: &'static TestDesc) -> TestResult {
     let stray = mte::async_faults();
     reset_cpu_state();
     // Whatever the result, the next test starts from a clean kernel.
-    let left = cleanup::after_test();
+    let mut left = cleanup::after_test();
+    let holding = crate::mm::mmu_context::release(None, 100_000);
+    if holding > 0 {
+        left.push(alloc::format!("{holding} CPU(s) busy with the test's mm installed"));
+    }
     let left = (!left.is_empty()).then(|| alloc::format!("left behind (and put back): {}", left.join("; ")));
     let checked = crate::mm::invariants::check();
     match (result, left) {

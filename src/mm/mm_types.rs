@@ -219,8 +219,8 @@ impl MmStruct {
     }
 
     /// Makes this the current EL0 address space on this CPU.
-    pub fn activate(&self) {
-        mmu::set_ttbr0(self.pgtables.root, self.asid);
+    pub fn activate(self: &Arc<Self>) {
+        super::mmu_context::switch_mm(self);
     }
 
     /// Adds `vma` to the tree and to its rmap anchor.

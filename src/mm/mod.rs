@@ -19,6 +19,7 @@ pub mod khugepaged;
 pub mod kmap;
 pub mod mm_types;
 pub mod mmap;
+pub mod mmu_context;
 pub mod mmu_gather;
 pub mod mteswap;
 pub mod page_io;

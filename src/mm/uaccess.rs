@@ -19,7 +19,7 @@ use super::mm_types::{MmStruct, TASK_SIZE};
 use super::pgtable::huge_pmd_pte;
 use super::pte::{pmd_trans_huge, pte_pfn, pte_present, pte_t, pte_valid, pte_write};
 use crate::arch::boot::MAX_CPUS;
-use crate::arch::mmu::{self, PAGE_MASK, PAGE_SIZE};
+use crate::arch::mmu::{PAGE_MASK, PAGE_SIZE};
 use crate::arch::trap;
 use crate::errno::{Errno, EFAULT};
 use alloc::sync::Arc;
@@ -60,7 +60,7 @@ fn access(mm: &Arc<MmStruct>, uaddr: u64, mut buf: Buf<'_>) -> Result<(), Errno>
     if addr.checked_add(len).is_none_or(|e| e > TASK_SIZE) {
         return Err(EFAULT);
     }
-    let current = mmu::ttbr0_root() == mm.pgtables.root;
+    let current = super::mmu_context::serving(mm);
     let mut done = 0;
     while done < len {
         let a = addr + done;

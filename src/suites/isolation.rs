@@ -59,7 +59,7 @@ fn pan_stops_kernel_access_to_user_memory() -> TestResult {
     cpu::set_pan(false);
     let without = trap::probe_read_u64(a);
     cpu::set_pan(true);
-    crate::mm::kmap::install_empty_ttbr0();
+    crate::mm::mmu_context::leave_mm();
     let perm = |r: &Result<u64, Event>| matches!(r, Err(Event::Abort { status: FaultStatus::Permission(_), .. }));
     ensure!(perm(&plain), "a kernel load through a user address with PAN on: {plain:?}");
     ensure!(

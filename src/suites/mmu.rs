@@ -135,3 +135,55 @@ fn el0_permissions() -> TestResult {
     Ok(())
 }
 kernel_test!(mmu, el0_permissions);
+
+// --- address-space switches (mm::mmu_context) ------------------------------
+
+use super::scenario::{mmap, ok, on_cpu, Scenario, ANON, RW};
+
+/// A task's consecutive EL0 entries on one CPU keep its tables in TTBR0
+/// (no switch between them); alternating two tasks switches at every
+/// entry, and each still reads its own page at the same address.
+fn consecutive_entries_of_a_task_write_ttbr0_once() -> TestResult {
+    let mut s = Scenario::new();
+    let (t, u) = (s.spawn()?, s.spawn()?);
+    let a = mmap(&t, 0, 4096, RW, ANON, -1)?;
+    ensure_eq!(mmap(&u, a, 4096, RW, ANON, -1)?, a, "u's page at the same address");
+    ok(t.store(a, 1), "t's write")?;
+    ok(u.store(a, 2), "u's write")?;
+    ok(t.load(a), "t's read")?;
+    let w0 = mmu::ttbr0_writes();
+    for _ in 0..50 {
+        ensure_eq!(ok(t.load(a), "t's read")?, 1, "t's page");
+    }
+    let same = mmu::ttbr0_writes() - w0;
+    ensure_eq!(same, 0, "TTBR0 writes over 50 entries of the task already installed");
+    ensure!(crate::mm::mmu_context::is_active(&t.mm()), "t's tables are not this CPU's after its run");
+    let w1 = mmu::ttbr0_writes();
+    for _ in 0..10 {
+        ensure_eq!(ok(u.load(a), "u's read")?, 2, "u's page after a switch from t");
+        ensure_eq!(ok(t.load(a), "t's read")?, 1, "t's page after a switch from u");
+    }
+    ensure_eq!(mmu::ttbr0_writes() - w1, 20, "TTBR0 writes over 20 alternating entries");
+    s.finish()
+}
+kernel_test!(mmu, consecutive_entries_of_a_task_write_ttbr0_once);
+
+/// A task that last ran on CPU 1 (which keeps its tables installed) exits
+/// on CPU 0: CPU 1 lets go when asked, so the mm and its page tables are
+/// freed at exit, not at CPU 1's next switch.
+fn an_exited_task_frees_its_tables_though_another_cpu_kept_them() -> TestResult {
+    let frames = crate::mm::frames::free_frames();
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let a = mmap(&t, 0, 4096, RW, ANON, -1)?;
+    ok(t.store(a, 7), "write on CPU 0")?;
+    let tt = t.clone();
+    let read = on_cpu(1, "CPU 1's read", move || tt.load(a))?.join()?;
+    ensure_eq!(ok(read, "CPU 1's read")?, 7, "CPU 1 reads the page");
+    let mm = alloc::sync::Arc::downgrade(&t.mm());
+    s.finish()?;
+    ensure!(mm.strong_count() == 0, "the mm outlived its task's exit ({} references)", mm.strong_count());
+    ensure_eq!(crate::mm::frames::free_frames(), frames, "free frames after the exit");
+    Ok(())
+}
+kernel_test!(mmu, an_exited_task_frees_its_tables_though_another_cpu_kept_them, cpus = 2);

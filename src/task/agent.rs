@@ -21,7 +21,7 @@ core::arch::global_asm!(
     ".arch_extension memtag",
     // Global, so Rust code in any codegen unit links to them.
     ".global agent_load, agent_store, agent_ldg, agent_stg_range, agent_tags16, agent_fill, agent_fnv, agent_syscall",
-    ".global agent_store_until, agent_irg, agent_call",
+    ".global agent_store_until, agent_irg, agent_call, agent_touch, agent_load_list",
     // x0 = [x0]
     "agent_load: ldr x0, [x0]",
     "    svc #0x7ff",
@@ -94,6 +94,35 @@ core::arch::global_asm!(
     // branches to x0 (which must end the routine itself): executing from
     // a page, to see that a data page is execute-never
     "agent_call: br x0",
+    // every x2 bytes of [x0, x0 + x1): a load (x3 = 0) or a store of x4;
+    // x0 = the sum of the words loaded (a loop of faults in one EL0 entry)
+    "agent_touch: mov x5, #0",
+    "    mov x6, #0",
+    "1:  cmp x6, x1",
+    "    b.hs 3f",
+    "    cbnz x3, 2f",
+    "    ldr x7, [x0, x6]",
+    "    add x5, x5, x7",
+    "    add x6, x6, x2",
+    "    b 1b",
+    "2:  str x4, [x0, x6]",
+    "    add x6, x6, x2",
+    "    b 1b",
+    "3:  mov x0, x5",
+    "    svc #0x7ff",
+    // loads the word at each of the x1 (tagged) addresses listed at x0,
+    // storing it back (*p = *p) when x2 != 0; x0 = their sum
+    "agent_load_list: mov x5, #0",
+    "1:  cbz x1, 3f",
+    "    ldr x6, [x0], #8",
+    "    ldr x7, [x6]",
+    "    add x5, x5, x7",
+    "    cbz x2, 2f",
+    "    str x7, [x6]",
+    "2:  sub x1, x1, #1",
+    "    b 1b",
+    "3:  mov x0, x5",
+    "    svc #0x7ff",
     // a system call: x8 = number, x0-x5 = arguments
     "agent_syscall: svc #0",
     "    svc #0x7ff",
@@ -112,6 +141,8 @@ extern "C" {
     fn agent_store_until();
     fn agent_irg();
     fn agent_call();
+    fn agent_touch();
+    fn agent_load_list();
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -127,6 +158,8 @@ pub enum Routine {
     StoreUntil,
     Irg,
     Call,
+    Touch,
+    LoadList,
 }
 
 impl Routine {
@@ -144,6 +177,8 @@ impl Routine {
             Routine::StoreUntil => agent_store_until,
             Routine::Irg => agent_irg,
             Routine::Call => agent_call,
+            Routine::Touch => agent_touch,
+            Routine::LoadList => agent_load_list,
         };
         let (start, _) = crate::arch::boot::image_layout().user_text;
         (AGENT_VA + (f as *const () as usize - start)) as u64
@@ -214,7 +249,8 @@ pub fn run(task: &super::Task, routine: Routine, args: &[u64]) -> Result<u64, Si
     if let Some(&nr) = args.get(6) {
         frame.x[8] = nr;
     }
-    task.mm().activate();
+    let mm = task.mm();
+    crate::mm::mmu_context::set_serving(true);
     // The thread's own MTE controls while it runs (and while the kernel
     // serves its system calls: uaccess is checked in its TCF0 mode).
     let ctrl = task.tagged_addr_ctrl.load(core::sync::atomic::Ordering::Acquire);
@@ -227,6 +263,9 @@ pub fn run(task: &super::Task, routine: Routine, args: &[u64]) -> Result<u64, Si
     // only faulting again and again on one page means no progress.
     let (mut last_fault, mut faults) = (usize::MAX, 0);
     let result = loop {
+        // Cheap when the tables are in already (the usual case): a system
+        // call may have left them, or been asked to.
+        mm.activate();
         let ev = trap::run_user(&mut frame);
         match ev {
             Event::Svc { imm: SVC_DONE } => break Ok(frame.x[0]),
@@ -274,7 +313,8 @@ pub fn run(task: &super::Task, routine: Routine, args: &[u64]) -> Result<u64, Si
     mte::set_tcf0(tcf0);
     mte::set_exclude(exclude);
     crate::mm::uaccess::set_tagged_addr_abi(false);
-    crate::mm::kmap::install_empty_ttbr0();
+    // The tables stay installed for the task's next entry (mmu_context).
+    crate::mm::mmu_context::set_serving(false);
     match result {
         Ok(_) if async_fault => Err(Signal::Segv { kind: SegvKind::MteAErr, addr: 0 }),
         r => r,

@@ -99,6 +99,9 @@ impl Task {
         let mm = self.mm.lock().take();
         if let Some(mm) = mm {
             crate::mm::zap::exit_mmap(&mm);
+            // The tables go with the last reference: CPUs keeping them
+            // installed let go now if they can.
+            crate::mm::mmu_context::release(Some(&mm), 2_000);
         }
         TASKS.lock().remove(&self.pid);
         let fds = core::mem::take(&mut *self.fds.lock());
@@ -153,6 +156,23 @@ impl Task {
             }
         }
         Ok(out)
+    }
+
+    /// In one EL0 entry, a load from (`store` None) or a store of the value
+    /// to every `stride` bytes of `[addr, addr + len)`, as a Linux test
+    /// program's loop; returns the sum of the words loaded.
+    pub fn touch(&self, addr: usize, len: usize, stride: usize, store: Option<u64>) -> Result<u64, Signal> {
+        assert!(stride > 0, "touch with stride 0 never ends");
+        let (write, v) = store.map_or((0, 0), |v| (1, v));
+        self.run(Routine::Touch, &[addr as u64, len as u64, stride as u64, write, v])
+    }
+
+    /// In one EL0 entry, a load through each of the `n` pointers (tags
+    /// included) stored as u64s at `list` in the task's memory, and with
+    /// `store_back` the word stored again (`*p = *p`: a write fault where
+    /// the page is not writable); returns the sum of the words loaded.
+    pub fn load_list(&self, list: usize, n: usize, store_back: bool) -> Result<u64, Signal> {
+        self.run(Routine::LoadList, &[list as u64, n as u64, store_back as u64])
     }
 
     pub fn fill(&self, addr: usize, len: usize, seed: u64) -> Result<(), Signal> {

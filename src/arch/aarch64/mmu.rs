@@ -402,6 +402,13 @@ fn barrier_after_table_write() {
 
 pub use super::tlb;
 
+static TTBR0_WRITES: AtomicU64 = AtomicU64::new(0);
+
+/// TTBR0 writes since boot, on every CPU (each one an address-space switch).
+pub fn ttbr0_writes() -> u64 {
+    TTBR0_WRITES.load(Ordering::Relaxed)
+}
+
 /// The table TTBR0_EL1 points at (the EL0 address space in use).
 pub fn ttbr0_root() -> u64 {
     use aarch64_cpu::registers::{Readable, TTBR0_EL1};
@@ -413,6 +420,7 @@ pub fn ttbr0_root() -> u64 {
 pub fn set_ttbr0(table_pa: u64, asid: u16) {
     use aarch64_cpu::asm::barrier;
     use aarch64_cpu::registers::{Writeable, TTBR0_EL1};
+    TTBR0_WRITES.fetch_add(1, Ordering::Relaxed);
     if asid != 0 {
         tlb::note_installed(asid);
     }
