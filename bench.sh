@@ -17,7 +17,7 @@ cd "$(dirname "$0")"
 install=()
 benches=()
 vs_linux=0
-linux_ref=../shared/linux-ref/run.sh
+linux_ref=${LINUX_REF:-../shared/linux-ref/run.sh}
 for a in "$@"; do
     case "$a" in
         --no-install) install=(--no-install) ;;

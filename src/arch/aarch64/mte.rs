@@ -47,7 +47,9 @@ pub fn exclude() -> u16 {
 }
 
 pub fn set_exclude(exclude: u16) {
-    GCR_EL1.modify(GCR::Exclude.val(exclude as u64));
+    if GCR_EL1.read(GCR::Exclude) != exclude as u64 {
+        GCR_EL1.modify(GCR::Exclude.val(exclude as u64));
+    }
 }
 
 fn tcf_field(mode: TcfMode) -> u64 {
@@ -69,13 +71,21 @@ fn tcf_from(v: u64) -> TcfMode {
 }
 
 /// Sets the tag-check mode for EL1 accesses on this CPU.
+// Each setter writes only a changed value: a write of SCTLR_EL1 or TCR_EL1
+// may be cached in the TLB, so QEMU flushes this CPU's whole TLB on every
+// write of SCTLR_EL1 (and the TCR setters below flush on every CPU), which
+// made each EL0 entry cost two full flushes.
 pub fn set_tcf(mode: TcfMode) {
-    SCTLR_EL1_MTE.modify(SCTLR_MTE::TCF.val(tcf_field(mode)));
+    if SCTLR_EL1_MTE.read(SCTLR_MTE::TCF) != tcf_field(mode) {
+        SCTLR_EL1_MTE.modify(SCTLR_MTE::TCF.val(tcf_field(mode)));
+    }
 }
 
 /// Sets the tag-check mode for EL0 accesses on this CPU.
 pub fn set_tcf0(mode: TcfMode) {
-    SCTLR_EL1_MTE.modify(SCTLR_MTE::TCF0.val(tcf_field(mode)));
+    if SCTLR_EL1_MTE.read(SCTLR_MTE::TCF0) != tcf_field(mode) {
+        SCTLR_EL1_MTE.modify(SCTLR_MTE::TCF0.val(tcf_field(mode)));
+    }
 }
 
 pub fn tcf() -> TcfMode {
@@ -88,15 +98,19 @@ pub fn tcf0() -> TcfMode {
 
 /// Turns the match-all tag on or off for the TTBR0 (TCMA0) half.
 pub fn set_tcma0(on: bool) {
-    TCR_EL1_MTE.modify(TCR_MTE::TCMA0.val(on as u64));
-    super::mmu::tlb::flush_all(); // TCR fields may be cached in the TLB
+    if TCR_EL1_MTE.read(TCR_MTE::TCMA0) != on as u64 {
+        TCR_EL1_MTE.modify(TCR_MTE::TCMA0.val(on as u64));
+        super::mmu::tlb::flush_all(); // TCR fields may be cached in the TLB
+    }
 }
 
 /// Turns the match-all tag on or off for the TTBR1 (TCMA1) half. Off means
 /// every kernel access is checked against tag 0xF: only for short tests.
 pub fn set_tcma1(on: bool) {
-    TCR_EL1_MTE.modify(TCR_MTE::TCMA1.val(on as u64));
-    super::mmu::tlb::flush_all();
+    if TCR_EL1_MTE.read(TCR_MTE::TCMA1) != on as u64 {
+        TCR_EL1_MTE.modify(TCR_MTE::TCMA1.val(on as u64));
+        super::mmu::tlb::flush_all();
+    }
 }
 
 /// Asynchronous tag-check faults recorded since the last clear.
