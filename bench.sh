@@ -12,6 +12,7 @@
 # columns are skipped with a message and ours are printed alone.
 #
 #   ./bench.sh [--no-install] [--vs-linux] [swap|uffd|thp|collapse|fault]...
+#   LINUX_REF=/path/to/linux-ref/run.sh ./bench.sh --vs-linux   (another copy)
 set -euo pipefail
 cd "$(dirname "$0")"
 install=()
