@@ -256,14 +256,14 @@ step bench-rows-and-table bench_rows
 capture() {
     local cap=target/test-all/capture.bin elf=target/aarch64-unknown-none-softfloat/release/mtekernel out
     ./qemu-run.sh --no-install --capture "$cap" mmu selftest::deliberate_failure && { echo "the run passed"; return 1; }
-    [ "$(grep -c '^PASS: mmu::' "$cap")" = 4 ] || { echo "grep '^PASS: ' does not find the 4 mmu lines"; return 1; }
+    [ "$(grep -c '^PASS: mmu::' "$cap")" = 6 ] || { echo "grep '^PASS: ' does not find the 6 mmu lines"; return 1; }
     grep -q '^FAIL: selftest::deliberate_failure: ' "$cap" || { echo "no clean FAIL line"; return 1; }
     grep -q '^DEFMT [A-Za-z0-9+/=]*$' "$cap" || { echo "no DEFMT frame lines"; return 1; }
     ! LC_ALL=C grep -q '[^[:print:][:space:]]' "$cap" || { echo "binary bytes in the capture"; return 1; }
     out=$(target/release/kreport --elf "$elf" decode "$cap")
-    echo "$out" | grep -q '^4 passed, 1 failed, 0 skipped$' || { echo "decode: $out"; return 1; }
+    echo "$out" | grep -q '^6 passed, 1 failed, 0 skipped$' || { echo "decode: $out"; return 1; }
     out=$(sed 's/^\(DEFMT ...\)./\1\xff/' "$cap" | target/release/kreport --elf "$elf" 2>&1)
-    echo "$out" | grep -q '^4 passed, 1 failed, 0 skipped$' && echo "$out" | grep -q 'damaged defmt frame lines skipped' ||
+    echo "$out" | grep -q '^6 passed, 1 failed, 0 skipped$' && echo "$out" | grep -q 'damaged defmt frame lines skipped' ||
         { echo "a damaged capture: $out"; return 1; }
     out=$(sed 's/^mtekernel: build id .*/mtekernel: build id 0000/' "$cap" | target/release/kreport --elf "$elf" 2>&1)
     echo "$out" | grep -q 'is not the ELF given with --elf' || { echo "a capture of another build: $out"; return 1; }

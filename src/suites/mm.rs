@@ -1383,3 +1383,32 @@ fn mprotect_and_back_merges_the_vmas() -> TestResult {
     s.finish()
 }
 kernel_test!(mm, mprotect_and_back_merges_the_vmas);
+
+/// The agent's loops fault a whole range in one EL0 entry, as a program's
+/// loop does: a store to every page maps each (64 faults), loads read back
+/// the sum, and a list of tagged pointers is read through each one's tag,
+/// one wrong tag in it stopping the loop with SEGV_MTESERR at that pointer.
+fn one_el0_entry_faults_a_whole_range() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let pages = 64;
+    let a = mmap(&t, 0, pages * PAGE, RW, ANON, -1)?;
+    ok(t.touch(a + 8, pages * PAGE, PAGE, Some(3)), "the store loop")?;
+    expect_rss(&t, pages as isize, 0, "after one loop of first-touch stores")?;
+    ensure_eq!(ok(t.touch(a + 8, pages * PAGE, PAGE, None), "the load loop")?, 3 * pages as u64, "the sum read back");
+    let m = mmap(&t, 0, 8 * PAGE, RW | PROT_MTE, ANON, -1)?;
+    for p in 0..8 {
+        tag_page(&t, m + p * PAGE, |_| p as u8 + 1)?;
+        ok(t.store(with_tag(m + p * PAGE, p as u8 + 1), 10 + p as u64), "write through the tag")?;
+    }
+    let list = mmap(&t, 0, PAGE, RW, ANON, -1)?;
+    for p in 0..8 {
+        ok(t.store(list + 8 * p, with_tag(m + p * PAGE, p as u8 + 1) as u64), "write the list")?;
+    }
+    ensure_eq!(ok(t.load_list(list, 8, true), "the list loop")?, (10..18).sum::<u64>(), "the sum through the tags");
+    let wrong = with_tag(m + 5 * PAGE, 0xE);
+    ok(t.store(list + 8 * 5, wrong as u64), "put a wrong tag in the list")?;
+    expect_segv(t.load_list(list, 8, false), SegvKind::MteSErr, wrong, "the list loop at the wrong tag")?;
+    s.finish()
+}
+kernel_test!(mm, one_el0_entry_faults_a_whole_range);

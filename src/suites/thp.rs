@@ -920,8 +920,10 @@ fn waits_for_a_pmd_migration_entry<T: Send + core::fmt::Debug + 'static>(
     set(migration)?;
     let tt = t.clone();
     let job = on_cpu(1, what, move || work(tt, fd, arg))?;
-    let until = crate::arch::cpu::counter() + crate::arch::cpu::counter_freq() / 50;
-    while crate::arch::cpu::counter() < until {
+    // Up to 200 ms for CPU 1 to finish while the entry is there (a loaded
+    // host may start it late); a correct kernel waits all that time.
+    let until = crate::arch::cpu::counter() + crate::arch::cpu::counter_freq() / 5;
+    while !job.finished() && crate::arch::cpu::counter() < until {
         core::hint::spin_loop();
     }
     let early = job.finished();

@@ -1279,3 +1279,39 @@ fn blocking_read_waits_for_a_fault() -> TestResult {
     s.finish()
 }
 kernel_test!(uffd, blocking_read_waits_for_a_fault, cpus = 2);
+
+/// A program's ioctl loop in one EL0 entry (the agent's syscall_loop): one
+/// UFFDIO_MOVE per page from an array of argument blocks; the loop stops
+/// at the first error (a block with an unaligned length: EINVAL), the
+/// pages before it moved, those from it on untouched.
+fn an_el0_loop_of_moves_stops_at_the_first_error() -> TestResult {
+    let mut s = Scenario::new();
+    let (t, u, src, dst) = setup(&mut s, 4)?;
+    let block = |p: usize, len: usize| {
+        crate::mm::uffd_uapi::UffdioMove {
+            dst: (dst + p * PAGE) as u64,
+            src: (src + p * PAGE) as u64,
+            len: len as u64,
+            mode: 0,
+            moved: 0,
+        }
+        .to_words()
+    };
+    let words: Vec<u64> = (0..4).flat_map(|p| block(p, if p == 2 { PAGE - 8 } else { PAGE })).collect();
+    let per = words.len() / 4 * 8;
+    let args = mmap(&t, 0, PAGE, RW, ANON, -1)?;
+    for (i, w) in words.iter().enumerate() {
+        ok(t.store(args + 8 * i, *w), "write an argument block")?;
+    }
+    let r = t.syscall_loop(crate::task::syscall::SYS_IOCTL, u.fd, UFFDIO_MOVE, args, per, 4);
+    ensure_eq!(r.map_err(|e| verdict("the ioctl loop", e))?, Err(EINVAL), "the loop's result");
+    for p in 0..2 {
+        expect_moved_page(&t, dst + p * PAGE, p, "a page moved by the loop")?;
+    }
+    for p in 2..4 {
+        ensure!(pte_none(pte_of(&t, dst + p * PAGE)), "dst page {p} was filled after the failing block");
+        expect_moved_page(&t, src + p * PAGE, p, "a source page the loop did not reach")?;
+    }
+    s.finish()
+}
+kernel_test!(uffd, an_el0_loop_of_moves_stops_at_the_first_error);

@@ -21,7 +21,7 @@ core::arch::global_asm!(
     ".arch_extension memtag",
     // Global, so Rust code in any codegen unit links to them.
     ".global agent_load, agent_store, agent_ldg, agent_stg_range, agent_tags16, agent_fill, agent_fnv, agent_syscall",
-    ".global agent_store_until, agent_irg, agent_call, agent_touch, agent_load_list",
+    ".global agent_store_until, agent_irg, agent_call, agent_touch, agent_load_list, agent_syscall_loop",
     // x0 = [x0]
     "agent_load: ldr x0, [x0]",
     "    svc #0x7ff",
@@ -123,6 +123,24 @@ core::arch::global_asm!(
     "    b 1b",
     "3:  mov x0, x5",
     "    svc #0x7ff",
+    // system call x5 (x0, x1, x2) x4 times, x2 advancing by x3 bytes each
+    // time (an ioctl over an array of argument blocks); stops at the first
+    // negative return; x0 = 0 or that return
+    "agent_syscall_loop: mov x9, x0",
+    "    mov x10, x1",
+    "    mov x11, x2",
+    "1:  cbz x4, 2f",
+    "    mov x0, x9",
+    "    mov x1, x10",
+    "    mov x2, x11",
+    "    mov x8, x5",
+    "    svc #0",
+    "    tbnz x0, #63, 3f",
+    "    add x11, x11, x3",
+    "    sub x4, x4, #1",
+    "    b 1b",
+    "2:  mov x0, #0",
+    "3:  svc #0x7ff",
     // a system call: x8 = number, x0-x5 = arguments
     "agent_syscall: svc #0",
     "    svc #0x7ff",
@@ -143,6 +161,7 @@ extern "C" {
     fn agent_call();
     fn agent_touch();
     fn agent_load_list();
+    fn agent_syscall_loop();
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -160,6 +179,7 @@ pub enum Routine {
     Call,
     Touch,
     LoadList,
+    SyscallLoop,
 }
 
 impl Routine {
@@ -179,6 +199,7 @@ impl Routine {
             Routine::Call => agent_call,
             Routine::Touch => agent_touch,
             Routine::LoadList => agent_load_list,
+            Routine::SyscallLoop => agent_syscall_loop,
         };
         let (start, _) = crate::arch::boot::image_layout().user_text;
         (AGENT_VA + (f as *const () as usize - start)) as u64

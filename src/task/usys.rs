@@ -28,6 +28,15 @@ impl Task {
         self.sys(nr, args).map(|r| r.map(|_| ()))
     }
 
+    /// In one EL0 entry, `count` calls of system call `nr` with arguments
+    /// (a0, a1, arg), `arg` advancing by `stride` bytes each time: a
+    /// program's ioctl loop over an array of argument blocks. Stops at the
+    /// first error.
+    pub fn syscall_loop(&self, nr: u64, a0: u64, a1: u64, arg: usize, stride: usize, count: usize) -> SysResult<()> {
+        let r = self.run(super::agent::Routine::SyscallLoop, &[a0, a1, arg as u64, stride as u64, count as u64, nr])?;
+        Ok(Errno::from_ret(r).map_or(Ok(()), Err))
+    }
+
     pub fn mmap(&self, addr: usize, len: usize, prot: u64, flags: u64, fd: i64, off: u64) -> SysResult<usize> {
         self.sys(SYS_MMAP, &[addr as u64, len as u64, prot, flags, fd as u64, off]).map(|r| r.map(|a| a as usize))
     }
