@@ -16,6 +16,7 @@ use super::mm_types::{
     MmMap, MmStruct, Vma, MM_ANONPAGES, MM_FILEPAGES, VM_ACCESS_FLAGS, VM_EXEC, VM_SHARED, VM_SPECIAL, VM_UFFD_MISSING,
     VM_UFFD_WP, VM_WRITE,
 };
+use super::mmu_gather::MmuGather;
 use super::pgtable::PteTable;
 use super::pte::*;
 use super::rmap::{folio_add_new_anon_rmap, folio_add_rmap_pte, folio_remove_rmap_pte};
@@ -73,10 +74,21 @@ pub(super) fn copy_highpage(dst: &Folio, src: &Folio, idx: usize) {
 /// set_pte_at with arm64's mte_sync_tags: a page mapped Tagged Normal for
 /// the first time gets its tags cleared and PG_mte_tagged set.
 pub fn set_pte_at(mm: &MmStruct, pt: &PteTable, addr: usize, pte: pte_t) {
+    sync_before_set(pte);
+    pt.set(addr, pte, mm.asid);
+}
+
+/// set_pte_at for a change whose TLB invalidation `tlb` batches (see
+/// PteTable::set_gathered).
+pub fn set_pte_at_gathered(mm: &MmStruct, pt: &PteTable, addr: usize, pte: pte_t, tlb: &mut MmuGather) {
+    sync_before_set(pte);
+    pt.set_gathered(addr, pte, mm.asid, tlb);
+}
+
+fn sync_before_set(pte: pte_t) {
     if pte_valid(pte) && pte_tagged(pte) && !pte_special(pte) {
         mte_sync_tags(pte_pfn(pte));
     }
-    pt.set(addr, pte, mm.asid);
 }
 
 /// arm64's mte_sync_tags: the folio holding page `pfn`, mapped Tagged

@@ -2,7 +2,7 @@
 //! Arguments come from EL0 and are checked like Linux checks them; every
 //! failure is an errno, never a panic.
 
-use super::fault::{handle_mm_fault, set_pte_at};
+use super::fault::{handle_mm_fault, set_pte_at_gathered};
 use super::filemap::{self, File};
 use super::mm_types::*;
 use super::pte::{pfn_pte, pte_mkspecial, pte_modify, pte_present};
@@ -440,16 +440,21 @@ pub fn do_mprotect(mm: &Arc<MmStruct>, addr: u64, len: u64, prot: u64) -> Result
 }
 
 /// Rewrites every present pte of `[start, end)` with `prot`.
+/// change_protection under the mmap write lock (no fault can run meanwhile):
+/// permission changes are written in place and the range is invalidated
+/// once at the end, as Linux's change_pte_range and flush_tlb_range do.
 fn change_protection(mm: &MmStruct, start: usize, end: usize, prot: super::pte::pgprot_t) {
     super::huge_memory::change_huge_pmds(mm, start, end, prot);
+    let mut tlb = super::mmu_gather::MmuGather::new(mm.asid);
     mm.pgtables.for_each_locked_table(start, end, |pt, lo, hi| {
         for addr in (lo..hi).step_by(PAGE_SIZE) {
             let pte = pt.get(addr);
             if pte_present(pte) {
-                set_pte_at(mm, pt, addr, pte_modify(pte, prot));
+                set_pte_at_gathered(mm, pt, addr, pte_modify(pte, prot), &mut tlb);
             }
         }
     });
+    tlb.flush();
 }
 
 /// madvise in Linux's order (do_madvise): an unknown advice is EINVAL

@@ -12,7 +12,9 @@
 use super::folio::{pfn_to_page, PG_TABLE};
 use super::frames;
 use super::mmu_gather::{flush_tlb_page, flush_tlb_range, MmuGather};
-use super::pte::{pmd_t, pmd_trans_huge, pte_t, pte_valid, PTE_TYPE_PAGE};
+use super::pte::{
+    pmd_t, pmd_trans_huge, pte_t, pte_valid, PTE_AF, PTE_PXN, PTE_RDONLY, PTE_TYPE_PAGE, PTE_USER, PTE_UXN, PTE_WRITE,
+};
 use crate::arch::mmu::{PAGE_MASK, PAGE_SIZE, PMD_MASK, PMD_SIZE, PTRS_PER_PTE};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use spin::MutexGuard;
@@ -139,6 +141,25 @@ impl PteTable {
         let old = self.get(addr);
         self.set(addr, pte_t(0), asid);
         old
+    }
+
+    /// A pte change whose TLB invalidation `tlb` batches, where the
+    /// architecture needs no break-before-make: from or to an invalid pte,
+    /// or between valid ones differing only in permissions (AP, PXN/UXN,
+    /// DBM), the access flag or software bits. Any other change of a valid
+    /// pte goes through `set` (invalidated at once).
+    pub fn set_gathered(&self, addr: usize, new: pte_t, asid: u16, tlb: &mut MmuGather) {
+        const NO_BBM: u64 = PTE_USER | PTE_RDONLY | PTE_WRITE | PTE_PXN | PTE_UXN | PTE_AF | (0xF << 55);
+        let e = entry(self.table, index(addr, 3));
+        let old = pte_t(e.load(Ordering::Acquire));
+        if pte_valid(old) && pte_valid(new) && (old.0 ^ new.0) & !NO_BBM != 0 {
+            return self.set(addr, new, asid);
+        }
+        e.store(new.0, Ordering::Release);
+        crate::arch::mmu::publish_descriptors();
+        if pte_valid(old) {
+            tlb.add_range(addr, PAGE_SIZE);
+        }
     }
 
     /// ptep_get_and_clear with the flush left to `tlb` (zap's batching):

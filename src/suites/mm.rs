@@ -972,6 +972,30 @@ fn munmap_of_many_pages_is_one_batched_invalidation() -> TestResult {
 }
 kernel_test!(mm, munmap_of_many_pages_is_one_batched_invalidation);
 
+/// mprotect of 512 pages writes the permissions in place and invalidates
+/// the range once (a few range operations or one ASID-wide one); the
+/// pages are read-only afterwards and keep their data.
+fn mprotect_of_many_pages_is_one_batched_invalidation() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let pages = 512;
+    let a = mmap(&t, 0, pages * PAGE, RW, ANON, -1)?;
+    ok(t.touch(a, pages * PAGE, PAGE, Some(9)), "touch every page")?;
+    let before = crate::arch::mmu::tlb::stats();
+    must(t.mprotect(a, pages * PAGE, PROT_READ), "mprotect(PROT_READ)")?;
+    let after = crate::arch::mmu::tlb::stats();
+    let ops = (after.page - before.page) + (after.range - before.range) + (after.asid - before.asid);
+    ensure!(ops <= 4, "mprotect of {pages} pages issued {ops} TLB invalidations: {before:?} then {after:?}");
+    ensure!(ops >= 1 || after.skipped > before.skipped, "mprotect of a used range invalidated nothing");
+    for p in [0, 255, 511] {
+        ensure!(!pte_write(pte_of(&t, a + p * PAGE)), "page {p} still writable");
+        expect_segv(t.store(a + p * PAGE, 1), SegvKind::AccErr, a + p * PAGE, "a store after mprotect(PROT_READ)")?;
+    }
+    ensure_eq!(ok(t.touch(a, pages * PAGE, PAGE, None), "read back")?, 9 * pages as u64, "the data");
+    s.finish()
+}
+kernel_test!(mm, mprotect_of_many_pages_is_one_batched_invalidation);
+
 // --- the tagged-address ABI and per-thread MTE controls ------------------------------
 
 use crate::task::prctl::{
