@@ -136,9 +136,9 @@ const LAYOUTS: [(&str, fn(usize) -> [u8; 128]); 5] = [
 ];
 
 /// Bytes of tag storage per swapped page for each layout, through the real
-/// swap-out path (1024 pages each), against the most a page can cost.
+/// swap-out path (4096 pages each), against the most a page can cost.
 fn storage_by_layout() {
-    const PAGES: usize = 1024;
+    const PAGES: usize = 4096;
     for (name, layout) in LAYOUTS {
         let Some((t, a)) = tagged_task(PAGES, layout) else { return };
         let before = mteswap::stats();
@@ -147,10 +147,11 @@ fn storage_by_layout() {
         let stored = after.entries - before.entries;
         let bytes = after.bytes.saturating_sub(before.bytes);
         println!(
-            "bench: tag storage, {name:<24} {:>4} B/page ({} pages stored, {} of them inline; Linux: 128 B + xarray)",
+            "bench: tag storage, {name:<24} {:>4} B/page ({} pages stored: {} inline, {} as a grid cell; Linux: 128 B + xarray)",
             bytes / stored.max(1),
             stored,
-            after.inline - before.inline
+            after.inline - before.inline,
+            after.grid - before.grid
         );
         let _ = t.exit(0);
     }

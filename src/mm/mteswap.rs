@@ -8,10 +8,12 @@
 //! xarray's nodes are), so a lookup costs the same at 1K and at 256K
 //! entries and an index grows without copying. A page whose tags are a few
 //! runs (one tag for the page, a few allocations) is stored inline in its
-//! word (tagcodec: bit 0 set); anything else in a buffer the word names,
-//! as runs when that is shorter, else the 128 raw bytes.
+//! word (tagcodec: bit 0 set); a page of 16 blocks of one tag each (a
+//! malloc size class of 256-byte allocations) in one 8-byte cell of a pool
+//! the word names; anything else in a buffer the word names, as runs when
+//! that is shorter, else the 128 raw bytes.
 //!
-//! Freed buffers are poisoned and kept in a quarantine instead of being
+//! Freed buffers and cells are poisoned and kept in a quarantine instead of being
 //! reused at once, so a restore through a stale handle (the T1/T2 race of
 //! the May 2023 thread) reads poison and is counted as a use-after-free. An
 //! inline entry cannot go stale: a handle to it is a copy of the value.
@@ -48,6 +50,8 @@ pub struct Stats {
     pub entries: usize,
     /// Entries held inline in their index word.
     pub inline: usize,
+    /// Entries held as a grid cell (8 bytes beside the index word).
+    pub grid: usize,
     pub saves: u64,
     pub restores: u64,
     pub invalidates: u64,
@@ -69,8 +73,8 @@ pub const MAX_BYTES_PER_ENTRY: usize = 8 + core::mem::size_of::<TagBuf>() + PAGE
 const LEAF: usize = 512;
 
 struct Leaf {
-    /// One word per slot: 0 (no entry), odd (a tagcodec inline value) or
-    /// (buffer + 1) << 1.
+    /// One word per slot: 0 (no entry), odd (a tagcodec inline value),
+    /// (buffer + 1) << 2, or (cell + 1) << 2 | 2.
     words: Box<[u64]>,
     /// Words not 0; the leaf is freed when none is left.
     used: usize,
@@ -82,6 +86,10 @@ struct Store {
     bufs: Vec<TagBuf>,
     quarantine: VecDeque<usize>,
     live_buf_bytes: usize,
+    /// Grid cells, a live bit each, and the freed ones in quarantine.
+    cells: Vec<u64>,
+    cell_live: Vec<u64>,
+    cell_quarantine: VecDeque<usize>,
     stats: Stats,
 }
 
@@ -91,6 +99,9 @@ static STORE: Mutex<Store> = Mutex::new(Store {
     bufs: Vec::new(),
     quarantine: VecDeque::new(),
     live_buf_bytes: 0,
+    cells: Vec::new(),
+    cell_live: Vec::new(),
+    cell_quarantine: VecDeque::new(),
     stats: Stats::zero(),
 });
 
@@ -99,6 +110,7 @@ impl Stats {
         Stats {
             entries: 0,
             inline: 0,
+            grid: 0,
             saves: 0,
             restores: 0,
             invalidates: 0,
@@ -110,12 +122,30 @@ impl Stats {
     }
 }
 
-fn buf_word(i: usize) -> u64 {
-    (i as u64 + 1) << 1
+/// What an index word holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Word {
+    None,
+    Inline(u64),
+    Buf(usize),
+    Cell(usize),
 }
 
-fn word_buf(w: u64) -> Option<usize> {
-    (w != 0 && w & 1 == 0).then(|| (w >> 1) as usize - 1)
+fn buf_word(i: usize) -> u64 {
+    (i as u64 + 1) << 2
+}
+
+fn cell_word(c: usize) -> u64 {
+    (c as u64 + 1) << 2 | 2
+}
+
+fn kind(w: u64) -> Word {
+    match w & 3 {
+        _ if w == 0 => Word::None,
+        1 | 3 => Word::Inline(w),
+        0 => Word::Buf((w >> 2) as usize - 1),
+        _ => Word::Cell((w >> 2) as usize - 1),
+    }
 }
 
 impl Store {
@@ -173,6 +203,43 @@ impl Store {
         self.quarantine.push_back(i);
     }
 
+    fn cell_is_live(&self, c: usize) -> bool {
+        self.cell_live[c / 64] & (1 << (c % 64)) != 0
+    }
+
+    fn set_cell_live(&mut self, c: usize, live: bool) {
+        let bit = 1u64 << (c % 64);
+        if live {
+            self.cell_live[c / 64] |= bit;
+        } else {
+            self.cell_live[c / 64] &= !bit;
+        }
+    }
+
+    /// A cell holding a Grid value.
+    fn alloc_cell(&mut self, v: u64) -> Result<usize, Errno> {
+        let c = if self.cell_quarantine.len() > QUARANTINE {
+            self.cell_quarantine.pop_front().expect("non-empty quarantine")
+        } else {
+            self.cells.try_reserve(1).map_err(|_| ENOMEM)?;
+            if self.cells.len() % 64 == 0 {
+                self.cell_live.try_reserve(1).map_err(|_| ENOMEM)?;
+                self.cell_live.push(0);
+            }
+            self.cells.push(0);
+            self.cells.len() - 1
+        };
+        self.cells[c] = v;
+        self.set_cell_live(c, true);
+        Ok(c)
+    }
+
+    fn free_cell(&mut self, c: usize) {
+        self.cells[c] = u64::from_ne_bytes([POISON; 8]);
+        self.set_cell_live(c, false);
+        self.cell_quarantine.push_back(c);
+    }
+
     fn erase(&mut self, key: swp_entry_t) -> bool {
         let w = self.word(key);
         if w == 0 {
@@ -188,9 +255,13 @@ impl Store {
                 *leaf = None;
             }
         }
-        match word_buf(w) {
-            Some(i) => self.free(i),
-            None => self.stats.inline -= 1,
+        match kind(w) {
+            Word::Buf(i) => self.free(i),
+            Word::Cell(c) => {
+                self.free_cell(c);
+                self.stats.grid -= 1;
+            }
+            _ => self.stats.inline -= 1,
         }
         self.stats.entries -= 1;
         self.stats.invalidates += 1;
@@ -211,22 +282,26 @@ impl Store {
         self.erase(key);
         self.slot(key)?; // the leaf first: a failure leaves nothing behind
         let form = tagcodec::form(tags);
-        let w = match form {
-            Form::Inline(v) => v,
-            _ => match self.alloc(tags, form) {
-                Ok(b) => buf_word(b),
-                Err(e) => {
-                    self.drop_leaf_if_unused(key);
-                    return Err(e);
-                }
-            },
+        let stored = match form {
+            Form::Inline(v) => Ok(v),
+            Form::Grid(v) => self.alloc_cell(v).map(cell_word),
+            _ => self.alloc(tags, form).map(buf_word),
+        };
+        let w = match stored {
+            Ok(w) => w,
+            Err(e) => {
+                self.drop_leaf_if_unused(key);
+                return Err(e);
+            }
         };
         let (leaf, i) = self.slot(key)?;
         leaf.words[i] = w;
         leaf.used += 1;
         self.stats.entries += 1;
-        if word_buf(w).is_none() {
-            self.stats.inline += 1;
+        match kind(w) {
+            Word::Inline(_) => self.stats.inline += 1,
+            Word::Cell(_) => self.stats.grid += 1,
+            _ => {}
         }
         self.stats.saves += 1;
         Ok(())
@@ -297,17 +372,24 @@ pub fn restore_from(h: Handle, folio: &Folio, i: usize) {
     let tags = {
         let mut s = STORE.lock();
         s.stats.restores += 1;
-        let decoded = match word_buf(h.0) {
-            None => tagcodec::decode_inline(h.0),
-            Some(b) if !s.bufs[b].live => {
+        let decoded = match kind(h.0) {
+            Word::None => None,
+            Word::Inline(v) => tagcodec::decode_inline(v),
+            Word::Buf(b) if !s.bufs[b].live => {
                 s.stats.use_after_free += 1;
                 defmt::warn!("mteswap: tag buffer {=usize} read after it was freed (use-after-free)", b);
                 Some([POISON; PAGE_TAG_BYTES])
             }
-            Some(b) => match s.bufs[b].body.len() {
+            Word::Cell(c) if !s.cell_is_live(c) => {
+                s.stats.use_after_free += 1;
+                defmt::warn!("mteswap: tag cell {=usize} read after it was freed (use-after-free)", c);
+                Some([POISON; PAGE_TAG_BYTES])
+            }
+            Word::Buf(b) => match s.bufs[b].body.len() {
                 PAGE_TAG_BYTES => s.bufs[b].body.as_ref().try_into().ok(),
                 _ => tagcodec::decode_runs(&s.bufs[b].body),
             },
+            Word::Cell(c) => Some(tagcodec::decode_grid(s.cells[c])),
         };
         // Only this file writes the words and bodies, so a failed decode
         // is a bug here; the page then shows poison rather than made-up tags.
@@ -357,10 +439,13 @@ pub fn stats() -> Stats {
     let s = STORE.lock();
     let leaf_bytes = LEAF * core::mem::size_of::<u64>();
     let index: usize = s.index.iter().flatten().filter(|l| l.is_some()).count() * leaf_bytes;
+    // A live cell costs its 8 bytes and its bit; the pool's other cells
+    // are the quarantine's.
+    let cell_bytes = s.stats.grid * 8 + s.stats.grid.div_ceil(8);
     Stats {
-        bytes: index + s.live_buf_bytes,
+        bytes: index + s.live_buf_bytes + cell_bytes,
         index_bytes: index,
-        quarantine_bytes: s.quarantine.iter().map(|&i| s.bufs[i].bytes()).sum(),
+        quarantine_bytes: s.quarantine.iter().map(|&i| s.bufs[i].bytes()).sum::<usize>() + s.cell_quarantine.len() * 8,
         ..s.stats
     }
 }

@@ -9,6 +9,10 @@
 //!   set (the way an xarray value entry is told from a pointer): bits 1-3
 //!   hold the run count minus one, then 4 bits of tag per run, then 8 bits
 //!   of length minus one for every run but the last (the rest of the page).
+//! - Grid: the page as 16 blocks of 16 granules (256 bytes, or any
+//!   multiple) with one tag each, as a malloc's size class lays out a page
+//!   of same-sized allocations with an IRG tag apiece: the 16 block tags in
+//!   one 64-bit cell, 4 bits each, block 0 lowest.
 //! - Runs: a byte with the run count minus one, then 12 bits a run (tag,
 //!   length minus one), packed low bit first; used while shorter than raw.
 //! - Raw: the 128 bytes.
@@ -27,6 +31,8 @@ pub const MAX_INLINE_RUNS: usize = 5;
 pub enum Form {
     /// The value itself (bit 0 set).
     Inline(u64),
+    /// The 16 block tags packed in a cell.
+    Grid(u64),
     /// A Runs body of this many bytes (`write_runs` fills it).
     Runs(usize),
     Raw,
@@ -36,7 +42,7 @@ impl Form {
     /// Bytes of the out-of-line body (0 for an inline value).
     pub fn body_bytes(self) -> usize {
         match self {
-            Form::Inline(_) => 0,
+            Form::Inline(_) | Form::Grid(_) => 0,
             Form::Runs(n) => n,
             Form::Raw => TAG_BYTES,
         }
@@ -98,10 +104,35 @@ pub fn form(tags: &[u8; TAG_BYTES]) -> Form {
         });
         return Form::Inline(v);
     }
+    if let Some(cell) = grid(tags) {
+        return Form::Grid(cell);
+    }
     if runs_len(n) < TAG_BYTES {
         return Form::Runs(runs_len(n));
     }
     Form::Raw
+}
+
+/// Granules a Grid block spans (16 blocks a page).
+const GRID_BLOCK: usize = 16;
+
+/// The page as 16 blocks of one tag each, packed; None if a block holds
+/// two tags. A block is 8 bytes of LDGM's layout, so a word compare.
+fn grid(tags: &[u8; TAG_BYTES]) -> Option<u64> {
+    let mut cell = 0u64;
+    for (b, block) in tags.chunks_exact(GRID_BLOCK / 2).enumerate() {
+        let t = block[0] & 0xF;
+        if block.iter().any(|&x| x != t * 0x11) {
+            return None;
+        }
+        cell |= u64::from(t) << (4 * b);
+    }
+    Some(cell)
+}
+
+/// The tags of a Grid cell (every value is one).
+pub fn decode_grid(cell: u64) -> [u8; TAG_BYTES] {
+    core::array::from_fn(|i| (((cell >> (4 * (2 * i / GRID_BLOCK))) & 0xF) as u8) * 0x11)
 }
 
 /// Appends the Runs body of `tags` to `out` (the caller reserved
@@ -205,6 +236,7 @@ mod tests {
                 assert!(n < TAG_BYTES);
                 decode_runs(&b)
             }
+            Form::Grid(cell) => Some(decode_grid(cell)),
             Form::Raw => Some(*tags),
         };
         assert_eq!(back.as_ref(), Some(tags), "{f:?} did not round-trip");
@@ -245,10 +277,24 @@ mod tests {
     }
 
     #[test]
+    fn a_size_class_of_tagged_allocations_is_a_grid() {
+        // 16 allocations of 256 bytes with IRG tags (neighbours may repeat).
+        let irg = [3u8, 3, 9, 1, 15, 2, 2, 2, 7, 11, 4, 6, 13, 8, 5, 10];
+        let f = round_trip(&page(|g| irg[g / 16]));
+        assert!(matches!(f, Form::Grid(_)), "{f:?}");
+        // 8 allocations of 512 bytes are a grid too.
+        assert!(matches!(round_trip(&page(|g| (g / 32) as u8 * 2 + 1)), Form::Grid(_)));
+        // Runs that miss the block boundaries by one granule are not a grid.
+        assert!(matches!(round_trip(&page(|g| ((g + 1) / 16 % 16) as u8)), Form::Runs(_)));
+        // A block size that needs more than one cell (64-byte allocations).
+        assert!(matches!(round_trip(&page(|g| (g / 4 % 15) as u8 + 1)), Form::Runs(_)));
+    }
+
+    #[test]
     fn six_runs_and_more_go_out_of_line_smaller_than_raw() {
-        // 16 allocations of 256 bytes: 16 runs, 25 bytes.
-        let f = round_trip(&page(|g| (g / 16) as u8));
-        assert_eq!(f, Form::Runs(25));
+        // 16 allocations of 256 bytes starting 32 bytes in: 17 runs, 27 bytes.
+        let f = round_trip(&page(|g| ((g + 2) / 16) as u8));
+        assert_eq!(f, Form::Runs(27));
         assert_eq!(round_trip(&page(|g| (g / 43 % 2) as u8 + 1)), Form::Runs(10), "6 runs");
         // 84 runs still fit in 127 bytes; 85 do not.
         assert_eq!(round_trip(&page(|g| if g < 84 { (g % 2) as u8 } else { 1 })), Form::Runs(127));
@@ -282,6 +328,9 @@ mod tests {
             round_trip(&tags);
             let random: [u8; TAG_BYTES] = core::array::from_fn(|_| r.next() as u8);
             round_trip(&random);
+            let blocks = r.next();
+            let f = round_trip(&page(|g| (blocks >> (4 * (g / 16))) as u8 & 0xF));
+            assert!(matches!(f, Form::Grid(_) | Form::Inline(_)), "16 blocks of one tag each: {f:?}");
         }
     }
 

@@ -755,6 +755,34 @@ fn tag_storage_memory_use() -> TestResult {
 }
 kernel_test!(swap, tag_storage_memory_use, ramdisk);
 
+/// Pages of 16 tagged 256-byte allocations (a malloc size class, neighbours
+/// sometimes drawing the same IRG tag) are stored in one 8-byte cell each
+/// beside the index word, and come back exactly.
+fn a_page_of_tagged_allocations_is_one_cell() -> TestResult {
+    let mut s = SwapScenario::new()?;
+    let t = s.spawn()?;
+    let a = mmap(&t, 0, 8 * PAGE, RW | PROT_MTE, ANON, -1)?;
+    let irg = [3u8, 3, 9, 1, 15, 2, 2, 2, 7, 11, 4, 6, 13, 8, 5, 10];
+    let layout = |p: usize| move |g: usize| irg[(g / 16 + p) % 16];
+    for p in 0..8 {
+        tag_page(&t, a + p * PAGE, layout(p))?;
+    }
+    let before = mteswap::stats();
+    pageout(&t, a, 8 * PAGE)?;
+    let st = mteswap::stats();
+    ensure_eq!(st.entries - before.entries, 8, "entries");
+    ensure_eq!(st.grid - before.grid, 8, "pages stored as a grid cell");
+    let cells = (st.bytes - st.index_bytes) - (before.bytes - before.index_bytes);
+    ensure!(cells <= 8 * 9, "8 pages took {cells} bytes beside the index: more than a cell and a bit each");
+    for p in 0..8 {
+        expect_tags(&t, a + p * PAGE, layout(p), &format!("page {p} after swap-in"))?;
+    }
+    must(t.munmap(a, 8 * PAGE), "munmap")?;
+    ensure_eq!(mteswap::stats().grid, before.grid, "cells once the pages and their slots are gone");
+    s.finish()
+}
+kernel_test!(swap, a_page_of_tagged_allocations_is_one_cell, ramdisk);
+
 // --- large folios ----------------------------------------------------------------------------
 
 /// A task with one huge (order-9) PROT_MTE folio; pages 0, 100 and 511
