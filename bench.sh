@@ -11,21 +11,31 @@
 # the performance issue sets for it. Without ../shared/linux-ref, Linux's
 # columns are skipped with a message and ours are printed alone.
 #
-#   ./bench.sh [--no-install] [--vs-linux] [swap|uffd|thp|collapse|fault]...
+#   ./bench.sh [--no-install] [--vs-linux] [--runs N] [swap|uffd|thp|collapse|fault]...
+#
+# --runs N repeats every wall-time run N times (both kernels' with
+# --vs-linux); the table takes the least of each, the run the shared host
+# disturbed least.
 #   LINUX_REF=/path/to/linux-ref/run.sh ./bench.sh --vs-linux   (another copy)
 set -euo pipefail
 cd "$(dirname "$0")"
 install=()
 benches=()
 vs_linux=0
+runs=1
 linux_ref=${LINUX_REF:-../shared/linux-ref/run.sh}
-for a in "$@"; do
-    case "$a" in
+while [ $# -gt 0 ]; do
+    case "$1" in
         --no-install) install=(--no-install) ;;
         --vs-linux) vs_linux=1 ;;
-        swap|uffd|thp|collapse|fault) benches+=("$a") ;;
-        *) echo "bench.sh: unknown argument '$a' (benchmarks: swap, uffd, thp, collapse, fault)" >&2; exit 2 ;;
+        --runs)
+            runs=${2:-}
+            case "$runs" in ''|*[!0-9]*|0) echo "bench.sh: --runs needs a positive number, not '${2:-}'" >&2; exit 2 ;; esac
+            shift ;;
+        swap|uffd|thp|collapse|fault) benches+=("$1") ;;
+        *) echo "bench.sh: unknown argument '$1' (benchmarks: swap, uffd, thp, collapse, fault)" >&2; exit 2 ;;
     esac
+    shift
 done
 [ ${#benches[@]} -gt 0 ] || benches=(swap uffd thp collapse fault)
 out=target/bench
@@ -39,9 +49,11 @@ for b in "${benches[@]}"; do
     ./qemu-run.sh "${args[@]}" "${install[@]}" --icount -- ramdisk=1100M | tee -a "$out/ours-icount.log"
     install=(--no-install)
     echo
-    echo "== $b: real time (no icount; instruction counts read 0) =="
-    ./qemu-run.sh "${args[@]}" --no-install -- ramdisk=1100M | tee -a "$out/ours-wall.log"
-    echo
+    for r in $(seq "$runs"); do
+        echo "== $b: real time, run $r of $runs (no icount; instruction counts read 0) =="
+        ./qemu-run.sh "${args[@]}" --no-install -- ramdisk=1100M | tee -a "$out/ours-wall.log"
+        echo
+    done
 done
 
 [ "$vs_linux" = 1 ] || exit 0
@@ -68,8 +80,8 @@ if [ -f "$linux_ref" ]; then
         exit 1
     fi
     grep -E '^(TIME|CHECK) |Linux version|qemu-system' "$out/linux-icount.log" | head -40 || true
-    echo "== Linux (../shared/linux-ref ONLY=$only SMP=1 ICOUNT=0) =="
-    if ! FAST=1 ONLY="$only" SMP=1 ICOUNT=0 bash "$linux_ref" > "$out/linux-wall.log" 2>&1; then
+    echo "== Linux (../shared/linux-ref ONLY=$only SMP=1 ICOUNT=0 RUNS=$runs) =="
+    if ! FAST=1 ONLY="$only" SMP=1 ICOUNT=0 RUNS="$runs" bash "$linux_ref" > "$out/linux-wall.log" 2>&1; then
         echo "bench.sh: the Linux reference run failed; its output: $out/linux-wall.log" >&2
         exit 1
     fi
