@@ -356,7 +356,11 @@ fn do_wp_page(
 /// writable, if the pte has not changed meanwhile.
 fn wp_page_copy(mm: &Arc<MmStruct>, map: &MmMap, vma: &Vma, addr: usize, orig: pte_t) -> Result<(), FaultError> {
     let anon_vma = mm.anon_vma_prepare(map, vma);
-    let new = Folio::alloc(0).ok_or(FaultError::Oom)?;
+    // A copy overwrites every byte, so only the zero page's copy needs a
+    // zeroed frame; tags a data-only copy leaves are cleared by
+    // set_pte_at, since such a page is not PG_mte_tagged.
+    let new = if pte_special(orig) { Folio::alloc(0) } else { Folio::alloc_for_copy(0) };
+    let new = new.ok_or(FaultError::Oom)?;
     let old_pfn = pte_pfn(orig);
     if !pte_special(orig) {
         // Keep it alive while copying unlocked; no pte lock is held, so the
