@@ -22,6 +22,9 @@ pub fn dup_mmap(parent: &Arc<MmStruct>) -> Result<Arc<MmStruct>, Errno> {
     let vmas: Vec<Vma> = pmap.vmas.values().cloned().collect();
     let mut result = Ok(());
     let mut forked_ctxs = Vec::new();
+    // The parent's write-protections are invalidated once, at the end,
+    // under its mmap write lock (Linux's flush_tlb_mm in dup_mmap).
+    let mut tlb = super::mmu_gather::MmuGather::new(parent.asid);
     for v in vmas {
         if v.flags & VM_DONTCOPY != 0 {
             continue; // MADV_DONTFORK: the child has nothing there
@@ -47,9 +50,10 @@ pub fn dup_mmap(parent: &Arc<MmStruct>) -> Result<Arc<MmStruct>, Errno> {
         };
         child.vma_link(&mut cmap, c.clone());
         if result.is_ok() && v.flags & VM_WIPEONFORK == 0 {
-            result = copy_page_range(parent, &child, &v, &c);
+            result = copy_page_range(parent, &child, &v, &c, &mut tlb);
         }
     }
+    tlb.flush();
     drop(cmap);
     drop(pmap);
     for ctx in forked_ctxs {
@@ -70,7 +74,13 @@ pub fn dup_mmap(parent: &Arc<MmStruct>) -> Result<Arc<MmStruct>, Errno> {
     }
 }
 
-fn copy_page_range(src_mm: &Arc<MmStruct>, dst_mm: &Arc<MmStruct>, vma: &Vma, dst_vma: &Vma) -> Result<(), Errno> {
+fn copy_page_range(
+    src_mm: &Arc<MmStruct>,
+    dst_mm: &Arc<MmStruct>,
+    vma: &Vma,
+    dst_vma: &Vma,
+    tlb: &mut super::mmu_gather::MmuGather,
+) -> Result<(), Errno> {
     // Only the source's existing ptes are visited (a never-touched VMA
     // costs nothing, as in Linux's copy_pte_range).
     let mut huge: Vec<usize> = Vec::new();
@@ -91,7 +101,7 @@ fn copy_page_range(src_mm: &Arc<MmStruct>, dst_mm: &Arc<MmStruct>, vma: &Vma, ds
         if copied.contains(&(addr & crate::arch::mmu::PMD_MASK)) {
             continue;
         }
-        copy_one_pte(src_mm, dst_mm, vma, dst_vma, addr)?;
+        copy_one_pte(src_mm, dst_mm, vma, dst_vma, addr, tlb)?;
     }
     Ok(())
 }
@@ -104,6 +114,7 @@ fn copy_one_pte(
     vma: &Vma,
     dst_vma: &Vma,
     addr: usize,
+    tlb: &mut super::mmu_gather::MmuGather,
 ) -> Result<(), Errno> {
     let cow = vma.flags & VM_SHARED == 0;
     let Ok(Some(src_pt)) = src_mm.pgtables.lock(addr, false) else {
@@ -150,7 +161,8 @@ fn copy_one_pte(
     let mut child_pte = pte;
     if cow {
         if pte_write(pte) {
-            set_pte_at(src_mm, &src_pt, addr, pte_wrprotect(pte));
+            // A permission change: written in place, invalidated at the end.
+            src_pt.set_gathered(addr, pte_wrprotect(pte), src_mm.asid, tlb);
         }
         child_pte = pte_wrprotect(pte);
         folio.clear(PG_ANON_EXCLUSIVE);

@@ -996,6 +996,60 @@ fn mprotect_of_many_pages_is_one_batched_invalidation() -> TestResult {
 }
 kernel_test!(mm, mprotect_of_many_pages_is_one_batched_invalidation);
 
+/// fork write-protects the parent's pages in place and invalidates once
+/// at the end (Linux's flush_tlb_mm in dup_mmap): 512 pages cost at most a
+/// few operations, and a CPU storing to one of them all the while writes
+/// to its own copy once fork has returned, never to the child's page.
+fn fork_write_protects_in_one_invalidation_even_on_a_running_cpu() -> TestResult {
+    let mut s = Scenario::new();
+    let t = s.spawn()?;
+    let pages = 512;
+    let a = mmap(&t, 0, pages * PAGE, RW, ANON, -1)?;
+    let control = mmap(&t, 0, PAGE, RW, ANON, -1)?;
+    ok(t.touch(a, pages * PAGE, PAGE, Some(1)), "touch every page")?;
+    ok(t.store(control, 0), "write the control word")?;
+    let control_pfn = pte_pfn(pte_of(&t, control));
+    let target = crate::mm::folio::frame_word(pte_pfn(pte_of(&t, a)), 0);
+    let tt = t.clone();
+    let job = on_cpu(1, "CPU 1's store loop", move || tt.store_until(a, control))?;
+    let f = crate::arch::cpu::counter_freq().max(1);
+    let deadline = crate::arch::cpu::counter() + 5 * f;
+    while target.load(Ordering::Acquire) < 100 && crate::arch::cpu::counter() < deadline {
+        core::hint::spin_loop();
+    }
+    let before = crate::arch::mmu::tlb::stats();
+    let forked = s.fork(&t);
+    let after = crate::arch::mmu::tlb::stats();
+    // The child's page is the one CPU 1 wrote until fork: it must not
+    // change any more.
+    let seen = forked.as_ref().ok().map(|c| {
+        let child = crate::mm::folio::frame_word(pte_pfn(pte_of(c, a)), 0);
+        let first = child.load(Ordering::Acquire);
+        let until = crate::arch::cpu::counter() + f / 100;
+        while crate::arch::cpu::counter() < until {
+            core::hint::spin_loop();
+        }
+        (first, child.load(Ordering::Acquire))
+    });
+    crate::mm::folio::frame_word(control_pfn, 0).store(1, Ordering::Release);
+    let last = job.join()?;
+    let c = forked?;
+    let (first, later) = seen.ok_or_else(|| verdict("fork", "no child"))?;
+    ensure!(first >= 100, "CPU 1's EL0 store loop did not start");
+    ensure_eq!(
+        later,
+        first,
+        "the child's page changed after fork returned (CPU 1 wrote through a stale writable translation)"
+    );
+    let v = ok(last, "CPU 1's store loop")?;
+    ensure!(v > first, "CPU 1's stores after fork ({v}) did not go on in its own copy");
+    ensure!(pte_pfn(pte_of(&t, a)) != pte_pfn(pte_of(&c, a)), "the parent's page was not copied on its write");
+    let ops = (after.page - before.page) + (after.range - before.range) + (after.asid - before.asid);
+    ensure!(ops <= 4, "fork of {pages} pages issued {ops} TLB invalidations: {before:?} then {after:?}");
+    s.finish()
+}
+kernel_test!(mm, fork_write_protects_in_one_invalidation_even_on_a_running_cpu, cpus = 2);
+
 // --- the tagged-address ABI and per-thread MTE controls ------------------------------
 
 use crate::task::prctl::{
