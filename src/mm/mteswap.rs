@@ -32,6 +32,9 @@ use spin::Mutex;
 pub const POISON: u8 = 0xEE;
 /// Freed buffers kept before one is reused.
 const QUARANTINE: usize = 1024;
+/// A freed cell: poison in every block. No live cell holds it, since a
+/// page of one tag is stored inline, never as a grid.
+const FREED_CELL: u64 = u64::from_ne_bytes([POISON; 8]);
 
 struct TagBuf {
     /// A tagcodec Runs body, or the raw 128 bytes.
@@ -86,9 +89,9 @@ struct Store {
     bufs: Vec<TagBuf>,
     quarantine: VecDeque<usize>,
     live_buf_bytes: usize,
-    /// Grid cells, a live bit each, and the freed ones in quarantine.
+    /// Grid cells (a freed one holds FREED_CELL), and the freed ones in
+    /// quarantine.
     cells: Vec<u64>,
-    cell_live: Vec<u64>,
     cell_quarantine: VecDeque<usize>,
     stats: Stats,
 }
@@ -100,7 +103,6 @@ static STORE: Mutex<Store> = Mutex::new(Store {
     quarantine: VecDeque::new(),
     live_buf_bytes: 0,
     cells: Vec::new(),
-    cell_live: Vec::new(),
     cell_quarantine: VecDeque::new(),
     stats: Stats::zero(),
 });
@@ -203,40 +205,22 @@ impl Store {
         self.quarantine.push_back(i);
     }
 
-    fn cell_is_live(&self, c: usize) -> bool {
-        self.cell_live[c / 64] & (1 << (c % 64)) != 0
-    }
-
-    fn set_cell_live(&mut self, c: usize, live: bool) {
-        let bit = 1u64 << (c % 64);
-        if live {
-            self.cell_live[c / 64] |= bit;
-        } else {
-            self.cell_live[c / 64] &= !bit;
-        }
-    }
-
     /// A cell holding a Grid value.
     fn alloc_cell(&mut self, v: u64) -> Result<usize, Errno> {
+        assert_ne!(v, FREED_CELL, "a page of one tag as a grid cell");
         let c = if self.cell_quarantine.len() > QUARANTINE {
             self.cell_quarantine.pop_front().expect("non-empty quarantine")
         } else {
             self.cells.try_reserve(1).map_err(|_| ENOMEM)?;
-            if self.cells.len() % 64 == 0 {
-                self.cell_live.try_reserve(1).map_err(|_| ENOMEM)?;
-                self.cell_live.push(0);
-            }
-            self.cells.push(0);
+            self.cells.push(FREED_CELL);
             self.cells.len() - 1
         };
         self.cells[c] = v;
-        self.set_cell_live(c, true);
         Ok(c)
     }
 
     fn free_cell(&mut self, c: usize) {
-        self.cells[c] = u64::from_ne_bytes([POISON; 8]);
-        self.set_cell_live(c, false);
+        self.cells[c] = FREED_CELL;
         self.cell_quarantine.push_back(c);
     }
 
@@ -380,7 +364,7 @@ pub fn restore_from(h: Handle, folio: &Folio, i: usize) {
                 defmt::warn!("mteswap: tag buffer {=usize} read after it was freed (use-after-free)", b);
                 Some([POISON; PAGE_TAG_BYTES])
             }
-            Word::Cell(c) if !s.cell_is_live(c) => {
+            Word::Cell(c) if s.cells[c] == FREED_CELL => {
                 s.stats.use_after_free += 1;
                 defmt::warn!("mteswap: tag cell {=usize} read after it was freed (use-after-free)", c);
                 Some([POISON; PAGE_TAG_BYTES])
@@ -439,9 +423,9 @@ pub fn stats() -> Stats {
     let s = STORE.lock();
     let leaf_bytes = LEAF * core::mem::size_of::<u64>();
     let index: usize = s.index.iter().flatten().filter(|l| l.is_some()).count() * leaf_bytes;
-    // A live cell costs its 8 bytes and its bit; the pool's other cells
-    // are the quarantine's.
-    let cell_bytes = s.stats.grid * 8 + s.stats.grid.div_ceil(8);
+    // A live cell costs its 8 bytes; the pool's other cells are the
+    // quarantine's.
+    let cell_bytes = s.stats.grid * 8;
     Stats {
         bytes: index + s.live_buf_bytes + cell_bytes,
         index_bytes: index,

@@ -773,7 +773,7 @@ fn a_page_of_tagged_allocations_is_one_cell() -> TestResult {
     ensure_eq!(st.entries - before.entries, 8, "entries");
     ensure_eq!(st.grid - before.grid, 8, "pages stored as a grid cell");
     let cells = (st.bytes - st.index_bytes) - (before.bytes - before.index_bytes);
-    ensure!(cells <= 8 * 9, "8 pages took {cells} bytes beside the index: more than a cell and a bit each");
+    ensure!(cells <= 8 * 8, "8 pages took {cells} bytes beside the index: more than a cell each");
     for p in 0..8 {
         expect_tags(&t, a + p * PAGE, layout(p), &format!("page {p} after swap-in"))?;
     }

@@ -101,7 +101,7 @@ impl Task {
             crate::mm::zap::exit_mmap(&mm);
             // The tables go with the last reference: CPUs keeping them
             // installed let go now if they can.
-            crate::mm::mmu_context::release(Some(&mm), 2_000);
+            crate::mm::mmu_context::release(Some(&mm), 20_000);
         }
         TASKS.lock().remove(&self.pid);
         let fds = core::mem::take(&mut *self.fds.lock());
