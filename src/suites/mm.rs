@@ -763,6 +763,52 @@ fn huge_untouched_vma_costs_what_is_mapped() -> TestResult {
 }
 kernel_test!(mm, huge_untouched_vma_costs_what_is_mapped);
 
+/// CPU 1 storing 1, 2, 3, ... to the page at `a` of `t` in one EL0 entry
+/// (its ASID live, the translation in its TLB) until the control word
+/// (a page of its own) is set, running when `start` returns.
+struct StoreLoop {
+    job: OnCpu<Result<u64, Signal>>,
+    /// The target page's first word and the control word, read and written
+    /// through the linear map.
+    target: &'static core::sync::atomic::AtomicU64,
+    stop: &'static core::sync::atomic::AtomicU64,
+    target_pfn: u64,
+}
+
+impl StoreLoop {
+    fn start(t: &Arc<Task>, a: usize) -> Result<StoreLoop, Verdict> {
+        let control = mmap(t, 0, PAGE, RW, ANON, -1)?;
+        ok(t.store(a, 0), "write the target")?;
+        ok(t.store(control, 0), "write the control word")?;
+        let target_pfn = pte_pfn(pte_of(t, a));
+        let target = crate::mm::folio::frame_word(target_pfn, 0);
+        let stop = crate::mm::folio::frame_word(pte_pfn(pte_of(t, control)), 0);
+        let tt = t.clone();
+        let job = on_cpu(1, "CPU 1's store loop", move || tt.store_until(a, control))?;
+        let deadline = crate::arch::cpu::counter() + 5 * crate::arch::cpu::counter_freq().max(1);
+        while target.load(Ordering::Acquire) < 100 {
+            if crate::arch::cpu::counter() > deadline {
+                stop.store(1, Ordering::Release);
+                let _ = job.join();
+                fail!("CPU 1's EL0 store loop did not start");
+            }
+            core::hint::spin_loop();
+        }
+        Ok(StoreLoop { job, target, stop, target_pfn })
+    }
+
+    /// The value at the target now.
+    fn now(&self) -> u64 {
+        self.target.load(Ordering::Acquire)
+    }
+
+    /// Stops the loop: how CPU 1's last store ended.
+    fn stop(self) -> Result<Result<u64, Signal>, Verdict> {
+        self.stop.store(1, Ordering::Release);
+        self.job.join()
+    }
+}
+
 /// How a CPU's stores must end once another CPU's operation took its
 /// page away.
 struct StaleWrite {
@@ -785,33 +831,16 @@ fn stale_write(w: &StaleWrite) -> Result<TestResult, Verdict> {
     let len = w.pages * PAGE;
     let base = mmap(&t, 0, len, RW, ANON, -1)?;
     let a = base + w.target * PAGE;
-    let control = mmap(&t, 0, PAGE, RW, ANON, -1)?;
     // Every page present, so the invalidation covers the whole range.
     ok(t.fill(base, len, 1), "write the pages")?;
-    ok(t.store(a, 0), "write the target")?;
-    ok(t.store(control, 0), "write the control word")?;
-    let (target_pfn, control_pfn) = (pte_pfn(pte_of(&t, a)), pte_pfn(pte_of(&t, control)));
+    let stores = StoreLoop::start(&t, a)?;
     // Our own reference: even a wrong kernel that frees the page early
     // leaves CPU 1 writing into this frame, not into a reused one.
-    let hold = crate::mm::folio::Folio::get(target_pfn);
-    let tt = t.clone();
-    let job = on_cpu(1, "CPU 1's store loop", move || tt.store_until(a, control))?;
-    let stop = crate::mm::folio::frame_word(control_pfn, 0);
-    let target = crate::mm::folio::frame_word(target_pfn, 0);
-    let f = crate::arch::cpu::counter_freq().max(1);
-    let deadline = crate::arch::cpu::counter() + 5 * f;
-    while target.load(Ordering::Acquire) < 100 {
-        if crate::arch::cpu::counter() > deadline {
-            stop.store(1, Ordering::Release);
-            let _ = job.join();
-            fail!("CPU 1's EL0 store loop did not start");
-        }
-        core::hint::spin_loop();
-    }
+    let hold = crate::mm::folio::Folio::get(stores.target_pfn);
+    let target = stores.target;
     let r = (w.op)(&t, base, len);
-    let at_op = target.load(Ordering::Acquire);
-    stop.store(1, Ordering::Release);
-    let last = job.join()?;
+    let at_op = stores.now();
+    let last = stores.stop()?;
     r?.map_err(|e| verdict(w.what, e))?;
     let verdict = match last {
         Err(Signal::Segv { kind, addr }) if kind == w.kind && addr as usize & !0xfff == a => {
@@ -893,19 +922,10 @@ fn munmap_after_flush(wrong: bool) -> Result<TestResult, Verdict> {
     let mut s = Scenario::new();
     let t = s.spawn()?;
     let a = mmap(&t, 0, PAGE, RW, ANON, -1)?;
-    let control = mmap(&t, 0, PAGE, RW, ANON, -1)?;
-    ok(t.store(a, 0), "write the target")?;
-    ok(t.store(control, 0), "write the control word")?;
-    let (target_pfn, control_pfn) = (pte_pfn(pte_of(&t, a)), pte_pfn(pte_of(&t, control)));
-    let stop = crate::mm::folio::frame_word(control_pfn, 0);
-    let target = crate::mm::folio::frame_word(target_pfn, 0);
-    let tt = t.clone();
-    let writer = on_cpu(1, "CPU 1's store loop", move || tt.store_until(a, control))?;
+    let writer = StoreLoop::start(&t, a)?;
+    let (target, target_pfn) = (writer.target, writer.target_pfn);
     let f = crate::arch::cpu::counter_freq().max(1);
     let deadline = crate::arch::cpu::counter() + 5 * f;
-    while target.load(Ordering::Acquire) < 100 && crate::arch::cpu::counter() < deadline {
-        core::hint::spin_loop();
-    }
     let bp = crate::testhooks::schedpoint::arm(&crate::testhooks::points::TLB_FLUSH_MMU_BEFORE_FLUSH);
     let variant = wrong.then(|| crate::testhooks::variants::MMU_GATHER_FREE_BEFORE_FLUSH.enable());
     let tu = t.clone();
@@ -922,11 +942,9 @@ fn munmap_after_flush(wrong: bool) -> Result<TestResult, Verdict> {
     bp.release();
     drop(variant);
     let unmapped = unmapper.join()?;
-    stop.store(1, Ordering::Release);
-    let last = writer.join()?;
+    let last = writer.stop()?;
     reached.map_err(|e| verdict("munmap reaching the batched flush", e))?;
     unmapped?.map_err(|e| verdict("munmap", e))?;
-    ensure!(target.load(Ordering::Acquire) >= 100, "CPU 1's EL0 store loop did not start");
     let verdict = if refs <= 0 && still_writing {
         Err(Verdict::Fail(format!(
             "the page was freed (refcount {refs}) before the TLB flush while CPU 1 still wrote into it"
@@ -1005,18 +1023,9 @@ fn fork_write_protects_in_one_invalidation_even_on_a_running_cpu() -> TestResult
     let t = s.spawn()?;
     let pages = 512;
     let a = mmap(&t, 0, pages * PAGE, RW, ANON, -1)?;
-    let control = mmap(&t, 0, PAGE, RW, ANON, -1)?;
     ok(t.touch(a, pages * PAGE, PAGE, Some(1)), "touch every page")?;
-    ok(t.store(control, 0), "write the control word")?;
-    let control_pfn = pte_pfn(pte_of(&t, control));
-    let target = crate::mm::folio::frame_word(pte_pfn(pte_of(&t, a)), 0);
-    let tt = t.clone();
-    let job = on_cpu(1, "CPU 1's store loop", move || tt.store_until(a, control))?;
+    let stores = StoreLoop::start(&t, a)?;
     let f = crate::arch::cpu::counter_freq().max(1);
-    let deadline = crate::arch::cpu::counter() + 5 * f;
-    while target.load(Ordering::Acquire) < 100 && crate::arch::cpu::counter() < deadline {
-        core::hint::spin_loop();
-    }
     let before = crate::arch::mmu::tlb::stats();
     let forked = s.fork(&t);
     let after = crate::arch::mmu::tlb::stats();
@@ -1031,11 +1040,9 @@ fn fork_write_protects_in_one_invalidation_even_on_a_running_cpu() -> TestResult
         }
         (first, child.load(Ordering::Acquire))
     });
-    crate::mm::folio::frame_word(control_pfn, 0).store(1, Ordering::Release);
-    let last = job.join()?;
+    let last = stores.stop()?;
     let c = forked?;
     let (first, later) = seen.ok_or_else(|| verdict("fork", "no child"))?;
-    ensure!(first >= 100, "CPU 1's EL0 store loop did not start");
     ensure_eq!(
         later,
         first,
