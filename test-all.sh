@@ -242,11 +242,12 @@ step variants-in-readme variants_in_readme
 # A benchmark prints its BENCHROW lines and the side-by-side script turns
 # them into table rows (no Linux here: its columns read '-').
 bench_rows() {
-    ./qemu-run.sh --no-install --smp 1 --memory 3G --bench fault > "$logs/bench-fault-run.log" 2>&1 || return 1
-    python3 scripts/bench-table.py "$logs/bench-fault-run.log" "$logs/bench-fault-run.log" /dev/null /dev/null || return 1
+    local run="$logs/bench-fault-run.log" table
+    ./qemu-run.sh --no-install --smp 1 --memory 3G --bench fault > "$run" 2>&1 || return 1
+    table=$(python3 scripts/bench-table.py "$run" "$run" /dev/null /dev/null) || return 1
+    echo "$table"
     for op in "COW write fault, tagged" "first-touch write fault, PROT_MTE" "first-touch write fault  "; do
-        python3 scripts/bench-table.py "$logs/bench-fault-run.log" "$logs/bench-fault-run.log" /dev/null /dev/null |
-            grep -qF "| $op" || { echo "no table row for '$op'"; return 1; }
+        echo "$table" | grep -qF "| $op" || { echo "no table row for '$op'"; return 1; }
     done
 }
 step bench-rows-and-table bench_rows

@@ -3,14 +3,13 @@
 //! (one pass collapsing the ranges, one pass refusing them after reading
 //! every pte), per 2 MiB, with Linux's figures beside ours.
 
-use super::measure;
+use super::{measure, step};
 use crate::arch::mte::with_tag;
 use crate::errno::{Errno, EFAULT};
 use crate::mm::khugepaged::{self, ScanResult};
 use crate::mm::mmap::*;
 use crate::mm::pte::pmd_trans_huge;
 use crate::println;
-use crate::task::usys::SysResult;
 use crate::task::Task;
 use crate::testhooks::knobs::KHUGEPAGED_MAX_PTES_NONE;
 
@@ -18,10 +17,6 @@ const PAGE: usize = crate::arch::mmu::PAGE_SIZE;
 const HUGE: usize = crate::arch::mmu::PMD_SIZE;
 const N: usize = 8; // 2 MiB ranges per case
 const AT: usize = 0x40_0000_0000;
-
-fn step<T>(r: SysResult<T>) -> Result<T, Errno> {
-    r.unwrap_or(Err(EFAULT))
-}
 
 fn show(what: &str, c: super::Cost, n: usize) {
     let (i, _, ns) = c.per(n as u64);

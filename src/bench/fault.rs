@@ -3,20 +3,15 @@
 //! tagged pages, 4096 pages each, every page touched by one loop in one EL0
 //! entry (as ../shared/linux-ref's mtetest does it).
 
-use super::{measure, row, with_task};
+use super::{measure, row, step, with_task};
 use crate::arch::mte::with_tag;
 use crate::errno::{Errno, EFAULT};
 use crate::mm::mmap::{MAP_ANONYMOUS, MAP_PRIVATE, PROT_MTE, PROT_READ, PROT_WRITE};
 use crate::println;
-use crate::task::usys::SysResult;
 use crate::task::Task;
 
 const PAGE: usize = crate::arch::mmu::PAGE_SIZE;
 const N: usize = 4096;
-
-fn step<T>(r: SysResult<T>) -> Result<T, Errno> {
-    r.unwrap_or(Err(EFAULT))
-}
 
 fn map(t: &Task, mte: bool) -> Result<usize, Errno> {
     let prot = PROT_READ | PROT_WRITE | if mte { PROT_MTE } else { 0 };

@@ -89,3 +89,8 @@ pub fn user_words(t: &crate::task::Task, words: impl ExactSizeIterator<Item = u6
     }
     Some(a)
 }
+
+/// A step's errno; a signal (which no step should get) counts as EFAULT.
+pub fn step<T>(r: crate::task::usys::SysResult<T>) -> Result<T, crate::errno::Errno> {
+    r.unwrap_or(Err(crate::errno::EFAULT))
+}

@@ -4,7 +4,7 @@
 //! (page by page: this kernel swaps in PMD-sized folios a page at a time),
 //! with Linux's figures from the same QEMU (platform-notes) beside ours.
 
-use super::measure;
+use super::{measure, step};
 use crate::arch::mte::with_tag;
 use crate::cmdline::ThpEnabled;
 use crate::errno::{Errno, EFAULT};
@@ -15,7 +15,6 @@ use crate::mm::userfaultfd::{
     UFFDIO_API, UFFDIO_MOVE, UFFDIO_REGISTER, UFFDIO_REGISTER_MODE_MISSING, UFFD_API, UFFD_FEATURE_MOVE,
 };
 use crate::println;
-use crate::task::usys::SysResult;
 use crate::task::Task;
 use crate::testhooks::knobs::THP_ENABLED;
 
@@ -24,10 +23,6 @@ const HUGE: usize = crate::arch::mmu::PMD_SIZE;
 const N: usize = 8; // THPs per case
 const SRC: usize = 0x40_0000_0000;
 const DST: usize = 0x60_0000_0000;
-
-fn step<T>(r: SysResult<T>) -> Result<T, Errno> {
-    r.unwrap_or(Err(EFAULT))
-}
 
 fn show(what: &str, c: super::Cost) {
     let (i, _, ns) = c.per(N as u64);

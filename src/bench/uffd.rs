@@ -2,7 +2,7 @@
 //! per 2 MiB, for present pages, swapped-out pages and a THP, with Linux's
 //! figures from the same QEMU (platform-notes) beside ours.
 
-use super::measure;
+use super::{measure, step};
 use crate::errno::{Errno, EFAULT};
 use crate::mm::mmap::{
     MADV_HUGEPAGE, MADV_PAGEOUT, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_MTE, PROT_READ, PROT_WRITE,
@@ -13,7 +13,6 @@ use crate::mm::userfaultfd::{
 };
 use crate::println;
 use crate::task::syscall::SYS_IOCTL;
-use crate::task::usys::SysResult;
 use crate::task::Task;
 use alloc::sync::Arc;
 
@@ -24,11 +23,6 @@ struct Bench {
     t: Arc<Task>,
     fd: u64,
     arg: usize,
-}
-
-/// A step's errno; a signal (which no step should get) counts as EFAULT.
-fn step<T>(r: SysResult<T>) -> Result<T, Errno> {
-    r.unwrap_or(Err(EFAULT))
 }
 
 impl Bench {

@@ -101,19 +101,28 @@ pub fn stats() -> Stats {
     Stats { page: r(&PAGE), range: r(&RANGE), asid: r(&ASID), all: r(&ALL), local: r(&LOCAL), skipped: r(&SKIPPED) }
 }
 
-fn count(kind: &AtomicU64, n: u64, scope: Scope) {
-    kind.fetch_add(n, Ordering::Relaxed);
+fn count(kind: &AtomicU64, scope: Scope) {
+    kind.fetch_add(1, Ordering::Relaxed);
     if scope == Scope::Local {
-        LOCAL.fetch_add(n, Ordering::Relaxed);
+        LOCAL.fetch_add(1, Ordering::Relaxed);
     }
 }
 
-/// FEAT_TLBIRANGE (ID_AA64ISAR0_EL1.TLB >= 2).
+/// FEAT_TLBIRANGE (ID_AA64ISAR0_EL1.TLB >= 2), read once: every flush
+/// asks, and under a hypervisor an ID-register read may trap.
 pub fn has_range() -> bool {
-    let isar0: u64;
-    // SAFETY: reading an ID register has no side effects.
-    unsafe { core::arch::asm!("mrs {v}, id_aa64isar0_el1", v = out(reg) isar0, options(nomem, nostack)) };
-    (isar0 >> 56) & 0xF >= 2
+    static RANGE_OPS: AtomicU8 = AtomicU8::new(0); // 0 unread, 1 no, 2 yes
+    match RANGE_OPS.load(Ordering::Relaxed) {
+        0 => {
+            let isar0: u64;
+            // SAFETY: reading an ID register has no side effects.
+            unsafe { core::arch::asm!("mrs {v}, id_aa64isar0_el1", v = out(reg) isar0, options(nomem, nostack)) };
+            let yes = (isar0 >> 56) & 0xF >= 2;
+            RANGE_OPS.store(1 + yes as u8, Ordering::Relaxed);
+            yes
+        }
+        v => v == 2,
+    }
 }
 
 // The operand of a by-VA operation: VA[55:12] in bits 43:0, ASID above.
@@ -179,7 +188,7 @@ pub fn flush_range(start: usize, end: usize, asid: u16, scope: Scope) {
     while left > 0 {
         if !range || left == 1 {
             page_op(va, asid, scope);
-            count(&PAGE, 1, scope);
+            count(&PAGE, scope);
             va += 1 << 12;
             left -= 1;
             continue;
@@ -191,7 +200,7 @@ pub fn flush_range(start: usize, end: usize, asid: u16, scope: Scope) {
         } else {
             tlbi!("rvae1is", arg);
         }
-        count(&RANGE, 1, scope);
+        count(&RANGE, scope);
         let done = tlbi_range::op_pages(scale, blocks);
         va += done << 12;
         left -= done;
@@ -204,7 +213,7 @@ pub fn flush_range(start: usize, end: usize, asid: u16, scope: Scope) {
 pub fn flush_va(va: usize, asid: u16) {
     pre(Scope::Broadcast);
     page_op(va, asid, Scope::Broadcast);
-    count(&PAGE, 1, Scope::Broadcast);
+    count(&PAGE, Scope::Broadcast);
     sync(Scope::Broadcast);
 }
 
@@ -220,7 +229,7 @@ fn flush_asid_scoped(asid: u16, scope: Scope) {
     } else {
         tlbi!("aside1is", arg);
     }
-    count(&ASID, 1, scope);
+    count(&ASID, scope);
     sync(scope);
 }
 
@@ -234,6 +243,6 @@ pub fn flush_all() {
     pre(Scope::Broadcast);
     // SAFETY: as in tlbi!.
     unsafe { core::arch::asm!("tlbi vmalle1is", options(nostack)) };
-    count(&ALL, 1, Scope::Broadcast);
+    count(&ALL, Scope::Broadcast);
     sync(Scope::Broadcast);
 }
