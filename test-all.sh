@@ -251,6 +251,10 @@ bench_rows() {
     done
 }
 step bench-rows-and-table bench_rows
+# Differential testing: the shipped scripts on this kernel and on Debian's
+# arm64 Linux in the same QEMU (about 20 s once the kernel package is
+# cached); any difference not declared in tests/linux-differences.txt fails.
+step vs-linux-corpus python3 scripts/vs-linux.py --smp 2
 # A raw serial capture is clean text: report lines grep as they are, log
 # frames are `DEFMT <base64>` lines; `kreport decode` reads it offline,
 # survives damaged frame lines, and refuses an ELF of another build.

@@ -49,7 +49,11 @@ pub fn dup_mmap(parent: &Arc<MmStruct>) -> Result<Arc<MmStruct>, Errno> {
             None => Arc::new(Once::new()),
         };
         child.vma_link(&mut cmap, c.clone());
-        if result.is_ok() && v.flags & VM_WIPEONFORK == 0 {
+        // vma_needs_copy: an anonymous VMA without an anon_vma maps nothing
+        // but the zero page, which the child may as well refault; Linux
+        // copies no ptes then (a difference scripts/vs-linux.py found).
+        let needs_copy = !v.is_anon() || v.anon_vma().is_some();
+        if result.is_ok() && v.flags & VM_WIPEONFORK == 0 && needs_copy {
             result = copy_page_range(parent, &child, &v, &c, &mut tlb);
         }
     }

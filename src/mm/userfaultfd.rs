@@ -242,6 +242,17 @@ pub fn validate_range(start: u64, len: u64) -> Result<(usize, usize), Errno> {
     Ok((start as usize, (start + len) as usize))
 }
 
+/// validate_unaligned_range (Linux 6.7 on, for UFFDIO_COPY's src): inside
+/// the user half, no wrap, any alignment. The address is not untagged, so
+/// a tagged source pointer is EINVAL, as on Linux (found by differential
+/// testing: scripts/vs-linux.py).
+pub fn validate_unaligned_range(start: u64, len: u64) -> Result<(), Errno> {
+    if start >= TASK_SIZE as u64 || len > TASK_SIZE as u64 - start {
+        return Err(EINVAL);
+    }
+    Ok(())
+}
+
 /// The address space the context serves (the caller may be a handler in
 /// another process, as with Linux's non-cooperative managers).
 fn target_mm(ctx: &Uffd) -> Result<Arc<MmStruct>, Errno> {
@@ -444,17 +455,13 @@ fn copy(ctx: &Arc<Uffd>, caller: &Arc<MmStruct>, arg: u64) -> Result<u64, Errno>
         return Err(EINVAL);
     }
     let (s, e) = validate_range(dst, len)?;
-    // As Linux: only the dst range is validated; src is a user pointer
-    // (tagged with the tagged-address ABI) that copy_from_user checks, and
-    // only a wrapping src is EINVAL.
-    if src.checked_add(len).is_none() {
-        return Err(EINVAL);
-    }
+    validate_unaligned_range(src, len)?;
     let mut buf = alloc::vec![0u8; PAGE_SIZE];
     let r = mfill(ctx, mm, s, e, |map, vma, addr, off| {
         if vma.flags & VM_UFFD_WP == 0 && mode & UFFDIO_COPY_MODE_WP != 0 {
             return Err(EINVAL);
         }
+        mm.anon_vma_prepare(map, vma); // as mfill_atomic, before the first page
         copy_from_user(caller, src + off as u64, &mut buf).map_err(|_| EFAULT)?;
         let f = Folio::alloc(0).ok_or(ENOMEM)?;
         f.write(0, 0, &buf); // data only: the new page's tags stay 0
@@ -477,7 +484,10 @@ fn zeropage(ctx: &Arc<Uffd>, caller: &Arc<MmStruct>, arg: u64) -> Result<u64, Er
         return Err(EINVAL);
     }
     let (s, e) = validate_range(start, len)?;
-    let r = mfill(ctx, mm, s, e, |_, vma, addr, _| {
+    let r = mfill(ctx, mm, s, e, |map, vma, addr, _| {
+        // mfill_atomic prepares the anon_vma of a private VMA before any
+        // page (fork copies the ptes of a VMA that has one).
+        mm.anon_vma_prepare(map, vma);
         let pt = mm.pgtables.lock(addr, true).map_err(|_| ENOMEM)?.ok_or(ENOMEM)?;
         let old = pt.get(addr);
         if !pte_none(old) && !is_pte_marker(old) {

@@ -333,7 +333,10 @@ pub fn note_panic() {
 /// cannot minimise, then still leaves it behind for
 /// scripts/fuzz-minimise.py.
 pub fn run_one(seed: u64, o: Options, show: bool) -> Result<usize, String> {
-    let s = generate(seed, o);
+    let mut s = generate(seed, o);
+    if super::observe::on_request() {
+        return observe_one(seed, &mut s);
+    }
     if show {
         crate::println!("fuzz: program seed {seed:#x}:");
         crate::println!("--- program.txt");
@@ -367,6 +370,26 @@ pub fn run_one(seed: u64, o: Options, show: bool) -> Result<usize, String> {
     crate::println!("--- end");
     let again = execute(&small, 8).err().map(|e| super::run::describe_error(&small, &e));
     Err(format!("program seed {seed:#x}: {}", again.unwrap_or(first)))
+}
+
+/// The differential mode (script:observe=1): the program printed as a
+/// script named after its seed, then what each statement did, for
+/// scripts/vs-linux.py to run the same program on Linux and compare.
+fn observe_one(seed: u64, s: &mut Script) -> Result<usize, String> {
+    s.file = format!("fuzz-{seed:x}.txt");
+    // Printed with the line numbers the file will have, which a write
+    // without seed= takes its data from.
+    let lines = super::lang::unparse_all(&s.stmts);
+    let reparsed = super::lang::parse(&s.file, &lines.join("\n")).map_err(|e| format!("{e}"))?;
+    crate::println!("--- {}", s.file);
+    for line in &lines {
+        crate::println!("{line}");
+    }
+    crate::println!("--- end");
+    RUNNING.store(seed, Ordering::Release);
+    let r = super::observe::run(&reparsed);
+    RUNNING.store(0, Ordering::Release);
+    r.map(|()| reparsed.stmts.len())
 }
 
 /// `fuzz=SEED:COUNT` (knobs fuzz:seed, fuzz:count): COUNT programs.

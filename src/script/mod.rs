@@ -5,6 +5,9 @@
 //!   each operation must return.
 //! - `run`: the interpreter: each operation on EL0 tasks, checked against
 //!   the model.
+//! - `observe`: the same statements run for differential testing against
+//!   Linux (knob script:observe=1): each one's observable result printed,
+//!   for scripts/vs-linux.py to compare with tools/vs-linux's run on Linux.
 //! - `cpio`: the initrd's archive format.
 //! - `fuzz`: random programs in the language, checked the same way, and
 //!   minimised when one fails.
@@ -21,6 +24,7 @@ pub mod cpio;
 pub mod fuzz;
 pub mod lang;
 pub mod model;
+pub mod observe;
 pub mod run;
 pub mod sweep;
 pub mod sysfuzz;
@@ -51,6 +55,9 @@ fn run_loaded(i: usize) -> TestResult {
         return Err(Verdict::Fail(String::from("the script is not loaded")));
     };
     let s = entry.as_ref().map_err(|e| Verdict::Fail(e.clone()))?;
+    if observe::on_request() {
+        return observe::run(s).map_err(Verdict::Fail);
+    }
     let stats = run::run_script(s, 8).map_err(Verdict::Fail)?;
     crate::println!("script {}: {} operations, {} pages checked", s.file, stats.ops, stats.pages_checked);
     Ok(())

@@ -111,6 +111,11 @@ pub struct RangeM {
     /// at most 2 MiB, so it has one PMD entry): the first access that
     /// populated a pte made it, and nothing here takes it away.
     pub table: bool,
+    /// The VMA has an anon_vma (anon_vma_prepare ran: a write fault, a
+    /// UFFDIO_COPY, ZEROPAGE or MOVE into it). Without one fork copies no
+    /// ptes (Linux's vma_needs_copy): the child refaults, so its zero-page
+    /// mappings become holes.
+    pub anon_vma: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -246,7 +251,12 @@ impl Model {
                 if *pages > 512 {
                     return Err(format!("a range is at most 512 pages (one PMD), not {pages}"));
                 }
-                let mut r = RangeM { base, pages: alloc::vec![PageM::empty(*prot); *pages as usize], table: false };
+                let mut r = RangeM {
+                    base,
+                    pages: alloc::vec![PageM::empty(*prot); *pages as usize],
+                    table: false,
+                    anon_vma: false,
+                };
                 // __mm_populate: a write fault per page of a writable private
                 // mapping (a zeroed page of its own, tags 0), else a read
                 // fault (the zero page); nothing without access.
@@ -256,6 +266,7 @@ impl Model {
                         p.exclusive = prot.write;
                     }
                     r.table = true;
+                    r.anon_vma = prot.write;
                 }
                 self.task_mut(t)?.ranges.insert(range.clone(), r);
                 Ok(Plan::Call { addr: base, pages: *pages, src: None, want: Want::Ok })
@@ -333,6 +344,9 @@ impl Model {
                     out.push((addr, want));
                 }
                 self.note_table(t, sel, &out);
+                if out.iter().any(|(_, w)| matches!(w, PageWant::Access { .. })) {
+                    self.set_anon_vma(t, &sel.range);
+                }
                 Ok(Plan::Pages(out))
             }
             Op::Check(sel) => {
@@ -369,6 +383,12 @@ impl Model {
                 }
                 let mut c = parent.clone();
                 c.uffd = false;
+                for r in c.ranges.values_mut().filter(|r| !r.anon_vma) {
+                    r.table = false;
+                    for p in r.pages.iter_mut() {
+                        p.clear();
+                    }
+                }
                 for r in c.ranges.values_mut() {
                     for p in r.pages.iter_mut() {
                         // Without UFFD_FEATURE_EVENT_FORK the child's VMAs
@@ -418,6 +438,9 @@ impl Model {
                     p.pop = Pop::Zero;
                     Ok(())
                 });
+                if matches!(want, Want::Done { .. }) {
+                    self.set_anon_vma(t, &sel.range); // mfill_atomic prepares it first
+                }
                 if matches!(want, Want::Done { pages: 1.., .. }) {
                     self.set_table(t, &sel.range);
                 }
@@ -434,6 +457,12 @@ impl Model {
     fn note_table(&mut self, t: &str, sel: &Sel, out: &[(u64, PageWant)]) {
         if out.iter().any(|(_, w)| matches!(w, PageWant::Access { .. } | PageWant::Wait)) {
             self.set_table(t, &sel.range);
+        }
+    }
+
+    fn set_anon_vma(&mut self, t: &str, range: &str) {
+        if let Some(r) = self.tasks.get_mut(t).and_then(|t| t.ranges.get_mut(range)) {
+            r.anon_vma = true;
         }
     }
 
@@ -468,11 +497,17 @@ impl Model {
         let ((db, df), (sb, sf), n) = self.two(t, dst, src)?;
         let from: Vec<PageM> = self.pages(t, src)?.to_vec();
         // The source pointer carries the first granule's tag, as a program
-        // would pass it (tagged-address ABI); a page whose tags differ is a
-        // tag-check fault in copy_from_user: EFAULT.
+        // would pass it (tagged-address ABI); a later page whose tags differ
+        // is a tag-check fault in copy_from_user: EFAULT.
         let ptr_tag = from[0].visible_tags().of_granule(0);
         let src_addr = (sb + u64::from(sf) * PAGE) | (u64::from(ptr_tag) << 56);
         let plan = |want| Plan::Call { addr: db + u64::from(df) * PAGE, pages: n, src: Some(src_addr), want };
+        // Linux validates src without untagging it (validate_unaligned_range):
+        // a tagged pointer is outside the user half, EINVAL before the dst is
+        // looked at. Only a source with tag 0 can be copied from.
+        if ptr_tag != 0 {
+            return Ok(plan(Want::Errno(EINVAL)));
+        }
         let readable = |s: &PageM| {
             let tags = s.visible_tags();
             s.mapped
@@ -486,6 +521,7 @@ impl Model {
             return Ok(plan(Want::Errno(ENOENT)));
         }
         let dpop: Vec<Pop> = dpages.iter().map(|p| p.pop).collect();
+        self.set_anon_vma(t, &dst.range);
         let (mut done, mut read, mut err) = (0u32, 0usize, None);
         for i in 0..n as usize {
             if !readable(&from[i]) {
@@ -545,6 +581,7 @@ impl Model {
         if !(d[0].missing || d[0].wp_reg) || d[0].prot != s[0].prot || !s[0].prot.write {
             return Ok(plan(Want::Errno(EINVAL)));
         }
+        self.set_anon_vma(t, &dst.range);
         let src_table = self.task(t)?.ranges[&src.range].table;
         let mut done = 0u32;
         let mut err = None;

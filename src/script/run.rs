@@ -50,11 +50,11 @@ pub struct Stats {
 /// The kernel side of a run: the tasks, their userfaultfds, swap and the
 /// tunables the script set; all torn down when dropped.
 pub struct Machine {
-    scenario: Scenario,
-    tasks: BTreeMap<String, Arc<Task>>,
-    uffds: BTreeMap<String, UffdFd>,
+    pub(super) scenario: Scenario,
+    pub(super) tasks: BTreeMap<String, Arc<Task>>,
+    pub(super) uffds: BTreeMap<String, UffdFd>,
     swap: Option<SwapOn>,
-    knobs: Vec<knobs::Set>,
+    pub(super) knobs: Vec<knobs::Set>,
     pub model: Model,
     pub stats: Stats,
     /// Invariants checked every this many operations (0: never).
@@ -77,7 +77,7 @@ impl Drop for Machine {
     }
 }
 
-fn prot_bits(p: Prot) -> u64 {
+pub(super) fn prot_bits(p: Prot) -> u64 {
     (if p.read { PROT_READ } else { 0 }) | (if p.write { PROT_WRITE } else { 0 }) | (if p.mte { PROT_MTE } else { 0 })
 }
 
@@ -85,7 +85,7 @@ fn errno_of<T>(r: Result<T, Errno>) -> Result<(), Errno> {
     r.map(|_| ())
 }
 
-fn sys<T>(r: SysResult<T>) -> Result<Result<T, Errno>, String> {
+pub(super) fn sys<T>(r: SysResult<T>) -> Result<Result<T, Errno>, String> {
     r.map_err(|s| format!("the task got {s:?} from a system call"))
 }
 
@@ -152,7 +152,7 @@ fn data_hash(seed: Option<u64>, from: usize, len: usize) -> u64 {
 }
 
 /// One page of a write, at EL0.
-fn write_page(t: &Task, addr: usize, seed: Option<u64>, tags: TagPat, mte: bool) -> Result<(), Signal> {
+pub(super) fn write_page(t: &Task, addr: usize, seed: Option<u64>, tags: TagPat, mte: bool) -> Result<(), Signal> {
     let seed = seed.unwrap_or(0);
     if !mte {
         return t.fill(addr, PAGE as usize, seed);
@@ -250,7 +250,7 @@ impl Machine {
         Ok(())
     }
 
-    fn task(&self, t: &str) -> Result<Arc<Task>, String> {
+    pub(super) fn task(&self, t: &str) -> Result<Arc<Task>, String> {
         self.tasks.get(t).cloned().ok_or_else(|| format!("no task '{t}'"))
     }
 
@@ -327,7 +327,7 @@ impl Machine {
         }
     }
 
-    fn open_uffd(&mut self, task: &str) -> Result<(), String> {
+    pub(super) fn open_uffd(&mut self, task: &str) -> Result<(), String> {
         if !self.uffds.contains_key(task) {
             let t = self.task(task)?;
             let u = UffdFd::new(&t, UFFD_FEATURE_MOVE).map_err(|v| format!("opening a userfaultfd: {v:?}"))?;
@@ -392,7 +392,10 @@ impl Machine {
 }
 
 /// Runs `f` here, or on CPU `cpu` and waits for it.
-fn on(cpu: Option<u32>, f: impl FnOnce() -> Result<(), String> + Send + 'static) -> Result<(), String> {
+pub(super) fn on<T: Send + 'static>(
+    cpu: Option<u32>,
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
     match cpu {
         None => f(),
         Some(c) => {

@@ -197,6 +197,15 @@ pub static SCRIPT_FAIL_ON_MPROTECT: Knob = Knob::new(
     0,
 );
 
+/// Differential testing against Linux (scripts/vs-linux.py): scripts and
+/// fuzz programs print what each statement did (script::observe).
+pub static SCRIPT_OBSERVE: Knob = Knob::new(
+    "script:observe",
+    "script::observe (scripts and fuzz::random_programs)",
+    "1: each statement's observable result is printed for comparison with Linux instead of checked against the model",
+    0,
+);
+
 pub static FUZZ_COUNT: Knob = Knob::new(
     "fuzz:count",
     "script::fuzz::random_programs (the fuzz=SEED:COUNT word sets it at boot)",
@@ -229,6 +238,7 @@ pub static ALL: &[&Knob] = &[
     &FUZZ_SEED,
     &FUZZ_COUNT,
     &SCRIPT_FAIL_ON_MPROTECT,
+    &SCRIPT_OBSERVE,
 ];
 
 /// Every knob back to its default; the names of those that were not.
