@@ -165,6 +165,9 @@ pub fn do_huge_pmd_anonymous_page(
     if !pmd_none(mm.pgtables.pmd_peek(start)) {
         return None;
     }
+    // vmf_anon_prepare comes first, even for the huge zero page, so fork
+    // copies this VMA's PMD (vma_needs_copy).
+    let anon_vma = anon_vma();
     super::khugepaged::khugepaged_enter_vma(mm, vma);
     if !write && THP_USE_ZERO_PAGE.get() != 0 {
         let zero = huge_zero_pfn()?;
@@ -175,7 +178,7 @@ pub fn do_huge_pmd_anonymous_page(
         FAULT_FALLBACK.fetch_add(1, Ordering::Relaxed);
         return None;
     };
-    let r = install(mm, start, NewPmd::Thp(&folio, anon_vma()), vma);
+    let r = install(mm, start, NewPmd::Thp(&folio, anon_vma), vma);
     if r == Ok(true) {
         FAULT_ALLOC.fetch_add(1, Ordering::Relaxed);
     }
